@@ -1,0 +1,16 @@
+//! pgha turns Debian hosts into a PostgreSQL high-availability cluster over SSH.
+//!
+//! Architecture (dependencies point down):
+//!
+//! - [`cli`]: clap types, one file per subcommand, and the only printer (`cli::report`).
+//! - [`lab`]: systemd-nspawn lab machines for CI and rehearsals; writes a lab inventory.
+//! - [`render`]: minijinja templates → the files pgha installs on each host.
+//! - [`pki`]: the cluster CA, per-host certificates and generated secrets, kept in the state dir.
+//! - [`inventory`]: YAML → validated [`inventory::Inventory`] (host names, roles, ports, settings).
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod inventory;
+pub mod lab;
+pub mod pki;
+pub mod render;
