@@ -1,0 +1,576 @@
+//! Builds what the templates see for one host: every list, URL and version-dependent value is
+//! computed here, in Rust, so templates only lay text out and unit tests can check the logic
+//! (pg_hba lines, HAProxy servers, PgBouncer databases) without rendering. No I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::RenderError;
+use super::material::{LeafKind, Material};
+use super::paths;
+use super::target::{Target, Versions};
+use crate::inventory::{Host, Inventory, Role, SyncMode};
+
+/// Everything a template may use for one host.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostContext {
+    /// `debian13` or `debian12`.
+    pub target: Target,
+    /// Component versions of the target.
+    pub v: Versions,
+    /// Cluster name (Patroni scope, etcd token).
+    pub cluster: String,
+    /// The host being rendered.
+    pub host: HostInfo,
+    /// Certificate, key and bundle paths on the host.
+    pub tls: TlsPaths,
+    /// Role names pgha creates.
+    pub users: Users,
+    /// etcd settings, on etcd members.
+    pub etcd: Option<EtcdContext>,
+    /// Patroni settings, on PostgreSQL nodes.
+    pub patroni: Option<PatroniContext>,
+    /// HAProxy settings, on HAProxy hosts.
+    pub haproxy: Option<HaproxyContext>,
+    /// PgBouncer settings, on PgBouncer hosts.
+    pub pgbouncer: Option<PgbouncerContext>,
+}
+
+/// The rendered host.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Data centre.
+    pub dc: String,
+    /// Roles, sorted.
+    pub roles: Vec<String>,
+}
+
+/// Paths of the TLS material (same on every host; each host only gets its own files).
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsPaths {
+    /// The versioned CA bundle.
+    pub ca_bundle: String,
+    /// PostgreSQL server certificate and key.
+    pub postgres_cert: String,
+    /// PostgreSQL server key.
+    pub postgres_key: String,
+    /// Patroni REST server certificate.
+    pub rest_cert: String,
+    /// Patroni REST server key.
+    pub rest_key: String,
+    /// Patroni client certificate (ctl, etcd3).
+    pub client_cert: String,
+    /// Patroni client key.
+    pub client_key: String,
+    /// HAProxy check client certificate + key, one PEM.
+    pub haproxy_check_pem: String,
+    /// etcd client-port server certificate.
+    pub etcd_server_cert: String,
+    /// etcd client-port server key.
+    pub etcd_server_key: String,
+    /// etcd peer certificate.
+    pub etcd_peer_cert: String,
+    /// etcd peer key.
+    pub etcd_peer_key: String,
+    /// PgBouncer listener certificate.
+    pub pgbouncer_cert: String,
+    /// PgBouncer listener key.
+    pub pgbouncer_key: String,
+}
+
+impl TlsPaths {
+    fn new(bundle_file: &str) -> Self {
+        use LeafKind::*;
+        Self {
+            ca_bundle: paths::ca_bundle(bundle_file),
+            postgres_cert: paths::leaf_cert(PostgresServer),
+            postgres_key: paths::leaf_key(PostgresServer),
+            rest_cert: paths::leaf_cert(PatroniRest),
+            rest_key: paths::leaf_key(PatroniRest),
+            client_cert: paths::leaf_cert(PatroniClient),
+            client_key: paths::leaf_key(PatroniClient),
+            haproxy_check_pem: paths::haproxy_check_pem(),
+            etcd_server_cert: paths::leaf_cert(EtcdServer),
+            etcd_server_key: paths::leaf_key(EtcdServer),
+            etcd_peer_cert: paths::leaf_cert(EtcdPeer),
+            etcd_peer_key: paths::leaf_key(EtcdPeer),
+            pgbouncer_cert: paths::leaf_cert(PgbouncerListener),
+            pgbouncer_key: paths::leaf_key(PgbouncerListener),
+        }
+    }
+}
+
+/// Fixed role names.
+#[derive(Clone, Debug, Serialize)]
+pub struct Users {
+    /// Superuser.
+    pub superuser: &'static str,
+    /// Replication.
+    pub replication: &'static str,
+    /// pg_rewind.
+    pub rewind: &'static str,
+    /// Patroni REST.
+    pub patroni_rest: &'static str,
+    /// PgBouncer auth user.
+    pub pgbouncer_auth: &'static str,
+}
+
+const USERS: Users = Users {
+    superuser: paths::SUPERUSER,
+    replication: paths::REPLICATION_USER,
+    rewind: paths::REWIND_USER,
+    patroni_rest: paths::PATRONI_REST_USER,
+    pgbouncer_auth: paths::PGBOUNCER_AUTH_USER,
+};
+
+/// etcd member configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct EtcdContext {
+    /// Member name (the host name).
+    pub name: String,
+    /// Data directory.
+    pub data_dir: String,
+    /// Config file path (for the systemd drop-in).
+    pub config_file: String,
+    /// `listen-client-urls`.
+    pub listen_client_urls: String,
+    /// `advertise-client-urls`.
+    pub advertise_client_urls: String,
+    /// `listen-peer-urls`.
+    pub listen_peer_urls: String,
+    /// `initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: String,
+    /// `initial-cluster`: every member with its https peer URL.
+    pub initial_cluster: String,
+}
+
+/// Patroni and PostgreSQL configuration of one node.
+#[derive(Clone, Debug, Serialize)]
+pub struct PatroniContext {
+    /// Member name.
+    pub name: String,
+    /// `restapi.listen`.
+    pub restapi_listen: String,
+    /// `restapi.connect_address` (name:port, as in the REST certificate).
+    pub restapi_connect: String,
+    /// `etcd3.hosts`.
+    pub etcd_hosts: Vec<String>,
+    /// `ttl`.
+    pub ttl: u32,
+    /// `loop_wait`.
+    pub loop_wait: u32,
+    /// `retry_timeout`.
+    pub retry_timeout: u32,
+    /// `maximum_lag_on_failover`.
+    pub maximum_lag_on_failover: u64,
+    /// `synchronous_mode` as a YAML scalar: `false`/`true` (Patroni 3 booleans), `quorum` (≥ 4).
+    pub synchronous_mode: &'static str,
+    /// `synchronous_node_count`.
+    pub synchronous_node_count: u32,
+    /// Write `failsafe_mode: true` (Patroni ≥ 4 only).
+    pub failsafe_mode: bool,
+    /// `postgresql.listen`.
+    pub pg_listen: String,
+    /// `postgresql.connect_address`.
+    pub pg_connect: String,
+    /// `data_dir` (also `config_dir`: never under /etc/postgresql, see docs/files.md).
+    pub data_dir: String,
+    /// `bin_dir`.
+    pub bin_dir: String,
+    /// `pgpass`.
+    pub pgpass: String,
+    /// Unix socket directory.
+    pub socket_dir: String,
+    /// PostgreSQL parameters written in the local config (inventory + pgha's TLS and logging).
+    pub parameters: Vec<(String, String)>,
+    /// Inventory parameters also seeded into the DCS at bootstrap (some are DCS-only).
+    pub dcs_parameters: Vec<(String, String)>,
+    /// pg_hba lines.
+    pub pg_hba: Vec<String>,
+    /// Passwords (rendered into a 0600 file).
+    pub secrets: PatroniSecrets,
+}
+
+/// The passwords Patroni's configuration carries.
+#[derive(Clone, Serialize)]
+pub struct PatroniSecrets {
+    /// Superuser.
+    pub superuser: String,
+    /// Replication.
+    pub replication: String,
+    /// Rewind.
+    pub rewind: String,
+    /// REST API.
+    pub rest: String,
+}
+
+impl std::fmt::Debug for PatroniSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PatroniSecrets(***)")
+    }
+}
+
+/// One PostgreSQL node as HAProxy sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HaproxyServer {
+    /// Server name (the node name).
+    pub name: String,
+    /// `address:port` of PostgreSQL.
+    pub addr: String,
+    /// Patroni REST port for the checks.
+    pub check_port: u16,
+    /// Name sent as SNI and verified in Patroni's certificate.
+    pub sni: String,
+}
+
+/// HAProxy configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct HaproxyContext {
+    /// RW bind `addr:port`.
+    pub rw_bind: String,
+    /// RO bind `addr:port`.
+    pub ro_bind: String,
+    /// Stats bind (127.0.0.1 only).
+    pub stats_bind: String,
+    /// Frontend maxconn.
+    pub maxconn: u32,
+    /// Check interval, ms.
+    pub inter_ms: u32,
+    /// Checks to mark DOWN.
+    pub fall: u32,
+    /// Checks to mark UP.
+    pub rise: u32,
+    /// RO lag limit, bytes.
+    pub ro_max_lag_bytes: u64,
+    /// Every PostgreSQL node.
+    pub servers: Vec<HaproxyServer>,
+    /// Keep each node as a `backup` in RO, UP only while it is the primary.
+    pub ro_primary_fallback: bool,
+    /// Server-state file.
+    pub state_file: String,
+    /// Admin socket.
+    pub admin_socket: String,
+}
+
+/// One `[databases]` line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PgbouncerDatabase {
+    /// The name clients ask for (`<db>_rw`, `<db>_ro`).
+    pub alias: String,
+    /// HAProxy host name(s), comma-separated (PgBouncer ≥ 1.17 round-robins).
+    pub host: String,
+    /// HAProxy port (RW or RO).
+    pub port: u16,
+    /// The real database.
+    pub dbname: String,
+}
+
+/// PgBouncer configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct PgbouncerContext {
+    /// `listen_addr`.
+    pub listen_addr: String,
+    /// `listen_port`.
+    pub port: u16,
+    /// `[databases]`.
+    pub databases: Vec<PgbouncerDatabase>,
+    /// `auth_query`.
+    pub auth_query: &'static str,
+    /// `auth_dbname` (PgBouncer ≥ 1.20 only).
+    pub auth_dbname: Option<String>,
+    /// `pool_mode`.
+    pub pool_mode: &'static str,
+    /// `default_pool_size`.
+    pub default_pool_size: u32,
+    /// `max_client_conn`.
+    pub max_client_conn: u32,
+    /// `reserve_pool_size`.
+    pub reserve_pool_size: u32,
+    /// Lines of userlist.txt, already quoted.
+    pub userlist: Vec<String>,
+}
+
+/// The function the deploy creates in each database for PgBouncer's `auth_query` (it honours
+/// VALID UNTIL, CVE-2025-2291, and never returns superusers).
+pub const PGBOUNCER_AUTH_QUERY: &str = "SELECT uname, phash FROM pgha.user_lookup($1)";
+
+/// Builds the context of `host`.
+pub fn build(
+    inv: &Inventory,
+    material: &Material,
+    host: &Host,
+    target: Target,
+) -> Result<HostContext, RenderError> {
+    Ok(HostContext {
+        target,
+        v: target.versions(),
+        cluster: inv.cluster_name.clone(),
+        host: HostInfo {
+            name: host.name.to_string(),
+            address: host.address.to_string(),
+            dc: host.dc.to_string(),
+            roles: host.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        },
+        tls: TlsPaths::new(&material.ca_bundle_file),
+        users: USERS,
+        etcd: host.has(Role::Etcd).then(|| etcd(inv, host)),
+        patroni: match host.has(Role::Postgres) {
+            true => Some(patroni(inv, material, host, target)?),
+            false => None,
+        },
+        haproxy: host.has(Role::Haproxy).then(|| haproxy(inv, host)),
+        pgbouncer: match host.has(Role::Pgbouncer) {
+            true => Some(pgbouncer(inv, material, host, target)?),
+            false => None,
+        },
+    })
+}
+
+fn https(host: &str, port: u16) -> String {
+    format!("https://{}", paths::host_port(host, port))
+}
+
+/// etcd member settings: listen on the address, advertise the name (as in its certificates).
+pub fn etcd(inv: &Inventory, host: &Host) -> EtcdContext {
+    let (client, peer) = (inv.etcd.client_port.get(), inv.etcd.peer_port.get());
+    let initial_cluster = inv
+        .hosts_with(Role::Etcd)
+        .map(|m| format!("{}={}", m.name, https(m.name.as_str(), peer)))
+        .collect::<Vec<_>>()
+        .join(",");
+    EtcdContext {
+        name: host.name.to_string(),
+        data_dir: paths::etcd_data_dir(&inv.cluster_name),
+        config_file: paths::ETCD_CONFIG.to_owned(),
+        listen_client_urls: https(&host.address.to_string(), client),
+        advertise_client_urls: https(host.name.as_str(), client),
+        listen_peer_urls: https(&host.address.to_string(), peer),
+        initial_advertise_peer_urls: https(host.name.as_str(), peer),
+        initial_cluster,
+    }
+}
+
+/// The `synchronous_mode` scalar for the target's Patroni.
+pub fn synchronous_mode(mode: SyncMode, target: Target) -> Result<&'static str, RenderError> {
+    match mode {
+        SyncMode::Off => Ok("false"),
+        SyncMode::On => Ok("true"),
+        SyncMode::Quorum if target.versions().patroni_major >= 4 => Ok("quorum"),
+        SyncMode::Quorum => Err(RenderError::Unsupported {
+            what: format!(
+                "patroni.synchronous_mode: quorum needs Patroni 4; {target} ships Patroni {}",
+                target.versions().patroni
+            ),
+            hint: "use `on` (one synchronous standby) on debian12".into(),
+        }),
+    }
+}
+
+/// Parameters pgha always sets: TLS from its material, SCRAM, and the client-address logging
+/// of DESIGN.md §3 (`%r` = client host:port, `%a` = application_name carrying PgBouncer's
+/// `application_name_add_host`).
+pub fn managed_parameters(tls: &TlsPaths) -> Vec<(&'static str, String)> {
+    vec![
+        ("ssl", "on".into()),
+        ("ssl_cert_file", tls.postgres_cert.clone()),
+        ("ssl_key_file", tls.postgres_key.clone()),
+        ("ssl_ca_file", tls.ca_bundle.clone()),
+        ("ssl_min_protocol_version", "TLSv1.2".into()),
+        ("password_encryption", "scram-sha-256".into()),
+        ("log_connections", "on".into()),
+        ("log_disconnections", "on".into()),
+        ("log_line_prefix", "%m [%p] %q%u@%d from %r app=%a ".into()),
+        ("unix_socket_directories", paths::SOCKET_DIR.into()),
+    ]
+}
+
+/// pg_hba: TLS + SCRAM only. Applications arrive from HAProxy's address(es) (PgBouncer too goes
+/// through HAProxy); replication, rewind and the superuser from every node; local superuser by
+/// peer; anything without TLS rejected.
+pub fn pg_hba(inv: &Inventory) -> Vec<String> {
+    let line = |kind: &str, db: &str, user: &str, addr: &str, method: &str| {
+        format!("{kind:<9} {db:<15} {user:<15} {addr:<23} {method}").trim_end().to_owned()
+    };
+    let mut out = vec![line("local", "all", paths::SUPERUSER, "", "peer")];
+    for node in inv.hosts_with(Role::Postgres) {
+        let cidr = paths::host_cidr(node.address);
+        out.push(line("hostssl", "replication", paths::REPLICATION_USER, &cidr, "scram-sha-256"));
+        out.push(line("hostssl", "all", paths::REWIND_USER, &cidr, "scram-sha-256"));
+        out.push(line("hostssl", "all", paths::SUPERUSER, &cidr, "scram-sha-256"));
+    }
+    let mut app_users: Vec<&str> = inv.postgres.users.iter().map(|u| u.name.as_str()).collect();
+    app_users.push(paths::PGBOUNCER_AUTH_USER);
+    let dbs: Vec<&str> = inv.postgres.databases.iter().map(|d| d.name.as_str()).collect();
+    let dbs = if dbs.is_empty() { "all".to_owned() } else { dbs.join(",") };
+    for proxy in inv.hosts_with(Role::Haproxy) {
+        let cidr = paths::host_cidr(proxy.address);
+        out.push(line("hostssl", &dbs, &app_users.join(","), &cidr, "scram-sha-256"));
+    }
+    for any in ["0.0.0.0/0", "::/0"] {
+        out.push(line("hostnossl", "all", "all", any, "reject"));
+        out.push(line("hostnossl", "replication", "all", any, "reject"));
+    }
+    out
+}
+
+/// Patroni settings of one node.
+pub fn patroni(
+    inv: &Inventory,
+    material: &Material,
+    host: &Host,
+    target: Target,
+) -> Result<PatroniContext, RenderError> {
+    let p = &inv.patroni;
+    let failsafe_mode = match (p.failsafe_mode, target.versions().patroni_major >= 4) {
+        (false, _) => false,
+        (true, true) => true,
+        (true, false) => {
+            return Err(RenderError::Unsupported {
+                what: format!(
+                    "patroni.failsafe_mode: Patroni {} has known etcd3 failsafe bugs",
+                    target.versions().patroni
+                ),
+                hint: "set failsafe_mode: false for debian12 (DESIGN.md §1)".into(),
+            });
+        }
+    };
+    let tls = TlsPaths::new(&material.ca_bundle_file);
+    let mut params: BTreeMap<String, String> = inv.postgres.parameters.iter().cloned().collect();
+    for (k, v) in managed_parameters(&tls) {
+        params.insert(k.to_owned(), v);
+    }
+    let (pg_port, rest_port) = (inv.postgres.port.get(), p.rest_port.get());
+    let s = &material.secrets;
+    Ok(PatroniContext {
+        name: host.name.to_string(),
+        restapi_listen: paths::addr_port(host.address, rest_port),
+        restapi_connect: paths::host_port(host.name.as_str(), rest_port),
+        etcd_hosts: inv
+            .hosts_with(Role::Etcd)
+            .map(|m| paths::host_port(m.name.as_str(), inv.etcd.client_port.get()))
+            .collect(),
+        ttl: p.ttl,
+        loop_wait: p.loop_wait,
+        retry_timeout: p.retry_timeout,
+        maximum_lag_on_failover: p.maximum_lag_on_failover,
+        synchronous_mode: synchronous_mode(p.synchronous_mode, target)?,
+        synchronous_node_count: p.synchronous_node_count,
+        failsafe_mode,
+        pg_listen: paths::addr_port(host.address, pg_port),
+        pg_connect: paths::host_port(host.name.as_str(), pg_port),
+        data_dir: paths::pg_data_dir(target, &inv.cluster_name),
+        bin_dir: paths::pg_bin_dir(target),
+        pgpass: paths::pgpass(),
+        socket_dir: paths::SOCKET_DIR.to_owned(),
+        parameters: params.into_iter().collect(),
+        dcs_parameters: inv.postgres.parameters.clone(),
+        pg_hba: pg_hba(inv),
+        secrets: PatroniSecrets {
+            superuser: s.superuser.clone(),
+            replication: s.replication.clone(),
+            rewind: s.rewind.clone(),
+            rest: s.patroni_rest.clone(),
+        },
+    })
+}
+
+/// HAProxy settings: every PostgreSQL node, checked over HTTPS on its REST port.
+pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
+    let h = &inv.haproxy;
+    HaproxyContext {
+        rw_bind: paths::haproxy_addr_port(host.address, h.rw_port.get()),
+        ro_bind: paths::haproxy_addr_port(host.address, h.ro_port.get()),
+        stats_bind: format!("127.0.0.1:{}", h.stats_port.get()),
+        maxconn: h.maxconn,
+        inter_ms: h.check_interval_ms,
+        fall: h.check_fall,
+        rise: h.check_rise,
+        ro_max_lag_bytes: h.ro_max_lag_bytes,
+        servers: haproxy_servers(inv),
+        ro_primary_fallback: h.ro_primary_fallback,
+        state_file: paths::HAPROXY_STATE_FILE.to_owned(),
+        admin_socket: paths::HAPROXY_ADMIN_SOCKET.to_owned(),
+    }
+}
+
+/// The PostgreSQL nodes as HAProxy servers.
+pub fn haproxy_servers(inv: &Inventory) -> Vec<HaproxyServer> {
+    inv.hosts_with(Role::Postgres)
+        .map(|n| HaproxyServer {
+            name: n.name.to_string(),
+            addr: paths::haproxy_addr_port(n.address, inv.postgres.port.get()),
+            check_port: inv.patroni.rest_port.get(),
+            sni: n.name.to_string(),
+        })
+        .collect()
+}
+
+/// `[databases]`: `<db>_rw` and `<db>_ro` for each inventory database, through HAProxy by name
+/// (the name every PostgreSQL certificate carries, DESIGN.md §3).
+pub fn pgbouncer_databases(inv: &Inventory) -> Vec<PgbouncerDatabase> {
+    let host = inv
+        .hosts_with(Role::Haproxy)
+        .map(|h| h.name.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut out = Vec::new();
+    for db in &inv.postgres.databases {
+        for (suffix, port) in [("rw", inv.haproxy.rw_port), ("ro", inv.haproxy.ro_port)] {
+            out.push(PgbouncerDatabase {
+                alias: format!("{}_{suffix}", db.name),
+                host: host.clone(),
+                port: port.get(),
+                dbname: db.name.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Quotes one userlist.txt field: double quotes, inner `"` doubled.
+fn userlist_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// PgBouncer settings.
+pub fn pgbouncer(
+    inv: &Inventory,
+    material: &Material,
+    host: &Host,
+    target: Target,
+) -> Result<PgbouncerContext, RenderError> {
+    let b = &inv.pgbouncer;
+    let databases = pgbouncer_databases(inv);
+    let auth_dbname = match target {
+        Target::Debian13 => databases.first().map(|d| d.alias.clone()),
+        Target::Debian12 => None,
+    };
+    let mut userlist = vec![format!(
+        "{} {}",
+        userlist_field(paths::PGBOUNCER_AUTH_USER),
+        userlist_field(&material.secrets.pgbouncer_auth)
+    )];
+    for user in &inv.postgres.users {
+        let verifier = material.secrets.app_verifiers.get(&user.name).ok_or_else(|| {
+            RenderError::MissingSecret { what: format!("SCRAM verifier of role `{}`", user.name) }
+        })?;
+        userlist.push(format!("{} {}", userlist_field(&user.name), userlist_field(verifier)));
+    }
+    Ok(PgbouncerContext {
+        listen_addr: host.address.to_string(),
+        port: b.port.get(),
+        databases,
+        auth_query: PGBOUNCER_AUTH_QUERY,
+        auth_dbname,
+        pool_mode: b.pool_mode.as_str(),
+        default_pool_size: b.default_pool_size,
+        max_client_conn: b.max_client_conn,
+        reserve_pool_size: b.reserve_pool_size,
+        userlist,
+    })
+}

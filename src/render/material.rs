@@ -1,0 +1,117 @@
+//! What rendering needs from the PKI and the secret store, as plain data: the CA bundle, each
+//! host's leaf certificates and keys, and the generated passwords. The `pki` module fills it;
+//! tests fill it with fixed fake text. Nothing here generates or reads anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::inventory::HostName;
+
+/// The kinds of leaf certificate of DESIGN.md §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LeafKind {
+    /// PostgreSQL server certificate (node and every HAProxy name).
+    PostgresServer,
+    /// Patroni REST API server certificate.
+    PatroniRest,
+    /// Patroni client certificate (patronictl, member-to-member REST, etcd3).
+    PatroniClient,
+    /// HAProxy's client certificate for its HTTPS checks of Patroni.
+    HaproxyCheck,
+    /// etcd server certificate on the client port.
+    EtcdServer,
+    /// etcd peer certificate (server and client auth).
+    EtcdPeer,
+    /// PgBouncer's listener certificate.
+    PgbouncerListener,
+}
+
+impl LeafKind {
+    /// Every kind, in DESIGN.md §3 order.
+    pub const ALL: [LeafKind; 7] = [
+        LeafKind::PostgresServer,
+        LeafKind::PatroniRest,
+        LeafKind::PatroniClient,
+        LeafKind::HaproxyCheck,
+        LeafKind::EtcdServer,
+        LeafKind::EtcdPeer,
+        LeafKind::PgbouncerListener,
+    ];
+
+    /// The base name of its files on the host (`<name>.crt`, `<name>.key`).
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            LeafKind::PostgresServer => "postgres-server",
+            LeafKind::PatroniRest => "patroni-rest",
+            LeafKind::PatroniClient => "patroni-client",
+            LeafKind::HaproxyCheck => "haproxy-check",
+            LeafKind::EtcdServer => "etcd-server",
+            LeafKind::EtcdPeer => "etcd-peer",
+            LeafKind::PgbouncerListener => "pgbouncer",
+        }
+    }
+}
+
+/// One issued leaf: the certificate and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Leaf {
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM. Never printed: `Debug` shows `***`.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leaf")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"***")
+            .finish()
+    }
+}
+
+/// The generated passwords, plus the SCRAM verifiers PgBouncer's auth file needs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// PostgreSQL superuser (`postgres`) password.
+    pub superuser: String,
+    /// Replication user password.
+    pub replication: String,
+    /// pg_rewind user password.
+    pub rewind: String,
+    /// Patroni REST API password (unsafe endpoints, patronictl).
+    pub patroni_rest: String,
+    /// PgBouncer `auth_user` password (written in clear in its auth file).
+    pub pgbouncer_auth: String,
+    /// Application role → SCRAM-SHA-256 verifier, exactly as stored in PostgreSQL.
+    pub app_verifiers: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("app_users", &self.app_verifiers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything rendering needs from the PKI.
+#[derive(Clone, Debug, Default)]
+pub struct Material {
+    /// File name of the CA bundle on hosts, versioned (e.g. `ca-bundle-1.pem`, DESIGN.md §5):
+    /// a new bundle gets a new name so that Patroni's SIGHUP picks it up.
+    pub ca_bundle_file: String,
+    /// The CA bundle, PEM (one or more CA certificates).
+    pub ca_bundle_pem: String,
+    /// Leaves by host and kind.
+    pub leaves: BTreeMap<(HostName, LeafKind), Leaf>,
+    /// Passwords and verifiers.
+    pub secrets: Secrets,
+}
+
+impl Material {
+    /// The leaf of `kind` for `host`, if issued.
+    pub fn leaf(&self, host: &HostName, kind: LeafKind) -> Option<&Leaf> {
+        self.leaves.get(&(host.clone(), kind))
+    }
+}
