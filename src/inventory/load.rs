@@ -98,12 +98,16 @@ pub fn parse_raw(file: &Path, bytes: &[u8]) -> Result<RawInventory, Diagnostic> 
             ));
         }
     };
-    if text.trim().is_empty() {
+    let has_content = text.trim_start_matches('\u{feff}').lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    });
+    if !has_content {
         return Err(error(
             0,
             0,
             String::new(),
-            "the file is empty".into(),
+            "the file is empty (nothing but blank lines and comments)".into(),
             Some("start from inventory/example.yaml".into()),
         ));
     }
@@ -134,10 +138,13 @@ fn clean_path(path: &str) -> String {
     if path == "." {
         return String::new();
     }
-    path.split('.')
-        .filter(|seg| *seg != "value" && *seg != "?")
+    path.replace(".value[", "[")
+        .split('.')
+        .map(|seg| seg.strip_prefix("value[").map(|rest| format!("[{rest}")).unwrap_or_else(|| seg.to_string()))
+        .filter(|seg| seg != "value" && seg != "?")
         .collect::<Vec<_>>()
         .join(".")
+        .replace(".[", "[")
 }
 
 /// Adds a hint (and a "did you mean") to the parser's message.
@@ -189,16 +196,23 @@ fn explain(message: &str, field: &str) -> (String, Option<String>) {
             Some(format!("add `{name}:` here; inventory/example.yaml shows every field with a comment")),
         );
     }
-    if message.contains("budget") || message.contains("depth") || message.contains("alias") {
+    if message.contains("budget") || message.contains("depth") || message.contains("alias") || message.contains("recursion limit") {
         return (
             format!("refused: {message}"),
             Some("the inventory nests or repeats far more than any real inventory; limits protect pgha from YAML bombs".into()),
         );
     }
-    let hint = if field.is_empty() {
-        Some("fix the YAML syntax at that position".into())
+    if message == "expected sequence start" {
+        return ("expected a list here".into(), Some("write a list: `[a, b]`, or one `- item` per line".into()));
+    }
+    if message == "expected mapping start" {
+        return ("expected a mapping here".into(), Some("write `key: value` lines (see inventory/example.yaml)".into()));
+    }
+    let syntax = ["while parsing", "while scanning", "unclosed", "did not find", "tabs", "unexpected end", "invalid indentation"];
+    let hint = if field.is_empty() || syntax.iter().any(|s| message.contains(s)) {
+        Some("fix the YAML syntax at that position (a YAML linter such as yamllint shows more)".into())
     } else {
-        None
+        Some("see inventory/example.yaml for the expected shape of this field".into())
     };
     (message.to_string(), hint)
 }
@@ -219,6 +233,7 @@ mod tests {
     fn paths_drop_spanned_wrappers() {
         assert_eq!(clean_path("hosts.node1.port.value"), "hosts.node1.port");
         assert_eq!(clean_path("hosts.?"), "hosts");
+        assert_eq!(clean_path("hosts.value.pg1.value.roles.value[1].value"), "hosts.pg1.roles[1]");
         assert_eq!(clean_path("."), "");
     }
 

@@ -158,16 +158,16 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
         f.error(Pos::of(raw), "hosts", "no hosts", Some("list the cluster's hosts; see inventory/example.yaml".to_string()));
     }
     for (key, host) in &raw.value.0 {
-        let field = format!("hosts.{}", key.value);
-        let name = match HostName::new(&key.value) {
+        let field = format!("hosts.{key}");
+        let name = match HostName::new(key) {
             Ok(n) => n,
             Err(why) => {
-                f.error(Pos::of(key), &field, format!("invalid host name: {why}"), Some("host names become etcd/Patroni member names and certificate names".to_string()));
+                f.error(Pos::of(host), &field, format!("invalid host name: {why}"), Some("host names become etcd/Patroni member names and certificate names".to_string()));
                 continue;
             }
         };
         if let Some(first) = names.insert(name.to_string(), field.clone()) {
-            f.error(Pos::of(key), &field, format!("name `{name}` is already used by {first}"), None);
+            f.error(Pos::of(host), &field, format!("name `{name}` is already used by {first}"), None);
         }
         let h = &host.value;
         let address = match h.address.value.trim().parse::<IpAddr>() {
@@ -235,7 +235,7 @@ fn roles_present(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f
         }
     }
     let etcd = inv.hosts_with(Role::Etcd).count();
-    if etcd > 0 && etcd % 2 == 0 {
+    if etcd > 0 && etcd.is_multiple_of(2) {
         f.error(
             pos,
             "hosts",
@@ -280,14 +280,14 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
     proxy_protocol(r.proxy_protocol.as_ref(), "postgres.proxy_protocol", f);
     let mut parameters = BTreeMap::new();
     for (k, v) in &r.parameters.0 {
-        let field = format!("postgres.parameters.{}", k.value);
-        let valid = !k.value.is_empty() && k.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        let field = format!("postgres.parameters.{k}");
+        let valid = !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if !valid {
-            f.error(Pos::of(k), &field, format!("`{}` is not a PostgreSQL parameter name", k.value), None);
-        } else if MANAGED_PARAMETERS.contains(&k.value.as_str()) {
-            f.error(Pos::of(k), &field, format!("`{}` is set by pgha and cannot be overridden", k.value), Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))));
+            f.error(Pos::of(v), &field, format!("`{k}` is not a PostgreSQL parameter name"), None);
+        } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
+            f.error(Pos::of(v), &field, format!("`{k}` is set by pgha and cannot be overridden"), Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))));
         }
-        parameters.insert(k.value.clone(), v.value.to_string());
+        parameters.insert(k.clone(), v.value.to_string());
     }
     let mut users = Vec::new();
     let mut user_names = BTreeSet::new();
@@ -532,8 +532,8 @@ fn port_clashes(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f:
                     .value
                     .0
                     .iter()
-                    .find(|(k, _)| k.value == host.name.as_str())
-                    .map(|(k, _)| Pos::of(k))
+                    .find(|(k, _)| k == host.name.as_str())
+                    .map(|(_, v)| Pos::of(v))
                     .unwrap_or_default();
                 f.error(pos, &format!("hosts.{}", host.name), format!("{first} and {what} are both {port} on this host"), Some("give each service on a shared host its own port".to_string()));
             }
