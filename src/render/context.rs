@@ -393,15 +393,16 @@ pub fn managed_parameters(tls: &TlsPaths) -> Vec<(&'static str, String)> {
 /// through HAProxy); replication, rewind and the superuser from every node; local superuser by
 /// peer; anything without TLS rejected.
 pub fn pg_hba(inv: &Inventory) -> Vec<String> {
-    let line = |kind: &str, db: &str, user: &str, addr: &str, method: &str| {
-        format!("{kind:<9} {db:<15} {user:<15} {addr:<23} {method}").trim_end().to_owned()
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut row = |kind: &str, db: &str, user: &str, addr: &str, method: &str| {
+        rows.push([kind.into(), db.into(), user.into(), addr.into(), method.into()]);
     };
-    let mut out = vec![line("local", "all", paths::SUPERUSER, "", "peer")];
+    row("local", "all", paths::SUPERUSER, "", "peer");
     for node in inv.hosts_with(Role::Postgres) {
         let cidr = paths::host_cidr(node.address);
-        out.push(line("hostssl", "replication", paths::REPLICATION_USER, &cidr, "scram-sha-256"));
-        out.push(line("hostssl", "all", paths::REWIND_USER, &cidr, "scram-sha-256"));
-        out.push(line("hostssl", "all", paths::SUPERUSER, &cidr, "scram-sha-256"));
+        row("hostssl", "replication", paths::REPLICATION_USER, &cidr, "scram-sha-256");
+        row("hostssl", "all", paths::REWIND_USER, &cidr, "scram-sha-256");
+        row("hostssl", "all", paths::SUPERUSER, &cidr, "scram-sha-256");
     }
     let mut app_users: Vec<&str> = inv.postgres.users.iter().map(|u| u.name.as_str()).collect();
     app_users.push(paths::PGBOUNCER_AUTH_USER);
@@ -409,13 +410,25 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     let dbs = if dbs.is_empty() { "all".to_owned() } else { dbs.join(",") };
     for proxy in inv.hosts_with(Role::Haproxy) {
         let cidr = paths::host_cidr(proxy.address);
-        out.push(line("hostssl", &dbs, &app_users.join(","), &cidr, "scram-sha-256"));
+        row("hostssl", &dbs, &app_users.join(","), &cidr, "scram-sha-256");
     }
     for any in ["0.0.0.0/0", "::/0"] {
-        out.push(line("hostnossl", "all", "all", any, "reject"));
-        out.push(line("hostnossl", "replication", "all", any, "reject"));
+        row("hostnossl", "all", "all", any, "reject");
+        row("hostnossl", "replication", "all", any, "reject");
     }
-    out
+    let mut widths = [0usize; 5];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> =
+                r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            cells.join(" ").trim_end().to_owned()
+        })
+        .collect()
 }
 
 /// Patroni settings of one node.

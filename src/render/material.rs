@@ -47,7 +47,7 @@ impl LeafKind {
             LeafKind::HaproxyCheck => "haproxy-check",
             LeafKind::EtcdServer => "etcd-server",
             LeafKind::EtcdPeer => "etcd-peer",
-            LeafKind::PgbouncerListener => "pgbouncer",
+            LeafKind::PgbouncerListener => "pgbouncer-server",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod files;
 pub mod material;
 pub mod paths;
+pub mod placeholder;
 pub mod target;
 
 use std::collections::BTreeMap;
