@@ -21,16 +21,25 @@ use pgha::render::{self, Leaf, Material, RenderedFile, Target, TemplateSource};
 
 fn example() -> Inventory {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/example.yaml");
-    inventory::load(&path).expect("inventory/example.yaml is valid").inventory
+    inventory::load(&path)
+        .expect("inventory/example.yaml is valid")
+        .inventory
 }
 
-fn render(inv: &Inventory, material: &Material, target: Target) -> BTreeMap<String, Vec<RenderedFile>> {
+fn render(
+    inv: &Inventory,
+    material: &Material,
+    target: Target,
+) -> BTreeMap<String, Vec<RenderedFile>> {
     render::render_all(inv, material, target, &TemplateSource::Embedded).expect("example renders")
 }
 
 /// Snapshot name of one file: `<target>__<host>__<path with / as _>`.
 fn snap_name(target: Target, host: &str, path: &str) -> String {
-    format!("{target}__{host}__{}", path.trim_start_matches('/').replace('/', "_"))
+    format!(
+        "{target}__{host}__{}",
+        path.trim_start_matches('/').replace('/', "_")
+    )
 }
 
 #[test]
@@ -50,7 +59,8 @@ fn every_file_of_every_host_matches_its_snapshot() {
                     f.mode,
                     if f.secret { " secret" } else { "" }
                 ));
-                let content = if f.path.ends_with(".key") || (f.path.ends_with(".pem") && f.secret) {
+                let content = if f.path.ends_with(".key") || (f.path.ends_with(".pem") && f.secret)
+                {
                     redact_keys(&f.content)
                 } else {
                     f.content.clone()
@@ -100,10 +110,23 @@ fn keys_and_password_files_are_0600_and_marked_secret() {
                     assert_eq!(f.mode, 0o600, "{host}:{}", f.path);
                 }
                 if f.secret {
-                    assert_eq!(f.mode & 0o077, 0, "{host}:{} is secret but group/world readable", f.path);
+                    assert_eq!(
+                        f.mode & 0o077,
+                        0,
+                        "{host}:{} is secret but group/world readable",
+                        f.path
+                    );
                 }
-                assert!(f.path.starts_with('/'), "{host}: {} is not absolute", f.path);
-                assert!(f.content.ends_with('\n'), "{host}:{} lacks a final newline", f.path);
+                assert!(
+                    f.path.starts_with('/'),
+                    "{host}: {} is not absolute",
+                    f.path
+                );
+                assert!(
+                    f.content.ends_with('\n'),
+                    "{host}:{} lacks a final newline",
+                    f.path
+                );
             }
         }
     }
@@ -130,8 +153,11 @@ fn a_template_error_names_the_template_and_line() {
     let material = placeholder_material(&inv);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("haproxy")).expect("mkdir");
-    std::fs::write(dir.path().join("haproxy/haproxy.cfg.j2"), "global\n    maxconn {{ nope }}\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("haproxy/haproxy.cfg.j2"),
+        "global\n    maxconn {{ nope }}\n",
+    )
+    .expect("write");
     let host = inv.host("haproxy").expect("example has haproxy");
     let err = render::render_host(
         &inv,
@@ -142,7 +168,10 @@ fn a_template_error_names_the_template_and_line() {
     )
     .expect_err("undefined variable must fail (strict undefined)");
     let msg = err.to_string();
-    assert!(msg.starts_with("templates/haproxy/haproxy.cfg.j2:2:"), "{msg}");
+    assert!(
+        msg.starts_with("templates/haproxy/haproxy.cfg.j2:2:"),
+        "{msg}"
+    );
     assert!(msg.contains("undefined"), "{msg}");
     assert!(msg.contains("hint:"), "{msg}");
 }
@@ -153,8 +182,11 @@ fn a_template_override_replaces_only_that_file() {
     let material = placeholder_material(&inv);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("pgbouncer")).expect("mkdir");
-    std::fs::write(dir.path().join("pgbouncer/pg_hba.conf.j2"), "# custom {{ host.name }}\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("pgbouncer/pg_hba.conf.j2"),
+        "# custom {{ host.name }}\n",
+    )
+    .expect("write");
     let host = inv.host("pgbouncer").expect("example has pgbouncer");
     let files = render::render_host(
         &inv,
@@ -164,9 +196,17 @@ fn a_template_override_replaces_only_that_file() {
         &TemplateSource::Dir(dir.path().to_path_buf()),
     )
     .expect("renders");
-    let by_path: BTreeMap<&str, &RenderedFile> = files.iter().map(|f| (f.path.as_str(), f)).collect();
-    assert_eq!(by_path["/etc/pgbouncer/pg_hba.conf"].content, "# custom pgbouncer\n");
-    assert!(by_path["/etc/pgbouncer/pgbouncer.ini"].content.contains("[databases]"));
+    let by_path: BTreeMap<&str, &RenderedFile> =
+        files.iter().map(|f| (f.path.as_str(), f)).collect();
+    assert_eq!(
+        by_path["/etc/pgbouncer/pg_hba.conf"].content,
+        "# custom pgbouncer\n"
+    );
+    assert!(
+        by_path["/etc/pgbouncer/pgbouncer.ini"]
+            .content
+            .contains("[databases]")
+    );
 }
 
 #[test]
@@ -175,8 +215,14 @@ fn missing_material_is_an_error_not_a_blank_file() {
     let mut material = placeholder_material(&inv);
     material.leaves.retain(|(h, _), _| h.as_str() != "node2");
     let host = inv.host("node2").expect("node2");
-    let err = render::render_host(&inv, &material, host, Target::Debian13, &TemplateSource::Embedded)
-        .expect_err("node2 has no certificates");
+    let err = render::render_host(
+        &inv,
+        &material,
+        host,
+        Target::Debian13,
+        &TemplateSource::Embedded,
+    )
+    .expect_err("node2 has no certificates");
     assert!(err.to_string().contains("node2"), "{err}");
 }
 
@@ -185,23 +231,47 @@ fn pgha_render_writes_the_tree_with_modes() {
     use std::os::unix::fs::PermissionsExt;
     let out = tempfile::tempdir().expect("tempdir");
     let status = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(["render", "inventory/example.yaml", "--placeholder-material", "--out"])
+        .args([
+            "render",
+            "inventory/example.yaml",
+            "--placeholder-material",
+            "--out",
+        ])
         .arg(out.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run pgha");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("node1"), "{stdout}");
-    assert!(!stdout.contains("PRIVATE KEY") && !stdout.contains("placeholder-"), "{stdout}");
+    assert!(
+        !stdout.contains("PRIVATE KEY") && !stdout.contains("placeholder-"),
+        "{stdout}"
+    );
     let cfg = out.path().join("haproxy/etc/haproxy/haproxy.cfg");
     assert!(cfg.is_file());
     let key = out.path().join("node1/etc/pgha/tls/postgres-server.key");
-    assert_eq!(std::fs::metadata(&key).expect("key").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).expect("key").permissions().mode() & 0o777,
+        0o600
+    );
     let patroni = out.path().join("node1/etc/patroni/config.yml");
-    assert_eq!(std::fs::metadata(&patroni).expect("cfg").permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&patroni)
+            .expect("cfg")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let manifest = std::fs::read_to_string(out.path().join("node1/MANIFEST")).expect("manifest");
-    assert!(manifest.contains("/etc/patroni/config.yml\tpostgres\tpostgres\t0600\tpatroni.service"));
+    assert!(
+        manifest.contains("/etc/patroni/config.yml\tpostgres\tpostgres\t0600\tpatroni.service")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +284,10 @@ fn required() -> bool {
 
 /// Checks a validator can run here; Err(reason) to skip, panics in CI.
 fn can_run(tool: &str) -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
@@ -231,17 +304,19 @@ fn can_run(tool: &str) -> bool {
 
 /// Real material: a throw-away ECDSA P-256 CA and every leaf with the SANs of DESIGN.md §3.
 fn real_material(inv: &Inventory) -> Material {
+    use pgha::inventory::Role;
+    use pgha::render::LeafKind;
     use rcgen::{
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
         SanType,
     };
-    use pgha::inventory::Role;
-    use pgha::render::LeafKind;
 
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "pgha test CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pgha test CA");
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
     let issuer = Issuer::new(ca_params, ca_key);
     let haproxies: Vec<_> = inv.hosts_with(Role::Haproxy).collect();
@@ -271,7 +346,10 @@ fn real_material(inv: &Inventory) -> Material {
                 }
                 LeafKind::EtcdPeer => {
                     own(&mut sans, host);
-                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+                    vec![
+                        ExtendedKeyUsagePurpose::ServerAuth,
+                        ExtendedKeyUsagePurpose::ClientAuth,
+                    ]
                 }
                 LeafKind::PatroniClient | LeafKind::HaproxyCheck => {
                     vec![ExtendedKeyUsagePurpose::ClientAuth]
@@ -280,12 +358,18 @@ fn real_material(inv: &Inventory) -> Material {
             let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
             params.subject_alt_names = sans;
             params.extended_key_usages = ekus;
-            params.distinguished_name.push(rcgen::DnType::CommonName, host.name.as_str());
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, host.name.as_str());
             let key = KeyPair::generate().expect("leaf key");
             let cert = params.signed_by(&key, &issuer).expect("leaf");
-            material
-                .leaves
-                .insert((host.name.clone(), l.kind), Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() });
+            material.leaves.insert(
+                (host.name.clone(), l.kind),
+                Leaf {
+                    cert_pem: cert.pem(),
+                    key_pem: key.serialize_pem(),
+                },
+            );
         }
     }
     material
@@ -313,12 +397,18 @@ fn in_overlay(etc: &Path, script: &str, no_network: bool) -> (bool, String) {
         etc.display()
     );
     let out = cmd.args(["sh", "-c", &full]).output().expect("run unshare");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn host_files(all: &BTreeMap<String, Vec<RenderedFile>>, host: &str) -> Vec<RenderedFile> {
-    all.get(host).cloned().unwrap_or_else(|| panic!("no host {host}"))
+    all.get(host)
+        .cloned()
+        .unwrap_or_else(|| panic!("no host {host}"))
 }
 
 #[test]
@@ -333,8 +423,11 @@ fn haproxy_accepts_the_rendered_config() {
         for host in inv.hosts_with(pgha::inventory::Role::Haproxy) {
             let root = tempfile::tempdir().expect("tempdir");
             write_tree(root.path(), &host_files(&all, host.name.as_str()));
-            let (ok, out) =
-                in_overlay(&root.path().join("etc"), "haproxy -c -V -f /etc/haproxy/haproxy.cfg", false);
+            let (ok, out) = in_overlay(
+                &root.path().join("etc"),
+                "haproxy -c -V -f /etc/haproxy/haproxy.cfg",
+                false,
+            );
             assert!(ok, "{target} {}: haproxy -c failed:\n{out}", host.name);
             assert!(out.contains("Configuration file is valid"), "{out}");
             // The only acceptable warning: no server-state file before the first reload saves it.
@@ -359,7 +452,10 @@ fn debian_reads_create_main_cluster_off_from_the_drop_in() {
     for target in Target::ALL {
         let all = render(&inv, &material, target);
         let root = tempfile::tempdir().expect("tempdir");
-        let node = inv.hosts_with(pgha::inventory::Role::Postgres).next().expect("a node");
+        let node = inv
+            .hosts_with(pgha::inventory::Role::Postgres)
+            .next()
+            .expect("a node");
         write_tree(root.path(), &host_files(&all, node.name.as_str()));
         // The maintainer script of postgresql-NN asks exactly this (maintscripts-functions).
         let (ok, out) = in_overlay(
@@ -367,16 +463,28 @@ fn debian_reads_create_main_cluster_off_from_the_drop_in() {
             "pg_conftool /etc/postgresql-common/createcluster.conf show -bs create_main_cluster",
             false,
         );
-        assert!(ok && out.trim() == "off", "{target}: create_main_cluster is not off:\n{out}");
+        assert!(
+            ok && out.trim() == "off",
+            "{target}: create_main_cluster is not off:\n{out}"
+        );
     }
 }
 
 /// The Patroni installed here validates the target that ships the same major version.
 fn installed_patroni_target() -> Option<Target> {
     let out = Command::new("patroni").arg("--version").output().ok()?;
-    let v = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let major = v.split_whitespace().last()?.split('.').next()?.parse::<u32>().ok()?;
-    Target::ALL.into_iter().find(|t| t.versions().patroni_major == major)
+    let v =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let major = v
+        .split_whitespace()
+        .last()?
+        .split('.')
+        .next()?
+        .parse::<u32>()
+        .ok()?;
+    Target::ALL
+        .into_iter()
+        .find(|t| t.versions().patroni_major == major)
 }
 
 #[test]
@@ -399,7 +507,14 @@ fn patroni_validates_the_rendered_config() {
         // bin_dir must hold PostgreSQL's executables: point it at stubs (the only rewrite).
         let stub = root.path().join("stub-bin");
         std::fs::create_dir_all(&stub).expect("mkdir");
-        for exe in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready"] {
+        for exe in [
+            "pg_ctl",
+            "initdb",
+            "pg_controldata",
+            "pg_basebackup",
+            "postgres",
+            "pg_isready",
+        ] {
             use std::os::unix::fs::PermissionsExt;
             let p = stub.join(exe);
             std::fs::write(&p, "#!/bin/sh\nexit 0\n").expect("stub");
@@ -409,8 +524,11 @@ fn patroni_validates_the_rendered_config() {
         let cfg = std::fs::read_to_string(&cfg_path).expect("config");
         let bin_dir = format!("bin_dir: \"{}\"", pgha::render::paths::pg_bin_dir(target));
         assert!(cfg.contains(&bin_dir), "{cfg}");
-        std::fs::write(&cfg_path, cfg.replace(&bin_dir, &format!("bin_dir: \"{}\"", stub.display())))
-            .expect("rewrite");
+        std::fs::write(
+            &cfg_path,
+            cfg.replace(&bin_dir, &format!("bin_dir: \"{}\"", stub.display())),
+        )
+        .expect("rewrite");
         // Patroni checks every etcd3 host answers: resolve the members to 127.0.0.1 inside an
         // empty network namespace and listen there on the client port.
         let etcd_names: Vec<String> = inv
@@ -430,6 +548,10 @@ fn patroni_validates_the_rendered_config() {
              rc=0; patroni --validate-config /etc/patroni/config.yml || rc=$?; kill $l; exit $rc"
         );
         let (ok, out) = in_overlay(&root.path().join("etc"), &script, true);
-        assert!(ok, "{target} {}: patroni --validate-config failed:\n{out}", node.name);
+        assert!(
+            ok,
+            "{target} {}: patroni --validate-config failed:\n{out}",
+            node.name
+        );
     }
 }

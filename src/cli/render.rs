@@ -16,7 +16,9 @@ use crate::render::{self, Material, RenderedFile, Target, TemplateSource};
 
 /// Arguments of `pgha render`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  pgha render inventory/example.yaml --out out/\n  pgha render inventory/example.yaml --out out12/ --target debian12\n  pgha render inventory/example.yaml --out out/ --templates my-templates/\n\nFiles land in OUT/<host>/<absolute target path>, e.g. out/haproxy/etc/haproxy/haproxy.cfg;\nOUT/<host>/MANIFEST lists owner, group and mode of each. Keys and files holding passwords are\nwritten 0600. --templates DIR overrides the built-in templates file by file (same relative\nnames, e.g. DIR/haproxy/haproxy.cfg.j2).\n\nExit codes: 0 written, 1 failed, 3 invalid inventory.")]
+#[command(
+    after_help = "Examples:\n  pgha render inventory/example.yaml --out out/\n  pgha render inventory/example.yaml --out out12/ --target debian12\n  pgha render inventory/example.yaml --out out/ --templates my-templates/\n\nFiles land in OUT/<host>/<absolute target path>, e.g. out/haproxy/etc/haproxy/haproxy.cfg;\nOUT/<host>/MANIFEST lists owner, group and mode of each. Keys and files holding passwords are\nwritten 0600. --templates DIR overrides the built-in templates file by file (same relative\nnames, e.g. DIR/haproxy/haproxy.cfg.j2).\n\nExit codes: 0 written, 1 failed, 3 invalid inventory."
+)]
 pub struct RenderArgs {
     /// The inventory file.
     pub inventory: PathBuf,
@@ -70,7 +72,10 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
     if args.placeholder_material {
         return Ok(render::placeholder::placeholder_material(inv));
     }
-    let state = args.state.clone().unwrap_or_else(|| inv.dir().join(".pgha"));
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| inv.dir().join(".pgha"));
     bail!(
         "reading certificates and secrets from {} is not wired yet\n\nhint: until then, \
          --placeholder-material renders with fake material (never deploy it)",
@@ -85,7 +90,12 @@ fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()
         None => TemplateSource::Embedded,
     };
     let all = render::render_all(inv, &material, args.target, &source)?;
-    let mut rows = vec![vec!["host".into(), "files".into(), "secret".into(), "directory".into()]];
+    let mut rows = vec![vec![
+        "host".into(),
+        "files".into(),
+        "secret".into(),
+        "directory".into(),
+    ]];
     for (host, files) in &all {
         let dir = args.out.join(host);
         write_host(&dir, files).with_context(|| format!("writing {}", dir.display()))?;
@@ -107,14 +117,20 @@ fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()
 
 /// Writes one host's files under `dir` (mode 0700: it holds keys) and its MANIFEST.
 pub fn write_host(dir: &Path, files: &[RenderedFile]) -> anyhow::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     let mut manifest = String::from("# path\towner\tgroup\tmode\tunit\n");
     for f in files {
         let rel = f.path.trim_start_matches('/');
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)?;
         }
         let mode = if f.secret { 0o600 } else { f.mode };
         let _ = fs::remove_file(&path);

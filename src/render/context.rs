@@ -395,22 +395,49 @@ pub fn managed_parameters(tls: &TlsPaths) -> Vec<(&'static str, String)> {
 pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut row = |kind: &str, db: &str, user: &str, addr: &str, method: &str| {
-        rows.push([kind.into(), db.into(), user.into(), addr.into(), method.into()]);
+        rows.push([
+            kind.into(),
+            db.into(),
+            user.into(),
+            addr.into(),
+            method.into(),
+        ]);
     };
     row("local", "all", paths::SUPERUSER, "", "peer");
     for node in inv.hosts_with(Role::Postgres) {
         let cidr = paths::host_cidr(node.address);
-        row("hostssl", "replication", paths::REPLICATION_USER, &cidr, "scram-sha-256");
+        row(
+            "hostssl",
+            "replication",
+            paths::REPLICATION_USER,
+            &cidr,
+            "scram-sha-256",
+        );
         row("hostssl", "all", paths::REWIND_USER, &cidr, "scram-sha-256");
         row("hostssl", "all", paths::SUPERUSER, &cidr, "scram-sha-256");
     }
     let mut app_users: Vec<&str> = inv.postgres.users.iter().map(|u| u.name.as_str()).collect();
     app_users.push(paths::PGBOUNCER_AUTH_USER);
-    let dbs: Vec<&str> = inv.postgres.databases.iter().map(|d| d.name.as_str()).collect();
-    let dbs = if dbs.is_empty() { "all".to_owned() } else { dbs.join(",") };
+    let dbs: Vec<&str> = inv
+        .postgres
+        .databases
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let dbs = if dbs.is_empty() {
+        "all".to_owned()
+    } else {
+        dbs.join(",")
+    };
     for proxy in inv.hosts_with(Role::Haproxy) {
         let cidr = paths::host_cidr(proxy.address);
-        row("hostssl", &dbs, &app_users.join(","), &cidr, "scram-sha-256");
+        row(
+            "hostssl",
+            &dbs,
+            &app_users.join(","),
+            &cidr,
+            "scram-sha-256",
+        );
     }
     for any in ["0.0.0.0/0", "::/0"] {
         row("hostnossl", "all", "all", any, "reject");
@@ -424,8 +451,11 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     }
     rows.iter()
         .map(|r| {
-            let cells: Vec<String> =
-                r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let cells: Vec<String> = r
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             cells.join(" ").trim_end().to_owned()
         })
         .collect()
@@ -569,10 +599,18 @@ pub fn pgbouncer(
         userlist_field(&material.secrets.pgbouncer_auth)
     )];
     for user in &inv.postgres.users {
-        let verifier = material.secrets.app_verifiers.get(&user.name).ok_or_else(|| {
-            RenderError::MissingSecret { what: format!("SCRAM verifier of role `{}`", user.name) }
-        })?;
-        userlist.push(format!("{} {}", userlist_field(&user.name), userlist_field(verifier)));
+        let verifier = material
+            .secrets
+            .app_verifiers
+            .get(&user.name)
+            .ok_or_else(|| RenderError::MissingSecret {
+                what: format!("SCRAM verifier of role `{}`", user.name),
+            })?;
+        userlist.push(format!(
+            "{} {}",
+            userlist_field(&user.name),
+            userlist_field(verifier)
+        ));
     }
     Ok(PgbouncerContext {
         listen_addr: host.address.to_string(),
@@ -586,4 +624,239 @@ pub fn pgbouncer(
         reserve_pool_size: b.reserve_pool_size,
         userlist,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::placeholder::placeholder_material;
+
+    fn example() -> Inventory {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/example.yaml");
+        crate::inventory::load(&path)
+            .expect("example is valid")
+            .inventory
+    }
+
+    fn host<'a>(inv: &'a Inventory, name: &str) -> &'a Host {
+        inv.host(name).expect("host in example")
+    }
+
+    #[test]
+    fn pgbouncer_exposes_rw_and_ro_per_database_through_haproxy_by_name() {
+        let inv = example();
+        let dbs = pgbouncer_databases(&inv);
+        let lines: Vec<String> = dbs
+            .iter()
+            .map(|d| format!("{} {}:{} {}", d.alias, d.host, d.port, d.dbname))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "postgres_rw haproxy:5000 postgres",
+                "postgres_ro haproxy:5001 postgres",
+                "app_rw haproxy:5000 app",
+                "app_ro haproxy:5001 app",
+            ]
+        );
+    }
+
+    #[test]
+    fn pgbouncer_lists_every_haproxy_host() {
+        let mut inv = example();
+        let mut second = host(&inv, "haproxy").clone();
+        second.name = crate::inventory::HostName::new("haproxy2").expect("valid");
+        second.address = "198.51.100.32".parse().expect("literal");
+        inv.hosts.push(second);
+        assert!(
+            pgbouncer_databases(&inv)
+                .iter()
+                .all(|d| d.host == "haproxy,haproxy2")
+        );
+        // ...and pg_hba admits application traffic from both.
+        let hba = pg_hba(&inv);
+        assert!(hba.iter().any(|l| l.contains("198.51.100.31/32")));
+        assert!(hba.iter().any(|l| l.contains("198.51.100.32/32")));
+    }
+
+    #[test]
+    fn auth_dbname_only_on_pgbouncer_1_24() {
+        let inv = example();
+        let m = placeholder_material(&inv);
+        let h = host(&inv, "pgbouncer");
+        let b13 = pgbouncer(&inv, &m, h, Target::Debian13).expect("renders");
+        let b12 = pgbouncer(&inv, &m, h, Target::Debian12).expect("renders");
+        assert_eq!(b13.auth_dbname.as_deref(), Some("postgres_rw"));
+        assert_eq!(b12.auth_dbname, None);
+    }
+
+    #[test]
+    fn userlist_quotes_and_needs_every_app_verifier() {
+        let inv = example();
+        let mut m = placeholder_material(&inv);
+        m.secrets.pgbouncer_auth = "a\"b".into();
+        let h = host(&inv, "pgbouncer");
+        let b = pgbouncer(&inv, &m, h, Target::Debian13).expect("renders");
+        assert_eq!(b.userlist[0], "\"pgbouncer_auth\" \"a\"\"b\"");
+        assert!(b.userlist[1].starts_with("\"app\" \"SCRAM-SHA-256$"));
+        m.secrets.app_verifiers.clear();
+        let err = pgbouncer(&inv, &m, h, Target::Debian13).expect_err("no verifier for app");
+        assert!(err.to_string().contains("`app`"), "{err}");
+    }
+
+    #[test]
+    fn pg_hba_is_tls_and_scram_only_with_lines_per_node() {
+        let inv = example();
+        let hba = pg_hba(&inv);
+        let words: Vec<Vec<&str>> = hba.iter().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(words[0], ["local", "all", "postgres", "peer"]);
+        for addr in ["192.0.2.11/32", "192.0.2.12/32", "198.51.100.13/32"] {
+            assert!(words.contains(&vec![
+                "hostssl",
+                "replication",
+                "replicator",
+                addr,
+                "scram-sha-256"
+            ]));
+            assert!(words.contains(&vec![
+                "hostssl",
+                "all",
+                "rewind_user",
+                addr,
+                "scram-sha-256"
+            ]));
+            assert!(words.contains(&vec!["hostssl", "all", "postgres", addr, "scram-sha-256"]));
+        }
+        assert!(words.contains(&vec![
+            "hostssl",
+            "postgres,app",
+            "app,pgbouncer_auth",
+            "198.51.100.31/32",
+            "scram-sha-256"
+        ]));
+        // Nothing admits a connection without TLS or without SCRAM, and the rejects come last.
+        for w in &words[1..words.len() - 4] {
+            assert_eq!(w[0], "hostssl", "{w:?}");
+            assert_eq!(w[4], "scram-sha-256", "{w:?}");
+        }
+        assert!(
+            words[words.len() - 4..]
+                .iter()
+                .all(|w| w[0] == "hostnossl" && w[4] == "reject")
+        );
+        // The PgBouncer host itself is not admitted: it comes through HAProxy.
+        assert!(!hba.iter().any(|l| l.contains("198.51.100.41")));
+    }
+
+    #[test]
+    fn haproxy_ro_keeps_every_node_as_tracked_backup_when_asked() {
+        let mut inv = example();
+        let h = host(&inv, "haproxy").clone();
+        let ctx = haproxy(&inv, &h);
+        assert!(ctx.ro_primary_fallback);
+        assert_eq!(
+            ctx.servers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["node1", "node2", "node3"]
+        );
+        assert_eq!(ctx.servers[2].addr, "198.51.100.13:5432");
+        assert_eq!(ctx.servers[2].check_port, 8008);
+        assert_eq!(ctx.servers[2].sni, "node3");
+        assert_eq!(ctx.rw_bind, "198.51.100.31:5000");
+        assert_eq!(ctx.stats_bind, "127.0.0.1:7000");
+        inv.haproxy.ro_primary_fallback = false;
+        assert!(!haproxy(&inv, &h).ro_primary_fallback);
+    }
+
+    #[test]
+    fn synchronous_mode_follows_patroni_version() {
+        assert_eq!(
+            synchronous_mode(SyncMode::On, Target::Debian12).expect("ok"),
+            "true"
+        );
+        assert_eq!(
+            synchronous_mode(SyncMode::Off, Target::Debian12).expect("ok"),
+            "false"
+        );
+        assert_eq!(
+            synchronous_mode(SyncMode::On, Target::Debian13).expect("ok"),
+            "true"
+        );
+        assert_eq!(
+            synchronous_mode(SyncMode::Quorum, Target::Debian13).expect("ok"),
+            "quorum"
+        );
+        let err = synchronous_mode(SyncMode::Quorum, Target::Debian12).expect_err("Patroni 3");
+        assert!(err.to_string().contains("Patroni 4"), "{err}");
+    }
+
+    #[test]
+    fn failsafe_only_on_patroni_4() {
+        let mut inv = example();
+        inv.patroni.failsafe_mode = true;
+        let m = placeholder_material(&inv);
+        let n = host(&inv, "node1").clone();
+        assert!(
+            patroni(&inv, &m, &n, Target::Debian13)
+                .expect("ok")
+                .failsafe_mode
+        );
+        let err = patroni(&inv, &m, &n, Target::Debian12).expect_err("Patroni 3.0");
+        assert!(err.to_string().contains("failsafe"), "{err}");
+        inv.patroni.failsafe_mode = false;
+        assert!(
+            !patroni(&inv, &m, &n, Target::Debian12)
+                .expect("ok")
+                .failsafe_mode
+        );
+    }
+
+    #[test]
+    fn patroni_addresses_names_and_paths() {
+        let inv = example();
+        let m = placeholder_material(&inv);
+        let n = host(&inv, "node3").clone();
+        let p = patroni(&inv, &m, &n, Target::Debian12).expect("ok");
+        assert_eq!(p.restapi_listen, "198.51.100.13:8008");
+        assert_eq!(p.restapi_connect, "node3:8008");
+        assert_eq!(p.pg_connect, "node3:5432");
+        assert_eq!(p.etcd_hosts, ["etcd1:2379", "etcd2:2379", "etcd3:2379"]);
+        assert_eq!(p.bin_dir, "/usr/lib/postgresql/15/bin");
+        assert_eq!(p.data_dir, "/var/lib/postgresql/15/pgha-demo");
+        let params: BTreeMap<_, _> = p.parameters.iter().cloned().collect();
+        assert_eq!(params["ssl"], "on");
+        assert_eq!(params["password_encryption"], "scram-sha-256");
+        assert!(
+            params["log_line_prefix"].contains("%a") && params["log_line_prefix"].contains("%r")
+        );
+        assert_eq!(params["max_connections"], "200");
+    }
+
+    #[test]
+    fn pgha_managed_parameters_override_the_inventory() {
+        let mut inv = example();
+        inv.postgres.parameters.push(("ssl".into(), "off".into()));
+        let m = placeholder_material(&inv);
+        let n = host(&inv, "node1").clone();
+        let p = patroni(&inv, &m, &n, Target::Debian13).expect("ok");
+        assert!(p.parameters.contains(&("ssl".to_owned(), "on".to_owned())));
+        assert!(!p.parameters.contains(&("ssl".to_owned(), "off".to_owned())));
+    }
+
+    #[test]
+    fn etcd_listens_on_the_address_and_advertises_the_name() {
+        let inv = example();
+        let e = etcd(&inv, host(&inv, "etcd3"));
+        assert_eq!(e.listen_client_urls, "https://198.51.100.23:2379");
+        assert_eq!(e.advertise_client_urls, "https://etcd3:2379");
+        assert_eq!(e.listen_peer_urls, "https://198.51.100.23:2380");
+        assert_eq!(e.initial_advertise_peer_urls, "https://etcd3:2380");
+        assert_eq!(
+            e.initial_cluster,
+            "etcd1=https://etcd1:2380,etcd2=https://etcd2:2380,etcd3=https://etcd3:2380"
+        );
+        assert_eq!(e.data_dir, "/var/lib/etcd/pgha-demo");
+    }
 }

@@ -172,8 +172,18 @@ pub struct LeafFile {
 
 /// Every leaf per role. HAProxy's check client is one PEM (cert + key) for `crt`.
 pub const LEAVES: &[LeafFile] = &[
-    LeafFile { role: Role::Etcd, kind: LeafKind::EtcdServer, owner: "etcd", unit: "etcd.service" },
-    LeafFile { role: Role::Etcd, kind: LeafKind::EtcdPeer, owner: "etcd", unit: "etcd.service" },
+    LeafFile {
+        role: Role::Etcd,
+        kind: LeafKind::EtcdServer,
+        owner: "etcd",
+        unit: "etcd.service",
+    },
+    LeafFile {
+        role: Role::Etcd,
+        kind: LeafKind::EtcdPeer,
+        owner: "etcd",
+        unit: "etcd.service",
+    },
     LeafFile {
         role: Role::Postgres,
         kind: LeafKind::PostgresServer,

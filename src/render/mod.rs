@@ -50,8 +50,9 @@ pub fn render_host(
     }];
     for role in Role::ALL.into_iter().filter(|r| host.has(*r)) {
         for t in files::TEMPLATES.iter().filter(|t| t.role == role) {
-            let tmpl =
-                env.get_template(t.template).map_err(|e| RenderError::from_template(t.template, &e))?;
+            let tmpl = env
+                .get_template(t.template)
+                .map_err(|e| RenderError::from_template(t.template, &e))?;
             let content = tmpl
                 .render(minijinja::value::Serde(&ctx))
                 .map_err(|e| RenderError::from_template(t.template, &e))?;
@@ -78,10 +79,12 @@ fn leaf_files(
     host: &Host,
     l: &files::LeafFile,
 ) -> Result<Vec<RenderedFile>, RenderError> {
-    let leaf = material.leaf(&host.name, l.kind).ok_or_else(|| RenderError::MissingLeaf {
-        host: host.name.to_string(),
-        kind: l.kind,
-    })?;
+    let leaf = material
+        .leaf(&host.name, l.kind)
+        .ok_or_else(|| RenderError::MissingLeaf {
+            host: host.name.to_string(),
+            kind: l.kind,
+        })?;
     let file = |path: String, content: String, mode: u32, secret: bool| RenderedFile {
         path,
         content,
@@ -101,7 +104,12 @@ fn leaf_files(
         return Ok(vec![file(paths::haproxy_check_pem(), pem, 0o600, true)]);
     }
     Ok(vec![
-        file(paths::leaf_cert(l.kind), leaf.cert_pem.clone(), 0o644, false),
+        file(
+            paths::leaf_cert(l.kind),
+            leaf.cert_pem.clone(),
+            0o644,
+            false,
+        ),
         file(paths::leaf_key(l.kind), leaf.key_pem.clone(), 0o600, true),
     ])
 }
@@ -115,7 +123,10 @@ pub fn render_all(
 ) -> Result<BTreeMap<String, Vec<RenderedFile>>, RenderError> {
     let mut out = BTreeMap::new();
     for host in &inv.hosts {
-        out.insert(host.name.to_string(), render_host(inv, material, host, target, templates)?);
+        out.insert(
+            host.name.to_string(),
+            render_host(inv, material, host, target, templates)?,
+        );
     }
     Ok(out)
 }

@@ -71,7 +71,10 @@ pub fn pg_bin_dir(target: Target) -> String {
 
 /// Data directory: Debian's layout, named after the cluster (not `main`).
 pub fn pg_data_dir(target: Target, cluster: &str) -> String {
-    format!("/var/lib/postgresql/{}/{cluster}", target.versions().postgres)
+    format!(
+        "/var/lib/postgresql/{}/{cluster}",
+        target.versions().postgres
+    )
 }
 
 /// The pgpass file Patroni writes for replication and rewind.
@@ -86,7 +89,11 @@ pub fn etcd_data_dir(cluster: &str) -> String {
 
 /// `host:port` for URLs and libpq-style lists: IPv6 addresses get brackets.
 pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// `addr:port` as HAProxy and etcd's listen URLs want it.
@@ -124,6 +131,9 @@ mod tests {
     #[test]
     fn version_paths_follow_the_target() {
         assert_eq!(pg_bin_dir(Target::Debian12), "/usr/lib/postgresql/15/bin");
-        assert_eq!(pg_data_dir(Target::Debian13, "pgha"), "/var/lib/postgresql/17/pgha");
+        assert_eq!(
+            pg_data_dir(Target::Debian13, "pgha"),
+            "/var/lib/postgresql/17/pgha"
+        );
     }
 }

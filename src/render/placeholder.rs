@@ -34,7 +34,13 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
         .users
         .iter()
         .map(|u| {
-            (u.name.clone(), format!("SCRAM-SHA-256$4096:PLACEHOLDER-SALT$STORED-KEY-{0}:SERVER-KEY-{0}", u.name))
+            (
+                u.name.clone(),
+                format!(
+                    "SCRAM-SHA-256$4096:PLACEHOLDER-SALT$STORED-KEY-{0}:SERVER-KEY-{0}",
+                    u.name
+                ),
+            )
         })
         .collect();
     Material {

@@ -64,7 +64,9 @@ impl FromStr for Target {
         match s {
             "debian13" | "trixie" => Ok(Target::Debian13),
             "debian12" | "bookworm" => Ok(Target::Debian12),
-            other => Err(format!("unknown target `{other}`: expected debian13 or debian12")),
+            other => Err(format!(
+                "unknown target `{other}`: expected debian13 or debian12"
+            )),
         }
     }
 }
@@ -94,6 +96,11 @@ mod tests {
     fn targets_parse_by_name_and_codename() {
         assert_eq!("debian12".parse::<Target>(), Ok(Target::Debian12));
         assert_eq!("trixie".parse::<Target>(), Ok(Target::Debian13));
-        assert!("debian11".parse::<Target>().unwrap_err().contains("debian13 or debian12"));
+        assert!(
+            "debian11"
+                .parse::<Target>()
+                .unwrap_err()
+                .contains("debian13 or debian12")
+        );
     }
 }
