@@ -323,6 +323,12 @@ fn real_material(inv: &Inventory) -> Material {
 
     let mut material = placeholder_material(inv);
     material.ca_bundle_pem = ca_cert.pem();
+    for user in &inv.postgres.users {
+        material.secrets.app_verifiers.insert(
+            user.name.clone(),
+            scram_verifier(&format!("{}-password", user.name), b"pgha-test-salt!!"),
+        );
+    }
     for host in &inv.hosts {
         for l in LEAVES.iter().filter(|l| host.has(l.role)) {
             let mut sans = Vec::new();
@@ -387,8 +393,9 @@ fn write_tree(root: &Path, files: &[RenderedFile]) {
 /// Runs `script` with the rendered `etc` overlaid on /etc in a private mount namespace (plus an
 /// empty network namespace when `no_network`). Returns (success, stdout+stderr).
 fn in_overlay(etc: &Path, script: &str, no_network: bool) -> (bool, String) {
-    let mut cmd = Command::new("unshare");
-    cmd.arg("-m");
+    // A hung validator must fail the test, not hang CI.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "120", "unshare", "-m"]);
     if no_network {
         cmd.arg("-n");
     }
@@ -554,4 +561,175 @@ fn patroni_validates_the_rendered_config() {
             node.name
         );
     }
+}
+
+#[test]
+fn pgbouncer_starts_with_the_rendered_config() {
+    if !can_run("pgbouncer") || !can_run("unshare") || !can_run("ip") || !can_run("psql") {
+        return;
+    }
+    let inv = example();
+    let material = real_material(&inv);
+    let version = Command::new("pgbouncer")
+        .arg("--version")
+        .output()
+        .expect("pgbouncer");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    // The installed PgBouncer runs the target that ships it (1.18: debian12, 1.24: debian13).
+    let Some(target) = Target::ALL
+        .into_iter()
+        .find(|t| version.contains(&format!("PgBouncer {}.", t.versions().pgbouncer)))
+    else {
+        assert!(!required(), "CI=true: {version} matches no target");
+        eprintln!("skipped: {version} matches no target");
+        return;
+    };
+    let all = render(&inv, &material, target);
+    for host in inv.hosts_with(pgha::inventory::Role::Pgbouncer) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let files = host_files(&all, host.name.as_str());
+        write_tree(root.path(), &files);
+        let chowns: Vec<String> = files
+            .iter()
+            .map(|f| {
+                let p = root.path().join(f.path.trim_start_matches('/'));
+                format!(
+                    "chown {}:{} {p}; chmod {:o} {p}",
+                    f.owner,
+                    f.group,
+                    f.mode,
+                    p = p.display()
+                )
+            })
+            .collect();
+        std::fs::write(
+            root.path().join("etc/hosts"),
+            format!(
+                "127.0.0.1 localhost haproxy\n{} {}\n",
+                host.address,
+                host.dns_names()
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        )
+        .expect("hosts");
+        // Its own sockets, pid and log in tmpfs; its address on the loopback of an empty network
+        // namespace. PgBouncer must parse the ini, HBA and auth files, load the TLS files and
+        // listen; then the admin console must admit the local postgres user by peer, and an
+        // application must pass TLS verify-full (PgBouncer's name) and SCRAM: its first query
+        // then fails only for want of a server (HAProxy is not there).
+        let bundle = pgha::render::paths::ca_bundle(&material.ca_bundle_file);
+        let script = format!(
+            "{chowns}; \
+             mount -t tmpfs tmpfs /var/run/postgresql; mount -t tmpfs tmpfs /var/log/postgresql; \
+             chown postgres:postgres /var/run/postgresql /var/log/postgresql; \
+             ip link set lo up; ip addr add {addr} dev lo; \
+             pgbouncer -u postgres /etc/pgbouncer/pgbouncer.ini & p=$!; sleep 1; \
+             echo ADMIN: $(timeout -s KILL 10 runuser -u postgres -- psql -X -w -h /var/run/postgresql -p {port} -U postgres -Atc 'SHOW VERSION' pgbouncer 2>&1 </dev/null); \
+             echo APP: $(PGPASSWORD=app-password PGCONNECT_TIMEOUT=5 timeout -s KILL 10 psql -X -w \"host={name} port={port} dbname={db}_rw user=app sslmode=verify-full sslrootcert={bundle}\" -Atc 'SELECT 1' 2>&1 </dev/null); \
+             echo WRONG: $(PGPASSWORD=wrong PGCONNECT_TIMEOUT=5 timeout -s KILL 10 psql -X -w \"host={name} port={port} dbname={db}_rw user=app sslmode=verify-full sslrootcert={bundle}\" -Atc 'SELECT 1' 2>&1 </dev/null); \
+             kill $p; wait $p || true; cat /var/log/postgresql/pgbouncer.log",
+            chowns = chowns.join("; "),
+            addr = pgha::render::paths::host_cidr(host.address),
+            port = inv.pgbouncer.port.get(),
+            name = host.name,
+            db = inv.postgres.databases[0].name,
+        );
+        let (ok, out) = in_overlay(&root.path().join("etc"), &script, true);
+        assert!(ok, "{target} {}: pgbouncer failed:\n{out}", host.name);
+        assert!(out.contains("process up"), "{out}");
+        for l in out.lines().filter(|l| l.contains("WARNING")) {
+            assert!(
+                l.contains("pooler error: SASL authentication failed"),
+                "{target} {}: pgbouncer warns:\n{out}",
+                host.name
+            );
+        }
+        let line = |tag: &str| {
+            out.lines()
+                .find(|l| l.starts_with(tag))
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert!(
+            line("ADMIN:").contains(&format!("PgBouncer {}", target.versions().pgbouncer)),
+            "{out}"
+        );
+        let app = line("APP:");
+        assert!(
+            !app.contains("SSL")
+                && !app.contains("certificate")
+                && !app.contains("authentication failed"),
+            "{out}"
+        );
+        // Past TLS (verify-full) and SCRAM, PgBouncer only lacked a server.
+        let login = format!(
+            "login attempt: db={}_rw user=app tls=TLSv1.3",
+            inv.postgres.databases[0].name
+        );
+        assert!(out.contains(&login), "{out}");
+        assert!(line("WRONG:").contains("authentication failed"), "{out}");
+    }
+}
+
+/// PostgreSQL's SCRAM-SHA-256 verifier of `password` (RFC 5802/7677, 4096 iterations).
+fn scram_verifier(password: &str, salt: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let inner: Vec<u8> = k
+            .iter()
+            .map(|b| b ^ 0x36)
+            .chain(msg.iter().copied())
+            .collect();
+        let inner = Sha256::digest(&inner);
+        let outer: Vec<u8> = k
+            .iter()
+            .map(|b| b ^ 0x5c)
+            .chain(inner.iter().copied())
+            .collect();
+        Sha256::digest(&outer).to_vec()
+    }
+    let mut u = hmac(password.as_bytes(), &[salt, &1u32.to_be_bytes()].concat());
+    let mut salted = u.clone();
+    for _ in 1..4096 {
+        u = hmac(password.as_bytes(), &u);
+        salted.iter_mut().zip(&u).for_each(|(s, x)| *s ^= x);
+    }
+    let stored = Sha256::digest(hmac(&salted, b"Client Key")).to_vec();
+    let server = hmac(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256$4096:{}${}:{}",
+        b64(salt),
+        b64(&stored),
+        b64(&server)
+    )
+}
+
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

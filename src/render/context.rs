@@ -593,11 +593,17 @@ pub fn pgbouncer(
         Target::Debian13 => databases.first().map(|d| d.alias.clone()),
         Target::Debian12 => None,
     };
-    let mut userlist = vec![format!(
-        "{} {}",
-        userlist_field(paths::PGBOUNCER_AUTH_USER),
-        userlist_field(&material.secrets.pgbouncer_auth)
-    )];
+    let mut userlist = vec![
+        format!(
+            "{} {}",
+            userlist_field(paths::PGBOUNCER_AUTH_USER),
+            userlist_field(&material.secrets.pgbouncer_auth)
+        ),
+        // The admin user must be known here, else PgBouncer sends it to auth_query (and waits
+        // on a server for the admin console). No password: the HBA file admits it by peer on
+        // the Unix socket only and rejects it over TCP.
+        format!("{} \"\"", userlist_field(paths::SUPERUSER)),
+    ];
     for user in &inv.postgres.users {
         let verifier = material
             .secrets
@@ -698,7 +704,8 @@ mod tests {
         let h = host(&inv, "pgbouncer");
         let b = pgbouncer(&inv, &m, h, Target::Debian13).expect("renders");
         assert_eq!(b.userlist[0], "\"pgbouncer_auth\" \"a\"\"b\"");
-        assert!(b.userlist[1].starts_with("\"app\" \"SCRAM-SHA-256$"));
+        assert_eq!(b.userlist[1], "\"postgres\" \"\"");
+        assert!(b.userlist[2].starts_with("\"app\" \"SCRAM-SHA-256$"));
         m.secrets.app_verifiers.clear();
         let err = pgbouncer(&inv, &m, h, Target::Debian13).expect_err("no verifier for app");
         assert!(err.to_string().contains("`app`"), "{err}");
