@@ -6,6 +6,7 @@
 //! - [`lab`]: systemd-nspawn lab machines for CI and rehearsals; writes a lab inventory.
 //! - [`render`]: minijinja templates → the files pgha installs on each host.
 //! - [`pki`]: the cluster CA, per-host certificates and generated secrets, kept in the state dir.
+//! - [`transport`]: run commands and install files on a host over SSH (openssh, russh, fake).
 //! - [`inventory`]: YAML → validated [`inventory::Inventory`] (host names, roles, ports, settings).
 #![deny(missing_docs)]
 
@@ -14,3 +15,4 @@ pub mod inventory;
 pub mod lab;
 pub mod pki;
 pub mod render;
+pub mod transport;
