@@ -16,7 +16,7 @@ use super::spec::LeafSpec;
 use super::state::StateDir;
 
 /// Why a certificate must be (re)issued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// The certificate or its key file does not exist.
