@@ -73,5 +73,9 @@ fn newest_generation(state: &StateDir) -> Result<Option<u32>, PkiError> {
 }
 
 fn ensure_newline(pem: &str) -> String {
-    if pem.ends_with('\n') { pem.to_owned() } else { format!("{pem}\n") }
+    if pem.ends_with('\n') {
+        pem.to_owned()
+    } else {
+        format!("{pem}\n")
+    }
 }

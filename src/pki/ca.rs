@@ -23,7 +23,11 @@ pub struct Ca {
 
 impl Ca {
     /// A new CA for `cluster`, valid `validity_days` from `now`.
-    pub fn generate(cluster: &str, validity_days: u32, now: OffsetDateTime) -> Result<Self, PkiError> {
+    pub fn generate(
+        cluster: &str,
+        validity_days: u32,
+        now: OffsetDateTime,
+    ) -> Result<Self, PkiError> {
         let key = issue::new_key("the CA key")?;
         let issued = issue::self_signed_ca(cluster, &key, Validity::days_from(now, validity_days))?;
         let info = CertInfo::from_der(&issued.cert_der).map_err(|detail| PkiError::Generate {
@@ -31,7 +35,11 @@ impl Ca {
             detail,
             hint: "report a bug: pgha cannot read back the CA it generated",
         })?;
-        Ok(Ca { cert_pem: issued.cert_pem, info, key: Secret::new(key) })
+        Ok(Ca {
+            cert_pem: issued.cert_pem,
+            info,
+            key: Secret::new(key),
+        })
     }
 
     /// Loads the CA of `state`; `None` when neither file exists.
@@ -56,17 +64,26 @@ impl Ca {
             detail,
             hint: "restore ca.crt from a backup of the state directory",
         })?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad_key(&key_path, &format!("not a private key: {e}")))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|e| bad_key(&key_path, &format!("not a private key: {e}")))?;
         if key.public_key_raw() != info.public_key.as_slice() {
             return Err(bad_key(&key_path, "does not match ca.crt"));
         }
-        Ok(Some(Ca { cert_pem, info, key: Secret::new(key) }))
+        Ok(Some(Ca {
+            cert_pem,
+            info,
+            key: Secret::new(key),
+        }))
     }
 
     /// Writes `ca/ca.key` (0600) then `ca/ca.crt`, atomically each.
     pub fn save(&self, state: &StateDir) -> Result<(), PkiError> {
         let key_pem = Secret::new(self.key.expose().serialize_pem());
-        write_atomic(&state.ca_key(), key_pem.expose().as_bytes(), FileMode::Private)?;
+        write_atomic(
+            &state.ca_key(),
+            key_pem.expose().as_bytes(),
+            FileMode::Private,
+        )?;
         write_atomic(&state.ca_cert(), self.cert_pem.as_bytes(), FileMode::Public)
     }
 
@@ -81,7 +98,12 @@ impl Ca {
     }
 
     /// Issues a leaf for `spec`, valid `days` from `now` but never beyond the CA's own end.
-    pub fn issue(&self, spec: &LeafSpec, now: OffsetDateTime, days: u32) -> Result<Issued, PkiError> {
+    pub fn issue(
+        &self,
+        spec: &LeafSpec,
+        now: OffsetDateTime,
+        days: u32,
+    ) -> Result<Issued, PkiError> {
         let validity = Validity::days_from(now, days).capped_at(self.info.not_after);
         issue::leaf(spec, &self.issuer()?, validity)
     }
@@ -98,5 +120,8 @@ impl Ca {
 }
 
 fn bad_key(path: &std::path::Path, detail: &str) -> PkiError {
-    PkiError::BadCaKey { path: path.to_path_buf(), detail: detail.to_owned() }
+    PkiError::BadCaKey {
+        path: path.to_path_buf(),
+        detail: detail.to_owned(),
+    }
 }

@@ -81,7 +81,12 @@ pub fn ensure(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<
         .iter()
         .map(|spec| ensure_leaf(inv, state, &ca, spec, now))
         .collect::<Result<_, _>>()?;
-    Ok(Report { ca: ca_action, bundle: bundle.file_name(), bundle_published, leaves })
+    Ok(Report {
+        ca: ca_action,
+        bundle: bundle.file_name(),
+        bundle_published,
+        leaves,
+    })
 }
 
 /// Writes a leaf's key (0600) then its certificate; a crash in between leaves a key that does
@@ -89,11 +94,23 @@ pub fn ensure(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<
 pub fn write_leaf(state: &StateDir, spec: &LeafSpec, issued: &Issued) -> Result<(), PkiError> {
     ensure_private_dir(&state.host_dir(&spec.host))?;
     let key = issued.key_pem.expose();
-    write_atomic(&state.leaf_key(&spec.host, spec.kind), key.as_bytes(), FileMode::Private)?;
-    write_atomic(&state.leaf_cert(&spec.host, spec.kind), issued.cert_pem.as_bytes(), FileMode::Public)
+    write_atomic(
+        &state.leaf_key(&spec.host, spec.kind),
+        key.as_bytes(),
+        FileMode::Private,
+    )?;
+    write_atomic(
+        &state.leaf_cert(&spec.host, spec.kind),
+        issued.cert_pem.as_bytes(),
+        FileMode::Public,
+    )
 }
 
-fn load_or_create_ca(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<(Ca, CaAction), PkiError> {
+fn load_or_create_ca(
+    inv: &Inventory,
+    state: &StateDir,
+    now: OffsetDateTime,
+) -> Result<(Ca, CaAction), PkiError> {
     if let Some(ca) = Ca::load(state)? {
         return Ok((ca, CaAction::Kept));
     }
@@ -121,9 +138,17 @@ fn ensure_leaf(
     let action = match assess_leaf(state, spec, Some(ca), now, inv.tls.renew_within_days)? {
         Verdict::Good(_) => LeafAction::Kept,
         Verdict::Renew(reason, _) => {
-            write_leaf(state, spec, &ca.issue(spec, now, inv.tls.leaf_validity_days)?)?;
+            write_leaf(
+                state,
+                spec,
+                &ca.issue(spec, now, inv.tls.leaf_validity_days)?,
+            )?;
             LeafAction::Issued(reason)
         }
     };
-    Ok(LeafOutcome { kind: spec.kind, host: spec.host.clone(), action })
+    Ok(LeafOutcome {
+        kind: spec.kind,
+        host: spec.host.clone(),
+        action,
+    })
 }

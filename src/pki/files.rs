@@ -76,19 +76,29 @@ pub fn read_private_optional(path: &Path) -> Result<Option<String>, PkiError> {
         .mode()
         & 0o777;
     if mode & 0o077 != 0 {
-        return Err(PkiError::InsecureMode { path: path.to_path_buf(), mode });
+        return Err(PkiError::InsecureMode {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(Some(text))
 }
 
 fn temp_name(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let nonce: u64 = rand::random();
     path.with_file_name(format!(".{name}.tmp-{nonce:016x}"))
 }
 
 fn write_new(tmp: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(mode.bits()).open(tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode.bits())
+        .open(tmp)?;
     // The umask may have cleared bits of Public; set them explicitly.
     f.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
     f.write_all(bytes)?;

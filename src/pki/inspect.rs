@@ -37,9 +37,13 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses the first certificate of a PEM text.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         if pem.label != "CERTIFICATE" {
-            return Err(format!("expected a CERTIFICATE block, found `{}`", pem.label));
+            return Err(format!(
+                "expected a CERTIFICATE block, found `{}`",
+                pem.label
+            ));
         }
         Self::from_der(&pem.contents)
     }
@@ -62,9 +66,10 @@ impl CertInfo {
 
     /// Whether `issuer_der` (a CA certificate) signed this certificate and is named its issuer.
     pub fn signed_by(&self, issuer_der: &[u8]) -> bool {
-        let (Ok((_, cert)), Ok((_, ca))) =
-            (X509Certificate::from_der(&self.der), X509Certificate::from_der(issuer_der))
-        else {
+        let (Ok((_, cert)), Ok((_, ca))) = (
+            X509Certificate::from_der(&self.der),
+            X509Certificate::from_der(issuer_der),
+        ) else {
             return false;
         };
         cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
@@ -77,7 +82,11 @@ impl CertInfo {
 
     /// The serial as colon-separated hex, as `openssl x509 -serial` shows it.
     pub fn serial_hex(&self) -> String {
-        self.serial.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+        self.serial
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 }
 
@@ -111,8 +120,12 @@ fn san(name: &GeneralName<'_>) -> Option<San> {
     match name {
         GeneralName::DNSName(n) => Some(San::Dns((*n).to_owned())),
         GeneralName::IPAddress(b) => match b.len() {
-            4 => <[u8; 4]>::try_from(*b).ok().map(|a| San::Ip(IpAddr::from(a))),
-            16 => <[u8; 16]>::try_from(*b).ok().map(|a| San::Ip(IpAddr::from(a))),
+            4 => <[u8; 4]>::try_from(*b)
+                .ok()
+                .map(|a| San::Ip(IpAddr::from(a))),
+            16 => <[u8; 16]>::try_from(*b)
+                .ok()
+                .map(|a| San::Ip(IpAddr::from(a))),
             _ => None,
         },
         _ => None,

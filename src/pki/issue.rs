@@ -28,12 +28,18 @@ impl Validity {
     /// `days` from `now`, truncated to whole seconds (X.509 times carry no fraction).
     pub fn days_from(now: OffsetDateTime, days: u32) -> Self {
         let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
-        Validity { not_before: now - BACKDATE, not_after: now + Duration::days(i64::from(days)) }
+        Validity {
+            not_before: now - BACKDATE,
+            not_after: now + Duration::days(i64::from(days)),
+        }
     }
 
     /// The same period, ending no later than `limit` (a leaf never outlives its CA).
     pub fn capped_at(self, limit: OffsetDateTime) -> Self {
-        Validity { not_after: self.not_after.min(limit), ..self }
+        Validity {
+            not_after: self.not_after.min(limit),
+            ..self
+        }
     }
 }
 
@@ -64,7 +70,11 @@ pub fn new_key(what: &str) -> Result<KeyPair, PkiError> {
 
 /// A self-signed CA certificate: basicConstraints CA:true (critical, path length 0), keyUsage
 /// keyCertSign + cRLSign, subject key identifier.
-pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Result<Issued, PkiError> {
+pub fn self_signed_ca(
+    cluster: &str,
+    key: &KeyPair,
+    validity: Validity,
+) -> Result<Issued, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&format!("pgha {cluster} CA"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -72,7 +82,9 @@ pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Resul
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
     params.serial_number = Some(random_serial());
-    let cert = params.self_signed(key).map_err(|e| gen_error("the CA certificate", e))?;
+    let cert = params
+        .self_signed(key)
+        .map_err(|e| gen_error("the CA certificate", e))?;
     Ok(Issued {
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
@@ -81,12 +93,22 @@ pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Resul
 }
 
 /// A leaf for `spec`, with a new key, signed by `issuer`, carrying an authority key identifier.
-pub fn leaf(spec: &LeafSpec, issuer: &Issuer<'_, &KeyPair>, validity: Validity) -> Result<Issued, PkiError> {
+pub fn leaf(
+    spec: &LeafSpec,
+    issuer: &Issuer<'_, &KeyPair>,
+    validity: Validity,
+) -> Result<Issued, PkiError> {
     let what = format!("the {} certificate of {}", spec.kind, spec.host);
     let key = new_key(&what)?;
     let params = leaf_params(spec, validity).map_err(|e| gen_error(&what, e))?;
-    let cert = params.signed_by(&key, issuer).map_err(|e| gen_error(&what, e))?;
-    Ok(Issued { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key_pem: Secret::new(key.serialize_pem()) })
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(|e| gen_error(&what, e))?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        key_pem: Secret::new(key.serialize_pem()),
+    })
 }
 
 fn leaf_params(spec: &LeafSpec, validity: Validity) -> Result<CertificateParams, rcgen::Error> {

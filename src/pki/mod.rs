@@ -46,9 +46,9 @@ mod state;
 mod status;
 
 #[cfg(test)]
-mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod testutil;
 
 pub use assess::{Reason, Verdict, assess_leaf};
 pub use bundle::{TrustBundle, current as current_bundle, publish as publish_bundle};
@@ -60,7 +60,9 @@ pub use inspect::CertInfo;
 pub use issue::{Issued, Validity};
 pub use scram::{SCRAM_ITERATIONS, scram_sha256_verifier};
 pub use secret::Secret;
-pub use secrets::{Account, PASSWORD_LEN, Secrets, SecretsReport, accounts, ensure_secrets, load_secrets};
+pub use secrets::{
+    Account, PASSWORD_LEN, Secrets, SecretsReport, accounts, ensure_secrets, load_secrets,
+};
 pub use spec::{Eku, LeafKind, LeafSpec, San, leaf_specs};
 pub use state::{StateDir, bundle_file_name};
 pub use status::{CertStatus, Health, status};

@@ -17,7 +17,11 @@ pub const SCRAM_ITERATIONS: u32 = 4096;
 ///
 /// Only ASCII passwords are accepted: PostgreSQL SASLpreps the password first, which is the
 /// identity on ASCII (pgha's generated passwords are alphanumeric).
-pub fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> Result<Secret<String>, PkiError> {
+pub fn scram_sha256_verifier(
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> Result<Secret<String>, PkiError> {
     if !password.is_ascii() {
         return Err(PkiError::NonAsciiPassword);
     }
@@ -40,12 +44,16 @@ impl ScramKeys {
     fn derive(password: &[u8], salt: &[u8], iterations: u32) -> Self {
         let salted: [u8; 32] = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations);
         let client_key = hmac(&salted, b"Client Key");
-        ScramKeys { stored_key: Sha256::digest(client_key).into(), server_key: hmac(&salted, b"Server Key") }
+        ScramKeys {
+            stored_key: Sha256::digest(client_key).into(),
+            server_key: hmac(&salted, b"Server Key"),
+        }
     }
 }
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }
@@ -61,7 +69,10 @@ mod tests {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("b64");
         let v = scram_sha256_verifier("pencil", &salt, 4096).expect("ascii");
         let v = v.expose();
-        let (head, keys) = v.split_once('$').and_then(|(_, r)| r.split_once('$')).expect("format");
+        let (head, keys) = v
+            .split_once('$')
+            .and_then(|(_, r)| r.split_once('$'))
+            .expect("format");
         assert_eq!(head, "4096:W22ZaJ0SNY7soEsUEjb6gQ==");
         let (stored, server) = keys.split_once(':').expect("keys");
         let stored = B64.decode(stored).expect("b64");
@@ -71,12 +82,21 @@ mod tests {
             r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
             c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let server_signature = hmac(&server, auth_message.as_bytes());
-        assert_eq!(B64.encode(server_signature), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert_eq!(
+            B64.encode(server_signature),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
 
         // The server's check of the client proof: H(proof XOR HMAC(StoredKey, msg)) == StoredKey.
-        let proof = B64.decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").expect("b64");
+        let proof = B64
+            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .expect("b64");
         let client_signature = hmac(&stored, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(client_signature).map(|(a, b)| a ^ b).collect();
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(client_signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         assert_eq!(Sha256::digest(&client_key).as_slice(), stored.as_slice());
     }
 

@@ -7,6 +7,7 @@
 //! back, and a file that only grows is easy to reason about.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 
 use base64::Engine as _;
@@ -64,13 +65,27 @@ impl fmt::Display for Account {
 
 /// Every account `inv` needs: the five built-in ones, then each application user.
 pub fn accounts(inv: &Inventory) -> Vec<Account> {
-    let builtin = [Account::Superuser, Account::Replication, Account::Rewind, Account::PatroniRest, Account::PgbouncerAuth];
-    builtin.into_iter().chain(inv.postgres.users.iter().map(|u| Account::App(u.name.clone()))).collect()
+    let builtin = [
+        Account::Superuser,
+        Account::Replication,
+        Account::Rewind,
+        Account::PatroniRest,
+        Account::PgbouncerAuth,
+    ];
+    builtin
+        .into_iter()
+        .chain(
+            inv.postgres
+                .users
+                .iter()
+                .map(|u| Account::App(u.name.clone())),
+        )
+        .collect()
 }
 
 /// One account's stored material.
 #[derive(Clone, Debug)]
-struct Entry {
+struct Stored {
     password: Secret<String>,
     salt: Secret<Vec<u8>>,
 }
@@ -78,7 +93,7 @@ struct Entry {
 /// The loaded secrets; `Debug` shows account names only.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, Stored>,
 }
 
 impl Secrets {
@@ -90,7 +105,11 @@ impl Secrets {
     /// The SCRAM-SHA-256 verifier of `account`'s password, stable across runs.
     pub fn scram_verifier(&self, account: &Account) -> Option<Result<Secret<String>, PkiError>> {
         let e = self.entries.get(&account.key())?;
-        Some(scram_sha256_verifier(e.password.expose(), e.salt.expose(), SCRAM_ITERATIONS))
+        Some(scram_sha256_verifier(
+            e.password.expose(),
+            e.salt.expose(),
+            SCRAM_ITERATIONS,
+        ))
     }
 }
 
@@ -104,16 +123,20 @@ pub struct SecretsReport {
 }
 
 /// Loads `secrets.json`, generates what `inv` needs and is missing, and saves if anything was added.
-pub fn ensure_secrets(inv: &Inventory, state: &StateDir) -> Result<(Secrets, SecretsReport), PkiError> {
+pub fn ensure_secrets(
+    inv: &Inventory,
+    state: &StateDir,
+) -> Result<(Secrets, SecretsReport), PkiError> {
     state.create()?;
     let mut secrets = load_secrets(state)?;
     let mut report = SecretsReport::default();
     for account in accounts(inv) {
-        if secrets.entries.contains_key(&account.key()) {
-            report.kept.push(account);
-        } else {
-            secrets.entries.insert(account.key(), new_entry());
-            report.created.push(account);
+        match secrets.entries.entry(account.key()) {
+            Entry::Occupied(_) => report.kept.push(account),
+            Entry::Vacant(slot) => {
+                slot.insert(new_entry());
+                report.created.push(account);
+            }
         }
     }
     if !report.created.is_empty() {
@@ -128,14 +151,25 @@ pub fn load_secrets(state: &StateDir) -> Result<Secrets, PkiError> {
     let Some(text) = read_private_optional(&path)? else {
         return Ok(Secrets::default());
     };
-    let bad = |detail: String| PkiError::BadSecrets { path: path.clone(), detail };
+    let bad = |detail: String| PkiError::BadSecrets {
+        path: path.clone(),
+        detail,
+    };
     let file: SecretsFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let entries = file
         .accounts
         .into_iter()
         .map(|(k, v)| {
-            let salt = B64.decode(&v.scram_salt).map_err(|e| bad(format!("{k}: scram_salt: {e}")))?;
-            Ok((k, Entry { password: Secret::new(v.password), salt: Secret::new(salt) }))
+            let salt = B64
+                .decode(&v.scram_salt)
+                .map_err(|e| bad(format!("{k}: scram_salt: {e}")))?;
+            Ok((
+                k,
+                Stored {
+                    password: Secret::new(v.password),
+                    salt: Secret::new(salt),
+                },
+            ))
         })
         .collect::<Result<_, PkiError>>()?;
     Ok(Secrets { entries })
@@ -146,20 +180,34 @@ fn save(state: &StateDir, secrets: &Secrets) -> Result<(), PkiError> {
         .entries
         .iter()
         .map(|(k, e)| {
-            let stored = StoredEntry { password: e.password.expose().clone(), scram_salt: B64.encode(e.salt.expose()) };
+            let stored = StoredEntry {
+                password: e.password.expose().clone(),
+                scram_salt: B64.encode(e.salt.expose()),
+            };
             (k.clone(), stored)
         })
         .collect();
-    let file = SecretsFile { version: 1, accounts };
-    let text = Secret::new(serde_json::to_string_pretty(&file).expect("string maps serialize") + "\n");
-    write_atomic(&state.secrets(), text.expose().as_bytes(), FileMode::Private)
+    let file = SecretsFile {
+        version: 1,
+        accounts,
+    };
+    let text =
+        Secret::new(serde_json::to_string_pretty(&file).expect("string maps serialize") + "\n");
+    write_atomic(
+        &state.secrets(),
+        text.expose().as_bytes(),
+        FileMode::Private,
+    )
 }
 
-fn new_entry() -> Entry {
+fn new_entry() -> Stored {
     let mut rng = rand::rng();
     let mut salt = vec![0u8; 16];
     rand::fill(salt.as_mut_slice());
-    Entry { password: Secret::new(Alphanumeric.sample_string(&mut rng, PASSWORD_LEN)), salt: Secret::new(salt) }
+    Stored {
+        password: Secret::new(Alphanumeric.sample_string(&mut rng, PASSWORD_LEN)),
+        salt: Secret::new(salt),
+    }
 }
 
 /// On-disk format of `secrets.json`.
@@ -193,10 +241,18 @@ mod tests {
         let (first, report) = ensure_secrets(&inv, &state).expect("first");
         assert_eq!(report.created.len(), 7);
         let bytes = std::fs::read(state.secrets()).expect("read");
-        let mode = std::fs::metadata(state.secrets()).expect("stat").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(state.secrets())
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
 
-        let su = first.password(&Account::Superuser).expect("superuser").expose().clone();
+        let su = first
+            .password(&Account::Superuser)
+            .expect("superuser")
+            .expose()
+            .clone();
         assert_eq!(su.len(), PASSWORD_LEN);
         assert!(su.chars().all(|c| c.is_ascii_alphanumeric()));
         let debug = format!("{first:?} {report:?}");
@@ -204,15 +260,34 @@ mod tests {
 
         let (second, report) = ensure_secrets(&inv, &state).expect("second");
         assert!(report.created.is_empty());
-        assert_eq!(std::fs::read(state.secrets()).expect("read"), bytes, "file untouched");
-        assert_eq!(second.password(&Account::Superuser).expect("su").expose(), &su);
+        assert_eq!(
+            std::fs::read(state.secrets()).expect("read"),
+            bytes,
+            "file untouched"
+        );
+        assert_eq!(
+            second.password(&Account::Superuser).expect("su").expose(),
+            &su
+        );
 
-        inv.postgres.users.push(DbUser { name: "newapp".into(), options: vec![] });
+        inv.postgres.users.push(DbUser {
+            name: "newapp".into(),
+            options: vec![],
+        });
         let (third, report) = ensure_secrets(&inv, &state).expect("third");
         assert_eq!(report.created, vec![Account::App("newapp".into())]);
-        assert_eq!(third.password(&Account::Superuser).expect("su").expose(), &su);
-        let v1 = third.scram_verifier(&Account::App("app".into())).expect("present").expect("ascii");
-        let v2 = second.scram_verifier(&Account::App("app".into())).expect("present").expect("ascii");
+        assert_eq!(
+            third.password(&Account::Superuser).expect("su").expose(),
+            &su
+        );
+        let v1 = third
+            .scram_verifier(&Account::App("app".into()))
+            .expect("present")
+            .expect("ascii");
+        let v2 = second
+            .scram_verifier(&Account::App("app".into()))
+            .expect("present")
+            .expect("ascii");
         assert_eq!(v1.expose(), v2.expose(), "verifier stable across runs");
         assert!(v1.expose().starts_with("SCRAM-SHA-256$4096:"));
     }

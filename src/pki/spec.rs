@@ -123,7 +123,11 @@ impl fmt::Display for LeafKind {
 
 /// The node name and address; with `extra`, also the host's extra DNS names.
 fn own_names(host: &Host, extra: bool) -> BTreeSet<San> {
-    let names = if extra { host.dns_names() } else { vec![host.name.clone()] };
+    let names = if extra {
+        host.dns_names()
+    } else {
+        vec![host.name.clone()]
+    };
     names
         .into_iter()
         .map(|n| San::Dns(n.as_str().to_owned()))
@@ -189,13 +193,16 @@ pub fn leaf_specs(inv: &Inventory) -> Vec<LeafSpec> {
     inv.hosts
         .iter()
         .flat_map(|host| {
-            LeafKind::ALL.into_iter().filter(|k| host.has(k.role())).map(move |kind| LeafSpec {
-                kind,
-                host: host.name.clone(),
-                common_name: host.name.as_str().to_owned(),
-                sans: kind.sans(host, inv),
-                ekus: kind.ekus(),
-            })
+            LeafKind::ALL
+                .into_iter()
+                .filter(|k| host.has(k.role()))
+                .map(move |kind| LeafSpec {
+                    kind,
+                    host: host.name.clone(),
+                    common_name: host.name.as_str().to_owned(),
+                    sans: kind.sans(host, inv),
+                    ekus: kind.ekus(),
+                })
         })
         .collect()
 }
@@ -260,14 +267,25 @@ pub(crate) mod tests {
         assert_eq!(peer.ekus, [Eku::ServerAuth, Eku::ClientAuth].into());
 
         let bouncer = spec(&specs, "pgbouncer", LeafKind::PgbouncerServer);
-        assert_eq!(bouncer.sans, [dns("pgbouncer"), dns("pool.example.com"), ip("192.0.2.51")].into());
+        assert_eq!(
+            bouncer.sans,
+            [dns("pgbouncer"), dns("pool.example.com"), ip("192.0.2.51")].into()
+        );
         assert_eq!(bouncer.ekus, [Eku::ServerAuth].into());
     }
 
     #[test]
     fn hosts_without_the_role_get_no_certificate() {
         let specs = leaf_specs(&sample_inventory());
-        assert!(!specs.iter().any(|s| s.host.as_str() == "haproxy" && s.kind != LeafKind::HaproxyCheck));
-        assert!(!specs.iter().any(|s| s.host.as_str().starts_with("etcd") && s.kind.role() != Role::Etcd));
+        assert!(
+            !specs
+                .iter()
+                .any(|s| s.host.as_str() == "haproxy" && s.kind != LeafKind::HaproxyCheck)
+        );
+        assert!(
+            !specs
+                .iter()
+                .any(|s| s.host.as_str().starts_with("etcd") && s.kind.role() != Role::Etcd)
+        );
     }
 }

@@ -35,7 +35,12 @@ impl StateDir {
 
     /// Creates the directory tree, every directory mode 0700.
     pub fn create(&self) -> Result<(), PkiError> {
-        for dir in [self.root.clone(), self.ca_dir(), self.trust_dir(), self.root.join("certs")] {
+        for dir in [
+            self.root.clone(),
+            self.ca_dir(),
+            self.trust_dir(),
+            self.root.join("certs"),
+        ] {
             ensure_private_dir(&dir)?;
         }
         Ok(())

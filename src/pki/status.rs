@@ -66,7 +66,11 @@ pub struct CertStatus {
 }
 
 /// The CA and every leaf of `inv`, as found in `state` at `now`.
-pub fn status(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<Vec<CertStatus>, PkiError> {
+pub fn status(
+    inv: &Inventory,
+    state: &StateDir,
+    now: OffsetDateTime,
+) -> Result<Vec<CertStatus>, PkiError> {
     let ca = Ca::load(state)?;
     let mut rows = vec![ca_row(ca.as_ref(), now, inv.tls.renew_within_days)];
     for spec in leaf_specs(inv) {
@@ -90,8 +94,20 @@ fn leaf_row(spec: &LeafSpec, verdict: Verdict, now: OffsetDateTime) -> CertStatu
         Verdict::Good(info) => (Some(info), None),
         Verdict::Renew(reason, info) => (info, Some(reason)),
     };
-    let sans = info.as_ref().map_or(&spec.sans, |i| &i.sans).iter().map(ToString::to_string).collect();
-    row(spec.kind.as_str().into(), Some(spec.host.clone()), info.as_ref(), sans, reason, now)
+    let sans = info
+        .as_ref()
+        .map_or(&spec.sans, |i| &i.sans)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    row(
+        spec.kind.as_str().into(),
+        Some(spec.host.clone()),
+        info.as_ref(),
+        sans,
+        reason,
+        now,
+    )
 }
 
 fn row(
@@ -106,7 +122,11 @@ fn row(
         certificate,
         host,
         sans,
-        not_after: info.and_then(|i| i.not_after.format(&time::format_description::well_known::Rfc3339).ok()),
+        not_after: info.and_then(|i| {
+            i.not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }),
         days_left: info.map(|i| i.days_left(now)),
         status: reason.map_or(Health::Ok, Health::of),
         reason,

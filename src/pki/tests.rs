@@ -34,7 +34,14 @@ fn issued_fixture_at(now: OffsetDateTime) -> (Fixture, Report) {
     let state = StateDir::new(tmp.path().join(".pgha"));
     let inv = sample_inventory();
     let report = ensure(&inv, &state, now).expect("ensure");
-    (Fixture { _tmp: tmp, state, inv }, report)
+    (
+        Fixture {
+            _tmp: tmp,
+            state,
+            inv,
+        },
+        report,
+    )
 }
 
 fn read(p: &Path) -> String {
@@ -81,7 +88,9 @@ fn pem_der(pem: &str) -> Vec<u8> {
 fn key_id(ext: &ParsedExtension<'_>) -> Option<Vec<u8>> {
     match ext {
         ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        ParsedExtension::AuthorityKeyIdentifier(a) => {
+            a.key_identifier.as_ref().map(|k| k.0.to_vec())
+        }
         _ => None,
     }
 }
@@ -92,7 +101,11 @@ fn first_run_creates_ca_bundle_and_every_leaf() {
     assert_eq!(report.ca, CaAction::Created);
     assert_eq!(report.bundle, "ca-bundle-1.pem");
     assert_eq!(report.leaves.len(), leaf_specs(&f.inv).len());
-    assert!(issued_kinds(&report).iter().all(|(_, _, r)| *r == Reason::Missing));
+    assert!(
+        issued_kinds(&report)
+            .iter()
+            .all(|(_, _, r)| *r == Reason::Missing)
+    );
     let bundle = current_bundle(&f.state).expect("read").expect("exists");
     assert_eq!(bundle.pem, read(&f.state.ca_cert()));
 }
@@ -117,12 +130,16 @@ fn every_leaf_chains_to_the_ca_with_the_table_s_sans_and_ekus() {
     let (f, _) = issued_fixture();
     let ca_der = pem_der(&read(&f.state.ca_cert()));
     let (_, ca) = X509Certificate::from_der(&ca_der).expect("ca");
-    let ca_ski = ca.iter_extensions().find_map(|e| key_id(e.parsed_extension())).expect("CA SKI");
+    let ca_ski = ca
+        .iter_extensions()
+        .find_map(|e| key_id(e.parsed_extension()))
+        .expect("CA SKI");
     for spec in leaf_specs(&f.inv) {
         let der = pem_der(&read(&f.state.leaf_cert(&spec.host, spec.kind)));
         let (_, cert) = X509Certificate::from_der(&der).expect("leaf");
         let what = format!("{} {}", spec.host, spec.kind);
-        cert.verify_signature(Some(ca.public_key())).unwrap_or_else(|e| panic!("{what}: {e}"));
+        cert.verify_signature(Some(ca.public_key()))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(cert.issuer(), ca.subject(), "{what}");
         let aki = cert
             .iter_extensions()
@@ -134,14 +151,31 @@ fn every_leaf_chains_to_the_ca_with_the_table_s_sans_and_ekus() {
         assert_eq!(aki, ca_ski, "{what}");
         let bc = cert.basic_constraints().expect("ok").expect("present");
         assert!(!bc.value.ca, "{what}");
-        assert!(cert.key_usage().expect("ok").expect("present").value.digital_signature());
+        assert!(
+            cert.key_usage()
+                .expect("ok")
+                .expect("present")
+                .value
+                .digital_signature()
+        );
 
         let info = CertInfo::from_der(&der).expect("info");
         assert_eq!(info.sans, spec.sans, "{what}");
         assert_eq!(info.ekus, spec.ekus, "{what}");
-        assert_eq!(info.common_name.as_deref(), Some(spec.host.as_str()), "{what}");
-        let eku = cert.extended_key_usage().expect("ok").expect("present").value;
-        assert!(!eku.any && eku.other.is_empty() && !eku.code_signing, "{what}: only the table's EKUs");
+        assert_eq!(
+            info.common_name.as_deref(),
+            Some(spec.host.as_str()),
+            "{what}"
+        );
+        let eku = cert
+            .extended_key_usage()
+            .expect("ok")
+            .expect("present")
+            .value;
+        assert!(
+            !eku.any && eku.other.is_empty() && !eku.code_signing,
+            "{what}: only the table's EKUs"
+        );
     }
 }
 
@@ -149,7 +183,10 @@ fn every_leaf_chains_to_the_ca_with_the_table_s_sans_and_ekus() {
 fn postgres_server_cert_names_haproxy() {
     let (f, _) = issued_fixture();
     let node = f.inv.host("node2").expect("node2");
-    let info = CertInfo::from_pem(&read(&f.state.leaf_cert(&node.name, LeafKind::PostgresServer))).expect("info");
+    let info = CertInfo::from_pem(&read(
+        &f.state.leaf_cert(&node.name, LeafKind::PostgresServer),
+    ))
+    .expect("info");
     let ip: IpAddr = "192.0.2.41".parse().expect("ip");
     assert!(info.sans.contains(&San::Dns("db.example.com".into())));
     assert!(info.sans.contains(&San::Dns("haproxy".into())));
@@ -159,9 +196,17 @@ fn postgres_server_cert_names_haproxy() {
 #[test]
 fn serials_are_random_128_bit_and_distinct() {
     let (f, _) = issued_fixture();
-    let mut serials = vec![CertInfo::from_pem(&read(&f.state.ca_cert())).expect("ca").serial];
+    let mut serials = vec![
+        CertInfo::from_pem(&read(&f.state.ca_cert()))
+            .expect("ca")
+            .serial,
+    ];
     for spec in leaf_specs(&f.inv) {
-        serials.push(CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind))).expect("leaf").serial);
+        serials.push(
+            CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind)))
+                .expect("leaf")
+                .serial,
+        );
     }
     for s in &serials {
         assert!(s.len() <= 16, "at most 128 bits: {s:02x?}");
@@ -176,8 +221,12 @@ fn serials_are_random_128_bit_and_distinct() {
 fn leaf_validity_as_configured() {
     let (f, _) = issued_fixture();
     for spec in leaf_specs(&f.inv) {
-        let info = CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
-        assert_eq!(info.not_after, now() + Duration::days(i64::from(f.inv.tls.leaf_validity_days)));
+        let info =
+            CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
+        assert_eq!(
+            info.not_after,
+            now() + Duration::days(i64::from(f.inv.tls.leaf_validity_days))
+        );
         assert_eq!(info.not_before, now() - issue::BACKDATE);
     }
 }
@@ -186,7 +235,11 @@ fn leaf_validity_as_configured() {
 fn modes_of_state_dir_keys_and_secrets() {
     let (f, _) = issued_fixture();
     ensure_secrets(&f.inv, &f.state).expect("secrets");
-    for dir in [f.state.root().to_path_buf(), f.state.ca_dir(), f.state.trust_dir()] {
+    for dir in [
+        f.state.root().to_path_buf(),
+        f.state.ca_dir(),
+        f.state.trust_dir(),
+    ] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     assert_eq!(mode(&f.state.ca_key()), 0o600);
@@ -225,7 +278,12 @@ fn leaves_expiring_within_the_window_are_reissued() {
 #[test]
 fn changed_haproxy_address_reissues_postgres_server_certs_only() {
     let (mut f, _) = issued_fixture();
-    let proxy = f.inv.hosts.iter_mut().find(|h| h.name.as_str() == "haproxy").expect("haproxy");
+    let proxy = f
+        .inv
+        .hosts
+        .iter_mut()
+        .find(|h| h.name.as_str() == "haproxy")
+        .expect("haproxy");
     proxy.address = "192.0.2.42".parse().expect("ip");
     let report = ensure(&f.inv, &f.state, now()).expect("ensure");
     let mut issued = issued_kinds(&report);
@@ -234,7 +292,10 @@ fn changed_haproxy_address_reissues_postgres_server_certs_only() {
         .iter()
         .map(|h| (h.to_string(), LeafKind::PostgresServer, Reason::SansChanged))
         .collect();
-    assert_eq!(issued, want, "the HAProxy check cert has no SAN, so it is kept");
+    assert_eq!(
+        issued, want,
+        "the HAProxy check cert has no SAN, so it is kept"
+    );
 }
 
 #[test]
@@ -244,12 +305,24 @@ fn leaves_of_another_ca_or_with_a_foreign_key_are_reissued() {
     let etcd1 = f.inv.host("etcd1").expect("etcd1").name.clone();
     // A key that does not belong to the certificate (e.g. a crash between the two writes).
     let other_key = read(&f.state.leaf_key(&etcd1, LeafKind::EtcdPeer));
-    files::write_atomic(&f.state.leaf_key(&node1, LeafKind::PatroniRest), other_key.as_bytes(), FileMode::Private)
-        .expect("write");
+    files::write_atomic(
+        &f.state.leaf_key(&node1, LeafKind::PatroniRest),
+        other_key.as_bytes(),
+        FileMode::Private,
+    )
+    .expect("write");
     // A certificate from a different CA.
     let stranger = Ca::generate("other", 10, now()).expect("ca");
-    let spec = leaf_specs(&f.inv).into_iter().find(|s| s.host == etcd1 && s.kind == LeafKind::EtcdServer).expect("spec");
-    write_leaf(&f.state, &spec, &stranger.issue(&spec, now(), 365).expect("issue")).expect("write");
+    let spec = leaf_specs(&f.inv)
+        .into_iter()
+        .find(|s| s.host == etcd1 && s.kind == LeafKind::EtcdServer)
+        .expect("spec");
+    write_leaf(
+        &f.state,
+        &spec,
+        &stranger.issue(&spec, now(), 365).expect("issue"),
+    )
+    .expect("write");
     // A missing one.
     fs::remove_file(f.state.leaf_cert(&node1, LeafKind::PgbouncerServer)).ok();
     fs::remove_file(f.state.leaf_cert(&node1, LeafKind::PatroniClient)).expect("rm");
@@ -273,7 +346,11 @@ fn a_replaced_ca_gets_a_new_bundle_generation_and_new_leaves() {
     let report = ensure(&f.inv, &f.state, now()).expect("ensure");
     assert_eq!(report.ca, CaAction::Created);
     assert_eq!(report.bundle, "ca-bundle-2.pem");
-    assert!(issued_kinds(&report).iter().all(|(_, _, r)| *r == Reason::OtherCa));
+    assert!(
+        issued_kinds(&report)
+            .iter()
+            .all(|(_, _, r)| *r == Reason::OtherCa)
+    );
     assert_eq!(issued_kinds(&report).len(), report.leaves.len());
 }
 
@@ -299,21 +376,43 @@ fn status_reports_missing_ok_and_mismatch() {
     let rows = status(&inv, &state, now()).expect("status");
     assert!(rows.iter().all(|r| r.status == Health::Ok), "{rows:?}");
     assert_eq!(rows[0].certificate, "ca");
-    assert_eq!(rows[1].days_left, Some(i64::from(inv.tls.leaf_validity_days)));
+    assert_eq!(
+        rows[1].days_left,
+        Some(i64::from(inv.tls.leaf_validity_days))
+    );
 
-    inv.hosts.iter_mut().filter(|h| h.name.as_str() == "haproxy").for_each(|h| h.names.clear());
+    inv.hosts
+        .iter_mut()
+        .filter(|h| h.name.as_str() == "haproxy")
+        .for_each(|h| h.names.clear());
     let rows = status(&inv, &state, now() + Duration::days(340)).expect("status");
-    let pg = rows.iter().find(|r| r.certificate == "postgres-server").expect("row");
-    assert_eq!((pg.status, pg.reason), (Health::Mismatch, Some(Reason::SansChanged)));
-    let rest = rows.iter().find(|r| r.certificate == "patroni-rest").expect("row");
-    assert_eq!((rest.status, rest.reason), (Health::Expiring, Some(Reason::Expiring)));
+    let pg = rows
+        .iter()
+        .find(|r| r.certificate == "postgres-server")
+        .expect("row");
+    assert_eq!(
+        (pg.status, pg.reason),
+        (Health::Mismatch, Some(Reason::SansChanged))
+    );
+    let rest = rows
+        .iter()
+        .find(|r| r.certificate == "patroni-rest")
+        .expect("row");
+    assert_eq!(
+        (rest.status, rest.reason),
+        (Health::Expiring, Some(Reason::Expiring))
+    );
 }
 
 #[test]
 fn report_and_status_never_contain_key_material() {
     let (f, report) = issued_fixture();
-    let text = format!("{report:?}{}", serde_json::to_string(&report).expect("json"));
-    let rows = serde_json::to_string(&status(&f.inv, &f.state, now()).expect("status")).expect("json");
+    let text = format!(
+        "{report:?}{}",
+        serde_json::to_string(&report).expect("json")
+    );
+    let rows =
+        serde_json::to_string(&status(&f.inv, &f.state, now()).expect("status")).expect("json");
     assert!(!text.contains("PRIVATE KEY") && !rows.contains("PRIVATE KEY"));
     let ca = Ca::load(&f.state).expect("load").expect("ca");
     assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
@@ -321,9 +420,16 @@ fn report_and_status_never_contain_key_material() {
 
 /// The real OpenSSL accepts every leaf for its purpose: `openssl verify -x509_strict -purpose`.
 #[test]
-#[allow(clippy::disallowed_methods, reason = "a test running the real openssl, like CI does")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test running the real openssl, like CI does"
+)]
 fn openssl_verifies_every_leaf() {
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
         panic!("openssl is not installed: apt-get install openssl");
     }
     let (f, _) = issued_fixture_at(OffsetDateTime::now_utc());
@@ -351,7 +457,16 @@ fn openssl_verifies_every_leaf() {
             );
         }
         let key = f.state.leaf_key(&spec.host, spec.kind);
-        let out = std::process::Command::new("openssl").args(["pkey", "-noout", "-in"]).arg(&key).output().expect("run");
-        assert!(out.status.success(), "{}: {}", key.display(), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&key)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -16,8 +16,17 @@ fn host(name: &str, addr: &str, dc: &str, role: Role, extra: &[&str]) -> Host {
         address: addr.parse().expect("valid address"),
         dc: DcName::new(dc).expect("valid dc"),
         roles: BTreeSet::from([role]),
-        names: extra.iter().map(|n| HostName::new(n).expect("valid name")).collect(),
-        ssh: SshSettings { user: "root".into(), port: port(22), key: None, known_hosts: None, become_: false },
+        names: extra
+            .iter()
+            .map(|n| HostName::new(n).expect("valid name"))
+            .collect(),
+        ssh: SshSettings {
+            user: "root".into(),
+            port: port(22),
+            key: None,
+            known_hosts: None,
+            become_: false,
+        },
     }
 }
 
@@ -33,17 +42,38 @@ pub fn sample_inventory() -> Inventory {
             host("etcd1", "192.0.2.21", "dc1", Role::Etcd, &[]),
             host("etcd2", "192.0.2.22", "dc1", Role::Etcd, &[]),
             host("etcd3", "192.0.2.23", "dc2", Role::Etcd, &[]),
-            host("haproxy", "192.0.2.41", "dc2", Role::Haproxy, &["db.example.com"]),
-            host("pgbouncer", "192.0.2.51", "dc2", Role::Pgbouncer, &["pool.example.com"]),
+            host(
+                "haproxy",
+                "192.0.2.41",
+                "dc2",
+                Role::Haproxy,
+                &["db.example.com"],
+            ),
+            host(
+                "pgbouncer",
+                "192.0.2.51",
+                "dc2",
+                Role::Pgbouncer,
+                &["pool.example.com"],
+            ),
         ],
         postgres: PostgresSettings {
             port: port(5432),
             parameters: vec![],
             users: vec![
-                DbUser { name: "app".into(), options: vec![] },
-                DbUser { name: "reporting".into(), options: vec![] },
+                DbUser {
+                    name: "app".into(),
+                    options: vec![],
+                },
+                DbUser {
+                    name: "reporting".into(),
+                    options: vec![],
+                },
             ],
-            databases: vec![Database { name: "app".into(), owner: "app".into() }],
+            databases: vec![Database {
+                name: "app".into(),
+                owner: "app".into(),
+            }],
         },
         patroni: PatroniSettings {
             rest_port: port(8008),
@@ -55,7 +85,10 @@ pub fn sample_inventory() -> Inventory {
             synchronous_node_count: 1,
             failsafe_mode: false,
         },
-        etcd: EtcdSettings { client_port: port(2379), peer_port: port(2380) },
+        etcd: EtcdSettings {
+            client_port: port(2379),
+            peer_port: port(2380),
+        },
         haproxy: HaproxySettings {
             rw_port: port(5000),
             ro_port: port(5001),
@@ -74,6 +107,10 @@ pub fn sample_inventory() -> Inventory {
             max_client_conn: 1000,
             reserve_pool_size: 5,
         },
-        tls: TlsSettings { ca_validity_days: 3650, leaf_validity_days: 365, renew_within_days: 30 },
+        tls: TlsSettings {
+            ca_validity_days: 3650,
+            leaf_validity_days: 365,
+            renew_within_days: 30,
+        },
     }
 }
