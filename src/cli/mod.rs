@@ -1,12 +1,22 @@
-//! Command-line interface: clap types and dispatch. Only this layer prints.
+//! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
+//! prints (through `report`), and only here is `anyhow` used.
+
+pub mod report;
+pub mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// pgha: a PostgreSQL high-availability cluster over SSH.
+/// pgha: a PostgreSQL high-availability cluster (etcd, Patroni, HAProxy, PgBouncer, TLS
+/// everywhere) on Debian hosts over SSH.
 #[derive(Debug, Parser)]
-#[command(name = "pgha", version, about)]
+#[command(
+    name = "pgha",
+    version,
+    about,
+    after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha render inventory/example.yaml --out out/\n  pgha pki status inventory/example.yaml\n  pgha lab up\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -16,17 +26,15 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check an inventory file.
-    Validate {
-        /// The inventory file.
-        inventory: std::path::PathBuf,
-    },
+    /// Check an inventory: errors with file:line:column, topology warnings.
+    Validate(validate::ValidateArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Validate { .. } => ExitCode::SUCCESS,
-    }
+    let code = match &cli.command {
+        Command::Validate(args) => validate::run(args),
+    };
+    ExitCode::from(code)
 }

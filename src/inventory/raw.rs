@@ -265,10 +265,11 @@ impl<'de> Deserialize<'de> for ParamValue {
     }
 }
 
-/// A YAML mapping kept in file order with each key's location (serde-saphyr already refuses
-/// duplicate keys; `Spanned` has no `Ord`, so a `BTreeMap` cannot hold spanned keys).
+/// A YAML mapping kept in file order (serde-saphyr already refuses duplicate keys). Keys are
+/// plain strings so that error paths name them (`hosts.node1.port`); the value's span locates
+/// the entry.
 #[derive(Debug)]
-pub struct SpannedMap<V>(pub Vec<(Spanned<String>, V)>);
+pub struct SpannedMap<V>(pub Vec<(String, V)>);
 
 impl<V> Default for SpannedMap<V> {
     fn default() -> Self {
@@ -286,7 +287,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SpannedMap<V> {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                while let Some(key) = map.next_key::<String>()? {
                     let value = map.next_value::<V>()?;
                     out.push((key, value));
                 }

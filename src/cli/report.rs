@@ -1,0 +1,74 @@
+//! The only place pgha prints. Results go to stdout, diagnostics and progress to stderr, so
+//! `--json` output on stdout stays machine-readable. Output reads correctly without colour.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+
+use crate::inventory::{Diagnostic, Severity};
+
+/// Exit codes: documented in `pgha --help` and the README.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The operation failed (a host, a check, a file).
+    pub const FAILED: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The inventory (or another input file) is invalid.
+    pub const INVALID_INPUT: u8 = 3;
+}
+
+/// Prints a line of results to stdout.
+pub fn out(line: impl AsRef<str>) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{}", line.as_ref());
+}
+
+/// Prints a JSON value to stdout.
+pub fn json(value: &serde_json::Value) {
+    out(serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
+}
+
+/// Prints an informational line to stderr.
+pub fn info(line: impl AsRef<str>) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", line.as_ref());
+}
+
+/// Prints an error to stderr, prefixed `error: `.
+pub fn error(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+}
+
+/// Prints a diagnostic to stderr with its severity.
+pub fn diagnostic(d: &Diagnostic) {
+    let label = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{label}: {d}");
+}
+
+/// Formats rows as an aligned plain-text table (first row is the header).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,542 @@
+//! Raw inventory → [`Inventory`]: applies defaults and checks every rule that YAML types cannot
+//! express (addresses, uniqueness, etcd member count, roles present, port clashes, Patroni
+//! timings, the PROXY-protocol refusal). Collects every error rather than stopping at the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use super::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
+use super::model::*;
+use super::names::{DcName, HostName, Port, Role};
+use super::raw::*;
+
+/// Collects diagnostics against one file.
+pub(crate) struct Findings {
+    file: PathBuf,
+    /// Errors found so far.
+    pub errors: Vec<Diagnostic>,
+    /// Warnings found so far.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Findings {
+    pub(crate) fn new(file: &Path) -> Self {
+        Self { file: file.to_path_buf(), errors: Vec::new(), warnings: Vec::new() }
+    }
+
+    fn diag(&self, severity: Severity, pos: Pos, field: &str, message: String, hint: Option<String>) -> Diagnostic {
+        Diagnostic {
+            severity,
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.column,
+            field: field.to_string(),
+            message,
+            hint,
+        }
+    }
+
+    pub(crate) fn error(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = self.diag(Severity::Error, pos, field, message.into(), hint.into());
+        self.errors.push(d);
+    }
+
+    pub(crate) fn warn(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
+        let d = self.diag(Severity::Warning, pos, field, message.into(), hint.into());
+        self.warnings.push(d);
+    }
+}
+
+const PROXY_PROTOCOL_WHY: &str = "no PostgreSQL or PgBouncer release parses the PROXY protocol: \
+PostgreSQL rejects the header (\"invalid length of startup packet\") and every connection fails; \
+behind PgBouncer a PROXY header would carry the pooler's address anyway";
+const PROXY_PROTOCOL_HINT: &str = "remove `proxy_protocol`; pgha keeps the client address visible \
+with PgBouncer `application_name_add_host = 1`, `log_connections` and %a/%r in `log_line_prefix` \
+(DESIGN.md §3, §7)";
+
+/// Parameters pgha sets itself; the inventory may not override them.
+const MANAGED_PARAMETERS: &[&str] = &[
+    "port",
+    "listen_addresses",
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "config_file",
+    "ssl",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "ssl_ca_file",
+    "password_encryption",
+    "synchronous_standby_names",
+    "primary_conninfo",
+    "cluster_name",
+];
+
+/// Role names pgha creates and owns.
+pub const RESERVED_ROLES: &[&str] = &["postgres", "replicator", "rewind_user", "pgbouncer_auth"];
+
+pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Option<Inventory> {
+    let cluster_name = cluster_name(&raw.cluster, f);
+    let defaults = raw.ssh.as_ref().map(|s| &s.value);
+    let hosts = hosts(&raw.hosts, defaults, f);
+    let postgres = postgres(raw.postgres.as_ref(), f);
+    let patroni = patroni(raw.patroni.as_ref(), hosts.len(), f);
+    let etcd = etcd(raw.etcd.as_ref());
+    let haproxy = haproxy(raw.haproxy.as_ref(), f);
+    let pgbouncer = pgbouncer(raw.pgbouncer.as_ref(), f);
+    let tls = tls(raw.tls.as_ref(), f);
+    let inv = Inventory {
+        path: file.to_path_buf(),
+        cluster_name,
+        hosts,
+        postgres,
+        patroni,
+        etcd,
+        haproxy,
+        pgbouncer,
+        tls,
+    };
+    roles_present(&inv, &raw.hosts, f);
+    port_clashes(&inv, &raw.hosts, f);
+    sync_mode_fits(&inv, raw.patroni.as_ref(), f);
+    if f.errors.is_empty() { Some(inv) } else { None }
+}
+
+fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
+    let name = &c.value.name;
+    let ok = !name.value.is_empty()
+        && name.value.len() <= 63
+        && name.value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
+    if !ok {
+        f.error(
+            Pos::of(name),
+            "cluster.name",
+            format!("`{}` is not a valid cluster name", name.value),
+            Some("use 1–63 lowercase letters, digits, `-` or `_` (it becomes Patroni's scope and etcd's cluster token)".to_string()),
+        );
+    }
+    name.value.clone()
+}
+
+fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f: &mut Findings) -> SshSettings {
+    let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| {
+        over.and_then(get).or_else(|| defaults.and_then(get))
+    };
+    let user = pick(|s| s.user.as_ref());
+    if let Some(u) = user
+        && (u.value.is_empty() || u.value.chars().any(|c| c.is_whitespace() || c == '@' || c == ':'))
+    {
+        f.error(Pos::of(u), &format!("{field}.user"), format!("`{}` is not a valid SSH user name", u.value), None);
+    }
+    let port = over
+        .and_then(|s| s.port.as_ref())
+        .or_else(|| defaults.and_then(|s| s.port.as_ref()))
+        .map(|p| p.value)
+        .unwrap_or(Port::new(22).expect("22 is a valid port"));
+    let become_ = over
+        .and_then(|s| s.become_.as_ref())
+        .or_else(|| defaults.and_then(|s| s.become_.as_ref()))
+        .map(|b| b.value)
+        .unwrap_or(false);
+    SshSettings {
+        user: user.map(|u| u.value.clone()).unwrap_or_else(|| "root".into()),
+        port,
+        key: pick(|s| s.key.as_ref()).map(|k| PathBuf::from(&k.value)),
+        known_hosts: pick(|s| s.known_hosts.as_ref()).map(|k| PathBuf::from(&k.value)),
+        become_,
+    }
+}
+
+fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>, f: &mut Findings) -> Vec<Host> {
+    let mut out = Vec::new();
+    let mut addresses: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    if raw.value.0.is_empty() {
+        f.error(Pos::of(raw), "hosts", "no hosts", Some("list the cluster's hosts; see inventory/example.yaml".to_string()));
+    }
+    for (key, host) in &raw.value.0 {
+        let field = format!("hosts.{key}");
+        let name = match HostName::new(key) {
+            Ok(n) => n,
+            Err(why) => {
+                f.error(Pos::of(host), &field, format!("invalid host name: {why}"), Some("host names become etcd/Patroni member names and certificate names".to_string()));
+                continue;
+            }
+        };
+        if let Some(first) = names.insert(name.to_string(), field.clone()) {
+            f.error(Pos::of(host), &field, format!("name `{name}` is already used by {first}"), None);
+        }
+        let h = &host.value;
+        let address = match h.address.value.trim().parse::<IpAddr>() {
+            Ok(a) if a.is_unspecified() || a.is_multicast() => {
+                f.error(Pos::of(&h.address), &format!("{field}.address"), format!("`{a}` cannot be a host's address"), Some("give the unicast IP address other hosts use to reach it".to_string()));
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                f.error(
+                    Pos::of(&h.address),
+                    &format!("{field}.address"),
+                    format!("expected an IPv4 or IPv6 address, found \"{}\"", h.address.value),
+                    Some("write the IP address, e.g. 192.0.2.11; the host name is the key above".to_string()),
+                );
+                None
+            }
+        };
+        if let Some(a) = address
+            && let Some(first) = addresses.insert(a, field.clone())
+        {
+            f.error(Pos::of(&h.address), &format!("{field}.address"), format!("address {a} is already used by {first}"), Some("give each host its own address; to run several roles on one host list them under its `roles`".to_string()));
+        }
+        let dc = match DcName::new(&h.dc.value) {
+            Ok(d) => d,
+            Err(why) => {
+                f.error(Pos::of(&h.dc), &format!("{field}.dc"), why, None);
+                DcName::new("invalid").expect("literal is valid")
+            }
+        };
+        let mut roles = BTreeSet::new();
+        for r in &h.roles.value {
+            if !roles.insert(r.value) {
+                f.error(Pos::of(r), &format!("{field}.roles"), format!("role `{}` is listed twice", r.value), None);
+            }
+        }
+        if roles.is_empty() {
+            f.error(Pos::of(&h.roles), &format!("{field}.roles"), "a host needs at least one role", Some("roles: postgres, etcd, haproxy, pgbouncer".to_string()));
+        }
+        let mut extra = Vec::new();
+        for n in &h.names {
+            match HostName::new(&n.value) {
+                Ok(hn) => {
+                    if let Some(first) = names.insert(hn.to_string(), field.clone()) {
+                        f.error(Pos::of(n), &format!("{field}.names"), format!("name `{hn}` is already used by {first}"), None);
+                    }
+                    extra.push(hn);
+                }
+                Err(why) => f.error(Pos::of(n), &format!("{field}.names"), why, None),
+            }
+        }
+        let ssh = resolve_ssh(defaults, h.ssh.as_ref().map(|s| &s.value), &format!("{field}.ssh"), f);
+        if let Some(address) = address {
+            out.push(Host { name, address, dc, roles, names: extra, ssh });
+        }
+    }
+    out
+}
+
+fn roles_present(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f: &mut Findings) {
+    let pos = Pos::of(raw);
+    for role in Role::ALL {
+        if inv.hosts_with(role).next().is_none() && !inv.hosts.is_empty() {
+            f.error(pos, "hosts", format!("no host has the role `{role}`"), Some(format!("add `{role}` to the `roles` of at least one host")));
+        }
+    }
+    let etcd = inv.hosts_with(Role::Etcd).count();
+    if etcd > 0 && etcd.is_multiple_of(2) {
+        f.error(
+            pos,
+            "hosts",
+            format!("{etcd} hosts have the role `etcd`; etcd needs an odd number of members"),
+            Some(format!(
+                "an even count adds no fault tolerance ({etcd} members tolerate as many failures as {}) and can split evenly; use {} or {}",
+                etcd - 1,
+                etcd - 1,
+                etcd + 1
+            )),
+        );
+    }
+}
+
+fn proxy_protocol(v: Option<&Spanned<ParamValue>>, field: &str, f: &mut Findings) {
+    if let Some(v) = v
+        && v.value != ParamValue::Bool(false)
+    {
+        f.error(Pos::of(v), field, format!("PROXY protocol toward {} is not supported: {PROXY_PROTOCOL_WHY}", if field.starts_with("pgbouncer") { "PgBouncer" } else { "PostgreSQL" }), Some(PROXY_PROTOCOL_HINT.to_string()));
+    }
+}
+
+fn port_or(p: Option<&Spanned<Port>>, default: u16) -> Port {
+    p.map(|p| p.value).unwrap_or(Port::new(default).expect("default ports are non-zero"))
+}
+
+fn identifier(s: &Spanned<String>, field: &str, what: &str, f: &mut Findings) -> bool {
+    let v = &s.value;
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        f.error(Pos::of(s), field, format!("`{v}` is not a valid {what} name"), Some("use 1–63 lowercase letters, digits and `_`, starting with a letter".to_string()));
+    }
+    ok
+}
+
+fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSettings {
+    let empty = RawPostgres::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    proxy_protocol(r.proxy_protocol.as_ref(), "postgres.proxy_protocol", f);
+    let mut parameters = BTreeMap::new();
+    for (k, v) in &r.parameters.0 {
+        let field = format!("postgres.parameters.{k}");
+        let valid = !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        if !valid {
+            f.error(Pos::of(v), &field, format!("`{k}` is not a PostgreSQL parameter name"), None);
+        } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
+            f.error(Pos::of(v), &field, format!("`{k}` is set by pgha and cannot be overridden"), Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))));
+        }
+        parameters.insert(k.clone(), v.value.to_string());
+    }
+    let mut users = Vec::new();
+    let mut user_names = BTreeSet::new();
+    for (i, u) in r.users.iter().enumerate() {
+        let field = format!("postgres.users[{i}].name");
+        if !identifier(&u.value.name, &field, "role", f) {
+            continue;
+        }
+        let name = u.value.name.value.clone();
+        if RESERVED_ROLES.contains(&name.as_str()) {
+            f.error(Pos::of(&u.value.name), &field, format!("`{name}` is a role pgha creates itself"), Some(format!("choose another name; reserved: {}", RESERVED_ROLES.join(", "))));
+        }
+        if !user_names.insert(name.clone()) {
+            f.error(Pos::of(&u.value.name), &field, format!("user `{name}` is listed twice"), None);
+        }
+        let mut options = Vec::new();
+        for o in &u.value.options {
+            match o.value.to_ascii_lowercase().as_str() {
+                "createdb" => options.push("CREATEDB".to_string()),
+                "createrole" => options.push("CREATEROLE".to_string()),
+                other => {
+                    let hint = did_you_mean(other, ["createdb", "createrole"]).map(|s| format!("did you mean `{s}`?"));
+                    f.error(Pos::of(o), &format!("postgres.users[{i}].options"), format!("unknown role option `{}` (allowed: createdb, createrole)", o.value), hint);
+                }
+            }
+        }
+        users.push(DbUser { name, options });
+    }
+    let mut databases = Vec::new();
+    match &r.databases {
+        None => databases.push(Database { name: "postgres".into(), owner: "postgres".into() }),
+        Some(list) => {
+            let mut seen = BTreeSet::new();
+            for (i, d) in list.iter().enumerate() {
+                let field = format!("postgres.databases[{i}]");
+                if !identifier(&d.value.name, &format!("{field}.name"), "database", f) {
+                    continue;
+                }
+                let name = d.value.name.value.clone();
+                if !seen.insert(name.clone()) {
+                    f.error(Pos::of(&d.value.name), &format!("{field}.name"), format!("database `{name}` is listed twice"), None);
+                }
+                let owner = d.value.owner.as_ref().map(|o| o.value.clone()).unwrap_or_else(|| "postgres".into());
+                if owner != "postgres" && !user_names.contains(&owner) {
+                    let pos = d.value.owner.as_ref().map(Pos::of).unwrap_or(Pos::of(d));
+                    f.error(pos, &format!("{field}.owner"), format!("owner `{owner}` is not a declared user"), Some("declare it under postgres.users, or use `postgres`".to_string()));
+                }
+                databases.push(Database { name, owner });
+            }
+            if list.is_empty() {
+                f.error(Pos::of(raw.expect("databases present implies section present")), "postgres.databases", "no databases", Some("list at least one, e.g. `- name: postgres`".to_string()));
+            }
+        }
+    }
+    PostgresSettings {
+        port: port_or(r.port.as_ref(), 5432),
+        parameters: parameters.into_iter().collect(),
+        users,
+        databases,
+    }
+}
+
+fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -> PatroniSettings {
+    let empty = RawPatroni::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
+    let ttl = num(&r.ttl, 30);
+    let loop_wait = num(&r.loop_wait, 10);
+    let retry_timeout = num(&r.retry_timeout, 10);
+    if loop_wait == 0 || retry_timeout == 0 {
+        let pos = r.loop_wait.as_ref().or(r.retry_timeout.as_ref()).map(Pos::of).unwrap_or_default();
+        f.error(pos, "patroni", "loop_wait and retry_timeout must be at least 1 second", None);
+    }
+    if u64::from(loop_wait) + 2 * u64::from(retry_timeout) > u64::from(ttl) {
+        let pos = r.ttl.as_ref().map(Pos::of).or(raw.map(Pos::of)).unwrap_or_default();
+        f.error(
+            pos,
+            "patroni.ttl",
+            format!("ttl {ttl} is shorter than loop_wait + 2 × retry_timeout = {}", loop_wait + 2 * retry_timeout),
+            Some("Patroni requires loop_wait + 2*retry_timeout <= ttl, or a leader can lose its key while healthy; raise ttl or lower the others".to_string()),
+        );
+    }
+    let synchronous_mode = match r.synchronous_mode.as_ref() {
+        None => SyncMode::On,
+        Some(v) => match &v.value {
+            ParamValue::Bool(true) => SyncMode::On,
+            ParamValue::Bool(false) => SyncMode::Off,
+            ParamValue::Str(s) if s == "on" => SyncMode::On,
+            ParamValue::Str(s) if s == "off" => SyncMode::Off,
+            ParamValue::Str(s) if s == "quorum" => SyncMode::Quorum,
+            other => {
+                let word = other.to_string();
+                let hint = did_you_mean(&word, ["on", "off", "quorum"]).map(|s| format!("did you mean `{s}`? allowed: on, off, quorum"));
+                f.error(Pos::of(v), "patroni.synchronous_mode", format!("expected on, off or quorum, found `{word}`"), hint.or(Some("allowed: on, off, quorum".into())));
+                SyncMode::On
+            }
+        },
+    };
+    let synchronous_node_count = num(&r.synchronous_node_count, 1);
+    if synchronous_node_count == 0 {
+        f.error(r.synchronous_node_count.as_ref().map(Pos::of).unwrap_or_default(), "patroni.synchronous_node_count", "must be at least 1", None);
+    }
+    PatroniSettings {
+        rest_port: port_or(r.rest_port.as_ref(), 8008),
+        ttl,
+        loop_wait,
+        retry_timeout,
+        maximum_lag_on_failover: r.maximum_lag_on_failover.as_ref().map(|v| v.value).unwrap_or(1_048_576),
+        synchronous_mode,
+        synchronous_node_count,
+        failsafe_mode: r.failsafe_mode.as_ref().map(|v| v.value).unwrap_or(false),
+    }
+}
+
+fn sync_mode_fits(inv: &Inventory, raw: Option<&Spanned<RawPatroni>>, f: &mut Findings) {
+    let nodes = inv.hosts_with(Role::Postgres).count() as u32;
+    let pos = raw.and_then(|r| r.value.synchronous_mode.as_ref().map(Pos::of)).unwrap_or_default();
+    if inv.patroni.synchronous_mode != SyncMode::Off && nodes > 0 && inv.patroni.synchronous_node_count >= nodes {
+        f.warn(
+            pos,
+            "patroni.synchronous_node_count",
+            format!("{} synchronous standby(s) wanted but only {} replica(s) exist", inv.patroni.synchronous_node_count, nodes.saturating_sub(1)),
+            Some("Patroni then runs without enough synchronous standbys (writes continue, unprotected); add nodes or lower synchronous_node_count".to_string()),
+        );
+    }
+}
+
+fn etcd(raw: Option<&Spanned<RawEtcd>>) -> EtcdSettings {
+    let empty = RawEtcd::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    EtcdSettings {
+        client_port: port_or(r.client_port.as_ref(), 2379),
+        peer_port: port_or(r.peer_port.as_ref(), 2380),
+    }
+}
+
+fn haproxy(raw: Option<&Spanned<RawHaproxy>>, f: &mut Findings) -> HaproxySettings {
+    let empty = RawHaproxy::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    proxy_protocol(r.proxy_protocol.as_ref(), "haproxy.proxy_protocol", f);
+    let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
+    let check_interval_ms = num(&r.check_interval_ms, 3000);
+    if check_interval_ms < 100 {
+        f.error(r.check_interval_ms.as_ref().map(Pos::of).unwrap_or_default(), "haproxy.check_interval_ms", format!("{check_interval_ms} ms is too short"), Some("use at least 100 ms; 1000–3000 is typical".to_string()));
+    }
+    for (v, name) in [(&r.check_fall, "check_fall"), (&r.check_rise, "check_rise")] {
+        if let Some(v) = v
+            && v.value == 0
+        {
+            f.error(Pos::of(v), &format!("haproxy.{name}"), "must be at least 1", None);
+        }
+    }
+    HaproxySettings {
+        rw_port: port_or(r.rw_port.as_ref(), 5000),
+        ro_port: port_or(r.ro_port.as_ref(), 5001),
+        stats_port: port_or(r.stats_port.as_ref(), 7000),
+        ro_max_lag_bytes: r.ro_max_lag_bytes.as_ref().map(|v| v.value).unwrap_or(1_048_576),
+        ro_primary_fallback: r.ro_primary_fallback.as_ref().map(|v| v.value).unwrap_or(true),
+        check_interval_ms,
+        check_fall: num(&r.check_fall, 3),
+        check_rise: num(&r.check_rise, 2),
+        maxconn: num(&r.maxconn, 1000),
+    }
+}
+
+fn pgbouncer(raw: Option<&Spanned<RawPgbouncer>>, f: &mut Findings) -> PgbouncerSettings {
+    let empty = RawPgbouncer::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    proxy_protocol(r.proxy_protocol.as_ref(), "pgbouncer.proxy_protocol", f);
+    let pool_mode = match r.pool_mode.as_ref() {
+        None => PoolMode::Transaction,
+        Some(m) => match m.value.as_str() {
+            "session" => PoolMode::Session,
+            "transaction" => PoolMode::Transaction,
+            "statement" => PoolMode::Statement,
+            other => {
+                let hint = did_you_mean(other, ["session", "transaction", "statement"]).map(|s| format!("did you mean `{s}`?"));
+                f.error(Pos::of(m), "pgbouncer.pool_mode", format!("expected session, transaction or statement, found `{other}`"), hint);
+                PoolMode::Transaction
+            }
+        },
+    };
+    let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
+    let default_pool_size = num(&r.default_pool_size, 20);
+    if default_pool_size == 0 {
+        f.error(r.default_pool_size.as_ref().map(Pos::of).unwrap_or_default(), "pgbouncer.default_pool_size", "must be at least 1", None);
+    }
+    PgbouncerSettings {
+        port: port_or(r.port.as_ref(), 6432),
+        pool_mode,
+        default_pool_size,
+        max_client_conn: num(&r.max_client_conn, 1000),
+        reserve_pool_size: num(&r.reserve_pool_size, 0),
+    }
+}
+
+fn tls(raw: Option<&Spanned<RawTls>>, f: &mut Findings) -> TlsSettings {
+    let empty = RawTls::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
+    let t = TlsSettings {
+        ca_validity_days: num(&r.ca_validity_days, 3650),
+        leaf_validity_days: num(&r.leaf_validity_days, 365),
+        renew_within_days: num(&r.renew_within_days, 30),
+    };
+    let pos = |v: &Option<Spanned<u32>>| v.as_ref().map(Pos::of).unwrap_or_default();
+    if t.leaf_validity_days == 0 || t.ca_validity_days == 0 {
+        f.error(pos(&r.leaf_validity_days), "tls", "validity must be at least 1 day", None);
+    } else if t.leaf_validity_days > t.ca_validity_days {
+        f.error(pos(&r.leaf_validity_days), "tls.leaf_validity_days", format!("leaves ({} days) would outlive the CA ({} days)", t.leaf_validity_days, t.ca_validity_days), Some("keep leaf_validity_days ≤ ca_validity_days".to_string()));
+    }
+    if t.renew_within_days >= t.leaf_validity_days && t.leaf_validity_days > 0 {
+        f.error(pos(&r.renew_within_days), "tls.renew_within_days", format!("a {}-day renewal window on {}-day leaves renews them on every run", t.renew_within_days, t.leaf_validity_days), Some("keep renew_within_days well below leaf_validity_days".to_string()));
+    }
+    t
+}
+
+/// Every listening port each host would open, per role; two services on one port is an error.
+fn port_clashes(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f: &mut Findings) {
+    for host in &inv.hosts {
+        let mut used: BTreeMap<u16, &str> = BTreeMap::new();
+        let mut ports: Vec<(Port, &str)> = Vec::new();
+        if host.has(Role::Postgres) {
+            ports.push((inv.postgres.port, "postgres.port"));
+            ports.push((inv.patroni.rest_port, "patroni.rest_port"));
+        }
+        if host.has(Role::Etcd) {
+            ports.push((inv.etcd.client_port, "etcd.client_port"));
+            ports.push((inv.etcd.peer_port, "etcd.peer_port"));
+        }
+        if host.has(Role::Haproxy) {
+            ports.push((inv.haproxy.rw_port, "haproxy.rw_port"));
+            ports.push((inv.haproxy.ro_port, "haproxy.ro_port"));
+            ports.push((inv.haproxy.stats_port, "haproxy.stats_port"));
+        }
+        if host.has(Role::Pgbouncer) {
+            ports.push((inv.pgbouncer.port, "pgbouncer.port"));
+        }
+        for (port, what) in ports {
+            if let Some(first) = used.insert(port.get(), what) {
+                let pos = raw
+                    .value
+                    .0
+                    .iter()
+                    .find(|(k, _)| k == host.name.as_str())
+                    .map(|(_, v)| Pos::of(v))
+                    .unwrap_or_default();
+                f.error(pos, &format!("hosts.{}", host.name), format!("{first} and {what} are both {port} on this host"), Some("give each service on a shared host its own port".to_string()));
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `pgha validate` end to end: the example inventory, every broken inventory of the corpus
+//! (tests/inventories/broken/*.yaml, each naming what its message must contain in
+//! `# expect:` lines), and hostile inputs that must fail fast and never panic.
+
+#![allow(clippy::disallowed_methods)] // tests run the real binary
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn pgha() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+}
+
+/// Runs `pgha validate PATH`, killing it after 20 s (a hang is a failure).
+fn validate(path: &Path) -> Output {
+    let mut child = pgha()
+        .arg("validate")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pgha runs");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait works").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("pgha validate {} hung for 20 s", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn example_inventory_is_valid_with_topology_warnings() {
+    let out = validate(&root().join("inventory/example.yaml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stdout.contains("valid: cluster pgha-demo, 8 hosts"), "{stdout}");
+    // DESIGN.md §7: etcd 2+1 loses quorum with dc1; single HAProxy and PgBouncer.
+    assert!(stderr.contains("losing dc1 (2 of 3 etcd members"), "{stderr}");
+    assert!(stderr.contains("haproxy is the only HAProxy host"), "{stderr}");
+    assert!(stderr.contains("pgbouncer is the only PgBouncer host"), "{stderr}");
+    assert_eq!(stderr.matches("warning:").count(), 3, "{stderr}");
+}
+
+#[test]
+fn minimal_inventory_is_valid_without_quorum_warning() {
+    let out = validate(&root().join("tests/inventories/minimal.yaml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("etcd quorum"), "{stderr}");
+}
+
+#[test]
+fn every_broken_inventory_gets_its_message() {
+    let dir = root().join("tests/inventories/broken");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("corpus dir").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 30, "corpus shrank to {}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("corpus file is text");
+        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", file.display());
+        let out = validate(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{}: exit {:?}, stderr: {stderr}", file.display(), out.status.code());
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", file.display());
+        for e in expects {
+            assert!(stderr.contains(e), "{}: expected `{e}` in:\n{stderr}", file.display());
+        }
+        // Every error names the file, and (except whole-file errors) line:column.
+        let first = stderr.lines().next().unwrap_or("");
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(first.starts_with("error: ") && first.contains(name), "{first}");
+        if !text.lines().all(|l| l.trim().is_empty() || l.starts_with('#')) {
+            let after = first.split(name).nth(1).unwrap_or("");
+            let mut parts = after.trim_start_matches(':').splitn(3, ':');
+            let line: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            assert!(line > 0 && col > 0, "{}: no line:column in `{first}`", file.display());
+        }
+    }
+}
+
+fn hostile(name: &str, bytes: &[u8]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write");
+    let out = validate(&path);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn hostile_inputs_fail_cleanly() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let garbage: Vec<u8> = (0..100_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 24) as u8
+        })
+        .collect();
+    let mut bomb = String::from("cluster:\n  name: x\nhosts:\n  pg1:\n    address: 10.0.0.1\n    dc: a\n    roles: [postgres]\n    names: &a0 [x,x,x,x,x,x,x,x,x,x]\npostgres:\n  parameters:\n");
+    for i in 1..10 {
+        bomb.push_str(&format!("    p{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(",")));
+    }
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("garbage.yaml", garbage, "not UTF-8"),
+        ("deep-flow.yaml", format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(), "refused"),
+        ("deep-map.yaml", format!("cluster: {}{}", "{a: ".repeat(5000), "}".repeat(5000)).into_bytes(), "error:"),
+        ("deep-block.yaml", (1..5000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>().into_bytes(), "error:"),
+        ("bomb.yaml", bomb.into_bytes(), "error:"),
+        ("huge.yaml", format!("cluster:\n  name: {}\n", "a".repeat(2_000_000)).into_bytes(), "larger than"),
+        ("nul.yaml", b"cluster:\n  name: a\0b\n".to_vec(), "error:"),
+        ("bom.yaml", b"\xef\xbb\xbf".to_vec(), "empty"),
+    ];
+    for (name, bytes, expect) in cases {
+        let (code, stderr) = hostile(name, &bytes);
+        assert!(matches!(code, Some(1) | Some(3)), "{name}: exit {code:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
+    }
+}
+
+#[test]
+fn directory_and_missing_file_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = validate(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a regular file"));
+    let out = validate(&dir.path().join("nope.yaml"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope.yaml") && stderr.contains("cannot read"), "{stderr}");
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let out = pgha().args(["validate", "--json"]).arg(root().join("tests/inventories/broken/bad-address.yaml")).output().expect("runs");
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["field"], "hosts.pg2.address");
+    assert!(v["errors"][0]["line"].as_u64().unwrap_or(0) > 0);
+}
