@@ -10,6 +10,7 @@ use super::bundle::{self, TrustBundle};
 use super::ca::Ca;
 use super::error::PkiError;
 use super::files::{FileMode, ensure_private_dir, write_atomic};
+use super::inspect::CertInfo;
 use super::issue::Issued;
 use super::spec::{LeafKind, LeafSpec, leaf_specs};
 use super::state::StateDir;
@@ -106,6 +107,11 @@ pub fn write_leaf(state: &StateDir, spec: &LeafSpec, issued: &Issued) -> Result<
     )
 }
 
+/// Whether re-issuing would extend `leaf` (leaves are capped at the CA's end).
+fn ca_outlives(ca: &Ca, leaf: &CertInfo) -> bool {
+    ca.info().not_after > leaf.not_after
+}
+
 fn load_or_create_ca(
     inv: &Inventory,
     state: &StateDir,
@@ -137,6 +143,11 @@ fn ensure_leaf(
 ) -> Result<LeafOutcome, PkiError> {
     let action = match assess_leaf(state, spec, Some(ca), now, inv.tls.renew_within_days)? {
         Verdict::Good(_) => LeafAction::Kept,
+        Verdict::Renew(Reason::Expiring | Reason::Expired, Some(old)) if !ca_outlives(ca, &old) => {
+            // A new leaf would end with the CA too: re-issuing on every run would change
+            // nothing. The CA row of `pki status` says a CA rotation is due.
+            LeafAction::Kept
+        }
         Verdict::Renew(reason, _) => {
             write_leaf(
                 state,

@@ -100,6 +100,18 @@ mod tests {
         assert_eq!(Sha256::digest(&client_key).as_slice(), stored.as_slice());
     }
 
+    /// A verifier PostgreSQL 15.18 stored verbatim (`CREATE ROLE … PASSWORD '<verifier>'`) and
+    /// then accepted a SCRAM login with the password against (and refused a wrong one).
+    #[test]
+    fn postgresql_accepted_vector() {
+        let v = scram_sha256_verifier("Abc123xyzPgha", b"0123456789abcdef", 4096).expect("ascii");
+        assert_eq!(
+            v.expose(),
+            "SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$uwm8CHtb2gN00fFmaY58H5jGDvkMTCkXt+uIM2Y0b5w=:\
+             IFQ/5JANrAEP31F7yrV3nU8trz8KCP+v/+8wWMVtkwM="
+        );
+    }
+
     #[test]
     fn non_ascii_is_refused() {
         assert!(scram_sha256_verifier("pässword", b"salt", 4096).is_err());

@@ -276,6 +276,33 @@ fn leaves_expiring_within_the_window_are_reissued() {
 }
 
 #[test]
+fn leaves_never_outlive_the_ca_and_do_not_churn_near_its_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::new(tmp.path().join(".pgha"));
+    let mut inv = sample_inventory();
+    inv.tls.ca_validity_days = 100;
+    ensure(&inv, &state, now()).expect("ensure");
+    let ca_end = Ca::load(&state)
+        .expect("load")
+        .expect("ca")
+        .info()
+        .not_after;
+    let spec = &leaf_specs(&inv)[0];
+    let leaf = CertInfo::from_pem(&read(&state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
+    assert_eq!(leaf.not_after, ca_end, "capped at the CA's end");
+    let late = now() + Duration::days(80);
+    assert!(
+        ensure(&inv, &state, late).expect("late").unchanged(),
+        "re-issuing would not help"
+    );
+    let rows = status(&inv, &state, late).expect("status");
+    assert!(
+        rows.iter().all(|r| r.status == Health::Expiring),
+        "status still tells the truth"
+    );
+}
+
+#[test]
 fn changed_haproxy_address_reissues_postgres_server_certs_only() {
     let (mut f, _) = issued_fixture();
     let proxy = f
