@@ -57,7 +57,7 @@ pub use ensure::{CaAction, LeafAction, LeafOutcome, Report, ensure, write_leaf};
 pub use error::PkiError;
 pub use files::FileMode;
 pub use inspect::CertInfo;
-pub use issue::{Issued, Validity};
+pub use issue::{BACKDATE, Issued, Validity};
 pub use scram::{SCRAM_ITERATIONS, scram_sha256_verifier};
 pub use secret::Secret;
 pub use secrets::{
