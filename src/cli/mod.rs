@@ -1,6 +1,7 @@
 //! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
 //! prints (through `report`), and only here is `anyhow` used.
 
+pub mod pki;
 pub mod report;
 pub mod validate;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Check an inventory: errors with file:line:column, topology warnings.
     Validate(validate::ValidateArgs),
+    /// Cluster CA, per-host certificates and generated secrets (state directory).
+    Pki(pki::PkiArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
@@ -35,6 +38,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let code = match &cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Pki(args) => pki::run(args),
     };
     ExitCode::from(code)
 }
