@@ -7,12 +7,15 @@
 //! - [`render`]: minijinja templates → the files pgha installs on each host.
 //! - [`pki`]: the cluster CA, per-host certificates and generated secrets, kept in the state dir.
 //! - [`transport`]: run commands and install files on a host over SSH (openssh, russh, fake).
+//! - [`yaml`], [`diagnostic`]: strict YAML reading and file:line:column diagnostics.
 //! - [`inventory`]: YAML → validated [`inventory::Inventory`] (host names, roles, ports, settings).
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod diagnostic;
 pub mod inventory;
 pub mod lab;
 pub mod pki;
 pub mod render;
 pub mod transport;
+pub mod yaml;

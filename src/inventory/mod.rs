@@ -5,7 +5,6 @@
 //! `validate.rs` checks rules and applies defaults, `topology.rs` finds risks, `model.rs` is
 //! what the rest of pgha reads.
 
-mod diagnostic;
 mod load;
 pub mod model;
 pub mod names;
@@ -15,7 +14,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use diagnostic::{Diagnostic, Severity, did_you_mean};
+pub use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 pub use load::{MAX_INVENTORY_BYTES, ReadError};
 pub use model::*;
 pub use names::{DcName, HostName, Port, Role};
@@ -60,9 +59,9 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
     let raw = load::parse_raw(path, bytes).map_err(|d| LoadError::Invalid { errors: vec![d], warnings: Vec::new() })?;
     let mut findings = validate::Findings::new(path);
-    let hosts_pos: Vec<(String, diagnostic::Pos)> =
-        raw.hosts.value.0.iter().map(|(k, v)| (k.clone(), diagnostic::Pos::of(v))).collect();
-    let hosts_root = diagnostic::Pos::of(&raw.hosts);
+    let hosts_pos: Vec<(String, Pos)> =
+        raw.hosts.value.0.iter().map(|(k, v)| (k.clone(), Pos::of(v))).collect();
+    let hosts_root = Pos::of(&raw.hosts);
     let inv = validate::from_raw(path, raw, &mut findings);
     let Some(inventory) = inv else {
         let mut errors = findings.errors;

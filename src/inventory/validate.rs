@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
+use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 use super::model::*;
 use super::names::{DcName, HostName, Port, Role};
 use super::raw::*;

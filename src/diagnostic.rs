@@ -1,5 +1,5 @@
-//! Diagnostics: an error or warning that points at file:line:column and a field path, and says
-//! how to fix it. Rendering to text lives here so every caller prints them the same way.
+//! Diagnostics: an error or warning about an input file (inventory, playbook) that points at
+//! file:line:column and a field path, and says how to fix it. Imports nothing from pgha.
 
 use std::fmt;
 use std::path::PathBuf;
