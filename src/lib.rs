@@ -13,9 +13,14 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod engine;
+pub mod facts;
 pub mod inventory;
 pub mod lab;
+pub mod modules;
 pub mod pki;
+pub mod plan;
+pub mod playbook;
 pub mod render;
 pub mod transport;
 pub mod yaml;

@@ -6,7 +6,6 @@
 use std::io::Read;
 use std::path::Path;
 
-
 use crate::diagnostic::{Diagnostic, Severity, did_you_mean};
 
 /// Largest YAML file pgha reads: far above any real inventory or playbook, small enough that
@@ -31,7 +30,9 @@ pub enum ReadError {
         path: String,
     },
     /// Over [`MAX_YAML_BYTES`].
-    #[error("{path}: is larger than {max} bytes; an inventory or playbook is a few kilobytes\n\n  hint: is this the right file?")]
+    #[error(
+        "{path}: is larger than {max} bytes; an inventory or playbook is a few kilobytes\n\n  hint: is this the right file?"
+    )]
     TooLarge {
         /// The file.
         path: String,
@@ -43,16 +44,24 @@ pub enum ReadError {
 /// Reads the file, refusing directories, devices and oversized files without reading them whole.
 pub fn read_text(path: &Path) -> Result<Vec<u8>, ReadError> {
     let shown = path.display().to_string();
-    let io = |source| ReadError::Io { path: shown.clone(), source };
+    let io = |source| ReadError::Io {
+        path: shown.clone(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile { path: shown });
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_YAML_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(MAX_YAML_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     if bytes.len() as u64 > MAX_YAML_BYTES {
-        return Err(ReadError::TooLarge { path: shown, max: MAX_YAML_BYTES });
+        return Err(ReadError::TooLarge {
+            path: shown,
+            max: MAX_YAML_BYTES,
+        });
     }
     Ok(bytes)
 }
@@ -75,7 +84,11 @@ fn options() -> serde_saphyr::Options {
 
 /// Parses YAML bytes into `T` (strict: unknown fields, duplicate keys and budget breaches are
 /// errors), or one diagnostic saying where and why not.
-pub fn parse_strict<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8], example: &str) -> Result<T, Diagnostic> {
+pub fn parse_strict<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    bytes: &[u8],
+    example: &str,
+) -> Result<T, Diagnostic> {
     let error = |line, column, field: String, message: String, hint: Option<String>| Diagnostic {
         severity: Severity::Error,
         file: file.to_path_buf(),
@@ -116,7 +129,10 @@ pub fn parse_strict<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8], e
         T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
     });
     result.map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         let field = clean_path(&track.path().to_string());
         let raw_message = e.without_snippet().to_string();
         let message = strip_location(&raw_message);
@@ -140,7 +156,11 @@ fn clean_path(path: &str) -> String {
     }
     path.replace(".value[", "[")
         .split('.')
-        .map(|seg| seg.strip_prefix("value[").map(|rest| format!("[{rest}")).unwrap_or_else(|| seg.to_string()))
+        .map(|seg| {
+            seg.strip_prefix("value[")
+                .map(|rest| format!("[{rest}"))
+                .unwrap_or_else(|| seg.to_string())
+        })
         .filter(|seg| seg != "value" && seg != "?")
         .collect::<Vec<_>>()
         .join(".")
@@ -159,7 +179,10 @@ fn explain(message: &str, field: &str, example: &str) -> (String, Option<String>
             .filter(|c| !c.is_empty() && !c.starts_with("there are no"))
             .collect();
         let hint = match did_you_mean(name, candidates.iter().copied()) {
-            Some(best) => format!("did you mean `{best}`? known fields here: {}", candidates.join(", ")),
+            Some(best) => format!(
+                "did you mean `{best}`? known fields here: {}",
+                candidates.join(", ")
+            ),
             None => format!("known fields here: {}", candidates.join(", ")),
         };
         return (format!("unknown field `{name}`"), Some(hint));
@@ -196,23 +219,46 @@ fn explain(message: &str, field: &str, example: &str) -> (String, Option<String>
             Some(format!("add `{name}:` here; {example} shows every field")),
         );
     }
-    if message.contains("budget") || message.contains("depth") || message.contains("alias") || message.contains("recursion limit") {
+    if message.contains("budget")
+        || message.contains("depth")
+        || message.contains("alias")
+        || message.contains("recursion limit")
+    {
         return (
             format!("refused: {message}"),
             Some("the inventory nests or repeats far more than any real inventory; limits protect pgha from YAML bombs".into()),
         );
     }
     if message == "expected sequence start" {
-        return ("expected a list here".into(), Some("write a list: `[a, b]`, or one `- item` per line".into()));
+        return (
+            "expected a list here".into(),
+            Some("write a list: `[a, b]`, or one `- item` per line".into()),
+        );
     }
     if message == "expected mapping start" {
-        return ("expected a mapping here".into(), Some(format!("write `key: value` lines (see {example})")));
+        return (
+            "expected a mapping here".into(),
+            Some(format!("write `key: value` lines (see {example})")),
+        );
     }
-    let syntax = ["while parsing", "while scanning", "unclosed", "did not find", "tabs", "unexpected end", "invalid indentation"];
+    let syntax = [
+        "while parsing",
+        "while scanning",
+        "unclosed",
+        "did not find",
+        "tabs",
+        "unexpected end",
+        "invalid indentation",
+    ];
     let hint = if field.is_empty() || syntax.iter().any(|s| message.contains(s)) {
-        Some("fix the YAML syntax at that position (a YAML linter such as yamllint shows more)".into())
+        Some(
+            "fix the YAML syntax at that position (a YAML linter such as yamllint shows more)"
+                .into(),
+        )
     } else {
-        Some(format!("see {example} for the expected shape of this field"))
+        Some(format!(
+            "see {example} for the expected shape of this field"
+        ))
     };
     (message.to_string(), hint)
 }
@@ -233,7 +279,10 @@ mod tests {
     fn paths_drop_spanned_wrappers() {
         assert_eq!(clean_path("hosts.node1.port.value"), "hosts.node1.port");
         assert_eq!(clean_path("hosts.?"), "hosts");
-        assert_eq!(clean_path("hosts.value.pg1.value.roles.value[1].value"), "hosts.pg1.roles[1]");
+        assert_eq!(
+            clean_path("hosts.value.pg1.value.roles.value[1].value"),
+            "hosts.pg1.roles[1]"
+        );
         assert_eq!(clean_path("."), "");
     }
 

@@ -1,8 +1,10 @@
 //! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
 //! prints (through `report`), and only here is `anyhow` used.
 
+pub mod output;
 pub mod pki;
 pub mod report;
+pub mod run;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -31,6 +33,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Cluster CA, per-host certificates and generated secrets (state directory).
     Pki(pki::PkiArgs),
+    /// Apply a playbook to the inventory's hosts (or plan it with --check).
+    Run(run::RunArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
@@ -39,6 +43,7 @@ pub fn run() -> ExitCode {
     let code = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Pki(args) => pki::run(args),
+        Command::Run(args) => run::run(args),
     };
     ExitCode::from(code)
 }

@@ -13,7 +13,9 @@ pub struct Cmd {
 impl Cmd {
     /// A command running `program`.
     pub fn new(program: impl Into<String>) -> Self {
-        Self { argv: vec![program.into()] }
+        Self {
+            argv: vec![program.into()],
+        }
     }
 
     /// A POSIX `sh` script; `args` become `$1`, `$2`, … inside it (never spliced into its text).
@@ -43,17 +45,34 @@ impl Cmd {
     /// The command line sent to the remote shell, each argument single-quoted as needed;
     /// `become_` prefixes `sudo -n --` (non-interactive: fails instead of prompting).
     pub fn command_line(&self, become_: bool) -> String {
-        let quoted = self.argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
-        if become_ { format!("sudo -n -- {quoted}") } else { quoted }
+        let quoted = self
+            .argv
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if become_ {
+            format!("sudo -n -- {quoted}")
+        } else {
+            quoted
+        }
     }
 
     /// A short form for messages and `-v` output: scripts show only their first line.
     pub fn summary(&self) -> String {
         if self.argv.len() >= 3 && self.argv[0] == "sh" && self.argv[1] == "-c" {
-            let first = self.argv[2].lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let first = self.argv[2]
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             return format!("sh -c '{first}…'");
         }
-        self.argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        self.argv
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -46,13 +46,23 @@ impl Fake {
 
     /// The command lines run so far.
     pub fn commands(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.iter().map(|(c, _)| c.clone()).collect()).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|l| l.iter().map(|(c, _)| c.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
 /// A rule answering `stdout` with exit 0.
 pub fn answer(needle: &str, stdout: &str) -> Rule {
-    Rule { needle: needle.into(), output: Output { code: Some(0), stdout: stdout.as_bytes().to_vec(), stderr: Vec::new() } }
+    Rule {
+        needle: needle.into(),
+        output: Output {
+            code: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        },
+    }
 }
 
 #[async_trait::async_trait]
@@ -61,7 +71,12 @@ impl Transport for Fake {
         &self.ep
     }
 
-    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, _timeout: Duration) -> Result<Output, TransportError> {
+    async fn exec(
+        &self,
+        cmd: &Cmd,
+        stdin: Option<&[u8]>,
+        _timeout: Duration,
+    ) -> Result<Output, TransportError> {
         let line = cmd.command_line(false);
         if let Ok(mut log) = self.log.lock() {
             log.push((line.clone(), stdin.map(<[u8]>::to_vec)));
@@ -71,7 +86,10 @@ impl Transport for Fake {
             .iter()
             .find(|r| line.contains(&r.needle))
             .map(|r| r.output.clone())
-            .unwrap_or(Output { code: Some(0), ..Output::default() }))
+            .unwrap_or(Output {
+                code: Some(0),
+                ..Output::default()
+            }))
     }
 
     async fn close(&self) -> Result<(), TransportError> {

@@ -125,7 +125,9 @@ pub enum TransportError {
         hint: String,
     },
     /// Authentication failed.
-    #[error("{host}: SSH authentication failed for {target}: {detail}\n\n  hint: check `ssh.user` and `ssh.key` in the inventory, and that the key is in the user's authorized_keys")]
+    #[error(
+        "{host}: SSH authentication failed for {target}: {detail}\n\n  hint: check `ssh.user` and `ssh.key` in the inventory, and that the key is in the user's authorized_keys"
+    )]
     Auth {
         /// Inventory name.
         host: String,
@@ -186,7 +188,12 @@ pub trait Transport: Send + Sync {
     fn endpoint(&self) -> &Endpoint;
 
     /// Runs `cmd` (with `sudo -n` when the endpoint needs it), feeding `stdin`, within `timeout`.
-    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError>;
+    async fn exec(
+        &self,
+        cmd: &Cmd,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError>;
 
     /// Closes the connection cleanly.
     async fn close(&self) -> Result<(), TransportError>;
@@ -199,7 +206,11 @@ pub type Conn = Arc<dyn Transport>;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `cmd` and fails unless it exits 0.
-pub async fn run_ok(t: &dyn Transport, cmd: &Cmd, timeout: Duration) -> Result<Output, TransportError> {
+pub async fn run_ok(
+    t: &dyn Transport,
+    cmd: &Cmd,
+    timeout: Duration,
+) -> Result<Output, TransportError> {
     let out = t.exec(cmd, None, timeout).await?;
     if out.success() {
         Ok(out)
@@ -212,16 +223,30 @@ fn failed(t: &dyn Transport, cmd: &Cmd, out: &Output) -> TransportError {
     TransportError::Failed {
         host: t.endpoint().name.clone(),
         cmd: cmd.summary(),
-        code: out.code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()),
+        code: out
+            .code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".into()),
         stderr: out.stderr_tail(5),
     }
 }
 
 /// Installs `content` at `path` atomically with owner, group and mode.
-pub async fn install(t: &dyn Transport, path: &str, content: &[u8], owner: &str, group: &str, mode: u32) -> Result<(), TransportError> {
+pub async fn install(
+    t: &dyn Transport,
+    path: &str,
+    content: &[u8],
+    owner: &str,
+    group: &str,
+    mode: u32,
+) -> Result<(), TransportError> {
     let cmd = remote::install_script(path, owner, group, mode);
     let out = t.exec(&cmd, Some(content), DEFAULT_TIMEOUT).await?;
-    if out.success() { Ok(()) } else { Err(failed(t, &cmd, &out)) }
+    if out.success() {
+        Ok(())
+    } else {
+        Err(failed(t, &cmd, &out))
+    }
 }
 
 /// Hash, mode and owner of many paths, in one round trip.

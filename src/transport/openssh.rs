@@ -30,15 +30,26 @@ impl OpensshTransport {
             .connect_timeout(ep.connect_timeout)
             .server_alive_interval(Duration::from_secs(5))
             .control_directory(std::env::temp_dir())
-            .known_hosts_check(if ep.accept_new_host_keys { KnownHosts::Add } else { KnownHosts::Strict });
+            .known_hosts_check(if ep.accept_new_host_keys {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            });
         if let Some(k) = &ep.key {
             b.keyfile(k);
         }
         if let Some(kh) = &ep.known_hosts {
             b.user_known_hosts_file(kh);
         }
-        let session = b.connect_mux(&ep.address).await.map_err(|e| classify(&ep, &e))?;
-        Ok(Self { ep, session: RwLock::new(Some(session)), slots: Semaphore::new(MAX_SESSIONS) })
+        let session = b
+            .connect_mux(&ep.address)
+            .await
+            .map_err(|e| classify(&ep, &e))?;
+        Ok(Self {
+            ep,
+            session: RwLock::new(Some(session)),
+            slots: Semaphore::new(MAX_SESSIONS),
+        })
     }
 }
 
@@ -63,39 +74,71 @@ fn classify(ep: &Endpoint, e: &openssh::Error) -> TransportError {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "~/.ssh/known_hosts".into());
-    if detail.contains("IDENTIFICATION HAS CHANGED") || detail.contains("Host key for") && detail.contains("has changed") {
+    if detail.contains("IDENTIFICATION HAS CHANGED")
+        || detail.contains("Host key for") && detail.contains("has changed")
+    {
         return TransportError::HostKey {
             host,
             target,
             what: "CHANGED".into(),
-            hint: format!("the host presents a different key than {known_hosts} records: a reinstalled host, or a man in the middle. Check with the host's administrator, then remove the old line (ssh-keygen -R {} -f {known_hosts})", ep.address),
+            hint: format!(
+                "the host presents a different key than {known_hosts} records: a reinstalled host, or a man in the middle. Check with the host's administrator, then remove the old line (ssh-keygen -R {} -f {known_hosts})",
+                ep.address
+            ),
         };
     }
-    if detail.contains("Host key verification failed") || detail.contains("No ED25519 host key is known") || detail.contains("host key is known") {
+    if detail.contains("Host key verification failed")
+        || detail.contains("No ED25519 host key is known")
+        || detail.contains("host key is known")
+    {
         return TransportError::HostKey {
             host,
             target,
             what: "not known".into(),
-            hint: format!("add the host's key to {known_hosts} (ssh-keyscan -p {} {} after checking its fingerprint), or pass --accept-new-host-keys to trust it on first use", ep.port, ep.address),
+            hint: format!(
+                "add the host's key to {known_hosts} (ssh-keyscan -p {} {} after checking its fingerprint), or pass --accept-new-host-keys to trust it on first use",
+                ep.port, ep.address
+            ),
         };
     }
     if detail.contains("Permission denied") || detail.contains("Too many authentication failures") {
-        return TransportError::Auth { host, target, detail: last_line(&detail) };
+        return TransportError::Auth {
+            host,
+            target,
+            detail: last_line(&detail),
+        };
     }
     let hint = if detail.contains("Connection refused") {
         "sshd is not listening there: check the address and `ssh.port`".to_string()
-    } else if detail.contains("timed out") || detail.contains("No route to host") || detail.contains("Network is unreachable") {
+    } else if detail.contains("timed out")
+        || detail.contains("No route to host")
+        || detail.contains("Network is unreachable")
+    {
         "the host does not answer: is it up, and is the address right?".to_string()
     } else if detail.contains("No such file or directory") && detail.contains("ssh") {
-        "the OpenSSH client is missing: apt-get install openssh-client, or use --transport russh".to_string()
+        "the OpenSSH client is missing: apt-get install openssh-client, or use --transport russh"
+            .to_string()
     } else {
-        format!("try `ssh -p {} {}@{}` by hand", ep.port, ep.user, ep.address)
+        format!(
+            "try `ssh -p {} {}@{}` by hand",
+            ep.port, ep.user, ep.address
+        )
     };
-    TransportError::Unreachable { host, target, detail: last_line(&detail), hint }
+    TransportError::Unreachable {
+        host,
+        target,
+        detail: last_line(&detail),
+        hint,
+    }
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 #[async_trait::async_trait]
@@ -104,16 +147,31 @@ impl Transport for OpensshTransport {
         &self.ep
     }
 
-    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
-        let _slot = self.slots.acquire().await.map_err(|e| self.session_error(cmd, e.to_string()))?;
+    async fn exec(
+        &self,
+        cmd: &Cmd,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| self.session_error(cmd, e.to_string()))?;
         let guard = self.session.read().await;
-        let session = guard.as_ref().ok_or_else(|| self.session_error(cmd, "connection already closed".into()))?;
+        let session = guard
+            .as_ref()
+            .ok_or_else(|| self.session_error(cmd, "connection already closed".into()))?;
         let line = cmd.command_line(self.ep.become_);
         let run = async {
             let mut c = session.raw_command(&line);
-            c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            c.stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
             let mut child = c.spawn().await?;
             let writer = child.stdin().take();
             let feed = async {
@@ -129,9 +187,17 @@ impl Transport for OpensshTransport {
             Ok::<_, openssh::Error>(out)
         };
         match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(TransportError::Timeout { host: self.ep.name.clone(), cmd: cmd.summary(), secs: timeout.as_secs() }),
+            Err(_) => Err(TransportError::Timeout {
+                host: self.ep.name.clone(),
+                cmd: cmd.summary(),
+                secs: timeout.as_secs(),
+            }),
             Ok(Err(e)) => Err(self.session_error(cmd, error_text(&e))),
-            Ok(Ok(o)) => Ok(Output { code: o.status.code(), stdout: o.stdout, stderr: o.stderr }),
+            Ok(Ok(o)) => Ok(Output {
+                code: o.status.code(),
+                stdout: o.stdout,
+                stderr: o.stderr,
+            }),
         }
     }
 
@@ -150,6 +216,10 @@ impl Transport for OpensshTransport {
 
 impl OpensshTransport {
     fn session_error(&self, cmd: &Cmd, detail: String) -> TransportError {
-        TransportError::Session { host: self.ep.name.clone(), cmd: cmd.summary(), detail }
+        TransportError::Session {
+            host: self.ep.name.clone(),
+            cmd: cmd.summary(),
+            detail,
+        }
     }
 }

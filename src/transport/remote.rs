@@ -44,7 +44,11 @@ pub enum FileKind {
 
 /// One round trip for many paths: hash, mode, owner and group of each.
 pub fn stat_script(paths: &[String]) -> Cmd {
-    const BODY: &str = r#"for p do
+    Cmd::script(STAT_BODY, paths.iter().cloned())
+}
+
+/// The loop of [`stat_script`] over `"$@"`, reused by the facts probe.
+pub const STAT_BODY: &str = r#"for p do
   if [ -f "$p" ]; then
     s=$(sha256sum -- "$p") || exit 1
     printf 'F\t%s\t%s\t%s\n' "$(stat -c '%a	%U	%G' -- "$p")" "${s%% *}" "$p"
@@ -56,8 +60,6 @@ pub fn stat_script(paths: &[String]) -> Cmd {
     printf 'N\t%s\n' "$p"
   fi
 done"#;
-    Cmd::script(BODY, paths.iter().cloned())
-}
 
 /// Parses [`stat_script`]'s output; `None` when it is not what the script prints.
 pub fn parse_stat(out: &str) -> Option<Vec<FileState>> {
@@ -80,7 +82,10 @@ pub fn parse_stat(out: &str) -> Option<Vec<FileState>> {
                 ["N", _path] => FileKind::Missing,
                 _ => return None,
             };
-            Some(FileState { path: (*f.last()?).to_string(), kind })
+            Some(FileState {
+                path: (*f.last()?).to_string(),
+                kind,
+            })
         })
         .collect()
 }
@@ -100,7 +105,15 @@ sync -- "$t"
 mv -f -- "$t" "$p"
 trap - EXIT
 sync -- "$d""#;
-    Cmd::script(BODY, [path.to_string(), owner.to_string(), group.to_string(), format!("{mode:o}")])
+    Cmd::script(
+        BODY,
+        [
+            path.to_string(),
+            owner.to_string(),
+            group.to_string(),
+            format!("{mode:o}"),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -114,7 +127,12 @@ mod tests {
         assert_eq!(st.len(), 4);
         assert_eq!(
             st[0].kind,
-            FileKind::File { sha256: "abc123".into(), mode: 0o600, owner: "postgres".into(), group: "postgres".into() }
+            FileKind::File {
+                sha256: "abc123".into(),
+                mode: 0o600,
+                owner: "postgres".into(),
+                group: "postgres".into()
+            }
         );
         assert_eq!(st[0].path, "/etc/x");
         assert!(matches!(st[1].kind, FileKind::Dir { mode: 0o755, .. }));

@@ -40,17 +40,29 @@ struct Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            self.set(KeyVerdict::Error("host certificates are not supported by the russh transport".into()));
+            self.set(KeyVerdict::Error(
+                "host certificates are not supported by the russh transport".into(),
+            ));
             return Ok(false);
         };
-        let verdict = match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+        let verdict = match russh::keys::check_known_hosts_path(
+            &self.host,
+            self.port,
+            key,
+            &self.known_hosts,
+        ) {
             Ok(true) => KeyVerdict::Known,
-            Ok(false) if self.accept_new => match learn(&self.host, self.port, key, &self.known_hosts) {
-                Ok(()) => KeyVerdict::Learned,
-                Err(e) => KeyVerdict::Error(e),
-            },
+            Ok(false) if self.accept_new => {
+                match learn(&self.host, self.port, key, &self.known_hosts) {
+                    Ok(()) => KeyVerdict::Learned,
+                    Err(e) => KeyVerdict::Error(e),
+                }
+            }
             Ok(false) => KeyVerdict::Unknown,
             Err(russh::keys::Error::KeyChanged { line }) => KeyVerdict::Changed(line),
             Err(e) => KeyVerdict::Error(e.to_string()),
@@ -70,7 +82,8 @@ impl Checker {
 }
 
 fn learn(host: &str, port: u16, key: &PublicKey, path: &std::path::Path) -> Result<(), String> {
-    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path).map_err(|e| e.to_string())
+    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path)
+        .map_err(|e| e.to_string())
 }
 
 /// An open connection.
@@ -81,15 +94,23 @@ pub struct RusshTransport {
 }
 
 fn default_keys() -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|k| home.join(".ssh").join(k)).collect()
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|k| home.join(".ssh").join(k))
+        .collect()
 }
 
 impl RusshTransport {
     /// Connects, checks the host key, authenticates with the key file.
     pub async fn connect(ep: Endpoint) -> Result<Self, TransportError> {
         let target = format!("{}@{}:{}", ep.user, ep.address, ep.port);
-        let known_hosts = ep.known_hosts.clone().unwrap_or_else(|| super::expand_home(std::path::Path::new("~/.ssh/known_hosts")));
+        let known_hosts = ep
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| super::expand_home(std::path::Path::new("~/.ssh/known_hosts")));
         let verdict = Arc::new(Mutex::new(KeyVerdict::Unchecked));
         let checker = Checker {
             host: ep.address.clone(),
@@ -104,7 +125,8 @@ impl RusshTransport {
             ..Default::default()
         });
         let addr = (ep.address.as_str(), ep.port);
-        let connected = tokio::time::timeout(ep.connect_timeout, client::connect(config, addr, checker)).await;
+        let connected =
+            tokio::time::timeout(ep.connect_timeout, client::connect(config, addr, checker)).await;
         let mut handle = match connected {
             Err(_) => {
                 return Err(TransportError::Unreachable {
@@ -123,13 +145,17 @@ impl RusshTransport {
                         host: ep.name.clone(),
                         target,
                         what: "CHANGED".into(),
-                        hint: format!("{kh}:{line} records a different key: a reinstalled host, or a man in the middle. Check, then remove that line"),
+                        hint: format!(
+                            "{kh}:{line} records a different key: a reinstalled host, or a man in the middle. Check, then remove that line"
+                        ),
                     },
                     KeyVerdict::Unknown => TransportError::HostKey {
                         host: ep.name.clone(),
                         target,
                         what: "not known".into(),
-                        hint: format!("add the host's key to {kh}, or pass --accept-new-host-keys to trust it on first use"),
+                        hint: format!(
+                            "add the host's key to {kh}, or pass --accept-new-host-keys to trust it on first use"
+                        ),
                     },
                     KeyVerdict::Error(msg) => TransportError::HostKey {
                         host: ep.name.clone(),
@@ -159,21 +185,45 @@ impl RusshTransport {
                     continue;
                 }
             };
-            let hash: Option<HashAlg> = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
-            let auth = handle
-                .authenticate_publickey(ep.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            let hash: Option<HashAlg> = handle
+                .best_supported_rsa_hash()
                 .await
-                .map_err(|e| TransportError::Auth { host: ep.name.clone(), target: target.clone(), detail: e.to_string() })?;
+                .ok()
+                .flatten()
+                .flatten();
+            let auth = handle
+                .authenticate_publickey(
+                    ep.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
+                .await
+                .map_err(|e| TransportError::Auth {
+                    host: ep.name.clone(),
+                    target: target.clone(),
+                    detail: e.to_string(),
+                })?;
             if auth.success() {
-                return Ok(Self { ep, handle, slots: Semaphore::new(MAX_SESSIONS) });
+                return Ok(Self {
+                    ep,
+                    handle,
+                    slots: Semaphore::new(MAX_SESSIONS),
+                });
             }
             last = format!("{} was refused", path.display());
         }
-        Err(TransportError::Auth { host: ep.name.clone(), target, detail: last })
+        Err(TransportError::Auth {
+            host: ep.name.clone(),
+            target,
+            detail: last,
+        })
     }
 
     fn session_error(&self, cmd: &Cmd, detail: String) -> TransportError {
-        TransportError::Session { host: self.ep.name.clone(), cmd: cmd.summary(), detail }
+        TransportError::Session {
+            host: self.ep.name.clone(),
+            cmd: cmd.summary(),
+            detail,
+        }
     }
 }
 
@@ -183,8 +233,17 @@ impl Transport for RusshTransport {
         &self.ep
     }
 
-    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
-        let _slot = self.slots.acquire().await.map_err(|e| self.session_error(cmd, e.to_string()))?;
+    async fn exec(
+        &self,
+        cmd: &Cmd,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| self.session_error(cmd, e.to_string()))?;
         let line = cmd.command_line(self.ep.become_);
         let run = async {
             let mut ch = self.handle.channel_open_session().await?;
@@ -198,7 +257,9 @@ impl Transport for RusshTransport {
             while let Some(msg) = ch.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
                     ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
                     _ => {}
                 }
@@ -207,7 +268,11 @@ impl Transport for RusshTransport {
             Ok::<_, russh::Error>(out)
         };
         match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(TransportError::Timeout { host: self.ep.name.clone(), cmd: cmd.summary(), secs: timeout.as_secs() }),
+            Err(_) => Err(TransportError::Timeout {
+                host: self.ep.name.clone(),
+                cmd: cmd.summary(),
+                secs: timeout.as_secs(),
+            }),
             Ok(Err(e)) => Err(self.session_error(cmd, e.to_string())),
             Ok(Ok(o)) => Ok(o),
         }
@@ -217,6 +282,10 @@ impl Transport for RusshTransport {
         self.handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await
-            .map_err(|e| TransportError::Session { host: self.ep.name.clone(), cmd: "close".into(), detail: e.to_string() })
+            .map_err(|e| TransportError::Session {
+                host: self.ep.name.clone(),
+                cmd: "close".into(),
+                detail: e.to_string(),
+            })
     }
 }
