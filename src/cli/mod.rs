@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod lab;
+
 /// pgha: a PostgreSQL high-availability cluster over SSH.
 #[derive(Debug, Parser)]
 #[command(name = "pgha", version, about)]
@@ -21,6 +23,8 @@ pub enum Command {
         /// The inventory file.
         inventory: std::path::PathBuf,
     },
+    /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
+    Lab(lab::LabArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
@@ -28,5 +32,15 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { .. } => ExitCode::SUCCESS,
+        Command::Lab(args) => lab::run(args).unwrap_or_else(|e| {
+            report_error(&e);
+            ExitCode::FAILURE
+        }),
     }
+}
+
+/// Prints an error and its causes to stderr.
+#[allow(clippy::print_stderr)]
+fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
 }
