@@ -16,7 +16,7 @@ use super::net;
 use super::paths::HostPaths;
 use super::procfs;
 use super::sshkeys;
-use super::state::MachineRecord;
+use super::state::{MachineRecord, ProcessId};
 use super::topology::HostSpec;
 
 /// Mounts the host's overlay root (base image below, the host's own upper layer above) unless it
@@ -102,11 +102,13 @@ pub fn running(hp: &HostPaths) -> Option<MachineRecord> {
 }
 
 /// Boots the host with systemd-nspawn in its network namespace, detached from this process, and
-/// records its PID. Does nothing if it already runs. Returns whether it started it.
+/// records its PID and its init's. Does nothing if it already runs. Returns whether it started it.
 pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     if running(hp).is_some() {
         return Ok(false);
     }
+    // A container whose nspawn was killed from outside keeps running: end it first.
+    stop(hp, name)?;
     let log_path = hp.console();
     let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(LabError::io("opening", &log_path))?;
     let err = log.try_clone().map_err(LabError::io("opening", &log_path))?;
@@ -129,19 +131,36 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     let pid = child.id() as i32;
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     let started_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    MachineRecord { pid, start_ticks, started_at }.save(&hp.machine())?;
+    let mut rec = MachineRecord { pid, start_ticks, started_at, init: None };
+    rec.save(&hp.machine())?;
+    // The init appears within milliseconds; record it so it can be ended even without its nspawn.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && procfs::is_alive(&rec) {
+        if let Some(init) = procfs::container_init(pid) {
+            rec.init = procfs::start_ticks(init).map(|t| ProcessId { pid: init, start_ticks: t });
+            rec.save(&hp.machine())?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(true)
 }
 
 /// Powers the host off abruptly, like a crash: SIGKILL to its init kills every process in its PID
-/// namespace; then waits for systemd-nspawn to exit and checks that nothing of it is left.
-/// Returns whether it was running.
+/// namespace; then waits for systemd-nspawn to exit and checks that nothing of it is left. Works
+/// from the record alone when systemd-nspawn was killed from outside. Returns whether anything of
+/// the host was running.
 pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
-    let Some(rec) = running(hp) else {
-        let _ = std::fs::remove_file(hp.machine());
+    let Some(rec) = MachineRecord::load(&hp.machine()) else {
         return Ok(false);
     };
-    let init = procfs::container_init(rec.pid);
+    let nspawn_alive = procfs::is_alive(&rec);
+    let init = if nspawn_alive { procfs::container_init(rec.pid) } else { None }
+        .or_else(|| rec.init.filter(|i| procfs::is_alive_id(*i)).map(|i| i.pid));
+    if !nspawn_alive && init.is_none() {
+        std::fs::remove_file(hp.machine()).map_err(LabError::io("removing", hp.machine()))?;
+        return Ok(false);
+    }
     let ns = init.and_then(procfs::pid_ns);
     match init {
         Some(p) => procfs::kill(p),
@@ -167,7 +186,7 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
             }
             return Err(LabError::StillRunning { host: name.to_string(), pids });
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     std::fs::remove_file(hp.machine()).map_err(LabError::io("removing", hp.machine()))?;
     Ok(true)

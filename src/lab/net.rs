@@ -88,6 +88,10 @@ pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &s
         run_args("ip", &["netns", "add", &ns])?;
         created = true;
     }
+    // A veth whose peer went with an older namespace of the same name is useless: replace it.
+    if link_exists(&veth) && run_args("ip", &["-n", &ns, "link", "show", "eth0"]).is_err() {
+        run_args("ip", &["link", "del", &veth])?;
+    }
     if !link_exists(&veth) {
         run_args("ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         created = true;

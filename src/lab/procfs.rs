@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::state::MachineRecord;
+use super::state::{MachineRecord, ProcessId};
 
 /// Start time of `pid` in clock ticks since boot, or `None` if it does not exist.
 pub fn start_ticks(pid: i32) -> Option<u64> {
@@ -14,9 +14,14 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether the process a record describes is still that process (not a reused PID) and alive.
+/// Whether the systemd-nspawn a record describes is still that process (not a reused PID) and alive.
 pub fn is_alive(rec: &MachineRecord) -> bool {
-    start_ticks(rec.pid) == Some(rec.start_ticks) && !is_zombie(rec.pid)
+    is_alive_id(ProcessId { pid: rec.pid, start_ticks: rec.start_ticks })
+}
+
+/// Whether a process is still that process (not a reused PID) and not a zombie.
+pub fn is_alive_id(id: ProcessId) -> bool {
+    start_ticks(id.pid) == Some(id.start_ticks) && !is_zombie(id.pid)
 }
 
 fn is_zombie(pid: i32) -> bool {

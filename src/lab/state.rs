@@ -66,6 +66,19 @@ pub struct MachineRecord {
     pub start_ticks: u64,
     /// Wall-clock start, seconds since the epoch.
     pub started_at: u64,
+    /// The container's init (PID 1 inside), so it can be killed even if systemd-nspawn itself
+    /// was killed from outside (the init survives its nspawn).
+    #[serde(default)]
+    pub init: Option<ProcessId>,
+}
+
+/// A process identified by PID and start time (a reused PID never matches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// PID in the root PID namespace.
+    pub pid: i32,
+    /// Start time in clock ticks since boot.
+    pub start_ticks: u64,
 }
 
 impl MachineRecord {
