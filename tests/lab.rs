@@ -123,6 +123,17 @@ fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
 
+/// Takes the lab down if the test fails half-way, so CI machines are left clean.
+struct DownOnDrop;
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = pgha(&["lab", "down"]);
+        }
+    }
+}
+
 #[test]
 fn lab_end_to_end() {
     if std::env::var("PGHA_LAB_TESTS").as_deref() != Ok("1") {
@@ -136,6 +147,7 @@ fn lab_end_to_end() {
     }
     let release = std::env::var("PGHA_LAB_RELEASE").unwrap_or_else(|_| "trixie".to_string());
     let pg = if release == "bookworm" { "postgresql-15" } else { "postgresql-17" };
+    let _down_on_failure = DownOnDrop;
     let cold_base = !Path::new(&format!("{}/base-{release}/.pgha-lab-base", lab_dir())).exists();
     let mem_before = mem_available_kib();
 
@@ -147,7 +159,6 @@ fn lab_end_to_end() {
     assert!(inventory.starts_with("# Generated"), "inventory has a generated header");
 
     // Every host: SSH with the lab key and strict host key checking, as root and as pgha with sudo.
-    std::thread::sleep(Duration::from_secs(2));
     let mut degraded = Vec::new();
     for h in HOSTS {
         let addr = address(&inventory, h);

@@ -59,6 +59,7 @@ pub fn personalize(hp: &HostPaths, host: &HostSpec, all: &[HostSpec], public_key
         write_atomic(&mid, format!("{}\n", random_hex16()?).as_bytes(), 0o444)?;
     }
     sshkeys::ensure_host_keys(&root)?;
+    write_atomic(&root.join("etc/ssh/sshd_config.d/pgha-lab.conf"), sshkeys::SSHD_DROP_IN.as_bytes(), 0o644)?;
     let (uid, gid) = user_ids(&root, "pgha").unwrap_or((0, 0));
     for (home, uid, gid) in [(root.join("root"), 0, 0), (root.join("home/pgha"), uid, gid)] {
         let dir = home.join(".ssh");

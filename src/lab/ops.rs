@@ -149,7 +149,7 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
 
 /// Waits for every host's sshd in parallel.
 fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Result<()> {
-    let results: Vec<(String, Result<Duration>)> = std::thread::scope(|s| {
+    let results: Vec<(String, Result<(Duration, String)>)> = std::thread::scope(|s| {
         let handles: Vec<_> = hosts
             .iter()
             .map(|h| {
@@ -163,18 +163,14 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
         handles.into_iter().filter_map(|t| t.join().ok()).collect()
     });
     let mut slowest = Duration::ZERO;
-    for (_, r) in &results {
-        if let Ok(d) = r {
-            slowest = slowest.max(*d);
+    for (name, r) in results {
+        let (d, state) = r?;
+        slowest = slowest.max(d);
+        if state != "running" {
+            progress(&format!("lab: warning: {name} is {state}"));
         }
     }
-    if let Some((_, Err(_))) = results.iter().find(|(_, r)| r.is_err()) {
-        // Return the first error (by host order).
-        for (_, r) in results {
-            r?;
-        }
-    }
-    progress(&format!("lab: sshd answers on all {} hosts ({:.1} s)", hosts.len(), slowest.as_secs_f64()));
+    progress(&format!("lab: all {} hosts booted, sshd answers ({:.1} s)", hosts.len(), slowest.as_secs_f64()));
     Ok(())
 }
 
