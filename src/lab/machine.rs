@@ -4,11 +4,13 @@
 //! the container's init, which takes its whole PID namespace down.
 
 use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::cgroup;
 use super::cmd;
 use super::error::{LabError, Result};
 use super::fsutil::{is_mounted, write_atomic};
@@ -127,12 +129,33 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     ];
     let mut c = cmd::command("systemd-nspawn", &args);
     c.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
+    let cg = cgroup::create(name, &hp.cgroup_scratch())?;
+    if let Some(cg) = &cg {
+        let fds: Vec<i32> = cg.procs.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: runs in the forked child before exec; it only calls write(2), which is
+        // async-signal-safe, on descriptors opened by the parent (the Vec is only read).
+        unsafe {
+            c.pre_exec(move || {
+                // Writing "0" to cgroup.procs moves the writing process into that cgroup.
+                for &fd in &fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
     let text = cmd::describe(&c);
     let child = c.spawn().map_err(|source| LabError::Spawn { command: text, source })?;
     let pid = child.id() as i32;
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     let started_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut rec = MachineRecord { pid, start_ticks, started_at, init: None };
+    let mut rec = MachineRecord { pid, start_ticks, started_at, init: None, cgroup: None, cgroup_v2_mirror: None };
+    if let Some(cg) = cg {
+        rec.cgroup = Some(cg.dir);
+        rec.cgroup_v2_mirror = cg.v2_mirror;
+    }
     rec.save(&hp.machine())?;
     // The init appears within milliseconds; record it so it can be ended even without its nspawn.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -159,6 +182,9 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
     let init = if nspawn_alive { procfs::container_init(rec.pid) } else { None }
         .or_else(|| rec.init.filter(|i| procfs::is_alive_id(*i)).map(|i| i.pid));
     if !nspawn_alive && init.is_none() {
+        if let Some(dir) = &rec.cgroup {
+            cgroup::remove(dir, rec.cgroup_v2_mirror.as_deref(), &hp.cgroup_scratch())?;
+        }
         std::fs::remove_file(hp.machine()).map_err(LabError::io("removing", hp.machine()))?;
         return Ok(false);
     }
@@ -188,6 +214,9 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
             return Err(LabError::StillRunning { host: name.to_string(), pids });
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(dir) = &rec.cgroup {
+        cgroup::remove(dir, rec.cgroup_v2_mirror.as_deref(), &hp.cgroup_scratch())?;
     }
     std::fs::remove_file(hp.machine()).map_err(LabError::io("removing", hp.machine()))?;
     Ok(true)

@@ -10,9 +10,11 @@
 //! - [`net`]: bridge, namespaces, veths; [`sshkeys`]: lab key, host keys, known_hosts, ssh argv;
 //! - [`state`]: what is on disk; [`paths`]: where; [`inventory`]: the lab inventory;
 //! - [`topology`]: release, subnet, default hosts; [`mirror`]: the apt mirror;
+//! - [`cgroup`]: one cgroup per machine;
 //! - [`preflight`]: checks before anything is created; [`procfs`], [`fsutil`], [`cmd`]: helpers.
 
 pub mod base;
+pub mod cgroup;
 pub mod cmd;
 pub mod error;
 pub mod fsutil;

@@ -108,6 +108,10 @@ impl HostPaths {
     pub fn machine(&self) -> PathBuf {
         self.dir.join("machine.json")
     }
+    /// Empty directory a cgroup2 hierarchy is mounted on for a moment, to clean up.
+    pub fn cgroup_scratch(&self) -> PathBuf {
+        self.dir.join("cgroup2")
+    }
     /// Console output of systemd-nspawn.
     pub fn console(&self) -> PathBuf {
         self.dir.join("console.log")

@@ -58,7 +58,7 @@ impl LabState {
 }
 
 /// The systemd-nspawn process of one running host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineRecord {
     /// PID of systemd-nspawn in the root PID namespace.
     pub pid: i32,
@@ -70,6 +70,12 @@ pub struct MachineRecord {
     /// was killed from outside (the init survives its nspawn).
     #[serde(default)]
     pub init: Option<ProcessId>,
+    /// The machine's own cgroup, removed when it stops.
+    #[serde(default)]
+    pub cgroup: Option<std::path::PathBuf>,
+    /// Its mirror in the unmounted cgroup2 hierarchy (legacy-cgroup controllers only).
+    #[serde(default)]
+    pub cgroup_v2_mirror: Option<std::path::PathBuf>,
 }
 
 /// A process identified by PID and start time (a reused PID never matches).
