@@ -106,6 +106,11 @@ fn leftovers() -> Vec<String> {
                 .map(|n| format!("link {n}")),
         );
     }
+    for cg in ["/sys/fs/cgroup/pgha-lab", "/sys/fs/cgroup/systemd/pgha-lab", "/sys/fs/cgroup/unified/pgha-lab"] {
+        if Path::new(cg).exists() {
+            left.push(format!("cgroup {cg}"));
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let dir = lab_dir();
     left.extend(mounts.lines().filter(|l| l.contains(&dir) || l.contains("/run/netns/pgha-")).map(|l| format!("mount {l}")));

@@ -86,10 +86,23 @@ fn with_v2_mounted(scratch: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Resul
 /// Removes a machine's cgroup tree (every process in it must be gone), and its cgroup2 mirror.
 pub fn remove(dir: &Path, v2_mirror: Option<&Path>, scratch: &Path) -> Result<()> {
     rmdir_tree(dir)?;
+    remove_parent_if_empty(dir);
     if let Some(rel) = v2_mirror {
-        with_v2_mounted(scratch, |mnt| rmdir_tree(&mnt.join(rel)))?;
+        with_v2_mounted(scratch, |mnt| {
+            let d = mnt.join(rel);
+            rmdir_tree(&d)?;
+            remove_parent_if_empty(&d);
+            Ok(())
+        })?;
     }
     Ok(())
+}
+
+/// Drops the shared `pgha-lab` cgroup once its last machine is gone (fails harmlessly before).
+fn remove_parent_if_empty(dir: &Path) {
+    if let Some(parent) = dir.parent().filter(|p| p.ends_with("pgha-lab")) {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// rmdir a cgroup and its children, deepest first (a cgroup directory holds only control files).
