@@ -62,7 +62,7 @@ mod tests {
         for login in [Login::Root, Login::PghaWithSudo] {
             let text = render(&paths, &hosts, login);
             let raw: RawInventory = serde_saphyr::from_str(&text).expect("lab inventory parses with unknown keys denied");
-            assert_eq!(raw.hosts.value.len(), 8);
+            assert_eq!(raw.hosts.value.0.len(), 8);
         }
         let text = render(&paths, &hosts, Login::Root);
         assert!(text.contains("  node1: { address: 10.213.77.11, dc: dc1, roles: [postgres] }\n"));

@@ -40,10 +40,12 @@ pub fn parse_deb822(text: &str) -> Option<String> {
             }
         }
         let deb = types.split_whitespace().any(|t| t == "deb");
-        if enabled && deb && !suites.split_whitespace().any(is_security) {
-            if let Some(u) = uris {
-                return Some(u.to_string());
-            }
+        if enabled
+            && deb
+            && !suites.split_whitespace().any(is_security)
+            && let Some(u) = uris
+        {
+            return Some(u.to_string());
         }
     }
     None
@@ -61,10 +63,10 @@ pub fn parse_one_line(text: &str) -> Option<String> {
             let end = rest.iter().position(|w| w.ends_with(']'))?;
             rest.drain(..=end);
         }
-        if let [uri, suite, ..] = rest[..] {
-            if !is_security(suite) {
-                return Some(uri.to_string());
-            }
+        if let [uri, suite, ..] = rest[..]
+            && !is_security(suite)
+        {
+            return Some(uri.to_string());
         }
     }
     None

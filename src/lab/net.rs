@@ -53,11 +53,11 @@ pub fn check_subnet_free(subnet: Subnet, bridge: &str) -> Result<()> {
         if dst.is_empty() || dst == "default" || dev == bridge {
             continue;
         }
-        if let Ok(net) = dst.parse::<Subnet>() {
-            if net.overlaps(subnet) {
-                let table = r.get("table").and_then(|v| v.as_str()).map(|t| format!(" table {t}")).unwrap_or_default();
-                return Err(LabError::SubnetCollision { subnet: subnet.to_string(), route: format!("{dst} dev {dev}{table}") });
-            }
+        if let Ok(net) = dst.parse::<Subnet>()
+            && net.overlaps(subnet)
+        {
+            let table = r.get("table").and_then(|v| v.as_str()).map(|t| format!(" table {t}")).unwrap_or_default();
+            return Err(LabError::SubnetCollision { subnet: subnet.to_string(), route: format!("{dst} dev {dev}{table}") });
         }
     }
     Ok(())

@@ -120,7 +120,7 @@ pub fn wait_for_ssh(
     let start = Instant::now();
     let wait = format!("timeout {} systemctl is-system-running --wait", timeout.as_secs());
     loop {
-        let out = cmd::output(ssh_command(paths, "root", address, false, &[wait.clone()]))?;
+        let out = cmd::output(ssh_command(paths, "root", address, false, std::slice::from_ref(&wait)))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.code() != Some(255) && (state == "running" || state == "degraded") {
             let state = if state == "degraded" {
