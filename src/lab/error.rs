@@ -28,7 +28,7 @@ pub enum LabError {
         need_mib: u64,
     },
     /// The requested lab subnet overlaps a route that already exists on this machine.
-    #[error("lab subnet {subnet} overlaps the existing route `{route}`\n\nhint: pick another one with --subnet, e.g. --subnet 10.213.77.0/24")]
+    #[error("lab subnet {subnet} overlaps the existing route `{route}`\n\nhint: pass a network no route covers (see `ip -4 route show table all`) with --subnet")]
     SubnetCollision {
         /// The lab subnet.
         subnet: String,
@@ -58,6 +58,14 @@ pub enum LabError {
         current: String,
         /// The one asked for.
         requested: String,
+    },
+    /// Network objects with the lab's names exist but this lab directory did not make them.
+    #[error("{what} already exists, but {} has no lab that owns it\n\nhint: it belongs to another lab directory (PGHA_LAB_DIR) or was left behind; take that lab down, or delete it with `ip link del` / `ip netns del`", state.display())]
+    ForeignNetwork {
+        /// The interface or namespace found.
+        what: String,
+        /// This lab's state file.
+        state: PathBuf,
     },
     /// A command was asked about a host the lab does not have.
     #[error("no lab host named `{name}`\n\nhint: lab hosts are: {known}")]

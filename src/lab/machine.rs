@@ -222,6 +222,15 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// Whether a running host's init is in the network namespace now named for it.
+pub fn in_own_netns(hp: &HostPaths, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(init) = running(hp).and_then(|r| procfs::container_init(r.pid)) else { return true };
+    let ours = std::fs::metadata(format!("/proc/{init}/ns/net")).map(|m| m.ino());
+    let named = std::fs::metadata(net::netns_path(name)).map(|m| m.ino());
+    matches!((ours, named), (Ok(a), Ok(b)) if a == b)
+}
+
 /// Processes of a running host (everything in its PID namespace).
 pub fn processes(rec: &MachineRecord) -> Vec<i32> {
     procfs::container_init(rec.pid).and_then(procfs::pid_ns).map(|ns| procfs::pids_in_ns(&ns)).unwrap_or_default()

@@ -87,6 +87,9 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     let release = state.release;
     let need_base = !base::is_built(paths, release);
     preflight::require_disk(paths.root(), if need_base { 3072 } else { 1024 })?;
+    if fresh {
+        refuse_foreign_network(paths, &state)?;
+    }
     if !net::link_exists(&state.bridge) {
         net::check_subnet_free(subnet, &state.bridge)?;
     }
@@ -125,6 +128,12 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
         if net::ensure_host_net(&h.name, h.address, subnet, &state.bridge)? {
             changed.push(format!("{}: network namespace and veth", h.name));
         }
+        // A machine still running in a namespace that was deleted (and so replaced) above has no
+        // network: power it off; it boots again below.
+        if machine::running(&hp).is_some() && !machine::in_own_netns(&hp, &h.name) {
+            progress(&format!("lab: {} lost its network namespace; restarting it", h.name));
+            machine::stop(&hp, &h.name)?;
+        }
         known.push_str(&sshkeys::known_hosts_lines(&hp.rootfs(), &h.name, h.address)?);
     }
     if sshkeys::write_known_hosts(paths, &known)? {
@@ -145,6 +154,27 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
         changed.push(format!("inventory {}", opts.inventory.display()));
     }
     Ok(UpReport { built_base, booted, changed, inventory: opts.inventory.clone(), elapsed: t0.elapsed() })
+}
+
+/// Before a new lab is made: its bridge and namespaces must not exist yet (another lab
+/// directory, or leftovers, would be disturbed or would disturb it).
+fn refuse_foreign_network(paths: &LabPaths, state: &LabState) -> Result<()> {
+    let mut found = Vec::new();
+    if net::link_exists(&state.bridge) {
+        found.push(format!("bridge {}", state.bridge));
+    }
+    for h in &state.hosts {
+        if net::netns_exists(&h.name) {
+            found.push(format!("network namespace {}", net::netns_name(&h.name)));
+        }
+        if net::link_exists(&net::veth_name(&h.name)) {
+            found.push(format!("interface {}", net::veth_name(&h.name)));
+        }
+    }
+    match found.is_empty() {
+        true => Ok(()),
+        false => Err(LabError::ForeignNetwork { what: found.join(", "), state: paths.state() }),
+    }
 }
 
 /// Waits for every host's sshd in parallel.
@@ -179,10 +209,9 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
 pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     preflight::require_root()?;
     let state = LabState::load(&paths.state())?;
-    let mut names: Vec<String> = match &state {
-        Some(s) => s.hosts.iter().map(|h| h.name.clone()).collect(),
-        None => default_hosts(Subnet::parse_lab(DEFAULT_SUBNET)?).into_iter().map(|h| h.name).collect(),
-    };
+    // Network objects have global names: only touch those this lab directory shows it made
+    // (its state file, or a host directory).
+    let mut names: Vec<String> = state.as_ref().map(|s| s.hosts.iter().map(|h| h.name.clone()).collect()).unwrap_or_default();
     if let Ok(rd) = std::fs::read_dir(paths.hosts()) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -200,7 +229,9 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
         net::remove_host_net(name)?;
     }
     let _ = std::fs::remove_dir(paths.hosts());
-    net::remove_bridge(state.as_ref().map_or(BRIDGE, |s| s.bridge.as_str()))?;
+    if state.is_some() || !names.is_empty() {
+        net::remove_bridge(state.as_ref().map_or(BRIDGE, |s| s.bridge.as_str()))?;
+    }
     for f in [paths.state(), paths.known_hosts()] {
         match std::fs::remove_file(&f) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(LabError::io("removing", f)(e)),
@@ -253,6 +284,7 @@ pub fn status(paths: &LabPaths) -> Result<Vec<HostStatus>> {
                             .is_ok_and(|o| o.status.success());
                     let state = match rec {
                         None => "stopped",
+                        Some(_) if !net::link_exists(&net::veth_name(&h.name)) => "no-network",
                         Some(_) if !net::link_is_up(&net::veth_name(&h.name)) => "partitioned",
                         Some(_) => "running",
                     };
