@@ -248,6 +248,11 @@ fn lab_end_to_end() {
         for n in ["node1", "node2", "node3"] {
             ok(&["lab", "ssh", n, "--", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", pg]);
         }
+        let major = &pg["postgresql-".len()..];
+        for n in ["node1", "node2", "node3"] {
+            let unit = format!("postgresql@{major}-main");
+            assert_eq!(text(&ok(&["lab", "ssh", n, "--", "systemctl", "is-active", &unit])), "active", "{unit} on {n}");
+        }
         std::thread::sleep(Duration::from_secs(3));
         mem_pg = Some((status_memory_mib(), mem_before.saturating_sub(mem_available_kib()) / 1024));
     }
