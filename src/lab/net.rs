@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::cmd::run_args;
 use super::error::{LabError, Result};
+use super::fsutil::is_mounted;
 use super::topology::Subnet;
 
 /// The network namespace of a host (`ip netns` name).
@@ -29,9 +30,36 @@ pub fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Whether a network namespace of that name exists.
+/// Whether a network namespace of that name exists (its file is a mount of the namespace; a
+/// plain file left there — /run survives a reboot on some machines — is not one).
 pub fn netns_exists(host: &str) -> bool {
-    Path::new(&netns_path(host)).exists()
+    is_mounted(Path::new(&netns_path(host))).unwrap_or(false)
+}
+
+/// Removes a stale namespace file that is not a mount (`ip netns add` would fail on it).
+fn remove_stale_netns_file(host: &str) -> Result<()> {
+    let p = netns_path(host);
+    if !netns_exists(host) && Path::new(&p).exists() {
+        std::fs::remove_file(&p).map_err(LabError::io("removing stale", &p))?;
+    }
+    Ok(())
+}
+
+/// The directory iproute2 keeps named namespaces in; `ip netns add` makes it a mount point.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Whether [`NETNS_DIR`] is a mount point now.
+pub fn netns_dir_mounted() -> bool {
+    is_mounted(Path::new(NETNS_DIR)).unwrap_or(false)
+}
+
+/// Undoes the mount `ip netns add` made on [`NETNS_DIR`], if no namespace is left in it.
+pub fn release_netns_dir() -> Result<()> {
+    let empty = std::fs::read_dir(NETNS_DIR).map(|mut rd| rd.next().is_none()).unwrap_or(false);
+    if empty && netns_dir_mounted() {
+        run_args("umount", &[NETNS_DIR])?;
+    }
+    Ok(())
 }
 
 /// Whether an interface is administratively up.
@@ -85,6 +113,7 @@ pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &s
     let veth = veth_name(host);
     let mut created = false;
     if !netns_exists(host) {
+        remove_stale_netns_file(host)?;
         run_args("ip", &["netns", "add", &ns])?;
         created = true;
     }
@@ -123,7 +152,7 @@ pub fn remove_host_net(host: &str) -> Result<()> {
     if netns_exists(host) {
         run_args("ip", &["netns", "del", &netns_name(host)])?;
     }
-    Ok(())
+    remove_stale_netns_file(host)
 }
 
 /// Deletes the bridge if it exists.

@@ -73,6 +73,7 @@ fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> 
         subnet: subnet.to_string(),
         bridge: BRIDGE.to_string(),
         hosts: default_hosts(subnet),
+        made_netns_dir_mount: !net::netns_dir_mounted(),
     };
     Ok((state, true))
 }
@@ -231,6 +232,9 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     let _ = std::fs::remove_dir(paths.hosts());
     if state.is_some() || !names.is_empty() {
         net::remove_bridge(state.as_ref().map_or(BRIDGE, |s| s.bridge.as_str()))?;
+    }
+    if state.as_ref().is_some_and(|s| s.made_netns_dir_mount) {
+        net::release_netns_dir()?;
     }
     for f in [paths.state(), paths.known_hosts()] {
         match std::fs::remove_file(&f) {

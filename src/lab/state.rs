@@ -25,6 +25,10 @@ pub struct LabState {
     pub bridge: String,
     /// The hosts.
     pub hosts: Vec<HostSpec>,
+    /// /run/netns was not a mount point before this lab: `down` undoes the mount `ip netns add`
+    /// made there.
+    #[serde(default)]
+    pub made_netns_dir_mount: bool,
 }
 
 impl LabState {
