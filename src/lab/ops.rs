@@ -87,7 +87,8 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     let subnet = state.subnet()?;
     let release = state.release;
     let need_base = !base::is_built(paths, release);
-    preflight::require_disk(paths.root(), if need_base { 3072 } else { 1024 })?;
+    // Base image ~0.5 GiB; a host with the cluster packages installed ~0.5-0.7 GiB of its own.
+    preflight::require_disk(paths.root(), if need_base { 4096 } else { 3072 })?;
     if fresh {
         refuse_foreign_network(paths, &state)?;
     }
