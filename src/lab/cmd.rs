@@ -3,17 +3,34 @@
 //! that builds a `std::process::Command`.
 
 use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use super::error::{LabError, Result};
 
-/// Builds a command from a program and its arguments.
+/// Directories searched after PATH: root's tools live in sbin, which a non-login PATH may lack.
+const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// PATH plus [`SYSTEM_DIRS`], for finding programs and for the programs the lab runs (debootstrap
+/// itself runs chroot, mount...).
+fn search_path() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).chain(SYSTEM_DIRS.iter().map(PathBuf::from)).collect();
+    std::env::join_paths(dirs).unwrap_or(path)
+}
+
+/// The full path of `program` if it is an executable in the search path.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&search_path()).map(|d| d.join(program)).find(|p| is_executable(p))
+}
+
+/// Builds a command from a program (found in PATH or the system directories) and its arguments.
 // The lab is one of the two layers allowed to start processes (STYLE.md, Layout); clippy.toml
 // bans Command::new elsewhere.
 #[allow(clippy::disallowed_methods)]
 pub fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
+    let mut cmd = Command::new(which(program).unwrap_or_else(|| PathBuf::from(program)));
+    cmd.args(args).env("PATH", search_path());
     cmd
 }
 
@@ -56,12 +73,9 @@ pub fn failed(command: String, out: &Output) -> LabError {
     LabError::CommandFailed { command, status: out.status.to_string(), stderr: tail }
 }
 
-/// Whether `program` is an executable file in PATH (or in the sbin directories root uses).
+/// Whether `program` is an executable file in PATH (or in the system directories root uses).
 pub fn in_path(program: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().map(Into::into))
-        .any(|dir| is_executable(&dir.join(program)))
+    which(program).is_some()
 }
 
 fn is_executable(p: &std::path::Path) -> bool {

@@ -82,7 +82,7 @@ pub enum LabError {
         path: PathBuf,
     },
     /// An external program could not be started.
-    #[error("could not run `{command}`: {source}")]
+    #[error("could not run `{command}`")]
     Spawn {
         /// The command line.
         command: String,
@@ -100,7 +100,7 @@ pub enum LabError {
         stderr: String,
     },
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done ("reading", "writing", ...).
         action: &'static str,
@@ -110,7 +110,7 @@ pub enum LabError {
         source: std::io::Error,
     },
     /// The lab's state file cannot be parsed.
-    #[error("cannot parse {}: {source}\n\nhint: `pgha lab down` then `pgha lab up` rebuilds it", path.display())]
+    #[error("cannot parse {} (`pgha lab down` then `pgha lab up` rebuilds it)", path.display())]
     BadState {
         /// The file.
         path: PathBuf,
