@@ -30,6 +30,27 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<bool> {
     Ok(true)
 }
 
+/// Takes an exclusive lock on `path` (created if needed), waiting for another holder; released
+/// when the returned file is dropped. The descriptor is close-on-exec, so machines started
+/// meanwhile do not keep it.
+pub fn lock(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(LabError::io("creating", dir))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(LabError::io("opening", path))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(LabError::io("locking", path)(std::io::Error::last_os_error()));
+    }
+    Ok(f)
+}
+
 /// Mount points currently in this mount namespace (decoded from /proc/self/mountinfo).
 pub fn mount_points() -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(LabError::io("reading", "/proc/self/mountinfo"))?;

@@ -82,6 +82,7 @@ fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> 
 pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpReport> {
     let t0 = Instant::now();
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     preflight::require_tools()?;
     let (state, fresh) = settle_state(paths, opts)?;
     let subnet = state.subnet()?;
@@ -210,6 +211,7 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
 /// cached base images and the lab key pair.
 pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     let state = LabState::load(&paths.state())?;
     // Network objects have global names: only touch those this lab directory shows it made
     // (its state file, or a host directory).
@@ -312,6 +314,7 @@ pub fn status(paths: &LabPaths) -> Result<Vec<HostStatus>> {
 /// Powers a host off abruptly (as a crash). Its disk is kept.
 pub fn stop(paths: &LabPaths, host: &str) -> Result<bool> {
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     let state = require_state(paths)?;
     let h = state.host(host)?;
     machine::stop(&paths.host(&h.name), &h.name)
@@ -320,6 +323,7 @@ pub fn stop(paths: &LabPaths, host: &str) -> Result<bool> {
 /// Boots a stopped host again on the same disk and waits for its sshd.
 pub fn start(paths: &LabPaths, host: &str, progress: Progress) -> Result<bool> {
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     preflight::require_tools()?;
     let state = require_state(paths)?;
     let h = state.host(host)?;
@@ -338,6 +342,7 @@ pub fn start(paths: &LabPaths, host: &str, progress: Progress) -> Result<bool> {
 /// Cuts a host off the lab network.
 pub fn partition(paths: &LabPaths, host: &str) -> Result<()> {
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     let state = require_state(paths)?;
     net::partition(&state.host(host)?.name)
 }
@@ -345,6 +350,7 @@ pub fn partition(paths: &LabPaths, host: &str) -> Result<()> {
 /// Reconnects a partitioned host.
 pub fn heal(paths: &LabPaths, host: &str) -> Result<()> {
     preflight::require_root()?;
+    let _lock = fsutil::lock(&paths.lock())?;
     let state = require_state(paths)?;
     net::heal(&state.host(host)?.name)
 }

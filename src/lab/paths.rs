@@ -1,6 +1,7 @@
 //! Where the lab keeps things on disk. Only path arithmetic: nothing here touches the disk.
 //!
 //! ```text
+//! /var/lib/pgha/lab.lock     held by every lab command that changes something
 //! /var/lib/pgha/lab/
 //!   base-<release>/          cached root file system (complete once renamed into place)
 //!   base-<release>.partial/  a build in progress (deleted and restarted if found)
@@ -36,6 +37,12 @@ impl LabPaths {
     /// The lab directory itself.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Lock file serializing lab commands that change things (next to the lab directory, so
+    /// `down --purge` can remove the directory).
+    pub fn lock(&self) -> PathBuf {
+        self.root.with_extension("lock")
     }
 
     /// The finished base image of a release.
