@@ -44,11 +44,23 @@ fn example_inventory_is_valid_with_topology_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert!(stdout.contains("valid: cluster pgha-demo, 8 hosts"), "{stdout}");
+    assert!(
+        stdout.contains("valid: cluster pgha-demo, 8 hosts"),
+        "{stdout}"
+    );
     // DESIGN.md §7: etcd 2+1 loses quorum with dc1; single HAProxy and PgBouncer.
-    assert!(stderr.contains("losing dc1 (2 of 3 etcd members"), "{stderr}");
-    assert!(stderr.contains("haproxy is the only HAProxy host"), "{stderr}");
-    assert!(stderr.contains("pgbouncer is the only PgBouncer host"), "{stderr}");
+    assert!(
+        stderr.contains("losing dc1 (2 of 3 etcd members"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("haproxy is the only HAProxy host"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pgbouncer is the only PgBouncer host"),
+        "{stderr}"
+    );
     assert_eq!(stderr.matches("warning:").count(), 3, "{stderr}");
 }
 
@@ -63,30 +75,60 @@ fn minimal_inventory_is_valid_without_quorum_warning() {
 #[test]
 fn every_broken_inventory_gets_its_message() {
     let dir = root().join("tests/inventories/broken");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("corpus dir").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     assert!(files.len() >= 30, "corpus shrank to {}", files.len());
     for file in files {
         let text = std::fs::read_to_string(&file).expect("corpus file is text");
-        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
-        assert!(!expects.is_empty(), "{} has no `# expect:` line", file.display());
+        let expects: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expects.is_empty(),
+            "{} has no `# expect:` line",
+            file.display()
+        );
         let out = validate(&file);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{}: exit {:?}, stderr: {stderr}", file.display(), out.status.code());
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: exit {:?}, stderr: {stderr}",
+            file.display(),
+            out.status.code()
+        );
         assert!(!stderr.contains("panicked"), "{}: {stderr}", file.display());
         for e in expects {
-            assert!(stderr.contains(e), "{}: expected `{e}` in:\n{stderr}", file.display());
+            assert!(
+                stderr.contains(e),
+                "{}: expected `{e}` in:\n{stderr}",
+                file.display()
+            );
         }
         // Every error names the file, and (except whole-file errors) line:column.
         let first = stderr.lines().next().unwrap_or("");
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        assert!(first.starts_with("error: ") && first.contains(name), "{first}");
-        if !text.lines().all(|l| l.trim().is_empty() || l.starts_with('#')) {
+        assert!(
+            first.starts_with("error: ") && first.contains(name),
+            "{first}"
+        );
+        if !text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#'))
+        {
             let after = first.split(name).nth(1).unwrap_or("");
             let mut parts = after.trim_start_matches(':').splitn(3, ':');
             let line: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            assert!(line > 0 && col > 0, "{}: no line:column in `{first}`", file.display());
+            assert!(
+                line > 0 && col > 0,
+                "{}: no line:column in `{first}`",
+                file.display()
+            );
         }
     }
 }
@@ -96,7 +138,10 @@ fn hostile(name: &str, bytes: &[u8]) -> (Option<i32>, String) {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).expect("write");
     let out = validate(&path);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -110,25 +155,55 @@ fn hostile_inputs_fail_cleanly() {
             (seed >> 24) as u8
         })
         .collect();
-    let mut bomb = String::from("cluster:\n  name: x\nhosts:\n  pg1:\n    address: 10.0.0.1\n    dc: a\n    roles: [postgres]\n    names: &a0 [x,x,x,x,x,x,x,x,x,x]\npostgres:\n  parameters:\n");
+    let mut bomb = String::from(
+        "cluster:\n  name: x\nhosts:\n  pg1:\n    address: 10.0.0.1\n    dc: a\n    roles: [postgres]\n    names: &a0 [x,x,x,x,x,x,x,x,x,x]\npostgres:\n  parameters:\n",
+    );
     for i in 1..10 {
-        bomb.push_str(&format!("    p{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(",")));
+        bomb.push_str(&format!(
+            "    p{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(",")
+        ));
     }
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("garbage.yaml", garbage, "not UTF-8"),
-        ("deep-flow.yaml", format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(), "refused"),
-        ("deep-map.yaml", format!("cluster: {}{}", "{a: ".repeat(5000), "}".repeat(5000)).into_bytes(), "error:"),
-        ("deep-block.yaml", (1..5000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>().into_bytes(), "error:"),
+        (
+            "deep-flow.yaml",
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+            "refused",
+        ),
+        (
+            "deep-map.yaml",
+            format!("cluster: {}{}", "{a: ".repeat(5000), "}".repeat(5000)).into_bytes(),
+            "error:",
+        ),
+        (
+            "deep-block.yaml",
+            (1..5000)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect::<String>()
+                .into_bytes(),
+            "error:",
+        ),
         ("bomb.yaml", bomb.into_bytes(), "error:"),
-        ("huge.yaml", format!("cluster:\n  name: {}\n", "a".repeat(2_000_000)).into_bytes(), "larger than"),
+        (
+            "huge.yaml",
+            format!("cluster:\n  name: {}\n", "a".repeat(2_000_000)).into_bytes(),
+            "larger than",
+        ),
         ("nul.yaml", b"cluster:\n  name: a\0b\n".to_vec(), "error:"),
         ("bom.yaml", b"\xef\xbb\xbf".to_vec(), "empty"),
     ];
     for (name, bytes, expect) in cases {
         let (code, stderr) = hostile(name, &bytes);
-        assert!(matches!(code, Some(1) | Some(3)), "{name}: exit {code:?}: {stderr}");
+        assert!(
+            matches!(code, Some(1) | Some(3)),
+            "{name}: exit {code:?}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert!(stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{name}: expected `{expect}` in {stderr}"
+        );
     }
 }
 
@@ -141,12 +216,19 @@ fn directory_and_missing_file_are_named() {
     let out = validate(&dir.path().join("nope.yaml"));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("nope.yaml") && stderr.contains("cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("nope.yaml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn json_output_is_machine_readable() {
-    let out = pgha().args(["validate", "--json"]).arg(root().join("tests/inventories/broken/bad-address.yaml")).output().expect("runs");
+    let out = pgha()
+        .args(["validate", "--json"])
+        .arg(root().join("tests/inventories/broken/bad-address.yaml"))
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(v["valid"], false);

@@ -1,8 +1,12 @@
 //! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
 //! prints (through `report`), and only here is `anyhow` used.
 
+pub mod lab;
+pub mod output;
+pub mod pki;
 pub mod render;
 pub mod report;
+pub mod run;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -31,14 +35,26 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Render every file pgha installs on each host into a directory.
     Render(render::RenderArgs),
+    /// Cluster CA, per-host certificates and generated secrets (state directory).
+    Pki(pki::PkiArgs),
+    /// Apply a playbook to the inventory's hosts (or plan it with --check).
+    Run(run::RunArgs),
+    /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
+    Lab(lab::LabArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let code = match &cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::Render(args) => render::run(args),
+    let code = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::Pki(args) => pki::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Lab(args) => return lab::run(args).unwrap_or_else(|e| {
+            report::error(format!("{e:#}"));
+            ExitCode::FAILURE
+        }),
     };
     ExitCode::from(code)
 }

@@ -9,7 +9,9 @@ use crate::inventory::{self, LoadError, Role};
 
 /// Arguments of `pgha validate`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha validate inventory/prod.yaml --json | jq '.warnings[].message'\n\nExit codes: 0 valid (warnings may be printed), 3 invalid, 1 unreadable.")]
+#[command(
+    after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha validate inventory/prod.yaml --json | jq '.warnings[].message'\n\nExit codes: 0 valid (warnings may be printed), 3 invalid, 1 unreadable."
+)]
 pub struct ValidateArgs {
     /// The inventory file.
     pub inventory: PathBuf,
@@ -51,18 +53,26 @@ pub fn run(args: &ValidateArgs) -> u8 {
         }
         Err(LoadError::Invalid { errors, warnings }) => {
             if args.json {
-                report::json(&serde_json::json!({ "valid": false, "errors": errors, "warnings": warnings }));
+                report::json(
+                    &serde_json::json!({ "valid": false, "errors": errors, "warnings": warnings }),
+                );
             } else {
                 for d in &errors {
                     report::diagnostic(d);
                 }
-                report::info(format!("{}: invalid: {} error(s)", args.inventory.display(), errors.len()));
+                report::info(format!(
+                    "{}: invalid: {} error(s)",
+                    args.inventory.display(),
+                    errors.len()
+                ));
             }
             exit::INVALID_INPUT
         }
         Err(LoadError::Read(e)) => {
             if args.json {
-                report::json(&serde_json::json!({ "valid": false, "errors": [{"message": e.to_string()}] }));
+                report::json(
+                    &serde_json::json!({ "valid": false, "errors": [{"message": e.to_string()}] }),
+                );
             } else {
                 report::error(&e);
             }

@@ -5,7 +5,6 @@
 //! `validate.rs` checks rules and applies defaults, `topology.rs` finds risks, `model.rs` is
 //! what the rest of pgha reads.
 
-mod diagnostic;
 mod load;
 pub mod model;
 pub mod names;
@@ -15,7 +14,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use diagnostic::{Diagnostic, Severity, did_you_mean};
+pub use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 pub use load::{MAX_INVENTORY_BYTES, ReadError};
 pub use model::*;
 pub use names::{DcName, HostName, Port, Role};
@@ -47,7 +46,11 @@ pub enum LoadError {
 }
 
 fn render_all(errors: &[Diagnostic]) -> String {
-    errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n\n")
+    errors
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// Reads and validates the inventory at `path`.
@@ -58,16 +61,27 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Validates inventory bytes; `path` is only used in messages and as the inventory's location.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
-    let raw = load::parse_raw(path, bytes).map_err(|d| LoadError::Invalid { errors: vec![d], warnings: Vec::new() })?;
+    let raw = load::parse_raw(path, bytes).map_err(|d| LoadError::Invalid {
+        errors: vec![d],
+        warnings: Vec::new(),
+    })?;
     let mut findings = validate::Findings::new(path);
-    let hosts_pos: Vec<(String, diagnostic::Pos)> =
-        raw.hosts.value.0.iter().map(|(k, v)| (k.clone(), diagnostic::Pos::of(v))).collect();
-    let hosts_root = diagnostic::Pos::of(&raw.hosts);
+    let hosts_pos: Vec<(String, Pos)> = raw
+        .hosts
+        .value
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), Pos::of(v)))
+        .collect();
+    let hosts_root = Pos::of(&raw.hosts);
     let inv = validate::from_raw(path, raw, &mut findings);
     let Some(inventory) = inv else {
         let mut errors = findings.errors;
         errors.sort_by_key(|d| (d.line, d.column));
-        return Err(LoadError::Invalid { errors, warnings: findings.warnings });
+        return Err(LoadError::Invalid {
+            errors,
+            warnings: findings.warnings,
+        });
     };
     for risk in topology::risks(&inventory) {
         let pos = risk
@@ -77,7 +91,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
             .unwrap_or(hosts_root);
         findings.warn(pos, &risk.field, risk.message, Some(risk.hint));
     }
-    Ok(Loaded { inventory, warnings: findings.warnings })
+    Ok(Loaded {
+        inventory,
+        warnings: findings.warnings,
+    })
 }
 
 #[cfg(test)]
@@ -93,7 +110,11 @@ mod tests {
     #[test]
     fn example_has_the_reference_topology() {
         let inv = example().inventory;
-        let names = |role| inv.hosts_with(role).map(|h| h.name.to_string()).collect::<Vec<_>>();
+        let names = |role| {
+            inv.hosts_with(role)
+                .map(|h| h.name.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(Role::Postgres), ["node1", "node2", "node3"]);
         assert_eq!(names(Role::Etcd), ["etcd1", "etcd2", "etcd3"]);
         assert_eq!(names(Role::Haproxy), ["haproxy"]);
@@ -103,19 +124,45 @@ mod tests {
         assert_eq!(node3.address.to_string(), "198.51.100.13");
         assert_eq!(inv.host("haproxy").expect("haproxy").dns_names().len(), 2);
         assert_eq!(inv.patroni.synchronous_mode, SyncMode::On);
-        assert_eq!(inv.postgres.databases.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["postgres", "app"]);
-        assert!(inv.postgres.parameters.contains(&("shared_buffers".to_string(), "256MB".to_string())));
+        assert_eq!(
+            inv.postgres
+                .databases
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>(),
+            ["postgres", "app"]
+        );
+        assert!(
+            inv.postgres
+                .parameters
+                .contains(&("shared_buffers".to_string(), "256MB".to_string()))
+        );
     }
 
     #[test]
     fn defaults_fill_every_optional_section() {
         let text = "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
-        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
+        let inv = parse(Path::new("t.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
         assert_eq!(inv.postgres.port.get(), 5432);
         assert_eq!(inv.patroni.rest_port.get(), 8008);
-        assert_eq!((inv.patroni.ttl, inv.patroni.loop_wait, inv.patroni.retry_timeout), (30, 10, 10));
-        assert_eq!((inv.etcd.client_port.get(), inv.etcd.peer_port.get()), (2379, 2380));
-        assert_eq!((inv.haproxy.rw_port.get(), inv.haproxy.ro_port.get()), (5000, 5001));
+        assert_eq!(
+            (
+                inv.patroni.ttl,
+                inv.patroni.loop_wait,
+                inv.patroni.retry_timeout
+            ),
+            (30, 10, 10)
+        );
+        assert_eq!(
+            (inv.etcd.client_port.get(), inv.etcd.peer_port.get()),
+            (2379, 2380)
+        );
+        assert_eq!(
+            (inv.haproxy.rw_port.get(), inv.haproxy.ro_port.get()),
+            (5000, 5001)
+        );
         assert_eq!(inv.pgbouncer.port.get(), 6432);
         assert_eq!(inv.pgbouncer.pool_mode, PoolMode::Transaction);
         assert_eq!(inv.postgres.databases.len(), 1);
@@ -127,21 +174,31 @@ mod tests {
     #[test]
     fn host_ssh_overrides_defaults() {
         let text = "cluster: {name: t}\nssh: {user: ops, port: 2222, become: true}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer], ssh: {port: 22}}\n";
-        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
+        let inv = parse(Path::new("t.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
         let ssh = &inv.hosts[0].ssh;
-        assert_eq!((ssh.user.as_str(), ssh.port.get(), ssh.become_), ("ops", 22, true));
+        assert_eq!(
+            (ssh.user.as_str(), ssh.port.get(), ssh.become_),
+            ("ops", 22, true)
+        );
     }
 
     #[test]
     fn several_errors_are_all_reported_in_file_order() {
         let text = "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd]}\n  b: {address: 10.0.0.1, dc: x, roles: [etcd]}\n";
-        let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
+        let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes())
+        else {
             panic!("must be invalid")
         };
         let fields: Vec<_> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
         assert!(fields.contains(&(4, "hosts.b.address")), "{fields:?}");
         assert!(errors.iter().any(|e| e.message.contains("odd number")));
         assert!(errors.iter().any(|e| e.message.contains("role `haproxy`")));
-        assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+        assert!(
+            errors
+                .windows(2)
+                .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column))
+        );
     }
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 use super::model::*;
 use super::names::{DcName, HostName, Port, Role};
 use super::raw::*;
+use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 
 /// Collects diagnostics against one file.
 pub(crate) struct Findings {
@@ -24,10 +24,21 @@ pub(crate) struct Findings {
 
 impl Findings {
     pub(crate) fn new(file: &Path) -> Self {
-        Self { file: file.to_path_buf(), errors: Vec::new(), warnings: Vec::new() }
+        Self {
+            file: file.to_path_buf(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
-    fn diag(&self, severity: Severity, pos: Pos, field: &str, message: String, hint: Option<String>) -> Diagnostic {
+    fn diag(
+        &self,
+        severity: Severity,
+        pos: Pos,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
         Diagnostic {
             severity,
             file: self.file.clone(),
@@ -39,12 +50,24 @@ impl Findings {
         }
     }
 
-    pub(crate) fn error(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
+    pub(crate) fn error(
+        &mut self,
+        pos: Pos,
+        field: &str,
+        message: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         let d = self.diag(Severity::Error, pos, field, message.into(), hint.into());
         self.errors.push(d);
     }
 
-    pub(crate) fn warn(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
+    pub(crate) fn warn(
+        &mut self,
+        pos: Pos,
+        field: &str,
+        message: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         let d = self.diag(Severity::Warning, pos, field, message.into(), hint.into());
         self.warnings.push(d);
     }
@@ -109,7 +132,10 @@ fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
     let name = &c.value.name;
     let ok = !name.value.is_empty()
         && name.value.len() <= 63
-        && name.value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
+        && name
+            .value
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
     if !ok {
         f.error(
             Pos::of(name),
@@ -121,15 +147,28 @@ fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
     name.value.clone()
 }
 
-fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f: &mut Findings) -> SshSettings {
+fn resolve_ssh(
+    defaults: Option<&RawSsh>,
+    over: Option<&RawSsh>,
+    field: &str,
+    f: &mut Findings,
+) -> SshSettings {
     let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| {
         over.and_then(get).or_else(|| defaults.and_then(get))
     };
     let user = pick(|s| s.user.as_ref());
     if let Some(u) = user
-        && (u.value.is_empty() || u.value.chars().any(|c| c.is_whitespace() || c == '@' || c == ':'))
+        && (u.value.is_empty()
+            || u.value
+                .chars()
+                .any(|c| c.is_whitespace() || c == '@' || c == ':'))
     {
-        f.error(Pos::of(u), &format!("{field}.user"), format!("`{}` is not a valid SSH user name", u.value), None);
+        f.error(
+            Pos::of(u),
+            &format!("{field}.user"),
+            format!("`{}` is not a valid SSH user name", u.value),
+            None,
+        );
     }
     let port = over
         .and_then(|s| s.port.as_ref())
@@ -142,7 +181,9 @@ fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f:
         .map(|b| b.value)
         .unwrap_or(false);
     SshSettings {
-        user: user.map(|u| u.value.clone()).unwrap_or_else(|| "root".into()),
+        user: user
+            .map(|u| u.value.clone())
+            .unwrap_or_else(|| "root".into()),
         port,
         key: pick(|s| s.key.as_ref()).map(|k| PathBuf::from(&k.value)),
         known_hosts: pick(|s| s.known_hosts.as_ref()).map(|k| PathBuf::from(&k.value)),
@@ -150,29 +191,56 @@ fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f:
     }
 }
 
-fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>, f: &mut Findings) -> Vec<Host> {
+fn hosts(
+    raw: &Spanned<SpannedMap<Spanned<RawHost>>>,
+    defaults: Option<&RawSsh>,
+    f: &mut Findings,
+) -> Vec<Host> {
     let mut out = Vec::new();
     let mut addresses: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     if raw.value.0.is_empty() {
-        f.error(Pos::of(raw), "hosts", "no hosts", Some("list the cluster's hosts; see inventory/example.yaml".to_string()));
+        f.error(
+            Pos::of(raw),
+            "hosts",
+            "no hosts",
+            Some("list the cluster's hosts; see inventory/example.yaml".to_string()),
+        );
     }
     for (key, host) in &raw.value.0 {
         let field = format!("hosts.{key}");
         let name = match HostName::new(key) {
             Ok(n) => n,
             Err(why) => {
-                f.error(Pos::of(host), &field, format!("invalid host name: {why}"), Some("host names become etcd/Patroni member names and certificate names".to_string()));
+                f.error(
+                    Pos::of(host),
+                    &field,
+                    format!("invalid host name: {why}"),
+                    Some(
+                        "host names become etcd/Patroni member names and certificate names"
+                            .to_string(),
+                    ),
+                );
                 continue;
             }
         };
         if let Some(first) = names.insert(name.to_string(), field.clone()) {
-            f.error(Pos::of(host), &field, format!("name `{name}` is already used by {first}"), None);
+            f.error(
+                Pos::of(host),
+                &field,
+                format!("name `{name}` is already used by {first}"),
+                None,
+            );
         }
         let h = &host.value;
         let address = match h.address.value.trim().parse::<IpAddr>() {
             Ok(a) if a.is_unspecified() || a.is_multicast() => {
-                f.error(Pos::of(&h.address), &format!("{field}.address"), format!("`{a}` cannot be a host's address"), Some("give the unicast IP address other hosts use to reach it".to_string()));
+                f.error(
+                    Pos::of(&h.address),
+                    &format!("{field}.address"),
+                    format!("`{a}` cannot be a host's address"),
+                    Some("give the unicast IP address other hosts use to reach it".to_string()),
+                );
                 None
             }
             Ok(a) => Some(a),
@@ -180,8 +248,14 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
                 f.error(
                     Pos::of(&h.address),
                     &format!("{field}.address"),
-                    format!("expected an IPv4 or IPv6 address, found \"{}\"", h.address.value),
-                    Some("write the IP address, e.g. 192.0.2.11; the host name is the key above".to_string()),
+                    format!(
+                        "expected an IPv4 or IPv6 address, found \"{}\"",
+                        h.address.value
+                    ),
+                    Some(
+                        "write the IP address, e.g. 192.0.2.11; the host name is the key above"
+                            .to_string(),
+                    ),
                 );
                 None
             }
@@ -201,27 +275,54 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
         let mut roles = BTreeSet::new();
         for r in &h.roles.value {
             if !roles.insert(r.value) {
-                f.error(Pos::of(r), &format!("{field}.roles"), format!("role `{}` is listed twice", r.value), None);
+                f.error(
+                    Pos::of(r),
+                    &format!("{field}.roles"),
+                    format!("role `{}` is listed twice", r.value),
+                    None,
+                );
             }
         }
         if roles.is_empty() {
-            f.error(Pos::of(&h.roles), &format!("{field}.roles"), "a host needs at least one role", Some("roles: postgres, etcd, haproxy, pgbouncer".to_string()));
+            f.error(
+                Pos::of(&h.roles),
+                &format!("{field}.roles"),
+                "a host needs at least one role",
+                Some("roles: postgres, etcd, haproxy, pgbouncer".to_string()),
+            );
         }
         let mut extra = Vec::new();
         for n in &h.names {
             match HostName::new(&n.value) {
                 Ok(hn) => {
                     if let Some(first) = names.insert(hn.to_string(), field.clone()) {
-                        f.error(Pos::of(n), &format!("{field}.names"), format!("name `{hn}` is already used by {first}"), None);
+                        f.error(
+                            Pos::of(n),
+                            &format!("{field}.names"),
+                            format!("name `{hn}` is already used by {first}"),
+                            None,
+                        );
                     }
                     extra.push(hn);
                 }
                 Err(why) => f.error(Pos::of(n), &format!("{field}.names"), why, None),
             }
         }
-        let ssh = resolve_ssh(defaults, h.ssh.as_ref().map(|s| &s.value), &format!("{field}.ssh"), f);
+        let ssh = resolve_ssh(
+            defaults,
+            h.ssh.as_ref().map(|s| &s.value),
+            &format!("{field}.ssh"),
+            f,
+        );
         if let Some(address) = address {
-            out.push(Host { name, address, dc, roles, names: extra, ssh });
+            out.push(Host {
+                name,
+                address,
+                dc,
+                roles,
+                names: extra,
+                ssh,
+            });
         }
     }
     out
@@ -231,7 +332,12 @@ fn roles_present(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f
     let pos = Pos::of(raw);
     for role in Role::ALL {
         if inv.hosts_with(role).next().is_none() && !inv.hosts.is_empty() {
-            f.error(pos, "hosts", format!("no host has the role `{role}`"), Some(format!("add `{role}` to the `roles` of at least one host")));
+            f.error(
+                pos,
+                "hosts",
+                format!("no host has the role `{role}`"),
+                Some(format!("add `{role}` to the `roles` of at least one host")),
+            );
         }
     }
     let etcd = inv.hosts_with(Role::Etcd).count();
@@ -254,22 +360,43 @@ fn proxy_protocol(v: Option<&Spanned<ParamValue>>, field: &str, f: &mut Findings
     if let Some(v) = v
         && v.value != ParamValue::Bool(false)
     {
-        f.error(Pos::of(v), field, format!("PROXY protocol toward {} is not supported: {PROXY_PROTOCOL_WHY}", if field.starts_with("pgbouncer") { "PgBouncer" } else { "PostgreSQL" }), Some(PROXY_PROTOCOL_HINT.to_string()));
+        f.error(
+            Pos::of(v),
+            field,
+            format!(
+                "PROXY protocol toward {} is not supported: {PROXY_PROTOCOL_WHY}",
+                if field.starts_with("pgbouncer") {
+                    "PgBouncer"
+                } else {
+                    "PostgreSQL"
+                }
+            ),
+            Some(PROXY_PROTOCOL_HINT.to_string()),
+        );
     }
 }
 
 fn port_or(p: Option<&Spanned<Port>>, default: u16) -> Port {
-    p.map(|p| p.value).unwrap_or(Port::new(default).expect("default ports are non-zero"))
+    p.map(|p| p.value)
+        .unwrap_or(Port::new(default).expect("default ports are non-zero"))
 }
 
 fn identifier(s: &Spanned<String>, field: &str, what: &str, f: &mut Findings) -> bool {
     let v = &s.value;
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && v.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
-        f.error(Pos::of(s), field, format!("`{v}` is not a valid {what} name"), Some("use 1–63 lowercase letters, digits and `_`, starting with a letter".to_string()));
+        f.error(
+            Pos::of(s),
+            field,
+            format!("`{v}` is not a valid {what} name"),
+            Some("use 1–63 lowercase letters, digits and `_`, starting with a letter".to_string()),
+        );
     }
     ok
 }
@@ -281,11 +408,26 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
     let mut parameters = BTreeMap::new();
     for (k, v) in &r.parameters.0 {
         let field = format!("postgres.parameters.{k}");
-        let valid = !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        let valid = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
         if !valid {
-            f.error(Pos::of(v), &field, format!("`{k}` is not a PostgreSQL parameter name"), None);
+            f.error(
+                Pos::of(v),
+                &field,
+                format!("`{k}` is not a PostgreSQL parameter name"),
+                None,
+            );
         } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
-            f.error(Pos::of(v), &field, format!("`{k}` is set by pgha and cannot be overridden"), Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))));
+            f.error(
+                Pos::of(v),
+                &field,
+                format!("`{k}` is set by pgha and cannot be overridden"),
+                Some(format!(
+                    "remove it; pgha manages: {}",
+                    MANAGED_PARAMETERS.join(", ")
+                )),
+            );
         }
         parameters.insert(k.clone(), v.value.to_string());
     }
@@ -298,10 +440,23 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
         }
         let name = u.value.name.value.clone();
         if RESERVED_ROLES.contains(&name.as_str()) {
-            f.error(Pos::of(&u.value.name), &field, format!("`{name}` is a role pgha creates itself"), Some(format!("choose another name; reserved: {}", RESERVED_ROLES.join(", "))));
+            f.error(
+                Pos::of(&u.value.name),
+                &field,
+                format!("`{name}` is a role pgha creates itself"),
+                Some(format!(
+                    "choose another name; reserved: {}",
+                    RESERVED_ROLES.join(", ")
+                )),
+            );
         }
         if !user_names.insert(name.clone()) {
-            f.error(Pos::of(&u.value.name), &field, format!("user `{name}` is listed twice"), None);
+            f.error(
+                Pos::of(&u.value.name),
+                &field,
+                format!("user `{name}` is listed twice"),
+                None,
+            );
         }
         let mut options = Vec::new();
         for o in &u.value.options {
@@ -309,8 +464,17 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 "createdb" => options.push("CREATEDB".to_string()),
                 "createrole" => options.push("CREATEROLE".to_string()),
                 other => {
-                    let hint = did_you_mean(other, ["createdb", "createrole"]).map(|s| format!("did you mean `{s}`?"));
-                    f.error(Pos::of(o), &format!("postgres.users[{i}].options"), format!("unknown role option `{}` (allowed: createdb, createrole)", o.value), hint);
+                    let hint = did_you_mean(other, ["createdb", "createrole"])
+                        .map(|s| format!("did you mean `{s}`?"));
+                    f.error(
+                        Pos::of(o),
+                        &format!("postgres.users[{i}].options"),
+                        format!(
+                            "unknown role option `{}` (allowed: createdb, createrole)",
+                            o.value
+                        ),
+                        hint,
+                    );
                 }
             }
         }
@@ -318,7 +482,10 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
     }
     let mut databases = Vec::new();
     match &r.databases {
-        None => databases.push(Database { name: "postgres".into(), owner: "postgres".into() }),
+        None => databases.push(Database {
+            name: "postgres".into(),
+            owner: "postgres".into(),
+        }),
         Some(list) => {
             let mut seen = BTreeSet::new();
             for (i, d) in list.iter().enumerate() {
@@ -328,17 +495,37 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 }
                 let name = d.value.name.value.clone();
                 if !seen.insert(name.clone()) {
-                    f.error(Pos::of(&d.value.name), &format!("{field}.name"), format!("database `{name}` is listed twice"), None);
+                    f.error(
+                        Pos::of(&d.value.name),
+                        &format!("{field}.name"),
+                        format!("database `{name}` is listed twice"),
+                        None,
+                    );
                 }
-                let owner = d.value.owner.as_ref().map(|o| o.value.clone()).unwrap_or_else(|| "postgres".into());
+                let owner = d
+                    .value
+                    .owner
+                    .as_ref()
+                    .map(|o| o.value.clone())
+                    .unwrap_or_else(|| "postgres".into());
                 if owner != "postgres" && !user_names.contains(&owner) {
                     let pos = d.value.owner.as_ref().map(Pos::of).unwrap_or(Pos::of(d));
-                    f.error(pos, &format!("{field}.owner"), format!("owner `{owner}` is not a declared user"), Some("declare it under postgres.users, or use `postgres`".to_string()));
+                    f.error(
+                        pos,
+                        &format!("{field}.owner"),
+                        format!("owner `{owner}` is not a declared user"),
+                        Some("declare it under postgres.users, or use `postgres`".to_string()),
+                    );
                 }
                 databases.push(Database { name, owner });
             }
             if list.is_empty() {
-                f.error(Pos::of(raw.expect("databases present implies section present")), "postgres.databases", "no databases", Some("list at least one, e.g. `- name: postgres`".to_string()));
+                f.error(
+                    Pos::of(raw.expect("databases present implies section present")),
+                    "postgres.databases",
+                    "no databases",
+                    Some("list at least one, e.g. `- name: postgres`".to_string()),
+                );
             }
         }
     }
@@ -358,11 +545,26 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
     let loop_wait = num(&r.loop_wait, 10);
     let retry_timeout = num(&r.retry_timeout, 10);
     if loop_wait == 0 || retry_timeout == 0 {
-        let pos = r.loop_wait.as_ref().or(r.retry_timeout.as_ref()).map(Pos::of).unwrap_or_default();
-        f.error(pos, "patroni", "loop_wait and retry_timeout must be at least 1 second", None);
+        let pos = r
+            .loop_wait
+            .as_ref()
+            .or(r.retry_timeout.as_ref())
+            .map(Pos::of)
+            .unwrap_or_default();
+        f.error(
+            pos,
+            "patroni",
+            "loop_wait and retry_timeout must be at least 1 second",
+            None,
+        );
     }
     if u64::from(loop_wait) + 2 * u64::from(retry_timeout) > u64::from(ttl) {
-        let pos = r.ttl.as_ref().map(Pos::of).or(raw.map(Pos::of)).unwrap_or_default();
+        let pos = r
+            .ttl
+            .as_ref()
+            .map(Pos::of)
+            .or(raw.map(Pos::of))
+            .unwrap_or_default();
         f.error(
             pos,
             "patroni.ttl",
@@ -380,22 +582,40 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
             ParamValue::Str(s) if s == "quorum" => SyncMode::Quorum,
             other => {
                 let word = other.to_string();
-                let hint = did_you_mean(&word, ["on", "off", "quorum"]).map(|s| format!("did you mean `{s}`? allowed: on, off, quorum"));
-                f.error(Pos::of(v), "patroni.synchronous_mode", format!("expected on, off or quorum, found `{word}`"), hint.or(Some("allowed: on, off, quorum".into())));
+                let hint = did_you_mean(&word, ["on", "off", "quorum"])
+                    .map(|s| format!("did you mean `{s}`? allowed: on, off, quorum"));
+                f.error(
+                    Pos::of(v),
+                    "patroni.synchronous_mode",
+                    format!("expected on, off or quorum, found `{word}`"),
+                    hint.or(Some("allowed: on, off, quorum".into())),
+                );
                 SyncMode::On
             }
         },
     };
     let synchronous_node_count = num(&r.synchronous_node_count, 1);
     if synchronous_node_count == 0 {
-        f.error(r.synchronous_node_count.as_ref().map(Pos::of).unwrap_or_default(), "patroni.synchronous_node_count", "must be at least 1", None);
+        f.error(
+            r.synchronous_node_count
+                .as_ref()
+                .map(Pos::of)
+                .unwrap_or_default(),
+            "patroni.synchronous_node_count",
+            "must be at least 1",
+            None,
+        );
     }
     PatroniSettings {
         rest_port: port_or(r.rest_port.as_ref(), 8008),
         ttl,
         loop_wait,
         retry_timeout,
-        maximum_lag_on_failover: r.maximum_lag_on_failover.as_ref().map(|v| v.value).unwrap_or(1_048_576),
+        maximum_lag_on_failover: r
+            .maximum_lag_on_failover
+            .as_ref()
+            .map(|v| v.value)
+            .unwrap_or(1_048_576),
         synchronous_mode,
         synchronous_node_count,
         failsafe_mode: r.failsafe_mode.as_ref().map(|v| v.value).unwrap_or(false),
@@ -404,8 +624,13 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
 
 fn sync_mode_fits(inv: &Inventory, raw: Option<&Spanned<RawPatroni>>, f: &mut Findings) {
     let nodes = inv.hosts_with(Role::Postgres).count() as u32;
-    let pos = raw.and_then(|r| r.value.synchronous_mode.as_ref().map(Pos::of)).unwrap_or_default();
-    if inv.patroni.synchronous_mode != SyncMode::Off && nodes > 0 && inv.patroni.synchronous_node_count >= nodes {
+    let pos = raw
+        .and_then(|r| r.value.synchronous_mode.as_ref().map(Pos::of))
+        .unwrap_or_default();
+    if inv.patroni.synchronous_mode != SyncMode::Off
+        && nodes > 0
+        && inv.patroni.synchronous_node_count >= nodes
+    {
         f.warn(
             pos,
             "patroni.synchronous_node_count",
@@ -431,21 +656,42 @@ fn haproxy(raw: Option<&Spanned<RawHaproxy>>, f: &mut Findings) -> HaproxySettin
     let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
     let check_interval_ms = num(&r.check_interval_ms, 3000);
     if check_interval_ms < 100 {
-        f.error(r.check_interval_ms.as_ref().map(Pos::of).unwrap_or_default(), "haproxy.check_interval_ms", format!("{check_interval_ms} ms is too short"), Some("use at least 100 ms; 1000–3000 is typical".to_string()));
+        f.error(
+            r.check_interval_ms
+                .as_ref()
+                .map(Pos::of)
+                .unwrap_or_default(),
+            "haproxy.check_interval_ms",
+            format!("{check_interval_ms} ms is too short"),
+            Some("use at least 100 ms; 1000–3000 is typical".to_string()),
+        );
     }
     for (v, name) in [(&r.check_fall, "check_fall"), (&r.check_rise, "check_rise")] {
         if let Some(v) = v
             && v.value == 0
         {
-            f.error(Pos::of(v), &format!("haproxy.{name}"), "must be at least 1", None);
+            f.error(
+                Pos::of(v),
+                &format!("haproxy.{name}"),
+                "must be at least 1",
+                None,
+            );
         }
     }
     HaproxySettings {
         rw_port: port_or(r.rw_port.as_ref(), 5000),
         ro_port: port_or(r.ro_port.as_ref(), 5001),
         stats_port: port_or(r.stats_port.as_ref(), 7000),
-        ro_max_lag_bytes: r.ro_max_lag_bytes.as_ref().map(|v| v.value).unwrap_or(1_048_576),
-        ro_primary_fallback: r.ro_primary_fallback.as_ref().map(|v| v.value).unwrap_or(true),
+        ro_max_lag_bytes: r
+            .ro_max_lag_bytes
+            .as_ref()
+            .map(|v| v.value)
+            .unwrap_or(1_048_576),
+        ro_primary_fallback: r
+            .ro_primary_fallback
+            .as_ref()
+            .map(|v| v.value)
+            .unwrap_or(true),
         check_interval_ms,
         check_fall: num(&r.check_fall, 3),
         check_rise: num(&r.check_rise, 2),
@@ -464,8 +710,14 @@ fn pgbouncer(raw: Option<&Spanned<RawPgbouncer>>, f: &mut Findings) -> Pgbouncer
             "transaction" => PoolMode::Transaction,
             "statement" => PoolMode::Statement,
             other => {
-                let hint = did_you_mean(other, ["session", "transaction", "statement"]).map(|s| format!("did you mean `{s}`?"));
-                f.error(Pos::of(m), "pgbouncer.pool_mode", format!("expected session, transaction or statement, found `{other}`"), hint);
+                let hint = did_you_mean(other, ["session", "transaction", "statement"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                f.error(
+                    Pos::of(m),
+                    "pgbouncer.pool_mode",
+                    format!("expected session, transaction or statement, found `{other}`"),
+                    hint,
+                );
                 PoolMode::Transaction
             }
         },
@@ -473,7 +725,15 @@ fn pgbouncer(raw: Option<&Spanned<RawPgbouncer>>, f: &mut Findings) -> Pgbouncer
     let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
     let default_pool_size = num(&r.default_pool_size, 20);
     if default_pool_size == 0 {
-        f.error(r.default_pool_size.as_ref().map(Pos::of).unwrap_or_default(), "pgbouncer.default_pool_size", "must be at least 1", None);
+        f.error(
+            r.default_pool_size
+                .as_ref()
+                .map(Pos::of)
+                .unwrap_or_default(),
+            "pgbouncer.default_pool_size",
+            "must be at least 1",
+            None,
+        );
     }
     PgbouncerSettings {
         port: port_or(r.port.as_ref(), 6432),
@@ -495,12 +755,33 @@ fn tls(raw: Option<&Spanned<RawTls>>, f: &mut Findings) -> TlsSettings {
     };
     let pos = |v: &Option<Spanned<u32>>| v.as_ref().map(Pos::of).unwrap_or_default();
     if t.leaf_validity_days == 0 || t.ca_validity_days == 0 {
-        f.error(pos(&r.leaf_validity_days), "tls", "validity must be at least 1 day", None);
+        f.error(
+            pos(&r.leaf_validity_days),
+            "tls",
+            "validity must be at least 1 day",
+            None,
+        );
     } else if t.leaf_validity_days > t.ca_validity_days {
-        f.error(pos(&r.leaf_validity_days), "tls.leaf_validity_days", format!("leaves ({} days) would outlive the CA ({} days)", t.leaf_validity_days, t.ca_validity_days), Some("keep leaf_validity_days ≤ ca_validity_days".to_string()));
+        f.error(
+            pos(&r.leaf_validity_days),
+            "tls.leaf_validity_days",
+            format!(
+                "leaves ({} days) would outlive the CA ({} days)",
+                t.leaf_validity_days, t.ca_validity_days
+            ),
+            Some("keep leaf_validity_days ≤ ca_validity_days".to_string()),
+        );
     }
     if t.renew_within_days >= t.leaf_validity_days && t.leaf_validity_days > 0 {
-        f.error(pos(&r.renew_within_days), "tls.renew_within_days", format!("a {}-day renewal window on {}-day leaves renews them on every run", t.renew_within_days, t.leaf_validity_days), Some("keep renew_within_days well below leaf_validity_days".to_string()));
+        f.error(
+            pos(&r.renew_within_days),
+            "tls.renew_within_days",
+            format!(
+                "a {}-day renewal window on {}-day leaves renews them on every run",
+                t.renew_within_days, t.leaf_validity_days
+            ),
+            Some("keep renew_within_days well below leaf_validity_days".to_string()),
+        );
     }
     t
 }
@@ -535,7 +816,12 @@ fn port_clashes(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f:
                     .find(|(k, _)| k == host.name.as_str())
                     .map(|(_, v)| Pos::of(v))
                     .unwrap_or_default();
-                f.error(pos, &format!("hosts.{}", host.name), format!("{first} and {what} are both {port} on this host"), Some("give each service on a shared host its own port".to_string()));
+                f.error(
+                    pos,
+                    &format!("hosts.{}", host.name),
+                    format!("{first} and {what} are both {port} on this host"),
+                    Some("give each service on a shared host its own port".to_string()),
+                );
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Diagnostics: an error or warning that points at file:line:column and a field path, and says
-//! how to fix it. Rendering to text lives here so every caller prints them the same way.
+//! Diagnostics: an error or warning about an input file (inventory, playbook) that points at
+//! file:line:column and a field path, and says how to fix it. Imports nothing from pgha.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -65,12 +65,18 @@ pub struct Pos {
 impl Pos {
     /// The position serde-saphyr recorded for a spanned value.
     pub fn of<T>(s: &serde_saphyr::Spanned<T>) -> Self {
-        Self { line: s.referenced.line(), column: s.referenced.column() }
+        Self {
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+        }
     }
 }
 
 /// Suggests the closest of `candidates` to `word` when it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -85,7 +91,10 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(did_you_mean("adress", ["address", "dc", "roles"]), Some("address"));
+        assert_eq!(
+            did_you_mean("adress", ["address", "dc", "roles"]),
+            Some("address")
+        );
         assert_eq!(did_you_mean("zzz", ["address", "dc", "roles"]), None);
     }
 
@@ -100,6 +109,9 @@ mod tests {
             message: "expected 1–65535".into(),
             hint: Some("use a port number".into()),
         };
-        assert_eq!(d.to_string(), "inv.yaml:14:9: hosts.pg2.port: expected 1–65535\n\n  hint: use a port number");
+        assert_eq!(
+            d.to_string(),
+            "inv.yaml:14:9: hosts.pg2.port: expected 1–65535\n\n  hint: use a port number"
+        );
     }
 }

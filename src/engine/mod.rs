@@ -1,0 +1,550 @@
+//! The engine: runs a playbook over the inventory. Plays run in order, each a barrier; within a
+//! play the selected hosts run in parallel (or `serial: N` at a time), each host going through
+//! gather → plan → apply for every task, then its notified handlers. A failed host skips its
+//! later plays; other hosts carry on. Check mode plans everything and applies nothing.
+//!
+//! Facts are gathered in one round trip per host for every remaining play at once, updated in
+//! place after file writes, and re-gathered only after a change that makes them stale
+//! (packages, services, commands). A no-op run therefore costs one probe per host.
+
+mod counting;
+pub mod events;
+mod handlers;
+pub mod vars;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::future::join_all;
+use tokio::sync::Mutex;
+
+pub use events::{Counts, Event, Recap, Reporter};
+
+use crate::facts::{self, Facts, Query};
+use crate::inventory::{Host, Inventory};
+use crate::modules::{self, Action, Rendered};
+use crate::plan::{Plan, Status, mask_secrets, unified_diff};
+use crate::playbook::{ModuleSpec, Play, Playbook, Task};
+use crate::transport::{self, Cmd, Conn, Endpoint, Transport, TransportError};
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Plan only; change nothing.
+    pub check: bool,
+    /// Show diffs of files in check mode.
+    pub diff: bool,
+    /// Report every command sent.
+    pub verbose: bool,
+    /// Only these hosts (None: all).
+    pub limit: Option<BTreeSet<String>>,
+}
+
+/// Opens connections (SSH in real runs, fakes in tests).
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    /// A connection to `host`.
+    async fn connect(&self, host: &Host) -> Result<Conn, TransportError>;
+}
+
+/// SSH connections with the chosen transport.
+pub struct SshConnector {
+    /// openssh or russh.
+    pub kind: transport::Kind,
+    /// Trust unknown host keys on first use.
+    pub accept_new_host_keys: bool,
+}
+
+#[async_trait::async_trait]
+impl Connector for SshConnector {
+    async fn connect(&self, host: &Host) -> Result<Conn, TransportError> {
+        transport::connect(
+            self.kind,
+            Endpoint::from_host(host, self.accept_new_host_keys),
+        )
+        .await
+    }
+}
+
+struct HostState {
+    conn: Option<Arc<counting::Counting>>,
+    facts: Option<Facts>,
+    stale: bool,
+    failed: bool,
+    counts: Counts,
+}
+
+/// Runs `playbook`; `rendered` holds each host's rendered files (may be empty for hosts whose
+/// tasks use inline content); `cancel` stops the run between tasks (Ctrl-C).
+pub async fn run(
+    inv: &Inventory,
+    playbook: &Playbook,
+    rendered: &BTreeMap<String, Rendered>,
+    opts: &Options,
+    connector: &dyn Connector,
+    reporter: Arc<dyn Reporter>,
+    cancel: Arc<AtomicBool>,
+) -> Recap {
+    let start = Instant::now();
+    let mut recap = Recap {
+        check: opts.check,
+        ..Recap::default()
+    };
+    let wanted: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| {
+            opts.limit
+                .as_ref()
+                .is_none_or(|l| l.contains(h.name.as_str()))
+        })
+        .filter(|h| {
+            playbook
+                .plays
+                .iter()
+                .any(|p| p.select(inv).iter().any(|s| s.name == h.name))
+        })
+        .collect();
+    let states: BTreeMap<String, Mutex<HostState>> = wanted
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                Mutex::new(HostState {
+                    conn: None,
+                    facts: None,
+                    stale: false,
+                    failed: false,
+                    counts: Counts::default(),
+                }),
+            )
+        })
+        .collect();
+
+    // Connect to every host at once.
+    let connections = join_all(
+        wanted
+            .iter()
+            .map(|h| async move { (h.name.to_string(), connector.connect(h).await) }),
+    )
+    .await;
+    for (name, result) in connections {
+        let Some(state) = states.get(&name) else {
+            continue;
+        };
+        let mut st = state.lock().await;
+        match result {
+            Ok(c) => {
+                st.conn = Some(Arc::new(counting::Counting::new(
+                    c,
+                    opts.verbose,
+                    reporter.clone(),
+                )))
+            }
+            Err(e) => {
+                st.failed = true;
+                st.counts.unreachable = true;
+                reporter.event(&Event::HostFailed {
+                    host: name.clone(),
+                    play: "connect".into(),
+                    task: "connect".into(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    let empty = Rendered::new();
+    for (pi, play) in playbook.plays.iter().enumerate() {
+        if cancel.load(Ordering::SeqCst) {
+            recap.interrupted = true;
+            break;
+        }
+        let hosts: Vec<&Host> = play
+            .select(inv)
+            .into_iter()
+            .filter(|h| states.contains_key(h.name.as_str()))
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let play_start = Instant::now();
+        reporter.event(&Event::PlayStart {
+            play: play.name.clone(),
+            hosts: hosts.iter().map(|h| h.name.to_string()).collect(),
+        });
+        let batch = play
+            .serial
+            .map(|s| s as usize)
+            .unwrap_or(hosts.len())
+            .max(1);
+        for chunk in hosts.chunks(batch) {
+            let runs = chunk.iter().map(|h| {
+                let state = &states[h.name.as_str()];
+                let files = rendered.get(h.name.as_str()).unwrap_or(&empty);
+                let ctx = HostRun {
+                    inv,
+                    playbook,
+                    play_index: pi,
+                    host: h,
+                    rendered: files,
+                    opts,
+                    reporter: reporter.as_ref(),
+                    cancel: &cancel,
+                };
+                async move {
+                    let mut st = state.lock().await;
+                    if !st.failed {
+                        ctx.run_play(play, &mut st).await;
+                    }
+                }
+            });
+            join_all(runs).await;
+        }
+        let elapsed = play_start.elapsed();
+        reporter.event(&Event::PlayDone {
+            play: play.name.clone(),
+            elapsed,
+        });
+        recap.plays.push((play.name.clone(), elapsed.as_secs_f64()));
+    }
+    if cancel.load(Ordering::SeqCst) {
+        recap.interrupted = true;
+    }
+    // Close every connection cleanly, at once.
+    let closes = states.values().map(|s| async move {
+        let st = s.lock().await;
+        if let Some(c) = &st.conn {
+            let _ = c.close().await;
+        }
+    });
+    join_all(closes).await;
+    for (name, s) in states {
+        let st = s.into_inner();
+        let mut counts = st.counts;
+        counts.round_trips = st.conn.as_ref().map(|c| c.count()).unwrap_or(0);
+        recap.hosts.insert(name, counts);
+    }
+    recap.elapsed = start.elapsed().as_secs_f64();
+    recap
+}
+
+struct HostRun<'a> {
+    inv: &'a Inventory,
+    playbook: &'a Playbook,
+    play_index: usize,
+    host: &'a Host,
+    rendered: &'a Rendered,
+    opts: &'a Options,
+    reporter: &'a dyn Reporter,
+    cancel: &'a AtomicBool,
+}
+
+/// How one task went.
+enum Outcome {
+    Done {
+        status: Status,
+        summary: String,
+        diff: Option<String>,
+        changed: bool,
+    },
+    Failed(String),
+}
+
+impl HostRun<'_> {
+    fn name(&self) -> String {
+        self.host.name.to_string()
+    }
+
+    /// Facts every task from this play on may need (paths expanded with empty facts).
+    fn query(&self, from_play: usize, from_task: usize) -> Query {
+        let env = vars::environment();
+        let ctx = vars::context(self.inv, self.host, &Facts::default());
+        let mut q = Query::default();
+        for (pi, play) in self.playbook.plays.iter().enumerate().skip(from_play) {
+            if !play
+                .select(self.inv)
+                .iter()
+                .any(|h| h.name == self.host.name)
+            {
+                continue;
+            }
+            let skip = if pi == from_play { from_task } else { 0 };
+            for t in play.tasks.iter().skip(skip).chain(play.handlers.iter()) {
+                if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
+                    q.merge(&modules::query(&spec));
+                }
+            }
+        }
+        q
+    }
+
+    async fn facts(&self, st: &mut HostState, task_index: usize) -> Result<(), String> {
+        if st.facts.is_some() && !st.stale {
+            return Ok(());
+        }
+        let conn = st.conn.clone().ok_or("not connected")?;
+        let q = self.query(self.play_index, task_index);
+        let f = facts::gather(conn.as_ref(), &q)
+            .await
+            .map_err(|e| e.to_string())?;
+        st.facts = Some(f);
+        st.stale = false;
+        Ok(())
+    }
+
+    async fn run_play(&self, play: &Play, st: &mut HostState) {
+        if let Err(e) = self.facts(st, 0).await {
+            self.fail(st, play, "gather facts", e);
+            return;
+        }
+        let env = vars::environment();
+        if let Some(w) = &play.when {
+            let ctx = vars::context(
+                self.inv,
+                self.host,
+                st.facts.as_ref().expect("facts gathered above"),
+            );
+            match vars::when(&env, &ctx, w) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return self.fail(st, play, "when", e),
+            }
+        }
+        let mut changed_in_play = false;
+        let mut notified: BTreeSet<String> = BTreeSet::new();
+        for (ti, task) in play.tasks.iter().enumerate() {
+            if self.cancel.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = self.facts(st, ti).await {
+                return self.fail(st, play, &task.name, e);
+            }
+            match self.task(task, st, changed_in_play).await {
+                Outcome::Done {
+                    status,
+                    summary,
+                    diff,
+                    changed,
+                } => {
+                    self.done(st, play, task, status, summary, diff);
+                    if changed {
+                        changed_in_play = true;
+                        notified.extend(task.notify.iter().cloned());
+                    }
+                }
+                Outcome::Failed(e) => return self.fail(st, play, &task.name, e),
+            }
+        }
+        for handler in handlers::to_run(&play.handlers, &notified) {
+            if self.cancel.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = self.facts(st, play.tasks.len()).await {
+                return self.fail(st, play, &handler.name, e);
+            }
+            match self.task(handler, st, true).await {
+                Outcome::Done {
+                    status,
+                    summary,
+                    diff,
+                    ..
+                } => self.done(st, play, handler, status, summary, diff),
+                Outcome::Failed(e) => return self.fail(st, play, &handler.name, e),
+            }
+        }
+    }
+
+    async fn task(&self, task: &Task, st: &mut HostState, changed_in_play: bool) -> Outcome {
+        self.reporter.event(&Event::TaskStart {
+            host: self.name(),
+            task: task.name.clone(),
+        });
+        let env = vars::environment();
+        let facts = st.facts.clone().unwrap_or_default();
+        let ctx = vars::context(self.inv, self.host, &facts);
+        if let Some(w) = &task.when {
+            match vars::when(&env, &ctx, w) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Outcome::Done {
+                        status: Status::Skipped,
+                        summary: format!("when `{w}` is false"),
+                        diff: None,
+                        changed: false,
+                    };
+                }
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+        let spec = match vars::expand(&env, &ctx, &task.module) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(format!("cannot expand the task's arguments: {e}")),
+        };
+        let Some(conn) = st.conn.clone() else {
+            return Outcome::Failed("not connected".into());
+        };
+        let probed = match modules::probe(&spec) {
+            Some(cmd) => match conn.exec(&cmd, None, transport::DEFAULT_TIMEOUT).await {
+                Ok(out) => Some(out.success()),
+                Err(e) => return Outcome::Failed(e.to_string()),
+            },
+            None => None,
+        };
+        let plan = match modules::plan(&spec, &facts, self.rendered, probed) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        match plan {
+            Plan::Satisfied { why } => Outcome::Done {
+                status: Status::Ok,
+                summary: why,
+                diff: None,
+                changed: false,
+            },
+            Plan::Skip { why } => Outcome::Done {
+                status: Status::Skipped,
+                summary: why,
+                diff: None,
+                changed: false,
+            },
+            Plan::Check { what, action } => {
+                let if_changed =
+                    matches!(&spec, ModuleSpec::WaitFor(w) if w.if_changed == Some(true));
+                if self.opts.check || (if_changed && !changed_in_play) {
+                    return Outcome::Done {
+                        status: Status::Skipped,
+                        summary: format!("{what}: not needed"),
+                        diff: None,
+                        changed: false,
+                    };
+                }
+                match modules::apply(&action, conn.as_ref()).await {
+                    Ok(_) => Outcome::Done {
+                        status: Status::Ok,
+                        summary: what,
+                        diff: None,
+                        changed: false,
+                    },
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+            Plan::Change(change) => {
+                if self.opts.check {
+                    let diff = if self.opts.diff {
+                        self.diff_of(&change.action, conn.as_ref(), &facts).await
+                    } else {
+                        None
+                    };
+                    return Outcome::Done {
+                        status: Status::Changed,
+                        summary: change.summary,
+                        diff,
+                        changed: true,
+                    };
+                }
+                match modules::apply(&change.action, conn.as_ref()).await {
+                    Ok(applied) => {
+                        if let (Some((path, kind)), Some(f)) =
+                            (applied.file_update, st.facts.as_mut())
+                        {
+                            f.files.insert(path, kind);
+                        }
+                        st.stale |= applied.stale;
+                        let status = if applied.changed {
+                            Status::Changed
+                        } else {
+                            Status::Ok
+                        };
+                        Outcome::Done {
+                            status,
+                            summary: change.summary,
+                            diff: None,
+                            changed: applied.changed,
+                        }
+                    }
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// The diff of a planned file write: reads the current file (unless secret).
+    async fn diff_of(&self, action: &Action, t: &dyn Transport, facts: &Facts) -> Option<String> {
+        let Action::Write {
+            path,
+            content,
+            secret,
+            ..
+        } = action
+        else {
+            return None;
+        };
+        let exists = matches!(facts.file(path), transport::FileKind::File { .. });
+        if *secret {
+            return Some(unified_diff(path, None, content, true));
+        }
+        let old = if exists {
+            match t
+                .exec(
+                    &Cmd::new("cat").arg(path.clone()),
+                    None,
+                    transport::DEFAULT_TIMEOUT,
+                )
+                .await
+            {
+                Ok(o) if o.success() => Some(o.stdout),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Some(mask_secrets(&unified_diff(
+            path,
+            old.as_deref(),
+            content,
+            false,
+        )))
+    }
+
+    fn done(
+        &self,
+        st: &mut HostState,
+        play: &Play,
+        task: &Task,
+        status: Status,
+        summary: String,
+        diff: Option<String>,
+    ) {
+        match status {
+            Status::Ok => st.counts.ok += 1,
+            Status::Changed => st.counts.changed += 1,
+            Status::Skipped => st.counts.skipped += 1,
+            Status::Failed => st.counts.failed += 1,
+        }
+        self.reporter.event(&Event::TaskDone {
+            host: self.name(),
+            play: play.name.clone(),
+            task: task.name.clone(),
+            status,
+            summary,
+            diff,
+        });
+    }
+
+    fn fail(&self, st: &mut HostState, play: &Play, task: &str, error: String) {
+        st.failed = true;
+        st.counts.failed += 1;
+        self.reporter.event(&Event::HostFailed {
+            host: self.name(),
+            play: play.name.clone(),
+            task: task.to_string(),
+            error,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! `command`: runs a command only when needed — skipped when `creates` exists (from facts) or
+//! when the read-only `unless` snippet exits 0 (probed before planning). Without a guard it is
+//! not idempotent and says so: it runs every time.
+
+use std::time::Duration;
+
+use crate::facts::Facts;
+use crate::plan::{Change, Plan};
+use crate::playbook::CommandArgs;
+use crate::transport::{Cmd, FileKind, Transport};
+
+use super::{Action, Applied, ModuleError};
+
+fn cmd_of(a: &CommandArgs) -> Cmd {
+    match (&a.argv, &a.sh) {
+        (Some(argv), _) if !argv.is_empty() => {
+            Cmd::new(argv[0].clone()).args(argv[1..].iter().cloned())
+        }
+        (_, Some(sh)) => Cmd::script(sh, Vec::<String>::new()),
+        _ => Cmd::new("true"),
+    }
+}
+
+pub(super) fn probe(a: &CommandArgs) -> Option<Cmd> {
+    a.unless
+        .as_ref()
+        .map(|u| Cmd::script(u, Vec::<String>::new()))
+}
+
+pub(super) fn plan(a: &CommandArgs, facts: &Facts, probed: Option<bool>) -> Plan<Action> {
+    if let Some(c) = &a.creates
+        && !matches!(facts.file(c), FileKind::Missing)
+    {
+        return Plan::Satisfied {
+            why: format!("{c} exists"),
+        };
+    }
+    if probed == Some(true) {
+        return Plan::Satisfied {
+            why: "its `unless` check passed".into(),
+        };
+    }
+    let cmd = cmd_of(a);
+    let why = if a.creates.is_some() || a.unless.is_some() {
+        ""
+    } else {
+        " (unguarded: runs every time)"
+    };
+    Plan::Change(Change {
+        summary: format!("run {}{why}", cmd.summary()),
+        diff: None,
+        action: Action::Run {
+            cmd,
+            timeout: Duration::from_secs(a.timeout_s.unwrap_or(300)),
+        },
+    })
+}
+
+pub(super) async fn apply(
+    cmd: &Cmd,
+    timeout: Duration,
+    t: &dyn Transport,
+) -> Result<Applied, ModuleError> {
+    super::run(t, cmd, timeout).await?;
+    Ok(Applied {
+        changed: true,
+        file_update: None,
+        stale: true,
+    })
+}

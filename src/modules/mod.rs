@@ -1,0 +1,233 @@
+//! Modules: the closed set of things a task can do. Each turns its arguments and the host's
+//! facts into a [`Plan`] without I/O (`plan`), and carries out only a planned [`Action`]
+//! (`apply`), so a check run and a real run compute the same thing.
+//!
+//! `package` (apt, missing only) · `file` (sha256 compare, atomic write, owner, mode) ·
+//! `directory` · `service` (enabled, started; restart or reload on demand) · `command` (guarded
+//! by `creates` / `unless`) · `wait_for` (TCP port, HTTPS status with a client certificate, or
+//! a command), each in its own file.
+
+mod command;
+mod directory;
+mod file;
+mod package;
+pub mod service;
+mod wait_for;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::facts::{Facts, Query};
+use crate::plan::Plan;
+use crate::playbook::ModuleSpec;
+use crate::transport::{Cmd, FileKind, Transport, TransportError};
+
+/// A file pgha renders for a host (owner, group, mode decided by `render`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Managed {
+    /// Bytes to install.
+    pub content: Vec<u8>,
+    /// Owner.
+    pub owner: String,
+    /// Group.
+    pub group: String,
+    /// Mode.
+    pub mode: u32,
+    /// Keys and passwords: never shown in diffs.
+    pub secret: bool,
+}
+
+/// Rendered files of one host, by absolute path.
+pub type Rendered = BTreeMap<String, Managed>;
+
+/// What apply will do: built by `plan`, never by hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// apt-get install these packages.
+    Install(Vec<String>),
+    /// Write a file atomically.
+    Write {
+        /// Path.
+        path: String,
+        /// Content.
+        content: Vec<u8>,
+        /// Owner.
+        owner: String,
+        /// Group.
+        group: String,
+        /// Mode.
+        mode: u32,
+        /// Secret (for diffs).
+        secret: bool,
+    },
+    /// Create a directory or fix its owner and mode.
+    Directory {
+        /// Path.
+        path: String,
+        /// Owner.
+        owner: String,
+        /// Group.
+        group: String,
+        /// Mode.
+        mode: u32,
+    },
+    /// systemctl calls, in this order.
+    Systemctl(Vec<Vec<String>>),
+    /// Run a command.
+    Run {
+        /// The command.
+        cmd: Cmd,
+        /// Its timeout.
+        timeout: Duration,
+    },
+    /// Wait until a check command succeeds (it loops on the host).
+    Wait {
+        /// The looping check.
+        cmd: Cmd,
+        /// What is awaited (for messages).
+        what: String,
+        /// Overall timeout.
+        timeout: Duration,
+    },
+}
+
+/// A module's failure, naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The task cannot be planned (e.g. a rendered file is missing).
+    #[error("{0}")]
+    Invalid(String),
+    /// A command failed.
+    #[error("`{cmd}` exited with {code}{}", if stderr.is_empty() { String::new() } else { format!("; stderr:\n{stderr}") })]
+    Command {
+        /// Command summary.
+        cmd: String,
+        /// Exit code text.
+        code: String,
+        /// Tail of stderr.
+        stderr: String,
+    },
+    /// A wait timed out.
+    #[error("gave up waiting for {what} after {secs} s{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    WaitTimeout {
+        /// What was awaited.
+        what: String,
+        /// Timeout.
+        secs: u64,
+        /// Last output.
+        detail: String,
+    },
+}
+
+/// What apply did to the host's facts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether anything changed.
+    pub changed: bool,
+    /// Facts the engine can update without asking the host again.
+    pub file_update: Option<(String, FileKind)>,
+    /// Facts are stale: re-gather before planning the next task.
+    pub stale: bool,
+}
+
+pub use service::unit_name;
+
+/// The read-only probe some modules need before planning (`command`'s `unless`), if any.
+pub fn probe(spec: &ModuleSpec) -> Option<Cmd> {
+    match spec {
+        ModuleSpec::Command(a) => command::probe(a),
+        _ => None,
+    }
+}
+
+/// The facts a task needs.
+pub fn query(spec: &ModuleSpec) -> Query {
+    let mut q = Query::default();
+    match spec {
+        ModuleSpec::Package(a) => q.packages.extend(a.names.iter().cloned()),
+        ModuleSpec::File(a) => {
+            q.files.insert(a.path.clone());
+        }
+        ModuleSpec::Directory(a) => {
+            q.files.insert(a.path.clone());
+        }
+        ModuleSpec::Service(a) => {
+            q.units.insert(service::unit_name(&a.name));
+        }
+        ModuleSpec::Command(a) => {
+            if let Some(c) = &a.creates {
+                q.files.insert(c.clone());
+            }
+        }
+        ModuleSpec::WaitFor(_) => {}
+    }
+    q
+}
+
+/// Plans a task: no I/O. `probed` is the exit status of [`probe`]'s command when it has one.
+pub fn plan(
+    spec: &ModuleSpec,
+    facts: &Facts,
+    rendered: &Rendered,
+    probed: Option<bool>,
+) -> Result<Plan<Action>, ModuleError> {
+    match spec {
+        ModuleSpec::Package(a) => Ok(package::plan(a, facts)),
+        ModuleSpec::File(a) => file::plan(a, facts, rendered),
+        ModuleSpec::Directory(a) => Ok(directory::plan(a, facts)),
+        ModuleSpec::Service(a) => Ok(service::plan(a, facts)),
+        ModuleSpec::Command(a) => Ok(command::plan(a, facts, probed)),
+        ModuleSpec::WaitFor(a) => Ok(wait_for::plan(a)),
+    }
+}
+
+/// Carries out a planned action.
+pub async fn apply(action: &Action, t: &dyn Transport) -> Result<Applied, ModuleError> {
+    match action {
+        Action::Install(pkgs) => package::apply(pkgs, t).await,
+        Action::Write {
+            path,
+            content,
+            owner,
+            group,
+            mode,
+            ..
+        } => file::apply(path, content, owner, group, *mode, t).await,
+        Action::Directory {
+            path,
+            owner,
+            group,
+            mode,
+        } => directory::apply(path, owner, group, *mode, t).await,
+        Action::Systemctl(calls) => service::apply(calls, t).await,
+        Action::Run { cmd, timeout } => command::apply(cmd, *timeout, t).await,
+        Action::Wait { cmd, what, timeout } => wait_for::apply(cmd, what, *timeout, t).await,
+    }
+}
+
+/// Runs `cmd`; a non-zero exit becomes [`ModuleError::Command`].
+pub(crate) async fn run(
+    t: &dyn Transport,
+    cmd: &Cmd,
+    timeout: Duration,
+) -> Result<crate::transport::Output, ModuleError> {
+    let out = t.exec(cmd, None, timeout).await?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(ModuleError::Command {
+            cmd: cmd.summary(),
+            code: out
+                .code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "a signal".into()),
+            stderr: out.stderr_tail(8),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! [`StateDir`]: where the controller keeps the CA, the leaves, the trust bundles and the
+//! secrets, and which path each one has. Layout only; the module doc of [`crate::pki`] shows it.
+
+use std::path::{Path, PathBuf};
+
+use super::error::PkiError;
+use super::files::ensure_private_dir;
+use super::spec::LeafKind;
+use crate::inventory::{HostName, Inventory};
+
+/// The state directory (default `.pgha/` beside the inventory file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state directory at `root` (it may not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `--state DIR` when given, else `.pgha/` beside the inventory file.
+    pub fn for_inventory(inv: &Inventory, state: Option<&Path>) -> Self {
+        match state {
+            Some(dir) => Self::new(dir),
+            None => Self::new(inv.dir().join(".pgha")),
+        }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the directory tree, every directory mode 0700.
+    pub fn create(&self) -> Result<(), PkiError> {
+        for dir in [
+            self.root.clone(),
+            self.ca_dir(),
+            self.trust_dir(),
+            self.root.join("certs"),
+        ] {
+            ensure_private_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// `ca/`: the current CA.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// `ca/ca.crt`: the current CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.ca_dir().join("ca.crt")
+    }
+
+    /// `ca/ca.key`: the CA private key (0600; never leaves the controller).
+    pub fn ca_key(&self) -> PathBuf {
+        self.ca_dir().join("ca.key")
+    }
+
+    /// `trust/`: versioned CA bundles, kept apart from `ca/` so generations survive a new CA.
+    pub fn trust_dir(&self) -> PathBuf {
+        self.root.join("trust")
+    }
+
+    /// `trust/ca-bundle-<generation>.pem`.
+    pub fn bundle(&self, generation: u32) -> PathBuf {
+        self.trust_dir().join(bundle_file_name(generation))
+    }
+
+    /// `certs/<host>/`: one host's certificates and keys.
+    pub fn host_dir(&self, host: &HostName) -> PathBuf {
+        self.root.join("certs").join(host.as_str())
+    }
+
+    /// `certs/<host>/<kind>.crt`.
+    pub fn leaf_cert(&self, host: &HostName, kind: LeafKind) -> PathBuf {
+        self.host_dir(host).join(format!("{}.crt", kind.as_str()))
+    }
+
+    /// `certs/<host>/<kind>.key` (0600).
+    pub fn leaf_key(&self, host: &HostName, kind: LeafKind) -> PathBuf {
+        self.host_dir(host).join(format!("{}.key", kind.as_str()))
+    }
+
+    /// `secrets.json` (0600): generated passwords and SCRAM salts.
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+}
+
+/// The versioned bundle file name hosts install (`ca-bundle-<generation>.pem`): a new name per
+/// generation, because Patroni ignores a CA change at the same path on SIGHUP (DESIGN.md §5).
+pub fn bundle_file_name(generation: u32) -> String {
+    format!("ca-bundle-{generation}.pem")
+}

@@ -1,0 +1,129 @@
+//! Plans: what a task would do, computed from facts before anything changes. A task's plan is
+//! [`Plan::Satisfied`] (with the reason nothing needs doing), [`Plan::Change`] (what apply will
+//! do, and a diff to show) or [`Plan::Check`] (a probe such as wait_for that changes nothing).
+//! No I/O here; `diff` renders unified diffs with secrets masked.
+
+use serde::Serialize;
+
+/// The outcome of planning one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan<A> {
+    /// Nothing to do, and why.
+    Satisfied {
+        /// Why nothing changes (pyinfra's noop).
+        why: String,
+    },
+    /// Something to do.
+    Change(Change<A>),
+    /// A check that runs in apply but changes nothing (wait_for); skipped in check mode.
+    Check {
+        /// What is checked.
+        what: String,
+        /// How apply checks it.
+        action: A,
+    },
+    /// Skipped (a `when:` was false, or its condition needs a change first).
+    Skip {
+        /// Why.
+        why: String,
+    },
+}
+
+/// A planned change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change<A> {
+    /// One line: what will change.
+    pub summary: String,
+    /// Unified diff of a file's content (masked when secret).
+    pub diff: Option<String>,
+    /// The module's instructions for apply.
+    pub action: A,
+}
+
+/// What apply did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Already right.
+    Ok,
+    /// Changed (or, in check mode, would change).
+    Changed,
+    /// Skipped.
+    Skipped,
+    /// Failed.
+    Failed,
+}
+
+/// Unified diff between two texts, labelled with `path`. Binary content gives a one-line note.
+pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8], secret: bool) -> String {
+    if secret {
+        return format!(
+            "--- {path}\n+++ {path}\n(secret content: {} bytes, not shown)\n",
+            new.len()
+        );
+    }
+    let (Ok(old_text), Ok(new_text)) = (
+        std::str::from_utf8(old.unwrap_or(b"")),
+        std::str::from_utf8(new),
+    ) else {
+        return format!(
+            "--- {path}\n+++ {path}\n(binary content: {} bytes)\n",
+            new.len()
+        );
+    };
+    let diff = similar::TextDiff::from_lines(old_text, new_text);
+    diff.unified_diff()
+        .context_radius(3)
+        .header(if old.is_some() { path } else { "/dev/null" }, path)
+        .to_string()
+}
+
+/// Masks the values of lines that look like secrets (`password:`, `key =`…) in a diff of a
+/// file that is not wholly secret, so that a config diff never shows a password.
+pub fn mask_secrets(diff: &str) -> String {
+    const WORDS: [&str; 5] = ["password", "secret", "passwd", "private", "scram-sha-256$"];
+    diff.lines()
+        .map(|line| {
+            let lower = line.to_ascii_lowercase();
+            if WORDS.iter().any(|w| lower.contains(w)) {
+                match line.find([':', '=']) {
+                    Some(i) => format!("{} ***", &line[..=i]),
+                    None => format!("{} ***", &line[..1.min(line.len())]),
+                }
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_shows_changed_lines() {
+        let d = unified_diff("/etc/x", Some(b"a\nb\n"), b"a\nc\n", false);
+        assert!(
+            d.contains("-b") && d.contains("+c") && d.contains("/etc/x"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn secret_files_never_show_content() {
+        let d = unified_diff("/etc/k", None, b"-----BEGIN PRIVATE KEY-----\nabc\n", true);
+        assert!(!d.contains("abc") && !d.contains("BEGIN"), "{d}");
+    }
+
+    #[test]
+    fn secret_lines_are_masked() {
+        let d = mask_secrets(
+            "+  password: hunter2\n+  port: 5432\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n",
+        );
+        assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
+        assert!(d.contains("port: 5432"));
+    }
+}
