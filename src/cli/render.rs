@@ -7,12 +7,18 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+
+use anyhow::Context;
 use clap::Args;
+use time::OffsetDateTime;
 
 use super::report::{self, exit};
 use crate::inventory::{self, LoadError};
-use crate::render::{self, Material, RenderedFile, Target, TemplateSource};
+use crate::pki;
+use crate::render::{
+    self, Leaf, LeafKind, Material, RenderedFile, Secrets, Target, TemplateSource,
+};
 
 /// Arguments of `pgha render`.
 #[derive(Debug, Args)]
@@ -31,7 +37,8 @@ pub struct RenderArgs {
     /// Directory of templates overriding the built-in ones.
     #[arg(long)]
     pub templates: Option<PathBuf>,
-    /// State directory of the PKI and secrets (default: .pgha beside the inventory).
+    /// State directory of the PKI and secrets (default: .pgha beside the inventory); missing or
+    /// stale certificates and secrets are issued there first.
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Use fixed fake certificates and passwords (template development only: never deploy).
@@ -67,20 +74,77 @@ pub fn run(args: &RenderArgs) -> u8 {
     }
 }
 
-/// Where the PKI material comes from. The `pki` module is wired in here.
+/// Where the PKI material comes from: the state directory, brought up to date first
+/// (`pki::ensure` issues nothing unless a leaf is missing, expiring or stale).
 fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Material> {
     if args.placeholder_material {
         return Ok(render::placeholder::placeholder_material(inv));
     }
-    let state = args
-        .state
-        .clone()
-        .unwrap_or_else(|| inv.dir().join(".pgha"));
-    bail!(
-        "reading certificates and secrets from {} is not wired yet\n\nhint: until then, \
-         --placeholder-material renders with fake material (never deploy it)",
-        state.display()
-    )
+    let state = pki::StateDir::for_inventory(inv, args.state.as_deref());
+    let report = pki::ensure(inv, &state, OffsetDateTime::now_utc())?;
+    let (secrets, secrets_report) = pki::ensure_secrets(inv, &state)?;
+    let issued = report.issued().count();
+    if issued > 0 || !secrets_report.created.is_empty() {
+        report::info(format!(
+            "{}: issued {issued} certificate(s), generated {} password(s)",
+            state.root().display(),
+            secrets_report.created.len()
+        ));
+    }
+    let bundle = pki::current_bundle(&state)?
+        .with_context(|| format!("no CA bundle in {}", state.root().display()))?;
+    let mut leaves = BTreeMap::new();
+    for spec in pki::leaf_specs(inv) {
+        let read = |path: std::path::PathBuf| {
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let leaf = Leaf {
+            cert_pem: read(state.leaf_cert(&spec.host, spec.kind))?,
+            key_pem: read(state.leaf_key(&spec.host, spec.kind))?,
+        };
+        leaves.insert((spec.host.clone(), leaf_kind(spec.kind)), leaf);
+    }
+    let password = |account: &pki::Account| -> anyhow::Result<String> {
+        Ok(secrets
+            .password(account)
+            .with_context(|| format!("no password for {account}"))?
+            .expose()
+            .clone())
+    };
+    let mut app_verifiers = BTreeMap::new();
+    for user in &inv.postgres.users {
+        let account = pki::Account::App(user.name.clone());
+        let verifier = secrets
+            .scram_verifier(&account)
+            .with_context(|| format!("no password for {account}"))??;
+        app_verifiers.insert(user.name.clone(), verifier.expose().clone());
+    }
+    Ok(Material {
+        ca_bundle_file: bundle.file_name(),
+        ca_bundle_pem: bundle.pem,
+        leaves,
+        secrets: Secrets {
+            superuser: password(&pki::Account::Superuser)?,
+            replication: password(&pki::Account::Replication)?,
+            rewind: password(&pki::Account::Rewind)?,
+            patroni_rest: password(&pki::Account::PatroniRest)?,
+            pgbouncer_auth: password(&pki::Account::PgbouncerAuth)?,
+            app_verifiers,
+        },
+    })
+}
+
+/// The PKI's leaf kinds as rendering names them.
+fn leaf_kind(kind: pki::LeafKind) -> LeafKind {
+    match kind {
+        pki::LeafKind::PostgresServer => LeafKind::PostgresServer,
+        pki::LeafKind::PatroniRest => LeafKind::PatroniRest,
+        pki::LeafKind::PatroniClient => LeafKind::PatroniClient,
+        pki::LeafKind::HaproxyCheck => LeafKind::HaproxyCheck,
+        pki::LeafKind::EtcdServer => LeafKind::EtcdServer,
+        pki::LeafKind::EtcdPeer => LeafKind::EtcdPeer,
+        pki::LeafKind::PgbouncerServer => LeafKind::PgbouncerListener,
+    }
 }
 
 fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()> {
