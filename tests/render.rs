@@ -496,7 +496,7 @@ fn installed_patroni_target() -> Option<Target> {
 
 #[test]
 fn patroni_validates_the_rendered_config() {
-    if !can_run("patroni") || !can_run("unshare") || !can_run("ip") || !can_run("python3") {
+    if !can_run("patroni") || !can_run("unshare") || !can_run("ip") {
         return;
     }
     let Some(target) = installed_patroni_target() else {
@@ -550,7 +550,7 @@ fn patroni_validates_the_rendered_config() {
         let port = inv.etcd.client_port.get();
         let script = format!(
             "ip link set lo up; \
-             python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(64); time.sleep(60)' & \
+             /usr/bin/python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(64); time.sleep(60)' & \
              l=$!; sleep 0.5; \
              rc=0; patroni --validate-config /etc/patroni/config.yml || rc=$?; kill $l; exit $rc"
         );
@@ -732,4 +732,67 @@ fn b64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+#[test]
+fn pgha_render_with_the_real_pki_passes_haproxy_check() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let run = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args([
+            "render",
+            "inventory/example.yaml",
+            "--target",
+            "debian12",
+            "--state",
+        ])
+        .arg(state.path())
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run pgha");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("issued"),
+        "first run issues the PKI: {stderr}"
+    );
+    let userlist = std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt"))
+        .expect("userlist");
+    assert!(
+        userlist.contains("\"app\" \"SCRAM-SHA-256$4096:"),
+        "real verifier expected"
+    );
+    // A second render issues nothing and writes the same files.
+    let again = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args([
+            "render",
+            "inventory/example.yaml",
+            "--target",
+            "debian12",
+            "--state",
+        ])
+        .arg(state.path())
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run pgha");
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("issued"));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt"))
+            .expect("userlist"),
+        userlist
+    );
+    if !can_run("haproxy") || !can_run("unshare") {
+        return;
+    }
+    let (ok, text) = in_overlay(
+        &out.path().join("haproxy/etc"),
+        "haproxy -c -f /etc/haproxy/haproxy.cfg",
+        false,
+    );
+    assert!(ok && text.contains("Configuration file is valid"), "{text}");
 }
