@@ -9,7 +9,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const HOSTS: [&str; 8] = ["node1", "node2", "node3", "etcd1", "etcd2", "etcd3", "haproxy", "pgbouncer"];
+const HOSTS: [&str; 8] = [
+    "node1",
+    "node2",
+    "node3",
+    "etcd1",
+    "etcd2",
+    "etcd3",
+    "haproxy",
+    "pgbouncer",
+];
 
 fn lab_dir() -> String {
     std::env::var("PGHA_LAB_DIR").unwrap_or_else(|_| "/var/lib/pgha/lab".to_string())
@@ -44,12 +53,18 @@ fn text(o: &Output) -> String {
 
 #[allow(clippy::disallowed_methods)]
 fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} runs: {e}"))
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"))
 }
 
 /// Address of a host from the generated inventory.
 fn address(inventory: &str, host: &str) -> String {
-    let line = inventory.lines().find(|l| l.trim_start().starts_with(&format!("{host}: "))).expect("host in inventory");
+    let line = inventory
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{host}: ")))
+        .expect("host in inventory");
     let rest = &line[line.find("address: ").expect("address") + 9..];
     rest.split(',').next().expect("address value").to_string()
 }
@@ -89,14 +104,24 @@ fn mem_available_kib() -> u64 {
 fn status_memory_mib() -> u64 {
     let out = ok(&["lab", "status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
-    v.as_array().expect("array").iter().filter_map(|h| h["memory_kib"].as_u64()).sum::<u64>() / 1024
+    v.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|h| h["memory_kib"].as_u64())
+        .sum::<u64>()
+        / 1024
 }
 
 /// What the lab might leave behind: namespaces, links, mounts, processes.
 fn leftovers() -> Vec<String> {
     let mut left = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/run/netns") {
-        left.extend(rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("pgha-")).map(|n| format!("netns {n}")));
+        left.extend(
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("pgha-"))
+                .map(|n| format!("netns {n}")),
+        );
     }
     if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
         left.extend(
@@ -106,14 +131,23 @@ fn leftovers() -> Vec<String> {
                 .map(|n| format!("link {n}")),
         );
     }
-    for cg in ["/sys/fs/cgroup/pgha-lab", "/sys/fs/cgroup/systemd/pgha-lab", "/sys/fs/cgroup/unified/pgha-lab"] {
+    for cg in [
+        "/sys/fs/cgroup/pgha-lab",
+        "/sys/fs/cgroup/systemd/pgha-lab",
+        "/sys/fs/cgroup/unified/pgha-lab",
+    ] {
         if Path::new(cg).exists() {
             left.push(format!("cgroup {cg}"));
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let dir = lab_dir();
-    left.extend(mounts.lines().filter(|l| l.contains(&dir) || l.contains("/run/netns/pgha-")).map(|l| format!("mount {l}")));
+    left.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&dir) || l.contains("/run/netns/pgha-"))
+            .map(|l| format!("mount {l}")),
+    );
     for e in std::fs::read_dir("/proc").expect("proc").flatten() {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let c = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -148,10 +182,19 @@ fn lab_end_to_end() {
     // Prerequisites: with PGHA_LAB_TESTS=1 these fail the test, they do not skip it.
     assert_eq!(text(&sh("id", &["-u"])), "0", "the lab tests need root");
     for p in ["debootstrap", "systemd-nspawn", "ip", "ssh"] {
-        assert!(sh("sh", &["-c", &format!("command -v {p}")]).status.success(), "{p} is not installed");
+        assert!(
+            sh("sh", &["-c", &format!("command -v {p}")])
+                .status
+                .success(),
+            "{p} is not installed"
+        );
     }
     let release = std::env::var("PGHA_LAB_RELEASE").unwrap_or_else(|_| "trixie".to_string());
-    let pg = if release == "bookworm" { "postgresql-15" } else { "postgresql-17" };
+    let pg = if release == "bookworm" {
+        "postgresql-15"
+    } else {
+        "postgresql-17"
+    };
     let _down_on_failure = DownOnDrop;
     let cold_base = !Path::new(&format!("{}/base-{release}/.pgha-lab-base", lab_dir())).exists();
     let mem_before = mem_available_kib();
@@ -160,65 +203,152 @@ fn lab_end_to_end() {
     let t = Instant::now();
     ok(&["lab", "up", "--release", &release]);
     let first_up = t.elapsed();
-    let inventory = std::fs::read_to_string(Path::new(env!("CARGO_TARGET_TMPDIR")).join("inventory/lab.yaml")).expect("inventory written");
-    assert!(inventory.starts_with("# Generated"), "inventory has a generated header");
+    let inventory =
+        std::fs::read_to_string(Path::new(env!("CARGO_TARGET_TMPDIR")).join("inventory/lab.yaml"))
+            .expect("inventory written");
+    assert!(
+        inventory.starts_with("# Generated"),
+        "inventory has a generated header"
+    );
 
     // Every host: SSH with the lab key and strict host key checking, as root and as pgha with sudo.
     let mut degraded = Vec::new();
     for h in HOSTS {
         let addr = address(&inventory, h);
         let o = ssh_direct(&addr, "root", "hostname");
-        assert!(o.status.success(), "ssh root@{h}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "ssh root@{h}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(text(&o), h, "hostname of {h}");
         let o = ssh_direct(&addr, "pgha", "sudo -n id -u");
-        assert_eq!(text(&o), "0", "pgha sudo on {h}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            text(&o),
+            "0",
+            "pgha sudo on {h}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // systemd: running, or degraded with the failed units named.
         let o = ssh_direct(&addr, "root", "systemctl is-system-running --wait");
         match text(&o).as_str() {
             "running" => {}
             "degraded" => {
-                let failed = text(&ssh_direct(&addr, "root", "systemctl --failed --plain --no-legend"));
+                let failed = text(&ssh_direct(
+                    &addr,
+                    "root",
+                    "systemctl --failed --plain --no-legend",
+                ));
                 degraded.push(format!("{h}: {failed}"));
             }
             other => panic!("systemd on {h} is {other:?}"),
         }
     }
     assert!(degraded.is_empty(), "degraded hosts: {degraded:?}");
-    let ids: std::collections::BTreeSet<String> =
-        HOSTS.iter().map(|h| text(&ok(&["lab", "ssh", h, "--", "cat", "/etc/machine-id"]))).collect();
+    let ids: std::collections::BTreeSet<String> = HOSTS
+        .iter()
+        .map(|h| text(&ok(&["lab", "ssh", h, "--", "cat", "/etc/machine-id"])))
+        .collect();
     assert_eq!(ids.len(), HOSTS.len(), "machine-ids are unique");
     let mem_booted_pss = status_memory_mib();
     let mem_booted_host = mem_before.saturating_sub(mem_available_kib()) / 1024;
 
     // Packages resolve offline inside a host (no route out of the lab).
-    let o = pgha(&["lab", "ssh", "node1", "--", "ip", "route", "get", "192.0.2.1"]);
+    let o = pgha(&[
+        "lab",
+        "ssh",
+        "node1",
+        "--",
+        "ip",
+        "route",
+        "get",
+        "192.0.2.1",
+    ]);
     assert!(!o.status.success(), "lab hosts must have no route out");
     let sim = format!("apt-get install -s {pg} patroni etcd-server haproxy pgbouncer");
     let o = ok(&["lab", "ssh", "node1", "--", &sim]);
-    assert!(text(&o).contains(&format!("Inst {pg} ")), "apt-get -s resolves {pg}");
-    let o = ok(&["lab", "ssh", "node1", "--", "apt-get", "install", "-y", "-q", "--no-download", "-o", "Debug::NoLocking=1", "-s", "curl"]);
+    assert!(
+        text(&o).contains(&format!("Inst {pg} ")),
+        "apt-get -s resolves {pg}"
+    );
+    let o = ok(&[
+        "lab",
+        "ssh",
+        "node1",
+        "--",
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-download",
+        "-o",
+        "Debug::NoLocking=1",
+        "-s",
+        "curl",
+    ]);
     assert!(o.status.success());
 
     // Exit codes pass through `lab ssh`.
-    assert_eq!(pgha(&["lab", "ssh", "etcd1", "--", "exit", "7"]).status.code(), Some(7));
+    assert_eq!(
+        pgha(&["lab", "ssh", "etcd1", "--", "exit", "7"])
+            .status
+            .code(),
+        Some(7)
+    );
 
     // stop (a crash) / start keeps a file written before the stop.
-    ok(&["lab", "ssh", "node2", "--", "echo", "before-crash", ">", "/root/marker", "&&", "sync"]);
+    ok(&[
+        "lab",
+        "ssh",
+        "node2",
+        "--",
+        "echo",
+        "before-crash",
+        ">",
+        "/root/marker",
+        "&&",
+        "sync",
+    ]);
     ok(&["lab", "stop", "node2"]);
-    assert!(!pgha(&["lab", "ssh", "node2", "--", "true"]).status.success(), "node2 is down after stop");
+    assert!(
+        !pgha(&["lab", "ssh", "node2", "--", "true"])
+            .status
+            .success(),
+        "node2 is down after stop"
+    );
     let st = text(&ok(&["lab", "status"]));
-    assert!(st.lines().any(|l| l.starts_with("node2") && l.contains("stopped")), "status says stopped:\n{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("node2") && l.contains("stopped")),
+        "status says stopped:\n{st}"
+    );
     ok(&["lab", "start", "node2"]);
-    assert_eq!(text(&ok(&["lab", "ssh", "node2", "--", "cat", "/root/marker"])), "before-crash");
+    assert_eq!(
+        text(&ok(&["lab", "ssh", "node2", "--", "cat", "/root/marker"])),
+        "before-crash"
+    );
 
     // partition / heal cut and restore reachability, both from the controller and between hosts.
     let etcd3 = address(&inventory, "etcd3");
     ok(&["lab", "partition", "etcd3"]);
-    assert!(!ssh_direct(&etcd3, "root", "true").status.success(), "etcd3 unreachable when partitioned");
+    assert!(
+        !ssh_direct(&etcd3, "root", "true").status.success(),
+        "etcd3 unreachable when partitioned"
+    );
     let probe = format!("timeout 3 bash -c '</dev/tcp/{etcd3}/22'");
-    assert!(!pgha(&["lab", "ssh", "node1", "--", &probe]).status.success(), "etcd3 unreachable from node1 when partitioned");
+    assert!(
+        !pgha(&["lab", "ssh", "node1", "--", &probe])
+            .status
+            .success(),
+        "etcd3 unreachable from node1 when partitioned"
+    );
     ok(&["lab", "heal", "etcd3"]);
-    assert!(pgha(&["lab", "ssh", "node1", "--", &probe]).status.success(), "etcd3 reachable from node1 after heal");
+    assert!(
+        pgha(&["lab", "ssh", "node1", "--", &probe])
+            .status
+            .success(),
+        "etcd3 reachable from node1 after heal"
+    );
     let mut healed = false;
     for _ in 0..20 {
         if ssh_direct(&etcd3, "root", "true").status.success() {
@@ -231,30 +361,69 @@ fn lab_end_to_end() {
 
     // A second up is fast and changes nothing.
     let machines = || -> Vec<String> {
-        HOSTS.iter().map(|h| std::fs::read_to_string(format!("{}/hosts/{h}/machine.json", lab_dir())).expect("machine.json")).collect()
+        HOSTS
+            .iter()
+            .map(|h| {
+                std::fs::read_to_string(format!("{}/hosts/{h}/machine.json", lab_dir()))
+                    .expect("machine.json")
+            })
+            .collect()
     };
     let pids_before = machines();
     let t = Instant::now();
     let o = ok(&["lab", "up"]);
     let warm_up = t.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("nothing changed"), "second up changed something:\n{err}");
-    assert!(warm_up < Duration::from_secs(30), "second up took {}", secs(warm_up));
+    assert!(
+        err.contains("nothing changed"),
+        "second up changed something:\n{err}"
+    );
+    assert!(
+        warm_up < Duration::from_secs(30),
+        "second up took {}",
+        secs(warm_up)
+    );
     assert_eq!(machines(), pids_before, "second up restarted a machine");
 
     // Optional: PostgreSQL installed and running on the three nodes, for the memory figure.
     let mut mem_pg = None;
     if std::env::var("PGHA_LAB_MEASURE_PG").as_deref() == Ok("1") {
         for n in ["node1", "node2", "node3"] {
-            ok(&["lab", "ssh", n, "--", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", pg]);
+            ok(&[
+                "lab",
+                "ssh",
+                n,
+                "--",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                pg,
+            ]);
         }
         let major = &pg["postgresql-".len()..];
         for n in ["node1", "node2", "node3"] {
             let unit = format!("postgresql@{major}-main");
-            assert_eq!(text(&ok(&["lab", "ssh", n, "--", "systemctl", "is-active", &unit])), "active", "{unit} on {n}");
+            assert_eq!(
+                text(&ok(&[
+                    "lab",
+                    "ssh",
+                    n,
+                    "--",
+                    "systemctl",
+                    "is-active",
+                    &unit
+                ])),
+                "active",
+                "{unit} on {n}"
+            );
         }
         std::thread::sleep(Duration::from_secs(3));
-        mem_pg = Some((status_memory_mib(), mem_before.saturating_sub(mem_available_kib()) / 1024));
+        mem_pg = Some((
+            status_memory_mib(),
+            mem_before.saturating_sub(mem_available_kib()) / 1024,
+        ));
     }
 
     // down leaves nothing.
@@ -263,10 +432,22 @@ fn lab_end_to_end() {
     assert!(left.is_empty(), "lab down left: {left:#?}");
 
     eprintln!("lab figures ({release}):");
-    eprintln!("  first up: {} ({})", secs(first_up), if cold_base { "cold: base image built" } else { "base image cached" });
+    eprintln!(
+        "  first up: {} ({})",
+        secs(first_up),
+        if cold_base {
+            "cold: base image built"
+        } else {
+            "base image cached"
+        }
+    );
     eprintln!("  second up: {}", secs(warm_up));
-    eprintln!("  8 hosts booted: {mem_booted_pss} MiB PSS of their processes; host MemAvailable dropped {mem_booted_host} MiB");
+    eprintln!(
+        "  8 hosts booted: {mem_booted_pss} MiB PSS of their processes; host MemAvailable dropped {mem_booted_host} MiB"
+    );
     if let Some((pss, host)) = mem_pg {
-        eprintln!("  with {pg} running on node1..3: {pss} MiB PSS; host MemAvailable dropped {host} MiB");
+        eprintln!(
+            "  with {pg} running on node1..3: {pss} MiB PSS; host MemAvailable dropped {host} MiB"
+        );
     }
 }

@@ -110,7 +110,9 @@ Like ssh, the command words are joined with spaces and run by the remote shell."
         host: String,
     },
     /// Remove every machine, mount, namespace, veth and the bridge.
-    #[command(after_help = "Examples:\n  pgha lab down\n  pgha lab down --purge   # also the cached base images and lab key")]
+    #[command(
+        after_help = "Examples:\n  pgha lab down\n  pgha lab down --purge   # also the cached base images and lab key"
+    )]
     Down {
         /// Also delete the cached base images and the lab key pair.
         #[arg(long)]
@@ -127,41 +129,85 @@ fn progress(line: &str) {
 pub fn run(args: LabArgs) -> Result<ExitCode> {
     let paths = LabPaths::from_env();
     match args.command {
-        LabCommand::Up { release, subnet, mirror, inventory, login } => {
+        LabCommand::Up {
+            release,
+            subnet,
+            mirror,
+            inventory,
+            login,
+        } => {
             let opts = UpOptions {
                 release: release.as_deref().map(str::parse::<Release>).transpose()?,
                 subnet: subnet.as_deref().map(Subnet::parse_lab).transpose()?,
                 mirror,
                 inventory,
-                login: if login == "pgha" { Login::PghaWithSudo } else { Login::Root },
+                login: if login == "pgha" {
+                    Login::PghaWithSudo
+                } else {
+                    Login::Root
+                },
             };
             let r = lab::ops::up(&paths, &opts, &progress)?;
             let what = if r.booted.is_empty() && r.changed.is_empty() && !r.built_base {
                 "lab: up, nothing changed".to_string()
             } else {
-                format!("lab: up ({} booted, {} other changes)", r.booted.len(), r.changed.len())
+                format!(
+                    "lab: up ({} booted, {} other changes)",
+                    r.booted.len(),
+                    r.changed.len()
+                )
             };
-            progress(&format!("{what}; inventory {} ({:.1} s)", r.inventory.display(), r.elapsed.as_secs_f64()));
+            progress(&format!(
+                "{what}; inventory {} ({:.1} s)",
+                r.inventory.display(),
+                r.elapsed.as_secs_f64()
+            ));
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Status { json } => {
             let hosts = lab::ops::status(&paths)?;
-            print_out(&if json { serde_json::to_string_pretty(&hosts)? + "\n" } else { status_table(&hosts) });
+            print_out(&if json {
+                serde_json::to_string_pretty(&hosts)? + "\n"
+            } else {
+                status_table(&hosts)
+            });
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Ssh { user, host, command } => {
+        LabCommand::Ssh {
+            user,
+            host,
+            command,
+        } => {
             let tty = command.is_empty() && std::io::stdin().is_terminal();
             let status = lab::ops::ssh(&paths, &host, &user, &command, tty)?;
-            Ok(ExitCode::from(status.code().map_or(255, |c| u8::try_from(c).unwrap_or(255))))
+            Ok(ExitCode::from(
+                status
+                    .code()
+                    .map_or(255, |c| u8::try_from(c).unwrap_or(255)),
+            ))
         }
         LabCommand::Stop { host } => {
             let was = lab::ops::stop(&paths, &host)?;
-            progress(&format!("lab: {host} {}", if was { "powered off" } else { "was not running" }));
+            progress(&format!(
+                "lab: {host} {}",
+                if was {
+                    "powered off"
+                } else {
+                    "was not running"
+                }
+            ));
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Start { host } => {
             let started = lab::ops::start(&paths, &host, &progress)?;
-            progress(&format!("lab: {host} {}", if started { "booted" } else { "was already running" }));
+            progress(&format!(
+                "lab: {host} {}",
+                if started {
+                    "booted"
+                } else {
+                    "was already running"
+                }
+            ));
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Partition { host } => {
@@ -188,10 +234,19 @@ fn print_out(s: &str) {
 }
 
 fn status_table(hosts: &[lab::HostStatus]) -> String {
-    let mut s = format!("{:<10} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n", "HOST", "STATE", "ADDRESS", "UPTIME", "SSH", "PROCS", "MEMORY");
+    let mut s = format!(
+        "{:<10} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
+        "HOST", "STATE", "ADDRESS", "UPTIME", "SSH", "PROCS", "MEMORY"
+    );
     for h in hosts {
-        let up = h.uptime_secs.map_or("-".to_string(), |u| format!("{}m{:02}s", u / 60, u % 60));
-        let mem = if h.memory_kib == 0 { "-".to_string() } else { format!("{} MiB", h.memory_kib / 1024) };
+        let up = h
+            .uptime_secs
+            .map_or("-".to_string(), |u| format!("{}m{:02}s", u / 60, u % 60));
+        let mem = if h.memory_kib == 0 {
+            "-".to_string()
+        } else {
+            format!("{} MiB", h.memory_kib / 1024)
+        };
         s.push_str(&format!(
             "{:<10} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
             h.name,
@@ -204,6 +259,9 @@ fn status_table(hosts: &[lab::HostStatus]) -> String {
         ));
     }
     let total: u64 = hosts.iter().map(|h| h.memory_kib).sum();
-    s.push_str(&format!("total memory of the machines (PSS): {} MiB\n", total / 1024));
+    s.push_str(&format!(
+        "total memory of the machines (PSS): {} MiB\n",
+        total / 1024
+    ));
     s
 }

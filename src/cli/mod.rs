@@ -51,10 +51,12 @@ pub fn run() -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Pki(args) => pki::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Lab(args) => return lab::run(args).unwrap_or_else(|e| {
-            report::error(format!("{e:#}"));
-            ExitCode::FAILURE
-        }),
+        Command::Lab(args) => {
+            return lab::run(args).unwrap_or_else(|e| {
+                report::error(format!("{e:#}"));
+                ExitCode::FAILURE
+            });
+        }
     };
     ExitCode::from(code)
 }

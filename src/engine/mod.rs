@@ -501,12 +501,12 @@ impl HostRun<'_> {
         } else {
             None
         };
-        Some(mask_secrets(&unified_diff(
-            path,
-            old.as_deref(),
-            content,
-            false,
-        )))
+        let diff = unified_diff(path, old.as_deref(), content, false);
+        if diff.trim().is_empty() {
+            None
+        } else {
+            Some(mask_secrets(&diff))
+        }
     }
 
     fn done(

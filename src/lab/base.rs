@@ -7,12 +7,12 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use super::Progress;
 use super::cmd::{self, run};
 use super::error::{LabError, Result};
 use super::fsutil::{remove_tree, unmount_under, write_atomic};
 use super::paths::LabPaths;
 use super::topology::Release;
-use super::Progress;
 
 /// Written last into a complete image; its absence means "not built".
 pub const MARKER: &str = ".pgha-lab-base";
@@ -26,7 +26,12 @@ pub fn is_built(paths: &LabPaths, release: Release) -> bool {
 }
 
 /// Builds the base image unless it is already complete. Returns whether it built one.
-pub fn ensure_base(paths: &LabPaths, release: Release, mirror: &str, progress: Progress) -> Result<bool> {
+pub fn ensure_base(
+    paths: &LabPaths,
+    release: Release,
+    mirror: &str,
+    progress: Progress,
+) -> Result<bool> {
     let rel = release.as_str();
     let base = paths.base(rel);
     if is_built(paths, release) {
@@ -47,7 +52,9 @@ pub fn ensure_base(paths: &LabPaths, release: Release, mirror: &str, progress: P
 
 fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Result<()> {
     let rel = release.as_str();
-    progress(&format!("lab: debootstrap {rel} (minbase + systemd, sshd, sudo)"));
+    progress(&format!(
+        "lab: debootstrap {rel} (minbase + systemd, sshd, sudo)"
+    ));
     let args: Vec<OsString> = vec![
         "--variant=minbase".into(),
         format!("--include={INCLUDE}").into(),
@@ -57,7 +64,9 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
     ];
     run(cmd::command("debootstrap", &args))?;
 
-    progress(&format!("lab: caching the cluster packages in the {rel} image (apt-get install --download-only)"));
+    progress(&format!(
+        "lab: caching the cluster packages in the {rel} image (apt-get install --download-only)"
+    ));
     chroot(root, &["apt-get", "-q", "update"])?;
     let mut install = vec!["apt-get", "-q", "-y", "install", "--download-only"];
     let pkgs = release.cluster_packages();
@@ -65,8 +74,15 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
     chroot(root, &install)?;
 
     progress("lab: adding user pgha (passwordless sudo), clearing host identity");
-    chroot(root, &["useradd", "--create-home", "--shell", "/bin/bash", "pgha"])?;
-    write_atomic(&root.join("etc/sudoers.d/pgha"), b"pgha ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)?;
+    chroot(
+        root,
+        &["useradd", "--create-home", "--shell", "/bin/bash", "pgha"],
+    )?;
+    write_atomic(
+        &root.join("etc/sudoers.d/pgha"),
+        b"pgha ALL=(ALL:ALL) NOPASSWD: ALL\n",
+        0o440,
+    )?;
     write_atomic(
         &root.join("etc/apt/apt.conf.d/90pgha-lab"),
         b"// pgha lab: keep the pre-filled .deb cache; hosts have no network.\n\
@@ -75,9 +91,15 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
           Acquire::Retries \"0\";\n",
         0o644,
     )?;
-    for entry in std::fs::read_dir(root.join("etc/ssh")).map_err(LabError::io("listing", root.join("etc/ssh")))? {
-        let p = entry.map_err(LabError::io("listing", root.join("etc/ssh")))?.path();
-        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_")) {
+    for entry in std::fs::read_dir(root.join("etc/ssh"))
+        .map_err(LabError::io("listing", root.join("etc/ssh")))?
+    {
+        let p = entry
+            .map_err(LabError::io("listing", root.join("etc/ssh")))?
+            .path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
+        {
             std::fs::remove_file(&p).map_err(LabError::io("removing", &p))?;
         }
     }
@@ -87,7 +109,10 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
     if dbus_id.symlink_metadata().is_ok_and(|m| m.is_file()) {
         std::fs::remove_file(&dbus_id).map_err(LabError::io("removing", &dbus_id))?;
     }
-    let marker = format!("release: {rel}\nmirror: {mirror}\npackages: {}\n", pkgs.join(" "));
+    let marker = format!(
+        "release: {rel}\nmirror: {mirror}\npackages: {}\n",
+        pkgs.join(" ")
+    );
     write_atomic(&root.join(MARKER), marker.as_bytes(), 0o644)?;
     Ok(())
 }

@@ -19,12 +19,18 @@ const NAMED_ROOT: &str = "/sys/fs/cgroup/systemd";
 /// Where cgroups of this kind live and our own path in them.
 fn hierarchy() -> Option<(PathBuf, String)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path_of = |prefix: &str| own.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
+    let path_of = |prefix: &str| {
+        own.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+    };
     if Path::new(V2_ROOT).join("cgroup.controllers").exists() {
         return Some((PathBuf::from(V2_ROOT), path_of("0::")?));
     }
     if Path::new(NAMED_ROOT).join("cgroup.procs").exists() {
-        let p = own.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))?;
+        let p = own
+            .lines()
+            .find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_string()))?;
         return Some((PathBuf::from(NAMED_ROOT), p));
     }
     None
@@ -44,30 +50,47 @@ pub struct HostCgroup {
 fn open_procs(dir: &Path) -> Result<File> {
     std::fs::create_dir_all(dir).map_err(LabError::io("creating cgroup", dir))?;
     let p = dir.join("cgroup.procs");
-    std::fs::OpenOptions::new().write(true).open(&p).map_err(LabError::io("opening", &p))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .map_err(LabError::io("opening", &p))
 }
 
 /// Creates `<our cgroup>/pgha-lab/<host>`; `None` when the controller has no cgroup file system
 /// the lab understands (nspawn then uses its default). `scratch` is an empty directory the
 /// cgroup2 hierarchy can be mounted on for a moment.
 pub fn create(host: &str, scratch: &Path) -> Result<Option<HostCgroup>> {
-    let Some((root, own)) = hierarchy() else { return Ok(None) };
-    let dir = root.join(own.trim_start_matches('/')).join("pgha-lab").join(host);
+    let Some((root, own)) = hierarchy() else {
+        return Ok(None);
+    };
+    let dir = root
+        .join(own.trim_start_matches('/'))
+        .join("pgha-lab")
+        .join(host);
     let mut procs = vec![open_procs(&dir)?];
     let mut v2_mirror = None;
     if root == Path::new(NAMED_ROOT) {
         let own_v2 = std::fs::read_to_string("/proc/self/cgroup")
             .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
             .unwrap_or_else(|| "/".to_string());
-        let rel = PathBuf::from(own_v2.trim_start_matches('/')).join("pgha-lab").join(host);
+        let rel = PathBuf::from(own_v2.trim_start_matches('/'))
+            .join("pgha-lab")
+            .join(host);
         with_v2_mounted(scratch, |mnt| {
             procs.push(open_procs(&mnt.join(&rel))?);
             Ok(())
         })?;
         v2_mirror = Some(rel);
     }
-    Ok(Some(HostCgroup { dir, v2_mirror, procs }))
+    Ok(Some(HostCgroup {
+        dir,
+        v2_mirror,
+        procs,
+    }))
 }
 
 /// Mounts the cgroup2 hierarchy on `scratch`, runs `f`, unmounts (lazily: descriptors opened
@@ -107,14 +130,18 @@ fn remove_parent_if_empty(dir: &Path) {
 
 /// rmdir a cgroup and its children, deepest first (a cgroup directory holds only control files).
 fn rmdir_tree(dir: &Path) -> Result<()> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(()) };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
     for e in rd.flatten() {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             rmdir_tree(&e.path())?;
         }
     }
     match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LabError::io("removing cgroup", dir)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LabError::io("removing cgroup", dir)(e))
+        }
         _ => Ok(()),
     }
 }

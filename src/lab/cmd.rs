@@ -15,13 +15,17 @@ const SYSTEM_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /// itself runs chroot, mount...).
 fn search_path() -> std::ffi::OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).chain(SYSTEM_DIRS.iter().map(PathBuf::from)).collect();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(SYSTEM_DIRS.iter().map(PathBuf::from))
+        .collect();
     std::env::join_paths(dirs).unwrap_or(path)
 }
 
 /// The full path of `program` if it is an executable in the search path.
 pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&search_path()).map(|d| d.join(program)).find(|p| is_executable(p))
+    std::env::split_paths(&search_path())
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
 }
 
 /// Builds a command from a program (found in PATH or the system directories) and its arguments.
@@ -47,7 +51,10 @@ pub fn describe(cmd: &Command) -> String {
 /// Runs a command to completion with stdin closed, capturing its output.
 pub fn output(mut cmd: Command) -> Result<Output> {
     cmd.stdin(Stdio::null());
-    cmd.output().map_err(|source| LabError::Spawn { command: describe(&cmd), source })
+    cmd.output().map_err(|source| LabError::Spawn {
+        command: describe(&cmd),
+        source,
+    })
 }
 
 /// Runs a command and fails unless it exits 0; returns its stdout.
@@ -70,7 +77,11 @@ pub fn failed(command: String, out: &Output) -> LabError {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-    LabError::CommandFailed { command, status: out.status.to_string(), stderr: tail }
+    LabError::CommandFailed {
+        command,
+        status: out.status.to_string(),
+        stderr: tail,
+    }
 }
 
 /// Whether `program` is an executable file in PATH (or in the system directories root uses).
@@ -80,5 +91,7 @@ pub fn in_path(program: &str) -> bool {
 
 fn is_executable(p: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The lab creates namespaces, mounts and machines: only root can.
-    #[error("pgha lab must run as root (it creates network namespaces, mounts and machines)\n\nhint: run it with sudo")]
+    #[error(
+        "pgha lab must run as root (it creates network namespaces, mounts and machines)\n\nhint: run it with sudo"
+    )]
     NotRoot,
     /// A program the lab needs is not installed.
     #[error("`{program}` was not found in PATH\n\nhint: apt-get install -y {package}")]
@@ -28,7 +30,9 @@ pub enum LabError {
         need_mib: u64,
     },
     /// The requested lab subnet overlaps a route that already exists on this machine.
-    #[error("lab subnet {subnet} overlaps the existing route `{route}`\n\nhint: pass a network no route covers (see `ip -4 route show table all`) with --subnet")]
+    #[error(
+        "lab subnet {subnet} overlaps the existing route `{route}`\n\nhint: pass a network no route covers (see `ip -4 route show table all`) with --subnet"
+    )]
     SubnetCollision {
         /// The lab subnet.
         subnet: String,
@@ -36,7 +40,9 @@ pub enum LabError {
         route: String,
     },
     /// `--subnet` is not an IPv4 CIDR the lab can use.
-    #[error("invalid subnet `{value}`: {why}\n\nhint: give an IPv4 network such as 10.213.77.0/24 (prefix /8 to /26)")]
+    #[error(
+        "invalid subnet `{value}`: {why}\n\nhint: give an IPv4 network such as 10.213.77.0/24 (prefix /8 to /26)"
+    )]
     BadSubnet {
         /// What was given.
         value: String,
@@ -47,10 +53,14 @@ pub enum LabError {
     #[error("unsupported release `{0}`\n\nhint: use trixie or bookworm")]
     BadRelease(String),
     /// The machine's apt configuration names no mirror.
-    #[error("no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources\n\nhint: pass one with --mirror URL")]
+    #[error(
+        "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/*.sources\n\nhint: pass one with --mirror URL"
+    )]
     NoMirror,
     /// A lab is already up with other settings.
-    #[error("a lab is already set up with {what} {current}, not {requested}\n\nhint: run `pgha lab down` first, or drop the option")]
+    #[error(
+        "a lab is already set up with {what} {current}, not {requested}\n\nhint: run `pgha lab down` first, or drop the option"
+    )]
     SettingsDiffer {
         /// Which setting.
         what: &'static str,
@@ -159,9 +169,16 @@ pub enum LabError {
 
 impl LabError {
     /// Wraps an I/O error with the action and the file.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> LabError {
         let path = path.into();
-        move |source| LabError::Io { action, path, source }
+        move |source| LabError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

@@ -14,9 +14,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<bool> {
     if std::fs::read(path).is_ok_and(|old| old == data) {
         return Ok(false);
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(LabError::io("creating", dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -25,7 +31,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<bool> {
         .mode(mode)
         .open(&tmp)
         .map_err(LabError::io("creating", &tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(LabError::io("writing", &tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(LabError::io("writing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(LabError::io("renaming into place", path))?;
     Ok(true)
 }
@@ -46,15 +54,22 @@ pub fn lock(path: &Path) -> Result<std::fs::File> {
         .map_err(LabError::io("opening", path))?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(LabError::io("locking", path)(std::io::Error::last_os_error()));
+        return Err(LabError::io("locking", path)(
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(f)
 }
 
 /// Mount points currently in this mount namespace (decoded from /proc/self/mountinfo).
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(LabError::io("reading", "/proc/self/mountinfo"))?;
-    Ok(text.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| PathBuf::from(unescape_mount(p))).collect())
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(LabError::io("reading", "/proc/self/mountinfo"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount(p)))
+        .collect())
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal `\040` etc.
@@ -65,7 +80,9 @@ fn unescape_mount(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4]).ok().and_then(|o| u8::from_str_radix(o, 8).ok())
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
         {
             out.push(v);
             i += 4;
@@ -84,7 +101,10 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = mount_points()?.into_iter().filter(|m| m.starts_with(dir)).collect();
+    let mut v: Vec<PathBuf> = mount_points()?
+        .into_iter()
+        .filter(|m| m.starts_with(dir))
+        .collect();
     v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     v.dedup();
     Ok(v)
@@ -120,7 +140,14 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
             mounts: left.iter().map(|p| p.display().to_string()).collect(),
         });
     }
-    cmd::run_args("rm", &[std::ffi::OsStr::new("-rf"), std::ffi::OsStr::new("--one-file-system"), dir.as_os_str()])?;
+    cmd::run_args(
+        "rm",
+        &[
+            std::ffi::OsStr::new("-rf"),
+            std::ffi::OsStr::new("--one-file-system"),
+            dir.as_os_str(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -130,13 +157,20 @@ pub fn free_mib(path: &Path) -> Result<u64> {
     while !p.exists() {
         p = p.parent().unwrap_or(Path::new("/"));
     }
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| LabError::Io { action: "checking free space of", path: p.into(), source: std::io::ErrorKind::InvalidInput.into() })?;
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| LabError::Io {
+        action: "checking free space of",
+        path: p.into(),
+        source: std::io::ErrorKind::InvalidInput.into(),
+    })?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid NUL-terminated path and st a properly sized out-parameter.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(LabError::Io { action: "checking free space of", path: p.into(), source: std::io::Error::last_os_error() });
+        return Err(LabError::Io {
+            action: "checking free space of",
+            path: p.into(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024))
 }

@@ -39,7 +39,13 @@ pub fn render(paths: &LabPaths, hosts: &[HostSpec], login: Login) -> String {
     s.push_str("hosts:\n");
     for h in hosts {
         let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-        s.push_str(&format!("  {}: {{ address: {}, dc: {}, roles: [{}] }}\n", h.name, h.address, h.dc, roles.join(", ")));
+        s.push_str(&format!(
+            "  {}: {{ address: {}, dc: {}, roles: [{}] }}\n",
+            h.name,
+            h.address,
+            h.dc,
+            roles.join(", ")
+        ));
     }
     s
 }
@@ -52,7 +58,7 @@ pub fn write(path: &Path, text: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::topology::{default_hosts, Subnet, DEFAULT_SUBNET};
+    use crate::lab::topology::{DEFAULT_SUBNET, Subnet, default_hosts};
 
     #[test]
     fn lab_inventory_matches_the_schema() {

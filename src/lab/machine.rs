@@ -37,13 +37,25 @@ pub fn ensure_root(hp: &HostPaths, base: &Path) -> Result<bool> {
         hp.upper().display(),
         hp.work().display()
     );
-    cmd::run_args("mount", &["-t", "overlay", "overlay", "-o", &opts, &root.display().to_string()])?;
+    cmd::run_args(
+        "mount",
+        &[
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &opts,
+            &root.display().to_string(),
+        ],
+    )?;
     Ok(true)
 }
 
 /// The /etc/hosts every lab host gets: localhost and every lab host by name.
 pub fn etc_hosts(hosts: &[HostSpec]) -> String {
-    let mut s = String::from("# written by pgha lab\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut s = String::from(
+        "# written by pgha lab\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
     for h in hosts {
         s.push_str(&format!("{}\t{}\n", h.address, h.name));
     }
@@ -52,25 +64,45 @@ pub fn etc_hosts(hosts: &[HostSpec]) -> String {
 
 /// Writes what makes the host itself into its (mounted) root. Idempotent: unchanged files are not
 /// rewritten, an existing machine-id and host keys are kept.
-pub fn personalize(hp: &HostPaths, host: &HostSpec, all: &[HostSpec], public_key: &str) -> Result<()> {
+pub fn personalize(
+    hp: &HostPaths,
+    host: &HostSpec,
+    all: &[HostSpec],
+    public_key: &str,
+) -> Result<()> {
     let root = hp.rootfs();
-    write_atomic(&root.join("etc/hostname"), format!("{}\n", host.name).as_bytes(), 0o644)?;
+    write_atomic(
+        &root.join("etc/hostname"),
+        format!("{}\n", host.name).as_bytes(),
+        0o644,
+    )?;
     write_atomic(&root.join("etc/hosts"), etc_hosts(all).as_bytes(), 0o644)?;
     let mid = root.join("etc/machine-id");
-    if std::fs::read_to_string(&mid).map(|s| s.trim().len() != 32).unwrap_or(true) {
+    if std::fs::read_to_string(&mid)
+        .map(|s| s.trim().len() != 32)
+        .unwrap_or(true)
+    {
         write_atomic(&mid, format!("{}\n", random_hex16()?).as_bytes(), 0o444)?;
     }
     sshkeys::ensure_host_keys(&root)?;
-    write_atomic(&root.join("etc/ssh/sshd_config.d/pgha-lab.conf"), sshkeys::SSHD_DROP_IN.as_bytes(), 0o644)?;
+    write_atomic(
+        &root.join("etc/ssh/sshd_config.d/pgha-lab.conf"),
+        sshkeys::SSHD_DROP_IN.as_bytes(),
+        0o644,
+    )?;
     let (uid, gid) = user_ids(&root, "pgha").unwrap_or((0, 0));
-    for (home, uid, gid) in [(root.join("root"), 0, 0), (root.join("home/pgha"), uid, gid)] {
+    for (home, uid, gid) in [
+        (root.join("root"), 0, 0),
+        (root.join("home/pgha"), uid, gid),
+    ] {
         let dir = home.join(".ssh");
         std::fs::create_dir_all(&dir).map_err(LabError::io("creating", &dir))?;
         set_mode(&dir, 0o700)?;
         let ak = dir.join("authorized_keys");
         write_atomic(&ak, public_key.as_bytes(), 0o600)?;
         for p in [&dir, &ak] {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(LabError::io("chown", p.as_path()))?;
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+                .map_err(LabError::io("chown", p.as_path()))?;
         }
     }
     Ok(())
@@ -78,7 +110,8 @@ pub fn personalize(hp: &HostPaths, host: &HostSpec, all: &[HostSpec], public_key
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(LabError::io("chmod", p))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(LabError::io("chmod", p))
 }
 
 fn random_hex16() -> Result<String> {
@@ -95,7 +128,8 @@ fn user_ids(root: &Path, user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user) && f.len() > 3).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        (f.first() == Some(&user) && f.len() > 3)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
     })
 }
 
@@ -113,8 +147,14 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     // A container whose nspawn was killed from outside keeps running: end it first.
     stop(hp, name)?;
     let log_path = hp.console();
-    let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(LabError::io("opening", &log_path))?;
-    let err = log.try_clone().map_err(LabError::io("opening", &log_path))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(LabError::io("opening", &log_path))?;
+    let err = log
+        .try_clone()
+        .map_err(LabError::io("opening", &log_path))?;
     let args = [
         "--quiet".to_string(),
         "-D".into(),
@@ -128,7 +168,10 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         "--console=read-only".into(),
     ];
     let mut c = cmd::command("systemd-nspawn", &args);
-    c.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
+    c.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0);
     let cg = cgroup::create(name, &hp.cgroup_scratch())?;
     if let Some(cg) = &cg {
         let fds: Vec<i32> = cg.procs.iter().map(|f| f.as_raw_fd()).collect();
@@ -147,11 +190,24 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         }
     }
     let text = cmd::describe(&c);
-    let child = c.spawn().map_err(|source| LabError::Spawn { command: text, source })?;
+    let child = c.spawn().map_err(|source| LabError::Spawn {
+        command: text,
+        source,
+    })?;
     let pid = child.id() as i32;
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
-    let started_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut rec = MachineRecord { pid, start_ticks, started_at, init: None, cgroup: None, cgroup_v2_mirror: None };
+    let started_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut rec = MachineRecord {
+        pid,
+        start_ticks,
+        started_at,
+        init: None,
+        cgroup: None,
+        cgroup_v2_mirror: None,
+    };
     if let Some(cg) = cg {
         rec.cgroup = Some(cg.dir);
         rec.cgroup_v2_mirror = cg.v2_mirror;
@@ -161,7 +217,10 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && procfs::is_alive(&rec) {
         if let Some(init) = procfs::container_init(pid) {
-            rec.init = procfs::start_ticks(init).map(|t| ProcessId { pid: init, start_ticks: t });
+            rec.init = procfs::start_ticks(init).map(|t| ProcessId {
+                pid: init,
+                start_ticks: t,
+            });
             rec.save(&hp.machine())?;
             break;
         }
@@ -179,8 +238,12 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
         return Ok(false);
     };
     let nspawn_alive = procfs::is_alive(&rec);
-    let init = if nspawn_alive { procfs::container_init(rec.pid) } else { None }
-        .or_else(|| rec.init.filter(|i| procfs::is_alive_id(*i)).map(|i| i.pid));
+    let init = if nspawn_alive {
+        procfs::container_init(rec.pid)
+    } else {
+        None
+    }
+    .or_else(|| rec.init.filter(|i| procfs::is_alive_id(*i)).map(|i| i.pid));
     if !nspawn_alive && init.is_none() {
         if let Some(dir) = &rec.cgroup {
             cgroup::remove(dir, rec.cgroup_v2_mirror.as_deref(), &hp.cgroup_scratch())?;
@@ -211,7 +274,10 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
             if nspawn_alive {
                 pids.push(rec.pid);
             }
-            return Err(LabError::StillRunning { host: name.to_string(), pids });
+            return Err(LabError::StillRunning {
+                host: name.to_string(),
+                pids,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -225,7 +291,9 @@ pub fn stop(hp: &HostPaths, name: &str) -> Result<bool> {
 /// Whether a running host's init is in the network namespace now named for it.
 pub fn in_own_netns(hp: &HostPaths, name: &str) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Some(init) = running(hp).and_then(|r| procfs::container_init(r.pid)) else { return true };
+    let Some(init) = running(hp).and_then(|r| procfs::container_init(r.pid)) else {
+        return true;
+    };
     let ours = std::fs::metadata(format!("/proc/{init}/ns/net")).map(|m| m.ino());
     let named = std::fs::metadata(net::netns_path(name)).map(|m| m.ino());
     matches!((ours, named), (Ok(a), Ok(b)) if a == b)
@@ -233,13 +301,16 @@ pub fn in_own_netns(hp: &HostPaths, name: &str) -> bool {
 
 /// Processes of a running host (everything in its PID namespace).
 pub fn processes(rec: &MachineRecord) -> Vec<i32> {
-    procfs::container_init(rec.pid).and_then(procfs::pid_ns).map(|ns| procfs::pids_in_ns(&ns)).unwrap_or_default()
+    procfs::container_init(rec.pid)
+        .and_then(procfs::pid_ns)
+        .map(|ns| procfs::pids_in_ns(&ns))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::topology::{default_hosts, Subnet, DEFAULT_SUBNET};
+    use crate::lab::topology::{DEFAULT_SUBNET, Subnet, default_hosts};
 
     #[test]
     fn hosts_file_names_every_host() {
@@ -253,7 +324,11 @@ mod tests {
     fn finds_user_ids() {
         let d = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(d.path().join("etc")).expect("mkdir");
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\npgha:x:1000:1001::/home/pgha:/bin/bash\n").expect("write");
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\npgha:x:1000:1001::/home/pgha:/bin/bash\n",
+        )
+        .expect("write");
         assert_eq!(user_ids(d.path(), "pgha"), Some((1000, 1001)));
         assert_eq!(user_ids(d.path(), "nobody"), None);
     }

@@ -55,7 +55,9 @@ pub fn netns_dir_mounted() -> bool {
 
 /// Undoes the mount `ip netns add` made on [`NETNS_DIR`], if no namespace is left in it.
 pub fn release_netns_dir() -> Result<()> {
-    let empty = std::fs::read_dir(NETNS_DIR).map(|mut rd| rd.next().is_none()).unwrap_or(false);
+    let empty = std::fs::read_dir(NETNS_DIR)
+        .map(|mut rd| rd.next().is_none())
+        .unwrap_or(false);
     if empty && netns_dir_mounted() {
         run_args("umount", &[NETNS_DIR])?;
     }
@@ -84,8 +86,15 @@ pub fn check_subnet_free(subnet: Subnet, bridge: &str) -> Result<()> {
         if let Ok(net) = dst.parse::<Subnet>()
             && net.overlaps(subnet)
         {
-            let table = r.get("table").and_then(|v| v.as_str()).map(|t| format!(" table {t}")).unwrap_or_default();
-            return Err(LabError::SubnetCollision { subnet: subnet.to_string(), route: format!("{dst} dev {dev}{table}") });
+            let table = r
+                .get("table")
+                .and_then(|v| v.as_str())
+                .map(|t| format!(" table {t}"))
+                .unwrap_or_default();
+            return Err(LabError::SubnetCollision {
+                subnet: subnet.to_string(),
+                route: format!("{dst} dev {dev}{table}"),
+            });
         }
     }
     Ok(())
@@ -108,7 +117,12 @@ pub fn ensure_bridge(bridge: &str, subnet: Subnet) -> Result<bool> {
 
 /// Creates a host's namespace and veth and sets its address, or checks them. Returns whether it
 /// created anything. Brings the host's link up (so it also heals a partition).
-pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &str) -> Result<bool> {
+pub fn ensure_host_net(
+    host: &str,
+    address: Ipv4Addr,
+    subnet: Subnet,
+    bridge: &str,
+) -> Result<bool> {
     let ns = netns_name(host);
     let veth = veth_name(host);
     let mut created = false;
@@ -122,7 +136,12 @@ pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &s
         run_args("ip", &["link", "del", &veth])?;
     }
     if !link_exists(&veth) {
-        run_args("ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        run_args(
+            "ip",
+            &[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
         created = true;
     }
     run_args("ip", &["link", "set", &veth, "master", bridge])?;

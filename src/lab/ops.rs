@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use super::error::{LabError, Result};
 use super::inventory::{self, Login};
 use super::paths::LabPaths;
-use super::state::{LabState, BRIDGE};
-use super::topology::{default_hosts, HostSpec, Release, Subnet, DEFAULT_SUBNET};
-use super::{base, cmd, fsutil, machine, mirror, net, preflight, procfs, sshkeys, Progress};
+use super::state::{BRIDGE, LabState};
+use super::topology::{DEFAULT_SUBNET, HostSpec, Release, Subnet, default_hosts};
+use super::{Progress, base, cmd, fsutil, machine, mirror, net, preflight, procfs, sshkeys};
 
 /// How long a host may take from boot to an answering sshd.
 const SSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,7 +49,9 @@ pub struct UpReport {
 }
 
 fn require_state(paths: &LabPaths) -> Result<LabState> {
-    LabState::load(&paths.state())?.ok_or_else(|| LabError::NoLab { path: paths.state() })
+    LabState::load(&paths.state())?.ok_or_else(|| LabError::NoLab {
+        path: paths.state(),
+    })
 }
 
 /// Settles the lab's settings: those on disk if a lab exists (refusing different ones), else the
@@ -57,10 +59,18 @@ fn require_state(paths: &LabPaths) -> Result<LabState> {
 fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> {
     if let Some(s) = LabState::load(&paths.state())? {
         if let Some(r) = opts.release.filter(|r| *r != s.release) {
-            return Err(LabError::SettingsDiffer { what: "release", current: s.release.to_string(), requested: r.to_string() });
+            return Err(LabError::SettingsDiffer {
+                what: "release",
+                current: s.release.to_string(),
+                requested: r.to_string(),
+            });
         }
         if let Some(n) = opts.subnet.filter(|n| n.to_string() != s.subnet) {
-            return Err(LabError::SettingsDiffer { what: "subnet", current: s.subnet.clone(), requested: n.to_string() });
+            return Err(LabError::SettingsDiffer {
+                what: "subnet",
+                current: s.subnet.clone(),
+                requested: n.to_string(),
+            });
         }
         return Ok((s, false));
     }
@@ -98,7 +108,9 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     }
     let mirror = match (&opts.mirror, need_base) {
         (Some(m), _) => Some(m.clone()),
-        (None, true) => Some(mirror::from_apt_config(Path::new("/etc/apt")).ok_or(LabError::NoMirror)?),
+        (None, true) => {
+            Some(mirror::from_apt_config(Path::new("/etc/apt")).ok_or(LabError::NoMirror)?)
+        }
         (None, false) => None,
     };
     // Everything is checked: from here on, record first, then create.
@@ -110,13 +122,16 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     let mut built_base = false;
     if need_base {
         let m = mirror.as_deref().unwrap_or_default();
-        progress(&format!("lab: building base image {release} (first time, about 1-2 min) from {m}"));
+        progress(&format!(
+            "lab: building base image {release} (first time, about 1-2 min) from {m}"
+        ));
         built_base = base::ensure_base(paths, release, m, progress)?;
     }
     if sshkeys::ensure_lab_key(paths)? {
         changed.push("lab key pair".to_string());
     }
-    let public_key = std::fs::read_to_string(paths.public_key()).map_err(LabError::io("reading", paths.public_key()))?;
+    let public_key = std::fs::read_to_string(paths.public_key())
+        .map_err(LabError::io("reading", paths.public_key()))?;
     if net::ensure_bridge(&state.bridge, subnet)? {
         changed.push(format!("bridge {}", state.bridge));
     }
@@ -134,10 +149,17 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
         // A machine still running in a namespace that was deleted (and so replaced) above has no
         // network: power it off; it boots again below.
         if machine::running(&hp).is_some() && !machine::in_own_netns(&hp, &h.name) {
-            progress(&format!("lab: {} lost its network namespace; restarting it", h.name));
+            progress(&format!(
+                "lab: {} lost its network namespace; restarting it",
+                h.name
+            ));
             machine::stop(&hp, &h.name)?;
         }
-        known.push_str(&sshkeys::known_hosts_lines(&hp.rootfs(), &h.name, h.address)?);
+        known.push_str(&sshkeys::known_hosts_lines(
+            &hp.rootfs(),
+            &h.name,
+            h.address,
+        )?);
     }
     if sshkeys::write_known_hosts(paths, &known)? {
         changed.push("known_hosts".to_string());
@@ -156,7 +178,13 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     if inventory::write(&opts.inventory, &text)? {
         changed.push(format!("inventory {}", opts.inventory.display()));
     }
-    Ok(UpReport { built_base, booted, changed, inventory: opts.inventory.clone(), elapsed: t0.elapsed() })
+    Ok(UpReport {
+        built_base,
+        booted,
+        changed,
+        inventory: opts.inventory.clone(),
+        elapsed: t0.elapsed(),
+    })
 }
 
 /// Before a new lab is made: its bridge and namespaces must not exist yet (another lab
@@ -176,7 +204,10 @@ fn refuse_foreign_network(paths: &LabPaths, state: &LabState) -> Result<()> {
     }
     match found.is_empty() {
         true => Ok(()),
-        false => Err(LabError::ForeignNetwork { what: found.join(", "), state: paths.state() }),
+        false => Err(LabError::ForeignNetwork {
+            what: found.join(", "),
+            state: paths.state(),
+        }),
     }
 }
 
@@ -189,7 +220,17 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
                 let hp = paths.host(&h.name);
                 s.spawn(move || {
                     let alive = || machine::running(&hp).is_some();
-                    (h.name.clone(), sshkeys::wait_for_ssh(paths, &h.name, h.address, SSH_TIMEOUT, &hp.console(), &alive))
+                    (
+                        h.name.clone(),
+                        sshkeys::wait_for_ssh(
+                            paths,
+                            &h.name,
+                            h.address,
+                            SSH_TIMEOUT,
+                            &hp.console(),
+                            &alive,
+                        ),
+                    )
                 })
             })
             .collect();
@@ -203,7 +244,11 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
             progress(&format!("lab: warning: {name} is {state}"));
         }
     }
-    progress(&format!("lab: all {} hosts booted, sshd answers ({:.1} s)", hosts.len(), slowest.as_secs_f64()));
+    progress(&format!(
+        "lab: all {} hosts booted, sshd answers ({:.1} s)",
+        hosts.len(),
+        slowest.as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -215,7 +260,10 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     let state = LabState::load(&paths.state())?;
     // Network objects have global names: only touch those this lab directory shows it made
     // (its state file, or a host directory).
-    let mut names: Vec<String> = state.as_ref().map(|s| s.hosts.iter().map(|h| h.name.clone()).collect()).unwrap_or_default();
+    let mut names: Vec<String> = state
+        .as_ref()
+        .map(|s| s.hosts.iter().map(|h| h.name.clone()).collect())
+        .unwrap_or_default();
     if let Ok(rd) = std::fs::read_dir(paths.hosts()) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -241,7 +289,9 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     }
     for f in [paths.state(), paths.known_hosts()] {
         match std::fs::remove_file(&f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(LabError::io("removing", f)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LabError::io("removing", f)(e));
+            }
             _ => {}
         }
     }
@@ -277,7 +327,10 @@ pub struct HostStatus {
 pub fn status(paths: &LabPaths) -> Result<Vec<HostStatus>> {
     preflight::require_root()?;
     let state = require_state(paths)?;
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     Ok(std::thread::scope(|s| {
         let handles: Vec<_> = state
             .hosts
@@ -287,8 +340,14 @@ pub fn status(paths: &LabPaths) -> Result<Vec<HostStatus>> {
                     let rec = machine::running(&paths.host(&h.name));
                     let pids = rec.as_ref().map(machine::processes).unwrap_or_default();
                     let ssh = rec.is_some()
-                        && cmd::output(sshkeys::ssh_command(paths, "root", h.address, false, &["true".into()]))
-                            .is_ok_and(|o| o.status.success());
+                        && cmd::output(sshkeys::ssh_command(
+                            paths,
+                            "root",
+                            h.address,
+                            false,
+                            &["true".into()],
+                        ))
+                        .is_ok_and(|o| o.status.success());
                     let state = match rec {
                         None => "stopped",
                         Some(_) if !net::link_exists(&net::veth_name(&h.name)) => "no-network",
@@ -329,7 +388,8 @@ pub fn start(paths: &LabPaths, host: &str, progress: Progress) -> Result<bool> {
     let h = state.host(host)?;
     let subnet = state.subnet()?;
     let hp = paths.host(&h.name);
-    let public_key = std::fs::read_to_string(paths.public_key()).map_err(LabError::io("reading", paths.public_key()))?;
+    let public_key = std::fs::read_to_string(paths.public_key())
+        .map_err(LabError::io("reading", paths.public_key()))?;
     net::ensure_bridge(&state.bridge, subnet)?;
     machine::ensure_root(&hp, &paths.base(state.release.as_str()))?;
     machine::personalize(&hp, h, &state.hosts, &public_key)?;
@@ -357,10 +417,19 @@ pub fn heal(paths: &LabPaths, host: &str) -> Result<()> {
 
 /// Runs ssh to a host with the terminal attached; returns ssh's exit status (the remote
 /// command's, or 255 for ssh's own failures).
-pub fn ssh(paths: &LabPaths, host: &str, user: &str, remote: &[String], tty: bool) -> Result<ExitStatus> {
+pub fn ssh(
+    paths: &LabPaths,
+    host: &str,
+    user: &str,
+    remote: &[String],
+    tty: bool,
+) -> Result<ExitStatus> {
     let state = require_state(paths)?;
     let h = state.host(host)?;
     let mut c = sshkeys::ssh_command(paths, user, h.address, tty, remote);
     let text = cmd::describe(&c);
-    c.status().map_err(|source| LabError::Spawn { command: text, source })
+    c.status().map_err(|source| LabError::Spawn {
+        command: text,
+        source,
+    })
 }

@@ -31,7 +31,10 @@ impl LabPaths {
 
     /// The tree under `PGHA_LAB_DIR`, or [`DEFAULT_ROOT`].
     pub fn from_env() -> Self {
-        Self::new(std::env::var_os("PGHA_LAB_DIR").map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from))
+        Self::new(
+            std::env::var_os("PGHA_LAB_DIR")
+                .map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from),
+        )
     }
 
     /// The lab directory itself.
@@ -87,7 +90,9 @@ impl LabPaths {
 
     /// One host's directory.
     pub fn host(&self, name: &str) -> HostPaths {
-        HostPaths { dir: self.hosts().join(name) }
+        HostPaths {
+            dir: self.hosts().join(name),
+        }
     }
 }
 

@@ -39,7 +39,11 @@ pub fn require_tools() -> Result<()> {
 pub fn require_disk(dir: &Path, need_mib: u64) -> Result<()> {
     let free = free_mib(dir)?;
     if free < need_mib {
-        return Err(LabError::NotEnoughDisk { path: dir.to_path_buf(), free_mib: free, need_mib });
+        return Err(LabError::NotEnoughDisk {
+            path: dir.to_path_buf(),
+            free_mib: free,
+            need_mib,
+        });
     }
     Ok(())
 }

@@ -16,7 +16,10 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
 
 /// Whether the systemd-nspawn a record describes is still that process (not a reused PID) and alive.
 pub fn is_alive(rec: &MachineRecord) -> bool {
-    is_alive_id(ProcessId { pid: rec.pid, start_ticks: rec.start_ticks })
+    is_alive_id(ProcessId {
+        pid: rec.pid,
+        start_ticks: rec.start_ticks,
+    })
 }
 
 /// Whether a process is still that process (not a reused PID) and not a zombie.
@@ -27,25 +30,34 @@ pub fn is_alive_id(id: ProcessId) -> bool {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 /// The PID namespace inode of a process (`pid:[4026532…]`).
 pub fn pid_ns(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().map(|p| p.to_string_lossy().into_owned())
+    std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Every PID in /proc.
 pub fn all_pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn status_field(pid: i32, key: &str) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    s.lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
 }
 
 /// The container's init: a child of systemd-nspawn that is PID 1 in a PID namespace of its own.
@@ -60,7 +72,10 @@ pub fn container_init(nspawn_pid: i32) -> Option<i32> {
 
 /// Every process whose PID namespace is `ns`.
 pub fn pids_in_ns(ns: &str) -> Vec<i32> {
-    all_pids().into_iter().filter(|&p| pid_ns(p).as_deref() == Some(ns)).collect()
+    all_pids()
+        .into_iter()
+        .filter(|&p| pid_ns(p).as_deref() == Some(ns))
+        .collect()
 }
 
 /// Sends SIGKILL to one PID.
@@ -85,7 +100,12 @@ pub fn pss_kib(pids: &[i32]) -> u64 {
 
 /// Seconds since boot.
 pub fn uptime_secs() -> Option<f64> {
-    std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Clock ticks per second.

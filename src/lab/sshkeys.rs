@@ -23,7 +23,10 @@ pub fn ensure_lab_key(paths: &LabPaths) -> Result<bool> {
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(paths.public_key());
     let mut args: Vec<std::ffi::OsString> =
-        ["-q", "-t", "ed25519", "-N", "", "-C", "pgha-lab", "-f"].iter().map(Into::into).collect();
+        ["-q", "-t", "ed25519", "-N", "", "-C", "pgha-lab", "-f"]
+            .iter()
+            .map(Into::into)
+            .collect();
     args.push(key.into_os_string());
     run_args("ssh-keygen", &args)?;
     Ok(true)
@@ -48,7 +51,10 @@ pub fn ensure_host_keys(rootfs: &Path) -> Result<bool> {
         }
         let _ = std::fs::remove_file(&key);
         let mut args: Vec<std::ffi::OsString> =
-            ["-q", "-t", kind, "-N", "", "-C", "root@pgha-lab", "-f"].iter().map(Into::into).collect();
+            ["-q", "-t", kind, "-N", "", "-C", "root@pgha-lab", "-f"]
+                .iter()
+                .map(Into::into)
+                .collect();
         args.push(key.into_os_string());
         run_args("ssh-keygen", &args)?;
         made = true;
@@ -61,7 +67,9 @@ pub fn known_hosts_lines(rootfs: &Path, name: &str, address: Ipv4Addr) -> Result
     let mut out = String::new();
     for kind in HOST_KEY_TYPES {
         let p = rootfs.join(format!("etc/ssh/ssh_host_{kind}_key.pub"));
-        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
         let mut w = text.split_whitespace();
         if let (Some(t), Some(k)) = (w.next(), w.next()) {
             out.push_str(&format!("{name},{address} {t} {k}\n"));
@@ -82,7 +90,10 @@ pub fn ssh_options(paths: &LabPaths) -> Vec<String> {
     let mut v = vec!["-i".to_string(), paths.key().display().to_string()];
     v.extend(o("IdentitiesOnly=yes".into()));
     v.extend(o("StrictHostKeyChecking=yes".into()));
-    v.extend(o(format!("UserKnownHostsFile={}", paths.known_hosts().display())));
+    v.extend(o(format!(
+        "UserKnownHostsFile={}",
+        paths.known_hosts().display()
+    )));
     v.extend(o("GlobalKnownHostsFile=/dev/null".into()));
     v.extend(o("BatchMode=yes".into()));
     v.extend(o("ConnectTimeout=3".into()));
@@ -91,15 +102,36 @@ pub fn ssh_options(paths: &LabPaths) -> Vec<String> {
 }
 
 /// `ssh [options] USER@ADDRESS [COMMAND...]` as a command ready to run.
-pub fn ssh_command(paths: &LabPaths, user: &str, address: Ipv4Addr, tty: bool, remote: &[String]) -> Command {
+pub fn ssh_command(
+    paths: &LabPaths,
+    user: &str,
+    address: Ipv4Addr,
+    tty: bool,
+    remote: &[String],
+) -> Command {
     let mut args = ssh_options(paths);
     if tty {
         args.push("-t".into());
     }
     args.push(format!("{user}@{address}"));
-    if !remote.is_empty() {
-        args.push("--".into());
-        args.extend(remote.iter().cloned());
+    // One word is a shell command line (as with `ssh host 'cmd'`); several words are an argv,
+    // each quoted so that the remote shell sees them unchanged.
+    match remote {
+        [] => {}
+        [line] => {
+            args.push("--".into());
+            args.push(line.clone());
+        }
+        words => {
+            args.push("--".into());
+            args.push(
+                words
+                    .iter()
+                    .map(|w| crate::transport::cmd::quote(w))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
     }
     cmd::command("ssh", &args)
 }
@@ -118,25 +150,60 @@ pub fn wait_for_ssh(
     alive: &dyn Fn() -> bool,
 ) -> Result<(Duration, String)> {
     let start = Instant::now();
-    let wait = format!("timeout {} systemctl is-system-running --wait", timeout.as_secs());
+    let wait = format!(
+        "timeout {} systemctl is-system-running --wait",
+        timeout.as_secs()
+    );
     loop {
-        let out = cmd::output(ssh_command(paths, "root", address, false, std::slice::from_ref(&wait)))?;
+        let out = cmd::output(ssh_command(
+            paths,
+            "root",
+            address,
+            false,
+            std::slice::from_ref(&wait),
+        ))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.code() != Some(255) && (state == "running" || state == "degraded") {
             let state = if state == "degraded" {
-                let failed = cmd::output(ssh_command(paths, "root", address, false, &["systemctl --failed --plain --no-legend".to_string()]))?;
-                format!("degraded ({})", String::from_utf8_lossy(&failed.stdout).split_whitespace().filter(|w| w.contains('.')).collect::<Vec<_>>().join(" "))
+                let failed = cmd::output(ssh_command(
+                    paths,
+                    "root",
+                    address,
+                    false,
+                    &["systemctl --failed --plain --no-legend".to_string()],
+                ))?;
+                format!(
+                    "degraded ({})",
+                    String::from_utf8_lossy(&failed.stdout)
+                        .split_whitespace()
+                        .filter(|w| w.contains('.'))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
             } else {
                 state
             };
             return Ok((start.elapsed(), state));
         }
-        let last = if state.is_empty() { String::from_utf8_lossy(&out.stderr).trim().to_string() } else { format!("systemd is {state}") };
+        let last = if state.is_empty() {
+            String::from_utf8_lossy(&out.stderr).trim().to_string()
+        } else {
+            format!("systemd is {state}")
+        };
         if !alive() {
-            return Err(LabError::MachineDied { host: host.to_string(), log: log.to_path_buf() });
+            return Err(LabError::MachineDied {
+                host: host.to_string(),
+                log: log.to_path_buf(),
+            });
         }
         if start.elapsed() > timeout {
-            return Err(LabError::Timeout { host: host.to_string(), what: "sshd", secs: timeout.as_secs(), detail: last, log: log.to_path_buf() });
+            return Err(LabError::Timeout {
+                host: host.to_string(),
+                what: "sshd",
+                secs: timeout.as_secs(),
+                detail: last,
+                log: log.to_path_buf(),
+            });
         }
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -39,16 +39,29 @@ impl LabState {
 
     /// Looks a host up by name.
     pub fn host(&self, name: &str) -> Result<&HostSpec> {
-        self.hosts.iter().find(|h| h.name == name).ok_or_else(|| LabError::UnknownHost {
-            name: name.to_string(),
-            known: self.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| LabError::UnknownHost {
+                name: name.to_string(),
+                known: self
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Reads the state file; `None` when there is none.
     pub fn load(path: &Path) -> Result<Option<LabState>> {
         match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| LabError::BadState { path: path.into(), source }),
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|source| LabError::BadState {
+                    path: path.into(),
+                    source,
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LabError::io("reading", path)(e)),
         }
@@ -56,7 +69,10 @@ impl LabState {
 
     /// Writes the state file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| LabError::BadState { path: path.into(), source })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|source| LabError::BadState {
+            path: path.into(),
+            source,
+        })?;
         write_atomic(path, &json, 0o644).map(|_| ())
     }
 }
@@ -95,12 +111,17 @@ impl MachineRecord {
     /// Reads a host's record; `None` when there is none or it is unreadable (a crash mid-write
     /// cannot happen: it is written atomically).
     pub fn load(path: &Path) -> Option<MachineRecord> {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
     }
 
     /// Writes it atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec(self).map_err(|source| LabError::BadState { path: path.into(), source })?;
+        let json = serde_json::to_vec(self).map_err(|source| LabError::BadState {
+            path: path.into(),
+            source,
+        })?;
         write_atomic(path, &json, 0o644).map(|_| ())
     }
 }

@@ -41,8 +41,17 @@ impl Release {
     pub fn cluster_packages(self) -> Vec<String> {
         let mut v = vec![format!("postgresql-{}", self.postgres_major())];
         v.extend(
-            ["postgresql-client", "patroni", "etcd-server", "etcd-client", "haproxy", "pgbouncer", "curl", "openssl"]
-                .map(String::from),
+            [
+                "postgresql-client",
+                "patroni",
+                "etcd-server",
+                "etcd-client",
+                "haproxy",
+                "pgbouncer",
+                "curl",
+                "openssl",
+            ]
+            .map(String::from),
         );
         v
     }
@@ -97,7 +106,11 @@ impl Subnet {
     }
 
     fn mask(prefix: u8) -> u32 {
-        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        }
     }
 
     /// Whether two networks share any address.
@@ -112,10 +125,15 @@ impl FromStr for Subnet {
     type Err = LabError;
     /// Parses `a.b.c.d/len` (a bare address counts as /32).
     fn from_str(s: &str) -> Result<Self, LabError> {
-        let bad = |why: &str| LabError::BadSubnet { value: s.to_string(), why: why.to_string() };
+        let bad = |why: &str| LabError::BadSubnet {
+            value: s.to_string(),
+            why: why.to_string(),
+        };
         let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix: u8 = len.parse().map_err(|_| bad("prefix length is not a number"))?;
+        let prefix: u8 = len
+            .parse()
+            .map_err(|_| bad("prefix length is not a number"))?;
         if prefix > 32 {
             return Err(bad("prefix length above 32"));
         }
@@ -129,13 +147,24 @@ impl Subnet {
     /// as its network address.
     pub fn parse_lab(s: &str) -> Result<Self, LabError> {
         let net: Subnet = s.parse()?;
-        let bad = |why: &str| LabError::BadSubnet { value: s.to_string(), why: why.to_string() };
+        let bad = |why: &str| LabError::BadSubnet {
+            value: s.to_string(),
+            why: why.to_string(),
+        };
         if !(8..=26).contains(&net.prefix) {
             return Err(bad("the prefix must be between /8 and /26"));
         }
-        let given: Ipv4Addr = s.split('/').next().unwrap_or(s).parse().map_err(|_| bad("not an IPv4 address"))?;
+        let given: Ipv4Addr = s
+            .split('/')
+            .next()
+            .unwrap_or(s)
+            .parse()
+            .map_err(|_| bad("not an IPv4 address"))?;
         if given != net.network {
-            return Err(bad(&format!("host bits are set; the network is {}/{}", net.network, net.prefix)));
+            return Err(bad(&format!(
+                "host bits are set; the network is {}/{}",
+                net.network, net.prefix
+            )));
         }
         Ok(net)
     }

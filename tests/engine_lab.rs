@@ -1,0 +1,208 @@
+//! The engine on the real lab (root, `PGHA_LAB_TESTS=1`): the sample playbook applied to the
+//! eight lab hosts over real SSH — first run changes, second run reports `changed=0` in one
+//! round trip per host, with both transports and with a non-root user through sudo; check
+//! mode changes nothing and shows a diff; an unreachable host is named and the others go on.
+#![allow(clippy::disallowed_methods)] // runs the real binary
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const HOSTS: [&str; 8] = [
+    "node1",
+    "node2",
+    "node3",
+    "etcd1",
+    "etcd2",
+    "etcd3",
+    "haproxy",
+    "pgbouncer",
+];
+
+fn gated() -> bool {
+    if std::env::var("PGHA_LAB_TESTS").as_deref() != Ok("1") {
+        eprintln!("engine lab test not run: set PGHA_LAB_TESTS=1 (as root) to run it");
+        return false;
+    }
+    true
+}
+
+fn pgha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .expect("pgha runs")
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let out = pgha(args);
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "pgha {} failed ({}):\n{o}\n{e}",
+        args.join(" "),
+        out.status
+    );
+    (o, e)
+}
+
+/// `(ok, changed, failed)` from the `total:` line.
+fn total(stdout: &str) -> (u32, u32, u32) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("total: "))
+        .unwrap_or_else(|| panic!("no total line in {stdout}"));
+    let num = |k: &str| {
+        line.split(&format!("{k}="))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    (num("ok"), num("changed"), num("failed"))
+}
+
+/// Round trips per host from the recap.
+fn round_trips(stderr: &str) -> Vec<(String, u32)> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("round-trips="))
+        .map(|l| {
+            let host = l.split_whitespace().next().unwrap_or("").to_string();
+            let n = l
+                .split("round-trips=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(u32::MAX);
+            (host, n)
+        })
+        .collect()
+}
+
+#[test]
+fn sample_playbook_on_the_lab() {
+    if !gated() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let root_inv = dir.join("engine-lab-root.yaml").display().to_string();
+    let sudo_inv = dir.join("engine-lab-pgha.yaml").display().to_string();
+    ok(&["lab", "up", "--inventory", &root_inv]);
+    ok(&["lab", "up", "--inventory", &sudo_inv, "--login", "pgha"]);
+    for h in HOSTS {
+        ok(&["lab", "ssh", h, "--", "rm", "-rf", "/etc/pgha-sample"]);
+    }
+
+    // First run: everything is created.
+    let (o, e) = ok(&["run", &root_inv, "sample"]);
+    let (_, changed, failed) = total(&o);
+    assert_eq!(failed, 0, "{e}");
+    assert!(changed >= 8 * 6, "every host gets its files: {o}\n{e}");
+    let (content, _) = ok(&[
+        "lab",
+        "ssh",
+        "etcd2",
+        "--",
+        "cat",
+        "/etc/pgha-sample/host.conf",
+    ]);
+    assert!(
+        content.contains("name = etcd2") && content.contains("dc = dc1"),
+        "{content}"
+    );
+    let (mode, _) = ok(&[
+        "lab",
+        "ssh",
+        "etcd2",
+        "--",
+        "stat",
+        "-c",
+        "%a %U",
+        "/etc/pgha-sample/private.key",
+    ]);
+    assert_eq!(mode.trim(), "600 root");
+
+    // Second run: nothing changes, one round trip per host.
+    for transport in ["openssh", "russh"] {
+        let (o, e) = ok(&["run", &root_inv, "sample", "--transport", transport]);
+        assert_eq!(
+            total(&o).1,
+            0,
+            "{transport}: second run changed something:\n{e}"
+        );
+        let trips = round_trips(&e);
+        assert_eq!(trips.len(), 8, "{e}");
+        for (host, n) in trips {
+            assert_eq!(n, 1, "{transport}: {host} took {n} round trips");
+        }
+    }
+
+    // A non-root login with become (sudo -n) sees the same converged state.
+    let (o, e) = ok(&["run", &sudo_inv, "sample"]);
+    assert_eq!(total(&o), (64, 0, 0), "{e}");
+
+    // Check mode: shows the drift and its diff, changes nothing.
+    ok(&[
+        "lab",
+        "ssh",
+        "node2",
+        "--",
+        "sh",
+        "-c",
+        "echo drift > /etc/pgha-sample/cluster.conf",
+    ]);
+    let (o, e) = ok(&[
+        "run", &root_inv, "sample", "--check", "--diff", "--limit", "node2",
+    ]);
+    assert!(total(&o).1 >= 1, "{e}");
+    assert!(
+        e.contains("-drift") && e.contains("+cluster = pgha-lab"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("not really a key"),
+        "secret content never shown: {e}"
+    );
+    let (after, _) = ok(&[
+        "lab",
+        "ssh",
+        "node2",
+        "--",
+        "cat",
+        "/etc/pgha-sample/cluster.conf",
+    ]);
+    assert_eq!(after.trim(), "drift", "check mode changed the file");
+
+    // An unreachable host is named; the others converge; after healing, a re-run converges.
+    ok(&["lab", "partition", "etcd3"]);
+    let out = pgha(&["run", &root_inv, "sample"]);
+    ok(&["lab", "heal", "etcd3"]);
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
+    assert!(e.contains("etcd3") && e.contains("cannot connect"), "{e}");
+    assert!(e.contains("UNREACHABLE"), "{e}");
+    let (after, _) = ok(&[
+        "lab",
+        "ssh",
+        "node2",
+        "--",
+        "cat",
+        "/etc/pgha-sample/cluster.conf",
+    ]);
+    assert_eq!(
+        after.trim(),
+        "cluster = pgha-lab",
+        "the other hosts were converged"
+    );
+    let (o, e) = ok(&["run", &root_inv, "sample"]);
+    assert_eq!(total(&o).2, 0, "{e}");
+    let (o, e) = ok(&["run", &root_inv, "sample"]);
+    assert_eq!(total(&o).1, 0, "{e}");
+}
