@@ -238,6 +238,38 @@ async fn conformance(kind: Kind) {
         assert!(h == &ha || h == &hb, "a reader saw a partial file: {h}");
     }
 
+    // A validated install: a failing check keeps the old file; a passing one installs.
+    let before = std::fs::read(&target).expect("read");
+    let err = transport::install_checked(
+        t,
+        &target,
+        b"bad\n",
+        "root",
+        "root",
+        0o644,
+        &["grep".into(), "-q".into(), "good".into(), "{}".into()],
+    )
+    .await
+    .expect_err("validation fails");
+    assert!(err.to_string().contains("failed validation"), "{err}");
+    assert_eq!(
+        std::fs::read(&target).expect("read"),
+        before,
+        "the old file is kept"
+    );
+    transport::install_checked(
+        t,
+        &target,
+        b"good\n",
+        "root",
+        "root",
+        0o644,
+        &["grep".into(), "-q".into(), "good".into(), "{}".into()],
+    )
+    .await
+    .expect("validation passes");
+    assert_eq!(std::fs::read(&target).expect("read"), b"good\n");
+
     // Installing into a missing directory fails with the host named, and leaves nothing.
     let err = transport::install(
         t,

@@ -83,7 +83,24 @@ pub fn run(args: &RunArgs) -> u8 {
         verbose: args.remote.verbose,
         limit: limit(&args.remote.limit),
     };
-    execute(&inv, &pb, &BTreeMap::new(), &opts, &args.remote)
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let connector = SshConnector {
+        kind: args.remote.transport,
+        accept_new_host_keys: args.remote.accept_new_host_keys,
+    };
+    execute(
+        &rt,
+        &inv,
+        &pb,
+        &BTreeMap::new(),
+        &opts,
+        &args.remote,
+        &connector,
+    )
+    .1
 }
 
 /// `--limit` as a set (None when empty).
@@ -95,32 +112,31 @@ pub fn limit(l: &[String]) -> Option<std::collections::BTreeSet<String>> {
     }
 }
 
-/// Runs the engine with printing and Ctrl-C handling; returns the exit code.
-pub fn execute(
-    inv: &inventory::Inventory,
-    pb: &playbook::Playbook,
-    rendered: &BTreeMap<String, crate::modules::Rendered>,
-    opts: &Options,
-    remote: &RemoteArgs,
-) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// A runtime for commands that talk to hosts.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             report::error(format!("cannot start the async runtime: {e}"));
-            return exit::FAILED;
-        }
-    };
+            exit::FAILED
+        })
+}
+
+/// Runs the engine with printing and Ctrl-C handling; returns the recap and the exit code.
+pub fn execute(
+    rt: &tokio::runtime::Runtime,
+    inv: &inventory::Inventory,
+    pb: &playbook::Playbook,
+    inputs: &BTreeMap<String, engine::HostInput>,
+    opts: &Options,
+    remote: &RemoteArgs,
+    connector: &dyn engine::Connector,
+) -> (engine::Recap, u8) {
     let style = Style::detect(remote.json);
     let printer = Arc::new(Printer::new(style, remote.verbose));
     let cancel = Arc::new(AtomicBool::new(false));
-    let connector = SshConnector {
-        kind: remote.transport,
-        accept_new_host_keys: remote.accept_new_host_keys,
-    };
     let recap = rt.block_on(async {
         let flag = cancel.clone();
         tokio::spawn(async move {
@@ -131,9 +147,9 @@ pub fn execute(
         engine::run(
             inv,
             pb,
-            rendered,
+            inputs,
             opts,
-            &connector,
+            connector,
             printer.clone(),
             cancel.clone(),
         )
@@ -141,11 +157,12 @@ pub fn execute(
     });
     printer.finish();
     output::recap(style, &recap, remote.timings);
-    if recap.interrupted {
+    let code = if recap.interrupted {
         130
     } else if recap.success() {
         exit::OK
     } else {
         exit::FAILED
-    }
+    };
+    (recap, code)
 }

@@ -76,12 +76,51 @@ struct HostState {
     counts: Counts,
 }
 
-/// Runs `playbook`; `rendered` holds each host's rendered files (may be empty for hosts whose
+/// What the caller gives each host: its rendered files and extra variables (`vars` in
+/// playbooks).
+#[derive(Clone, Debug, Default)]
+pub struct HostInput {
+    /// Files by absolute path (tasks without `content` install these).
+    pub rendered: Rendered,
+    /// Extra variables, seen as `vars` by expressions.
+    pub vars: serde_json::Value,
+}
+
+/// Hands out connections opened earlier (so a command can read facts before running the
+/// engine without connecting twice); hosts without one are unreachable.
+pub struct PreOpened {
+    /// Connections by host name.
+    pub conns: BTreeMap<String, Conn>,
+    /// Why the others could not be reached.
+    pub errors: std::sync::Mutex<BTreeMap<String, TransportError>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for PreOpened {
+    async fn connect(&self, host: &Host) -> Result<Conn, TransportError> {
+        if let Some(c) = self.conns.get(host.name.as_str()) {
+            return Ok(c.clone());
+        }
+        let taken = self
+            .errors
+            .lock()
+            .ok()
+            .and_then(|mut e| e.remove(host.name.as_str()));
+        Err(taken.unwrap_or_else(|| TransportError::Unreachable {
+            host: host.name.to_string(),
+            target: host.address.to_string(),
+            detail: "no connection".into(),
+            hint: "check that the host is up and reachable over SSH".into(),
+        }))
+    }
+}
+
+/// Runs `playbook`; `inputs` holds each host's rendered files and vars (may be empty for hosts whose
 /// tasks use inline content); `cancel` stops the run between tasks (Ctrl-C).
 pub async fn run(
     inv: &Inventory,
     playbook: &Playbook,
-    rendered: &BTreeMap<String, Rendered>,
+    inputs: &BTreeMap<String, HostInput>,
     opts: &Options,
     connector: &dyn Connector,
     reporter: Arc<dyn Reporter>,
@@ -156,7 +195,7 @@ pub async fn run(
         }
     }
 
-    let empty = Rendered::new();
+    let empty = HostInput::default();
     for (pi, play) in playbook.plays.iter().enumerate() {
         if cancel.load(Ordering::SeqCst) {
             recap.interrupted = true;
@@ -183,13 +222,13 @@ pub async fn run(
         for chunk in hosts.chunks(batch) {
             let runs = chunk.iter().map(|h| {
                 let state = &states[h.name.as_str()];
-                let files = rendered.get(h.name.as_str()).unwrap_or(&empty);
+                let input = inputs.get(h.name.as_str()).unwrap_or(&empty);
                 let ctx = HostRun {
                     inv,
                     playbook,
                     play_index: pi,
                     host: h,
-                    rendered: files,
+                    input,
                     opts,
                     reporter: reporter.as_ref(),
                     cancel: &cancel,
@@ -236,7 +275,7 @@ struct HostRun<'a> {
     playbook: &'a Playbook,
     play_index: usize,
     host: &'a Host,
-    rendered: &'a Rendered,
+    input: &'a HostInput,
     opts: &'a Options,
     reporter: &'a dyn Reporter,
     cancel: &'a AtomicBool,
@@ -261,7 +300,7 @@ impl HostRun<'_> {
     /// Facts every task from this play on may need (paths expanded with empty facts).
     fn query(&self, from_play: usize, from_task: usize) -> Query {
         let env = vars::environment();
-        let ctx = vars::context(self.inv, self.host, &Facts::default());
+        let ctx = vars::context(self.inv, self.host, &self.input.vars, &Facts::default());
         let mut q = Query::default();
         for (pi, play) in self.playbook.plays.iter().enumerate().skip(from_play) {
             if !play
@@ -305,6 +344,7 @@ impl HostRun<'_> {
             let ctx = vars::context(
                 self.inv,
                 self.host,
+                &self.input.vars,
                 st.facts.as_ref().expect("facts gathered above"),
             );
             match vars::when(&env, &ctx, w) {
@@ -364,7 +404,7 @@ impl HostRun<'_> {
         });
         let env = vars::environment();
         let facts = st.facts.clone().unwrap_or_default();
-        let ctx = vars::context(self.inv, self.host, &facts);
+        let ctx = vars::context(self.inv, self.host, &self.input.vars, &facts);
         if let Some(w) = &task.when {
             match vars::when(&env, &ctx, w) {
                 Ok(true) => {}
@@ -393,7 +433,7 @@ impl HostRun<'_> {
             },
             None => None,
         };
-        let plan = match modules::plan(&spec, &facts, self.rendered, probed) {
+        let plan = match modules::plan(&spec, &facts, &self.input.rendered, probed) {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(e.to_string()),
         };

@@ -1,4 +1,5 @@
-//! Per-host variables for playbooks: `host`, `inventory` and `facts`, used to expand `{{ … }}`
+//! Per-host variables for playbooks: `host`, `inventory`, `facts` and `vars` (given by the
+//! command, e.g. the deploy's PostgreSQL version), used to expand `{{ … }}`
 //! in task arguments and to evaluate `when:` expressions (minijinja, strict undefined).
 
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -21,7 +22,7 @@ pub fn environment() -> Environment<'static> {
 }
 
 /// The variables a task of `host` sees.
-pub fn context(inv: &Inventory, host: &Host, facts: &Facts) -> Value {
+pub fn context(inv: &Inventory, host: &Host, vars: &serde_json::Value, facts: &Facts) -> Value {
     let roles: Vec<&str> = host.roles.iter().map(|r| r.as_str()).collect();
     minijinja::context! {
         host => minijinja::context! {
@@ -32,6 +33,7 @@ pub fn context(inv: &Inventory, host: &Host, facts: &Facts) -> Value {
         },
         inventory => Value::from(minijinja::value::Serde(inv)),
         facts => Value::from(minijinja::value::Serde(facts)),
+        vars => Value::from(minijinja::value::Serde(vars)),
     }
 }
 

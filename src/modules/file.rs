@@ -97,6 +97,7 @@ pub(super) fn plan(
             group: w.group,
             mode: w.mode,
             secret: w.secret,
+            validate: a.validate.clone().unwrap_or_default(),
         },
     }))
 }
@@ -107,9 +108,10 @@ pub(super) async fn apply(
     owner: &str,
     group: &str,
     mode: u32,
+    validate: &[String],
     t: &dyn Transport,
 ) -> Result<Applied, ModuleError> {
-    transport::install(t, path, content, owner, group, mode).await?;
+    transport::install_checked(t, path, content, owner, group, mode, validate).await?;
     let kind = FileKind::File {
         sha256: hex::encode(Sha256::digest(content)),
         mode,

@@ -59,6 +59,8 @@ pub enum Action {
         mode: u32,
         /// Secret (for diffs).
         secret: bool,
+        /// Validation argv (`{}` = the new file), empty for none.
+        validate: Vec<String>,
     },
     /// Create a directory or fix its owner and mode.
     Directory {
@@ -194,8 +196,9 @@ pub async fn apply(action: &Action, t: &dyn Transport) -> Result<Applied, Module
             owner,
             group,
             mode,
+            validate,
             ..
-        } => file::apply(path, content, owner, group, *mode, t).await,
+        } => file::apply(path, content, owner, group, *mode, validate, t).await,
         Action::Directory {
             path,
             owner,

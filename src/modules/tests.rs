@@ -70,6 +70,7 @@ fn file(content: &str, mode: u32) -> ModuleSpec {
         group: None,
         mode: Some(Mode(mode)),
         secret: None,
+        validate: None,
     })
 }
 
@@ -118,6 +119,7 @@ fn file_from_render_uses_its_owner_and_mode() {
         group: None,
         mode: None,
         secret: None,
+        validate: None,
     });
     let Plan::Change(c) = plan(&spec, &facts(), &r, None).expect("plans") else {
         panic!("must change")
@@ -134,6 +136,7 @@ fn file_from_render_uses_its_owner_and_mode() {
         group: None,
         mode: None,
         secret: None,
+        validate: None,
     });
     assert!(
         plan(&missing, &facts(), &r, None).is_err(),
@@ -150,6 +153,7 @@ fn a_directory_is_never_replaced_by_a_file() {
         group: None,
         mode: None,
         secret: None,
+        validate: None,
     });
     assert!(plan(&spec, &facts(), &Rendered::new(), None).is_err());
 }

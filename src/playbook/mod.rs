@@ -37,6 +37,41 @@ pub enum Selector {
     Role(Role),
     /// A named host.
     Host(String),
+    /// Hosts `from..to` (in inventory order) among those with a role: `postgres[0]`,
+    /// `postgres[1:]`.
+    Slice(Role, usize, Option<usize>),
+}
+
+fn parse_role(s: &str) -> Option<Role> {
+    match s {
+        "postgres" => Some(Role::Postgres),
+        "etcd" => Some(Role::Etcd),
+        "haproxy" => Some(Role::Haproxy),
+        "pgbouncer" => Some(Role::Pgbouncer),
+        _ => None,
+    }
+}
+
+/// `role[i]` or `role[i:]` / `role[i:j]`.
+fn parse_slice(s: &str) -> Option<Selector> {
+    let (role, rest) = s.split_once('[')?;
+    let inner = rest.strip_suffix(']')?;
+    let role = parse_role(role)?;
+    match inner.split_once(':') {
+        None => {
+            let i: usize = inner.parse().ok()?;
+            Some(Selector::Slice(role, i, Some(i + 1)))
+        }
+        Some((a, b)) => {
+            let from = if a.is_empty() { 0 } else { a.parse().ok()? };
+            let to = if b.is_empty() {
+                None
+            } else {
+                Some(b.parse().ok()?)
+            };
+            Some(Selector::Slice(role, from, to))
+        }
+    }
 }
 
 /// One play.
@@ -83,6 +118,10 @@ impl Play {
                     Selector::All => true,
                     Selector::Role(r) => h.has(*r),
                     Selector::Host(n) => h.name.as_str() == n,
+                    Selector::Slice(r, from, to) => {
+                        let index = inv.hosts_with(*r).position(|x| x.name == h.name);
+                        index.is_some_and(|i| i >= *from && to.is_none_or(|t| i < t))
+                    }
                 })
             })
             .collect()
@@ -184,11 +223,13 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
         for s in selectors {
             let sel = match s.as_str() {
                 "all" => Selector::All,
-                "postgres" => Selector::Role(Role::Postgres),
-                "etcd" => Selector::Role(Role::Etcd),
-                "haproxy" => Selector::Role(Role::Haproxy),
-                "pgbouncer" => Selector::Role(Role::Pgbouncer),
+                role if parse_role(role).is_some() => {
+                    Selector::Role(parse_role(role).expect("checked just above"))
+                }
                 name if host_names.contains(&name) => Selector::Host(name.to_string()),
+                slice if parse_slice(slice).is_some() => {
+                    parse_slice(slice).expect("checked just above")
+                }
                 other => {
                     let mut known: Vec<&str> =
                         vec!["all", "postgres", "etcd", "haproxy", "pgbouncer"];
@@ -198,7 +239,9 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
                     err(
                         Pos::of(&p.hosts),
                         format!("{field}.hosts"),
-                        format!("`{other}` is neither `all`, a role, nor a host of the inventory"),
+                        format!(
+                            "`{other}` is neither `all`, a role, a role slice (`postgres[0]`, `postgres[1:]`), nor a host of the inventory"
+                        ),
                         hint,
                     );
                     continue;

@@ -81,6 +81,9 @@ pub struct FileArgs {
     pub mode: Option<Mode>,
     /// Never show the content in diffs.
     pub secret: Option<bool>,
+    /// Check the new file before it replaces the old one: an argv where `{}` is the new file,
+    /// e.g. `[haproxy, -c, -f, "{}"]`.
+    pub validate: Option<Vec<String>>,
 }
 
 /// `directory:` a directory with owner, group and mode (parents must exist).

@@ -113,3 +113,17 @@ fn relative_paths_and_missing_commands_are_refused() {
     );
     assert!(d[0].message.contains("exactly one of `argv` or `sh`"));
 }
+
+#[test]
+fn role_slices_pick_hosts_in_inventory_order() {
+    let pb = parse(Path::new("pb.yaml"), b"plays:\n  - name: a\n    hosts: \"etcd[0]\"\n    tasks: []\n  - name: b\n    hosts: \"etcd[1:]\"\n    tasks: []\n", &inv()).expect("valid");
+    let names = |i: usize| {
+        pb.plays[i]
+            .select(&inv())
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(0), ["e1"]);
+    assert_eq!(names(1), ["e2", "e3"]);
+}

@@ -240,7 +240,21 @@ pub async fn install(
     group: &str,
     mode: u32,
 ) -> Result<(), TransportError> {
-    let cmd = remote::install_script(path, owner, group, mode);
+    install_checked(t, path, content, owner, group, mode, &[]).await
+}
+
+/// [`install`], with the new file validated by `validate` (`{}` = the new file) before it
+/// replaces the old one.
+pub async fn install_checked(
+    t: &dyn Transport,
+    path: &str,
+    content: &[u8],
+    owner: &str,
+    group: &str,
+    mode: u32,
+    validate: &[String],
+) -> Result<(), TransportError> {
+    let cmd = remote::install_script(path, owner, group, mode, validate);
     let out = t.exec(&cmd, Some(content), DEFAULT_TIMEOUT).await?;
     if out.success() {
         Ok(())

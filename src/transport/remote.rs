@@ -93,27 +93,34 @@ pub fn parse_stat(out: &str) -> Option<Vec<FileState>> {
 /// Installs stdin at `path` atomically: a temp file in the same directory, owner, mode, fsync,
 /// then rename over the target (a reader sees the old or the new file, never a part), then
 /// fsync of the directory. On any failure the temp file is removed.
-pub fn install_script(path: &str, owner: &str, group: &str, mode: u32) -> Cmd {
+///
+/// With `validate` (an argv where `{}` stands for the new file), the new file is checked in
+/// place before the rename; a failed check exits 3 and leaves the old file untouched.
+pub fn install_script(path: &str, owner: &str, group: &str, mode: u32, validate: &[String]) -> Cmd {
     const BODY: &str = r#"set -e
-p=$1 d=$(dirname -- "$1")
+p=$1 d=$(dirname -- "$1") o=$2 g=$3 m=$4
+shift 4
 t=$(mktemp -- "$d/.pgha-tmp.XXXXXX")
 trap 'rm -f -- "$t"' EXIT
 cat > "$t"
-chown -- "$2:$3" "$t"
-chmod -- "$4" "$t"
+chown -- "$o:$g" "$t"
+chmod -- "$m" "$t"
+if [ $# -gt 0 ]; then
+  for a do shift; if [ "$a" = "{}" ]; then set -- "$@" "$t"; else set -- "$@" "$a"; fi; done
+  "$@" >&2 || { echo "pgha: the new $p failed validation ($*); the old file is kept" >&2; exit 3; }
+fi
 sync -- "$t"
 mv -f -- "$t" "$p"
 trap - EXIT
 sync -- "$d""#;
-    Cmd::script(
-        BODY,
-        [
-            path.to_string(),
-            owner.to_string(),
-            group.to_string(),
-            format!("{mode:o}"),
-        ],
-    )
+    let mut args = vec![
+        path.to_string(),
+        owner.to_string(),
+        group.to_string(),
+        format!("{mode:o}"),
+    ];
+    args.extend(validate.iter().cloned());
+    Cmd::script(BODY, args)
 }
 
 #[cfg(test)]
@@ -148,7 +155,18 @@ mod tests {
 
     #[test]
     fn install_passes_values_as_arguments() {
-        let c = install_script("/etc/a b", "root", "root", 0o640);
-        assert_eq!(&c.argv()[4..], ["/etc/a b", "root", "root", "640"]);
+        let c = install_script(
+            "/etc/a b",
+            "root",
+            "root",
+            0o640,
+            &["haproxy".into(), "-c".into(), "-f".into(), "{}".into()],
+        );
+        assert_eq!(
+            &c.argv()[4..],
+            [
+                "/etc/a b", "root", "root", "640", "haproxy", "-c", "-f", "{}"
+            ]
+        );
     }
 }
