@@ -73,10 +73,7 @@ impl Pos {
 }
 
 /// Suggests the closest of `candidates` to `word` when it is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))
@@ -91,10 +88,7 @@ mod tests {
 
     #[test]
     fn suggests_close_words_only() {
-        assert_eq!(
-            did_you_mean("adress", ["address", "dc", "roles"]),
-            Some("address")
-        );
+        assert_eq!(did_you_mean("adress", ["address", "dc", "roles"]), Some("address"));
         assert_eq!(did_you_mean("zzz", ["address", "dc", "roles"]), None);
     }
 

@@ -54,9 +54,7 @@ pub fn read_text(path: &Path) -> Result<Vec<u8>, ReadError> {
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_YAML_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(MAX_YAML_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_YAML_BYTES {
         return Err(ReadError::TooLarge {
             path: shown,
@@ -84,11 +82,7 @@ fn options() -> serde_saphyr::Options {
 
 /// Parses YAML bytes into `T` (strict: unknown fields, duplicate keys and budget breaches are
 /// errors), or one diagnostic saying where and why not.
-pub fn parse_strict<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    bytes: &[u8],
-    example: &str,
-) -> Result<T, Diagnostic> {
+pub fn parse_strict<T: serde::de::DeserializeOwned>(file: &Path, bytes: &[u8], example: &str) -> Result<T, Diagnostic> {
     let error = |line, column, field: String, message: String, hint: Option<String>| Diagnostic {
         severity: Severity::Error,
         file: file.to_path_buf(),
@@ -129,10 +123,7 @@ pub fn parse_strict<T: serde::de::DeserializeOwned>(
         T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
     });
     result.map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let field = clean_path(&track.path().to_string());
         let raw_message = e.without_snippet().to_string();
         let message = strip_location(&raw_message);
@@ -179,10 +170,7 @@ fn explain(message: &str, field: &str, example: &str) -> (String, Option<String>
             .filter(|c| !c.is_empty() && !c.starts_with("there are no"))
             .collect();
         let hint = match did_you_mean(name, candidates.iter().copied()) {
-            Some(best) => format!(
-                "did you mean `{best}`? known fields here: {}",
-                candidates.join(", ")
-            ),
+            Some(best) => format!("did you mean `{best}`? known fields here: {}", candidates.join(", ")),
             None => format!("known fields here: {}", candidates.join(", ")),
         };
         return (format!("unknown field `{name}`"), Some(hint));
@@ -226,7 +214,10 @@ fn explain(message: &str, field: &str, example: &str) -> (String, Option<String>
     {
         return (
             format!("refused: {message}"),
-            Some("the inventory nests or repeats far more than any real inventory; limits protect pgha from YAML bombs".into()),
+            Some(
+                "the inventory nests or repeats far more than any real inventory; limits protect pgha from YAML bombs"
+                    .into(),
+            ),
         );
     }
     if message == "expected sequence start" {
@@ -251,14 +242,9 @@ fn explain(message: &str, field: &str, example: &str) -> (String, Option<String>
         "invalid indentation",
     ];
     let hint = if field.is_empty() || syntax.iter().any(|s| message.contains(s)) {
-        Some(
-            "fix the YAML syntax at that position (a YAML linter such as yamllint shows more)"
-                .into(),
-        )
+        Some("fix the YAML syntax at that position (a YAML linter such as yamllint shows more)".into())
     } else {
-        Some(format!(
-            "see {example} for the expected shape of this field"
-        ))
+        Some(format!("see {example} for the expected shape of this field"))
     };
     (message.to_string(), hint)
 }

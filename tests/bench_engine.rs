@@ -17,11 +17,7 @@ fn run(args: &[&str]) -> (f64, String, String) {
         .output()
         .expect("pgha runs");
     let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (
         secs,
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -102,14 +102,7 @@ fn sample_playbook_on_the_lab() {
     let (_, changed, failed) = total(&o);
     assert_eq!(failed, 0, "{e}");
     assert!(changed >= 8 * 6, "every host gets its files: {o}\n{e}");
-    let (content, _) = ok(&[
-        "lab",
-        "ssh",
-        "etcd2",
-        "--",
-        "cat",
-        "/etc/pgha-sample/host.conf",
-    ]);
+    let (content, _) = ok(&["lab", "ssh", "etcd2", "--", "cat", "/etc/pgha-sample/host.conf"]);
     assert!(
         content.contains("name = etcd2") && content.contains("dc = dc1"),
         "{content}"
@@ -129,11 +122,7 @@ fn sample_playbook_on_the_lab() {
     // Second run: nothing changes, one round trip per host.
     for transport in ["openssh", "russh"] {
         let (o, e) = ok(&["run", &root_inv, "sample", "--transport", transport]);
-        assert_eq!(
-            total(&o).1,
-            0,
-            "{transport}: second run changed something:\n{e}"
-        );
+        assert_eq!(total(&o).1, 0, "{transport}: second run changed something:\n{e}");
         let trips = round_trips(&e);
         assert_eq!(trips.len(), 8, "{e}");
         for (host, n) in trips {
@@ -155,26 +144,11 @@ fn sample_playbook_on_the_lab() {
         "-c",
         "echo drift > /etc/pgha-sample/cluster.conf",
     ]);
-    let (o, e) = ok(&[
-        "run", &root_inv, "sample", "--check", "--diff", "--limit", "node2",
-    ]);
+    let (o, e) = ok(&["run", &root_inv, "sample", "--check", "--diff", "--limit", "node2"]);
     assert!(total(&o).1 >= 1, "{e}");
-    assert!(
-        e.contains("-drift") && e.contains("+cluster = pgha-lab"),
-        "{e}"
-    );
-    assert!(
-        !e.contains("not really a key"),
-        "secret content never shown: {e}"
-    );
-    let (after, _) = ok(&[
-        "lab",
-        "ssh",
-        "node2",
-        "--",
-        "cat",
-        "/etc/pgha-sample/cluster.conf",
-    ]);
+    assert!(e.contains("-drift") && e.contains("+cluster = pgha-lab"), "{e}");
+    assert!(!e.contains("not really a key"), "secret content never shown: {e}");
+    let (after, _) = ok(&["lab", "ssh", "node2", "--", "cat", "/etc/pgha-sample/cluster.conf"]);
     assert_eq!(after.trim(), "drift", "check mode changed the file");
 
     // An unreachable host is named; the others converge; after healing, a re-run converges.
@@ -188,19 +162,8 @@ fn sample_playbook_on_the_lab() {
     assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
     assert!(e.contains("etcd3") && e.contains("cannot connect"), "{e}");
     assert!(e.contains("UNREACHABLE"), "{e}");
-    let (after, _) = ok(&[
-        "lab",
-        "ssh",
-        "node2",
-        "--",
-        "cat",
-        "/etc/pgha-sample/cluster.conf",
-    ]);
-    assert_eq!(
-        after.trim(),
-        "cluster = pgha-lab",
-        "the other hosts were converged"
-    );
+    let (after, _) = ok(&["lab", "ssh", "node2", "--", "cat", "/etc/pgha-sample/cluster.conf"]);
+    assert_eq!(after.trim(), "cluster = pgha-lab", "the other hosts were converged");
     let (o, e) = ok(&["run", &root_inv, "sample"]);
     assert_eq!(total(&o).2, 0, "{e}");
     let (o, e) = ok(&["run", &root_inv, "sample"]);

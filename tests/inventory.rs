@@ -44,23 +44,11 @@ fn example_inventory_is_valid_with_topology_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert!(
-        stdout.contains("valid: cluster pgha-demo, 8 hosts"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("valid: cluster pgha-demo, 8 hosts"), "{stdout}");
     // DESIGN.md §7: etcd 2+1 loses quorum with dc1; single HAProxy and PgBouncer.
-    assert!(
-        stderr.contains("losing dc1 (2 of 3 etcd members"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("haproxy is the only HAProxy host"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("pgbouncer is the only PgBouncer host"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("losing dc1 (2 of 3 etcd members"), "{stderr}");
+    assert!(stderr.contains("haproxy is the only HAProxy host"), "{stderr}");
+    assert!(stderr.contains("pgbouncer is the only PgBouncer host"), "{stderr}");
     assert_eq!(stderr.matches("warning:").count(), 3, "{stderr}");
 }
 
@@ -83,15 +71,8 @@ fn every_broken_inventory_gets_its_message() {
     assert!(files.len() >= 30, "corpus shrank to {}", files.len());
     for file in files {
         let text = std::fs::read_to_string(&file).expect("corpus file is text");
-        let expects: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect: "))
-            .collect();
-        assert!(
-            !expects.is_empty(),
-            "{} has no `# expect:` line",
-            file.display()
-        );
+        let expects: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", file.display());
         let out = validate(&file);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
@@ -103,32 +84,18 @@ fn every_broken_inventory_gets_its_message() {
         );
         assert!(!stderr.contains("panicked"), "{}: {stderr}", file.display());
         for e in expects {
-            assert!(
-                stderr.contains(e),
-                "{}: expected `{e}` in:\n{stderr}",
-                file.display()
-            );
+            assert!(stderr.contains(e), "{}: expected `{e}` in:\n{stderr}", file.display());
         }
         // Every error names the file, and (except whole-file errors) line:column.
         let first = stderr.lines().next().unwrap_or("");
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        assert!(
-            first.starts_with("error: ") && first.contains(name),
-            "{first}"
-        );
-        if !text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.starts_with('#'))
-        {
+        assert!(first.starts_with("error: ") && first.contains(name), "{first}");
+        if !text.lines().all(|l| l.trim().is_empty() || l.starts_with('#')) {
             let after = first.split(name).nth(1).unwrap_or("");
             let mut parts = after.trim_start_matches(':').splitn(3, ':');
             let line: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            assert!(
-                line > 0 && col > 0,
-                "{}: no line:column in `{first}`",
-                file.display()
-            );
+            assert!(line > 0 && col > 0, "{}: no line:column in `{first}`", file.display());
         }
     }
 }
@@ -138,10 +105,7 @@ fn hostile(name: &str, bytes: &[u8]) -> (Option<i32>, String) {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).expect("write");
     let out = validate(&path);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -195,15 +159,9 @@ fn hostile_inputs_fail_cleanly() {
     ];
     for (name, bytes, expect) in cases {
         let (code, stderr) = hostile(name, &bytes);
-        assert!(
-            matches!(code, Some(1) | Some(3)),
-            "{name}: exit {code:?}: {stderr}"
-        );
+        assert!(matches!(code, Some(1) | Some(3)), "{name}: exit {code:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
-        assert!(
-            stderr.contains(expect),
-            "{name}: expected `{expect}` in {stderr}"
-        );
+        assert!(stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
     }
 }
 

@@ -183,9 +183,7 @@ fn lab_end_to_end() {
     assert_eq!(text(&sh("id", &["-u"])), "0", "the lab tests need root");
     for p in ["debootstrap", "systemd-nspawn", "ip", "ssh"] {
         assert!(
-            sh("sh", &["-c", &format!("command -v {p}")])
-                .status
-                .success(),
+            sh("sh", &["-c", &format!("command -v {p}")]).status.success(),
             "{p} is not installed"
         );
     }
@@ -203,13 +201,9 @@ fn lab_end_to_end() {
     let t = Instant::now();
     ok(&["lab", "up", "--release", &release]);
     let first_up = t.elapsed();
-    let inventory =
-        std::fs::read_to_string(Path::new(env!("CARGO_TARGET_TMPDIR")).join("inventory/lab.yaml"))
-            .expect("inventory written");
-    assert!(
-        inventory.starts_with("# Generated"),
-        "inventory has a generated header"
-    );
+    let inventory = std::fs::read_to_string(Path::new(env!("CARGO_TARGET_TMPDIR")).join("inventory/lab.yaml"))
+        .expect("inventory written");
+    assert!(inventory.starts_with("# Generated"), "inventory has a generated header");
 
     // Every host: SSH with the lab key and strict host key checking, as root and as pgha with sudo.
     let mut degraded = Vec::new();
@@ -234,11 +228,7 @@ fn lab_end_to_end() {
         match text(&o).as_str() {
             "running" => {}
             "degraded" => {
-                let failed = text(&ssh_direct(
-                    &addr,
-                    "root",
-                    "systemctl --failed --plain --no-legend",
-                ));
+                let failed = text(&ssh_direct(&addr, "root", "systemctl --failed --plain --no-legend"));
                 degraded.push(format!("{h}: {failed}"));
             }
             other => panic!("systemd on {h} is {other:?}"),
@@ -254,23 +244,11 @@ fn lab_end_to_end() {
     let mem_booted_host = mem_before.saturating_sub(mem_available_kib()) / 1024;
 
     // Packages resolve offline inside a host (no route out of the lab).
-    let o = pgha(&[
-        "lab",
-        "ssh",
-        "node1",
-        "--",
-        "ip",
-        "route",
-        "get",
-        "192.0.2.1",
-    ]);
+    let o = pgha(&["lab", "ssh", "node1", "--", "ip", "route", "get", "192.0.2.1"]);
     assert!(!o.status.success(), "lab hosts must have no route out");
     let sim = format!("apt-get install -s {pg} patroni etcd-server haproxy pgbouncer");
     let o = ok(&["lab", "ssh", "node1", "--", &sim]);
-    assert!(
-        text(&o).contains(&format!("Inst {pg} ")),
-        "apt-get -s resolves {pg}"
-    );
+    assert!(text(&o).contains(&format!("Inst {pg} ")), "apt-get -s resolves {pg}");
     let o = ok(&[
         "lab",
         "ssh",
@@ -289,12 +267,7 @@ fn lab_end_to_end() {
     assert!(o.status.success());
 
     // Exit codes pass through `lab ssh`.
-    assert_eq!(
-        pgha(&["lab", "ssh", "etcd1", "--", "exit", "7"])
-            .status
-            .code(),
-        Some(7)
-    );
+    assert_eq!(pgha(&["lab", "ssh", "etcd1", "--", "exit", "7"]).status.code(), Some(7));
 
     // stop (a crash) / start keeps a file written before the stop.
     ok(&[
@@ -311,15 +284,12 @@ fn lab_end_to_end() {
     ]);
     ok(&["lab", "stop", "node2"]);
     assert!(
-        !pgha(&["lab", "ssh", "node2", "--", "true"])
-            .status
-            .success(),
+        !pgha(&["lab", "ssh", "node2", "--", "true"]).status.success(),
         "node2 is down after stop"
     );
     let st = text(&ok(&["lab", "status"]));
     assert!(
-        st.lines()
-            .any(|l| l.starts_with("node2") && l.contains("stopped")),
+        st.lines().any(|l| l.starts_with("node2") && l.contains("stopped")),
         "status says stopped:\n{st}"
     );
     ok(&["lab", "start", "node2"]);
@@ -337,16 +307,12 @@ fn lab_end_to_end() {
     );
     let probe = format!("timeout 3 bash -c '</dev/tcp/{etcd3}/22'");
     assert!(
-        !pgha(&["lab", "ssh", "node1", "--", &probe])
-            .status
-            .success(),
+        !pgha(&["lab", "ssh", "node1", "--", &probe]).status.success(),
         "etcd3 unreachable from node1 when partitioned"
     );
     ok(&["lab", "heal", "etcd3"]);
     assert!(
-        pgha(&["lab", "ssh", "node1", "--", &probe])
-            .status
-            .success(),
+        pgha(&["lab", "ssh", "node1", "--", &probe]).status.success(),
         "etcd3 reachable from node1 after heal"
     );
     let mut healed = false;
@@ -363,10 +329,7 @@ fn lab_end_to_end() {
     let machines = || -> Vec<String> {
         HOSTS
             .iter()
-            .map(|h| {
-                std::fs::read_to_string(format!("{}/hosts/{h}/machine.json", lab_dir()))
-                    .expect("machine.json")
-            })
+            .map(|h| std::fs::read_to_string(format!("{}/hosts/{h}/machine.json", lab_dir())).expect("machine.json"))
             .collect()
     };
     let pids_before = machines();
@@ -374,15 +337,8 @@ fn lab_end_to_end() {
     let o = ok(&["lab", "up"]);
     let warm_up = t.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("nothing changed"),
-        "second up changed something:\n{err}"
-    );
-    assert!(
-        warm_up < Duration::from_secs(30),
-        "second up took {}",
-        secs(warm_up)
-    );
+    assert!(err.contains("nothing changed"), "second up changed something:\n{err}");
+    assert!(warm_up < Duration::from_secs(30), "second up took {}", secs(warm_up));
     assert_eq!(machines(), pids_before, "second up restarted a machine");
 
     // Optional: PostgreSQL installed and running on the three nodes, for the memory figure.
@@ -406,15 +362,7 @@ fn lab_end_to_end() {
         for n in ["node1", "node2", "node3"] {
             let unit = format!("postgresql@{major}-main");
             assert_eq!(
-                text(&ok(&[
-                    "lab",
-                    "ssh",
-                    n,
-                    "--",
-                    "systemctl",
-                    "is-active",
-                    &unit
-                ])),
+                text(&ok(&["lab", "ssh", n, "--", "systemctl", "is-active", &unit])),
                 "active",
                 "{unit} on {n}"
             );
@@ -446,8 +394,6 @@ fn lab_end_to_end() {
         "  8 hosts booted: {mem_booted_pss} MiB PSS of their processes; host MemAvailable dropped {mem_booted_host} MiB"
     );
     if let Some((pss, host)) = mem_pg {
-        eprintln!(
-            "  with {pg} running on node1..3: {pss} MiB PSS; host MemAvailable dropped {host} MiB"
-        );
+        eprintln!("  with {pg} running on node1..3: {pss} MiB PSS; host MemAvailable dropped {host} MiB");
     }
 }

@@ -29,12 +29,7 @@ fn issue_is_idempotent_and_never_prints_secrets() {
 
     let before = stdout(&pgha(&["pki", "status", "--json"], &state));
     let rows: serde_json::Value = serde_json::from_str(&before).expect("json");
-    assert!(
-        rows.as_array()
-            .expect("array")
-            .iter()
-            .all(|r| r["status"] == "missing")
-    );
+    assert!(rows.as_array().expect("array").iter().all(|r| r["status"] == "missing"));
     assert!(!state.exists(), "status writes nothing");
 
     let first = pgha(&["pki", "issue"], &state);

@@ -26,20 +26,13 @@ fn example() -> Inventory {
         .inventory
 }
 
-fn render(
-    inv: &Inventory,
-    material: &Material,
-    target: Target,
-) -> BTreeMap<String, Vec<RenderedFile>> {
+fn render(inv: &Inventory, material: &Material, target: Target) -> BTreeMap<String, Vec<RenderedFile>> {
     render::render_all(inv, material, target, &TemplateSource::Embedded).expect("example renders")
 }
 
 /// Snapshot name of one file: `<target>__<host>__<path with / as _>`.
 fn snap_name(target: Target, host: &str, path: &str) -> String {
-    format!(
-        "{target}__{host}__{}",
-        path.trim_start_matches('/').replace('/', "_")
-    )
+    format!("{target}__{host}__{}", path.trim_start_matches('/').replace('/', "_"))
 }
 
 #[test]
@@ -59,8 +52,7 @@ fn every_file_of_every_host_matches_its_snapshot() {
                     f.mode,
                     if f.secret { " secret" } else { "" }
                 ));
-                let content = if f.path.ends_with(".key") || (f.path.ends_with(".pem") && f.secret)
-                {
+                let content = if f.path.ends_with(".key") || (f.path.ends_with(".pem") && f.secret) {
                     redact_keys(&f.content)
                 } else {
                     f.content.clone()
@@ -117,16 +109,8 @@ fn keys_and_password_files_are_0600_and_marked_secret() {
                         f.path
                     );
                 }
-                assert!(
-                    f.path.starts_with('/'),
-                    "{host}: {} is not absolute",
-                    f.path
-                );
-                assert!(
-                    f.content.ends_with('\n'),
-                    "{host}:{} lacks a final newline",
-                    f.path
-                );
+                assert!(f.path.starts_with('/'), "{host}: {} is not absolute", f.path);
+                assert!(f.content.ends_with('\n'), "{host}:{} lacks a final newline", f.path);
             }
         }
     }
@@ -168,10 +152,7 @@ fn a_template_error_names_the_template_and_line() {
     )
     .expect_err("undefined variable must fail (strict undefined)");
     let msg = err.to_string();
-    assert!(
-        msg.starts_with("templates/haproxy/haproxy.cfg.j2:2:"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("templates/haproxy/haproxy.cfg.j2:2:"), "{msg}");
     assert!(msg.contains("undefined"), "{msg}");
     assert!(msg.contains("hint:"), "{msg}");
 }
@@ -196,17 +177,9 @@ fn a_template_override_replaces_only_that_file() {
         &TemplateSource::Dir(dir.path().to_path_buf()),
     )
     .expect("renders");
-    let by_path: BTreeMap<&str, &RenderedFile> =
-        files.iter().map(|f| (f.path.as_str(), f)).collect();
-    assert_eq!(
-        by_path["/etc/pgbouncer/pg_hba.conf"].content,
-        "# custom pgbouncer\n"
-    );
-    assert!(
-        by_path["/etc/pgbouncer/pgbouncer.ini"]
-            .content
-            .contains("[databases]")
-    );
+    let by_path: BTreeMap<&str, &RenderedFile> = files.iter().map(|f| (f.path.as_str(), f)).collect();
+    assert_eq!(by_path["/etc/pgbouncer/pg_hba.conf"].content, "# custom pgbouncer\n");
+    assert!(by_path["/etc/pgbouncer/pgbouncer.ini"].content.contains("[databases]"));
 }
 
 #[test]
@@ -215,14 +188,8 @@ fn missing_material_is_an_error_not_a_blank_file() {
     let mut material = placeholder_material(&inv);
     material.leaves.retain(|(h, _), _| h.as_str() != "node2");
     let host = inv.host("node2").expect("node2");
-    let err = render::render_host(
-        &inv,
-        &material,
-        host,
-        Target::Debian13,
-        &TemplateSource::Embedded,
-    )
-    .expect_err("node2 has no certificates");
+    let err = render::render_host(&inv, &material, host, Target::Debian13, &TemplateSource::Embedded)
+        .expect_err("node2 has no certificates");
     assert!(err.to_string().contains("node2"), "{err}");
 }
 
@@ -231,21 +198,12 @@ fn pgha_render_writes_the_tree_with_modes() {
     use std::os::unix::fs::PermissionsExt;
     let out = tempfile::tempdir().expect("tempdir");
     let status = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args([
-            "render",
-            "inventory/example.yaml",
-            "--placeholder-material",
-            "--out",
-        ])
+        .args(["render", "inventory/example.yaml", "--placeholder-material", "--out"])
         .arg(out.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run pgha");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("node1"), "{stdout}");
     assert!(
@@ -261,17 +219,11 @@ fn pgha_render_writes_the_tree_with_modes() {
     );
     let patroni = out.path().join("node1/etc/patroni/config.yml");
     assert_eq!(
-        std::fs::metadata(&patroni)
-            .expect("cfg")
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(&patroni).expect("cfg").permissions().mode() & 0o777,
         0o600
     );
     let manifest = std::fs::read_to_string(out.path().join("node1/MANIFEST")).expect("manifest");
-    assert!(
-        manifest.contains("/etc/patroni/config.yml\tpostgres\tpostgres\t0600\tpatroni.service")
-    );
+    assert!(manifest.contains("/etc/patroni/config.yml\tpostgres\tpostgres\t0600\tpatroni.service"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,10 +236,7 @@ fn required() -> bool {
 
 /// Checks a validator can run here; Err(reason) to skip, panics in CI.
 fn can_run(tool: &str) -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n");
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
@@ -306,10 +255,7 @@ fn can_run(tool: &str) -> bool {
 fn real_material(inv: &Inventory) -> Material {
     use pgha::inventory::Role;
     use pgha::render::LeafKind;
-    use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-        SanType,
-    };
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
 
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -352,10 +298,7 @@ fn real_material(inv: &Inventory) -> Material {
                 }
                 LeafKind::EtcdPeer => {
                     own(&mut sans, host);
-                    vec![
-                        ExtendedKeyUsagePurpose::ServerAuth,
-                        ExtendedKeyUsagePurpose::ClientAuth,
-                    ]
+                    vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
                 }
                 LeafKind::PatroniClient | LeafKind::HaproxyCheck => {
                     vec![ExtendedKeyUsagePurpose::ClientAuth]
@@ -413,9 +356,7 @@ fn in_overlay(etc: &Path, script: &str, no_network: bool) -> (bool, String) {
 }
 
 fn host_files(all: &BTreeMap<String, Vec<RenderedFile>>, host: &str) -> Vec<RenderedFile> {
-    all.get(host)
-        .cloned()
-        .unwrap_or_else(|| panic!("no host {host}"))
+    all.get(host).cloned().unwrap_or_else(|| panic!("no host {host}"))
 }
 
 #[test]
@@ -459,10 +400,7 @@ fn debian_reads_create_main_cluster_off_from_the_drop_in() {
     for target in Target::ALL {
         let all = render(&inv, &material, target);
         let root = tempfile::tempdir().expect("tempdir");
-        let node = inv
-            .hosts_with(pgha::inventory::Role::Postgres)
-            .next()
-            .expect("a node");
+        let node = inv.hosts_with(pgha::inventory::Role::Postgres).next().expect("a node");
         write_tree(root.path(), &host_files(&all, node.name.as_str()));
         // The maintainer script of postgresql-NN asks exactly this (maintscripts-functions).
         let (ok, out) = in_overlay(
@@ -480,18 +418,9 @@ fn debian_reads_create_main_cluster_off_from_the_drop_in() {
 /// The Patroni installed here validates the target that ships the same major version.
 fn installed_patroni_target() -> Option<Target> {
     let out = Command::new("patroni").arg("--version").output().ok()?;
-    let v =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let major = v
-        .split_whitespace()
-        .last()?
-        .split('.')
-        .next()?
-        .parse::<u32>()
-        .ok()?;
-    Target::ALL
-        .into_iter()
-        .find(|t| t.versions().patroni_major == major)
+    let v = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let major = v.split_whitespace().last()?.split('.').next()?.parse::<u32>().ok()?;
+    Target::ALL.into_iter().find(|t| t.versions().patroni_major == major)
 }
 
 #[test]
@@ -555,11 +484,7 @@ fn patroni_validates_the_rendered_config() {
              rc=0; patroni --validate-config /etc/patroni/config.yml || rc=$?; kill $l; exit $rc"
         );
         let (ok, out) = in_overlay(&root.path().join("etc"), &script, true);
-        assert!(
-            ok,
-            "{target} {}: patroni --validate-config failed:\n{out}",
-            node.name
-        );
+        assert!(ok, "{target} {}: patroni --validate-config failed:\n{out}", node.name);
     }
 }
 
@@ -570,10 +495,7 @@ fn pgbouncer_starts_with_the_rendered_config() {
     }
     let inv = example();
     let material = real_material(&inv);
-    let version = Command::new("pgbouncer")
-        .arg("--version")
-        .output()
-        .expect("pgbouncer");
+    let version = Command::new("pgbouncer").arg("--version").output().expect("pgbouncer");
     let version = String::from_utf8_lossy(&version.stdout).to_string();
     // The installed PgBouncer runs the target that ships it (1.18: debian12, 1.24: debian13).
     let Some(target) = Target::ALL
@@ -647,21 +569,14 @@ fn pgbouncer_starts_with_the_rendered_config() {
                 host.name
             );
         }
-        let line = |tag: &str| {
-            out.lines()
-                .find(|l| l.starts_with(tag))
-                .unwrap_or("")
-                .to_owned()
-        };
+        let line = |tag: &str| out.lines().find(|l| l.starts_with(tag)).unwrap_or("").to_owned();
         assert!(
             line("ADMIN:").contains(&format!("PgBouncer {}", target.versions().pgbouncer)),
             "{out}"
         );
         let app = line("APP:");
         assert!(
-            !app.contains("SSL")
-                && !app.contains("certificate")
-                && !app.contains("authentication failed"),
+            !app.contains("SSL") && !app.contains("certificate") && !app.contains("authentication failed"),
             "{out}"
         );
         // Past TLS (verify-full) and SCRAM, PgBouncer only lacked a server.
@@ -684,17 +599,9 @@ fn scram_verifier(password: &str, salt: &[u8]) -> String {
         } else {
             k[..key.len()].copy_from_slice(key);
         }
-        let inner: Vec<u8> = k
-            .iter()
-            .map(|b| b ^ 0x36)
-            .chain(msg.iter().copied())
-            .collect();
+        let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(msg.iter().copied()).collect();
         let inner = Sha256::digest(&inner);
-        let outer: Vec<u8> = k
-            .iter()
-            .map(|b| b ^ 0x5c)
-            .chain(inner.iter().copied())
-            .collect();
+        let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(inner.iter().copied()).collect();
         Sha256::digest(&outer).to_vec()
     }
     let mut u = hmac(password.as_bytes(), &[salt, &1u32.to_be_bytes()].concat());
@@ -705,23 +612,14 @@ fn scram_verifier(password: &str, salt: &[u8]) -> String {
     }
     let stored = Sha256::digest(hmac(&salted, b"Client Key")).to_vec();
     let server = hmac(&salted, b"Server Key");
-    format!(
-        "SCRAM-SHA-256$4096:{}${}:{}",
-        b64(salt),
-        b64(&stored),
-        b64(&server)
-    )
+    format!("SCRAM-SHA-256$4096:{}${}:{}", b64(salt), b64(&stored), b64(&server))
 }
 
 fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -739,13 +637,7 @@ fn pgha_render_with_the_real_pki_passes_haproxy_check() {
     let out = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("tempdir");
     let run = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args([
-            "render",
-            "inventory/example.yaml",
-            "--target",
-            "debian12",
-            "--state",
-        ])
+        .args(["render", "inventory/example.yaml", "--target", "debian12", "--state"])
         .arg(state.path())
         .arg("--out")
         .arg(out.path())
@@ -754,25 +646,15 @@ fn pgha_render_with_the_real_pki_passes_haproxy_check() {
         .expect("run pgha");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("issued"),
-        "first run issues the PKI: {stderr}"
-    );
-    let userlist = std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt"))
-        .expect("userlist");
+    assert!(stderr.contains("issued"), "first run issues the PKI: {stderr}");
+    let userlist = std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt")).expect("userlist");
     assert!(
         userlist.contains("\"app\" \"SCRAM-SHA-256$4096:"),
         "real verifier expected"
     );
     // A second render issues nothing and writes the same files.
     let again = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args([
-            "render",
-            "inventory/example.yaml",
-            "--target",
-            "debian12",
-            "--state",
-        ])
+        .args(["render", "inventory/example.yaml", "--target", "debian12", "--state"])
         .arg(state.path())
         .arg("--out")
         .arg(out.path())
@@ -782,8 +664,7 @@ fn pgha_render_with_the_real_pki_passes_haproxy_check() {
     assert!(again.status.success());
     assert!(!String::from_utf8_lossy(&again.stderr).contains("issued"));
     assert_eq!(
-        std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt"))
-            .expect("userlist"),
+        std::fs::read_to_string(out.path().join("pgbouncer/etc/pgbouncer/userlist.txt")).expect("userlist"),
         userlist
     );
     if !can_run("haproxy") || !can_run("unshare") {

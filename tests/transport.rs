@@ -53,8 +53,7 @@ impl Sshd {
         let d = dir.path();
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys"))
-            .expect("authorized_keys");
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
         let port = free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_key\nAuthorizedKeysFile {0}/authorized_keys\n\
@@ -64,11 +63,7 @@ impl Sshd {
         );
         std::fs::write(d.join("sshd_config"), config).expect("config");
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).expect("host key");
-        std::fs::write(
-            d.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {host_pub}"),
-        )
-        .expect("known_hosts");
+        std::fs::write(d.join("known_hosts"), format!("[127.0.0.1]:{port} {host_pub}")).expect("known_hosts");
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
             .arg(d.join("sshd_config"))
@@ -115,9 +110,7 @@ fn sha(bytes: &[u8]) -> String {
 
 async fn conformance(kind: Kind) {
     let sshd = Sshd::start();
-    let conn = transport::connect(kind, sshd.endpoint())
-        .await
-        .expect("connects");
+    let conn = transport::connect(kind, sshd.endpoint()).await.expect("connects");
     let t = conn.as_ref();
 
     // Exit codes pass through; stderr is kept apart from stdout.
@@ -132,12 +125,7 @@ async fn conformance(kind: Kind) {
     assert_eq!(out.code, Some(3));
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
-    assert!(
-        t.exec(&Cmd::new("true"), None, T)
-            .await
-            .expect("runs")
-            .success()
-    );
+    assert!(t.exec(&Cmd::new("true"), None, T).await.expect("runs").success());
 
     // Arguments arrive intact, whatever they contain.
     let hostile = "it's $(not run) `x` \"q\" ; | & \\ *";
@@ -158,10 +146,7 @@ async fn conformance(kind: Kind) {
 
     // Large stdin arrives whole.
     let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let out = t
-        .exec(&Cmd::new("sha256sum"), Some(&blob), T)
-        .await
-        .expect("runs");
+    let out = t.exec(&Cmd::new("sha256sum"), Some(&blob), T).await.expect("runs");
     assert!(out.stdout_text().starts_with(&sha(&blob)));
 
     // Install: content, owner, group and mode as asked; stat sees the same in one round trip.
@@ -223,13 +208,7 @@ async fn conformance(kind: Kind) {
                 .exec(&Cmd::new("sha256sum").arg(&target), None, T)
                 .await
                 .expect("reads");
-            seen.push(
-                out.stdout_text()
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-            );
+            seen.push(out.stdout_text().split_whitespace().next().unwrap_or("").to_string());
         }
         seen
     };
@@ -252,11 +231,7 @@ async fn conformance(kind: Kind) {
     .await
     .expect_err("validation fails");
     assert!(err.to_string().contains("failed validation"), "{err}");
-    assert_eq!(
-        std::fs::read(&target).expect("read"),
-        before,
-        "the old file is kept"
-    );
+    assert_eq!(std::fs::read(&target).expect("read"), before, "the old file is kept");
     transport::install_checked(
         t,
         &target,
@@ -290,11 +265,7 @@ async fn conformance(kind: Kind) {
             async move { t.exec(&c, None, T).await }
         })
         .collect();
-    for (i, r) in futures::future::join_all(many)
-        .await
-        .into_iter()
-        .enumerate()
-    {
+    for (i, r) in futures::future::join_all(many).await.into_iter().enumerate() {
         assert_eq!(r.expect("runs").stdout_text().trim(), i.to_string());
     }
 
@@ -314,10 +285,7 @@ async fn host_keys(kind: Kind) {
     let sshd = Sshd::start();
     // Unknown key: refused under strict checking, naming the host.
     std::fs::write(sshd.path("known_hosts"), "").expect("empty known_hosts");
-    let err = transport::connect(kind, sshd.endpoint())
-        .await
-        .err()
-        .expect("refused");
+    let err = transport::connect(kind, sshd.endpoint()).await.err().expect("refused");
     assert!(
         matches!(&err, TransportError::HostKey { what, .. } if what == "not known"),
         "{err}"
@@ -346,11 +314,7 @@ async fn host_keys(kind: Kind) {
     // Changed key: refused, even with accept-new.
     keygen(&sshd.path("other_key"));
     let other = std::fs::read_to_string(sshd.path("other_key.pub")).expect("other");
-    std::fs::write(
-        sshd.path("known_hosts"),
-        format!("[127.0.0.1]:{} {other}", sshd.port),
-    )
-    .expect("write");
+    std::fs::write(sshd.path("known_hosts"), format!("[127.0.0.1]:{} {other}", sshd.port)).expect("write");
     let mut ep = sshd.endpoint();
     ep.accept_new_host_keys = true;
     let err = transport::connect(kind, ep).await.err().expect("refused");
@@ -363,15 +327,9 @@ async fn unreachable(kind: Kind) {
     let mut ep = sshd.endpoint();
     ep.port = free_port();
     ep.name = "ghost".into();
-    let err = transport::connect(kind, ep)
-        .await
-        .err()
-        .expect("nothing listens");
+    let err = transport::connect(kind, ep).await.err().expect("nothing listens");
     assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
-    assert!(
-        err.to_string().starts_with("ghost: cannot connect"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("ghost: cannot connect"), "{err}");
 }
 
 async fn become_root(kind: Kind) {
@@ -381,10 +339,7 @@ async fn become_root(kind: Kind) {
     let mut ep = sshd.endpoint();
     ep.become_ = true;
     let conn = transport::connect(kind, ep).await.expect("connects");
-    let out = conn
-        .exec(&Cmd::new("id").arg("-u"), None, T)
-        .await
-        .expect("runs");
+    let out = conn.exec(&Cmd::new("id").arg("-u"), None, T).await.expect("runs");
     assert_eq!(
         out.stdout_text().trim(),
         "0",

@@ -151,11 +151,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             let what = if r.booted.is_empty() && r.changed.is_empty() && !r.built_base {
                 "lab: up, nothing changed".to_string()
             } else {
-                format!(
-                    "lab: up ({} booted, {} other changes)",
-                    r.booted.len(),
-                    r.changed.len()
-                )
+                format!("lab: up ({} booted, {} other changes)", r.booted.len(), r.changed.len())
             };
             progress(&format!(
                 "{what}; inventory {} ({:.1} s)",
@@ -173,28 +169,18 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Ssh {
-            user,
-            host,
-            command,
-        } => {
+        LabCommand::Ssh { user, host, command } => {
             let tty = command.is_empty() && std::io::stdin().is_terminal();
             let status = lab::ops::ssh(&paths, &host, &user, &command, tty)?;
             Ok(ExitCode::from(
-                status
-                    .code()
-                    .map_or(255, |c| u8::try_from(c).unwrap_or(255)),
+                status.code().map_or(255, |c| u8::try_from(c).unwrap_or(255)),
             ))
         }
         LabCommand::Stop { host } => {
             let was = lab::ops::stop(&paths, &host)?;
             progress(&format!(
                 "lab: {host} {}",
-                if was {
-                    "powered off"
-                } else {
-                    "was not running"
-                }
+                if was { "powered off" } else { "was not running" }
             ));
             Ok(ExitCode::SUCCESS)
         }
@@ -202,11 +188,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             let started = lab::ops::start(&paths, &host, &progress)?;
             progress(&format!(
                 "lab: {host} {}",
-                if started {
-                    "booted"
-                } else {
-                    "was already running"
-                }
+                if started { "booted" } else { "was already running" }
             ));
             Ok(ExitCode::SUCCESS)
         }
@@ -259,9 +241,6 @@ fn status_table(hosts: &[lab::HostStatus]) -> String {
         ));
     }
     let total: u64 = hosts.iter().map(|h| h.memory_kib).sum();
-    s.push_str(&format!(
-        "total memory of the machines (PSS): {} MiB\n",
-        total / 1024
-    ));
+    s.push_str(&format!("total memory of the machines (PSS): {} MiB\n", total / 1024));
     s
 }

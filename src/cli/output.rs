@@ -120,9 +120,7 @@ impl Reporter for Printer {
             return;
         }
         match e {
-            Event::PlayStart { play, hosts } => {
-                self.line(format!("PLAY {play} [{}]", hosts.join(", ")))
-            }
+            Event::PlayStart { play, hosts } => self.line(format!("PLAY {play} [{}]", hosts.join(", "))),
             Event::TaskStart { host, task } => {
                 if let Some(b) = self.bar(host) {
                     b.set_message(task.clone());
@@ -160,10 +158,7 @@ impl Reporter for Printer {
                 if let Some(b) = self.bar(host) {
                     b.finish_with_message("FAILED");
                 }
-                self.line(format!(
-                    "{host:<12} FAILED   {play} › {task}:\n{}",
-                    indent(error)
-                ));
+                self.line(format!("{host:<12} FAILED   {play} › {task}:\n{}", indent(error)));
             }
             Event::PlayDone { .. } => {}
         }
@@ -171,18 +166,13 @@ impl Reporter for Printer {
 }
 
 fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Prints the recap (and per-play timings when asked) and the `total:` line.
 pub fn recap(style: Style, r: &Recap, timings: bool) {
     if style == Style::Json {
-        if let Ok(s) = serde_json::to_string(
-            &serde_json::json!({ "event": "recap", "recap": r, "total": r.total() }),
-        ) {
+        if let Ok(s) = serde_json::to_string(&serde_json::json!({ "event": "recap", "recap": r, "total": r.total() })) {
             println!("{s}");
         }
         return;
@@ -213,15 +203,9 @@ pub fn recap(style: Style, r: &Recap, timings: bool) {
         let _ = writeln!(err, "{:>8.2}s  total", r.elapsed);
     }
     if r.interrupted {
-        let _ = writeln!(
-            err,
-            "interrupted: stopped between tasks; re-run to converge"
-        );
+        let _ = writeln!(err, "interrupted: stopped between tasks; re-run to converge");
     }
     let t = r.total();
     drop(err);
-    println!(
-        "total: ok={} changed={} failed={}",
-        t.ok, t.changed, t.failed
-    );
+    println!("total: ok={} changed={} failed={}", t.ok, t.changed, t.failed);
 }

@@ -124,14 +124,7 @@ fn fail(e: pki::PkiError) -> u8 {
 
 /// The `pki status` table, header first.
 fn status_table(rows: &[CertStatus]) -> Vec<Vec<String>> {
-    let header = [
-        "CERTIFICATE",
-        "HOST",
-        "SANS",
-        "NOT AFTER",
-        "DAYS LEFT",
-        "STATUS",
-    ];
+    let header = ["CERTIFICATE", "HOST", "SANS", "NOT AFTER", "DAYS LEFT", "STATUS"];
     let mut out = vec![header.map(String::from).to_vec()];
     for r in rows {
         let status = match r.reason {
@@ -179,10 +172,7 @@ fn issue_summary(root: &Path, certs: &Report, secrets: &SecretsReport) -> String
         }
     }
     let kept = certs.leaves.len() - certs.issued().count();
-    lines.push(format!(
-        "certificates: {} issued, {kept} kept",
-        certs.issued().count()
-    ));
+    lines.push(format!("certificates: {} issued, {kept} kept", certs.issued().count()));
     for a in &secrets.created {
         lines.push(format!("secret generated: {a}"));
     }

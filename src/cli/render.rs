@@ -16,9 +16,7 @@ use time::OffsetDateTime;
 use super::report::{self, exit};
 use crate::inventory::{self, LoadError};
 use crate::pki;
-use crate::render::{
-    self, Leaf, LeafKind, Material, RenderedFile, Secrets, Target, TemplateSource,
-};
+use crate::render::{self, Leaf, LeafKind, Material, RenderedFile, Secrets, Target, TemplateSource};
 
 /// Arguments of `pgha render`.
 #[derive(Debug, Args)]
@@ -91,13 +89,11 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
             secrets_report.created.len()
         ));
     }
-    let bundle = pki::current_bundle(&state)?
-        .with_context(|| format!("no CA bundle in {}", state.root().display()))?;
+    let bundle = pki::current_bundle(&state)?.with_context(|| format!("no CA bundle in {}", state.root().display()))?;
     let mut leaves = BTreeMap::new();
     for spec in pki::leaf_specs(inv) {
-        let read = |path: std::path::PathBuf| {
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-        };
+        let read =
+            |path: std::path::PathBuf| fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()));
         let leaf = Leaf {
             cert_pem: read(state.leaf_cert(&spec.host, spec.kind))?,
             key_pem: read(state.leaf_key(&spec.host, spec.kind))?,
@@ -154,12 +150,7 @@ fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()
         None => TemplateSource::Embedded,
     };
     let all = render::render_all(inv, &material, args.target, &source)?;
-    let mut rows = vec![vec![
-        "host".into(),
-        "files".into(),
-        "secret".into(),
-        "directory".into(),
-    ]];
+    let mut rows = vec![vec!["host".into(), "files".into(), "secret".into(), "directory".into()]];
     for (host, files) in &all {
         let dir = args.out.join(host);
         write_host(&dir, files).with_context(|| format!("writing {}", dir.display()))?;
@@ -181,20 +172,14 @@ fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()
 
 /// Writes one host's files under `dir` (mode 0700: it holds keys) and its MANIFEST.
 pub fn write_host(dir: &Path, files: &[RenderedFile]) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     let mut manifest = String::from("# path\towner\tgroup\tmode\tunit\n");
     for f in files {
         let rel = f.path.trim_start_matches('/');
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)?;
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
         }
         let mode = if f.secret { 0o600 } else { f.mode };
         let _ = fs::remove_file(&path);

@@ -91,16 +91,7 @@ pub fn run(args: &RunArgs) -> u8 {
         kind: args.remote.transport,
         accept_new_host_keys: args.remote.accept_new_host_keys,
     };
-    execute(
-        &rt,
-        &inv,
-        &pb,
-        &BTreeMap::new(),
-        &opts,
-        &args.remote,
-        &connector,
-    )
-    .1
+    execute(&rt, &inv, &pb, &BTreeMap::new(), &opts, &args.remote, &connector).1
 }
 
 /// `--limit` as a set (None when empty).
@@ -144,16 +135,7 @@ pub fn execute(
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        engine::run(
-            inv,
-            pb,
-            inputs,
-            opts,
-            connector,
-            printer.clone(),
-            cancel.clone(),
-        )
-        .await
+        engine::run(inv, pb, inputs, opts, connector, printer.clone(), cancel.clone()).await
     });
     printer.finish();
     output::recap(style, &recap, remote.timings);

@@ -53,9 +53,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
         }
         Err(LoadError::Invalid { errors, warnings }) => {
             if args.json {
-                report::json(
-                    &serde_json::json!({ "valid": false, "errors": errors, "warnings": warnings }),
-                );
+                report::json(&serde_json::json!({ "valid": false, "errors": errors, "warnings": warnings }));
             } else {
                 for d in &errors {
                     report::diagnostic(d);
@@ -70,9 +68,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
         }
         Err(LoadError::Read(e)) => {
             if args.json {
-                report::json(
-                    &serde_json::json!({ "valid": false, "errors": [{"message": e.to_string()}] }),
-                );
+                report::json(&serde_json::json!({ "valid": false, "errors": [{"message": e.to_string()}] }));
             } else {
                 report::error(&e);
             }

@@ -39,12 +39,7 @@ impl Transport for Counting {
         self.inner.endpoint()
     }
 
-    async fn exec(
-        &self,
-        cmd: &Cmd,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<Output, TransportError> {
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
         self.count.fetch_add(1, Ordering::Relaxed);
         if self.verbose {
             self.reporter.event(&Event::Command {

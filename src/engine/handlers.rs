@@ -8,16 +8,11 @@ use crate::playbook::{ModuleSpec, ServiceState, Task};
 
 /// The handlers to run, in definition order.
 pub fn to_run<'a>(handlers: &'a [Task], notified: &BTreeSet<String>) -> Vec<&'a Task> {
-    let chosen: Vec<&Task> = handlers
-        .iter()
-        .filter(|h| notified.contains(&h.name))
-        .collect();
+    let chosen: Vec<&Task> = handlers.iter().filter(|h| notified.contains(&h.name)).collect();
     let restarted: BTreeSet<String> = chosen
         .iter()
         .filter_map(|h| match &h.module {
-            ModuleSpec::Service(s) if s.state == Some(ServiceState::Restarted) => {
-                Some(unit_name(&s.name))
-            }
+            ModuleSpec::Service(s) if s.state == Some(ServiceState::Restarted) => Some(unit_name(&s.name)),
             _ => None,
         })
         .collect();

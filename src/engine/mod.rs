@@ -60,11 +60,7 @@ pub struct SshConnector {
 #[async_trait::async_trait]
 impl Connector for SshConnector {
     async fn connect(&self, host: &Host) -> Result<Conn, TransportError> {
-        transport::connect(
-            self.kind,
-            Endpoint::from_host(host, self.accept_new_host_keys),
-        )
-        .await
+        transport::connect(self.kind, Endpoint::from_host(host, self.accept_new_host_keys)).await
     }
 }
 
@@ -101,11 +97,7 @@ impl Connector for PreOpened {
         if let Some(c) = self.conns.get(host.name.as_str()) {
             return Ok(c.clone());
         }
-        let taken = self
-            .errors
-            .lock()
-            .ok()
-            .and_then(|mut e| e.remove(host.name.as_str()));
+        let taken = self.errors.lock().ok().and_then(|mut e| e.remove(host.name.as_str()));
         Err(taken.unwrap_or_else(|| TransportError::Unreachable {
             host: host.name.to_string(),
             target: host.address.to_string(),
@@ -134,11 +126,7 @@ pub async fn run(
     let wanted: Vec<&Host> = inv
         .hosts
         .iter()
-        .filter(|h| {
-            opts.limit
-                .as_ref()
-                .is_none_or(|l| l.contains(h.name.as_str()))
-        })
+        .filter(|h| opts.limit.as_ref().is_none_or(|l| l.contains(h.name.as_str())))
         .filter(|h| {
             playbook
                 .plays
@@ -175,13 +163,7 @@ pub async fn run(
         };
         let mut st = state.lock().await;
         match result {
-            Ok(c) => {
-                st.conn = Some(Arc::new(counting::Counting::new(
-                    c,
-                    opts.verbose,
-                    reporter.clone(),
-                )))
-            }
+            Ok(c) => st.conn = Some(Arc::new(counting::Counting::new(c, opts.verbose, reporter.clone()))),
             Err(e) => {
                 st.failed = true;
                 st.counts.unreachable = true;
@@ -214,11 +196,7 @@ pub async fn run(
             play: play.name.clone(),
             hosts: hosts.iter().map(|h| h.name.to_string()).collect(),
         });
-        let batch = play
-            .serial
-            .map(|s| s as usize)
-            .unwrap_or(hosts.len())
-            .max(1);
+        let batch = play.serial.map(|s| s as usize).unwrap_or(hosts.len()).max(1);
         for chunk in hosts.chunks(batch) {
             let runs = chunk.iter().map(|h| {
                 let state = &states[h.name.as_str()];
@@ -303,11 +281,7 @@ impl HostRun<'_> {
         let ctx = vars::context(self.inv, self.host, &self.input.vars, &Facts::default());
         let mut q = Query::default();
         for (pi, play) in self.playbook.plays.iter().enumerate().skip(from_play) {
-            if !play
-                .select(self.inv)
-                .iter()
-                .any(|h| h.name == self.host.name)
-            {
+            if !play.select(self.inv).iter().any(|h| h.name == self.host.name) {
                 continue;
             }
             let skip = if pi == from_play { from_task } else { 0 };
@@ -326,9 +300,7 @@ impl HostRun<'_> {
         }
         let conn = st.conn.clone().ok_or("not connected")?;
         let q = self.query(self.play_index, task_index);
-        let f = facts::gather(conn.as_ref(), &q)
-            .await
-            .map_err(|e| e.to_string())?;
+        let f = facts::gather(conn.as_ref(), &q).await.map_err(|e| e.to_string())?;
         st.facts = Some(f);
         st.stale = false;
         Ok(())
@@ -387,10 +359,7 @@ impl HostRun<'_> {
             }
             match self.task(handler, st, true).await {
                 Outcome::Done {
-                    status,
-                    summary,
-                    diff,
-                    ..
+                    status, summary, diff, ..
                 } => self.done(st, play, handler, status, summary, diff),
                 Outcome::Failed(e) => return self.fail(st, play, &handler.name, e),
             }
@@ -451,8 +420,7 @@ impl HostRun<'_> {
                 changed: false,
             },
             Plan::Check { what, action } => {
-                let if_changed =
-                    matches!(&spec, ModuleSpec::WaitFor(w) if w.if_changed == Some(true));
+                let if_changed = matches!(&spec, ModuleSpec::WaitFor(w) if w.if_changed == Some(true));
                 if self.opts.check || (if_changed && !changed_in_play) {
                     return Outcome::Done {
                         status: Status::Skipped,
@@ -487,17 +455,11 @@ impl HostRun<'_> {
                 }
                 match modules::apply(&change.action, conn.as_ref()).await {
                     Ok(applied) => {
-                        if let (Some((path, kind)), Some(f)) =
-                            (applied.file_update, st.facts.as_mut())
-                        {
+                        if let (Some((path, kind)), Some(f)) = (applied.file_update, st.facts.as_mut()) {
                             f.files.insert(path, kind);
                         }
                         st.stale |= applied.stale;
-                        let status = if applied.changed {
-                            Status::Changed
-                        } else {
-                            Status::Ok
-                        };
+                        let status = if applied.changed { Status::Changed } else { Status::Ok };
                         Outcome::Done {
                             status,
                             summary: change.summary,
@@ -514,10 +476,7 @@ impl HostRun<'_> {
     /// The diff of a planned file write: reads the current file (unless secret).
     async fn diff_of(&self, action: &Action, t: &dyn Transport, facts: &Facts) -> Option<String> {
         let Action::Write {
-            path,
-            content,
-            secret,
-            ..
+            path, content, secret, ..
         } = action
         else {
             return None;
@@ -528,11 +487,7 @@ impl HostRun<'_> {
         }
         let old = if exists {
             match t
-                .exec(
-                    &Cmd::new("cat").arg(path.clone()),
-                    None,
-                    transport::DEFAULT_TIMEOUT,
-                )
+                .exec(&Cmd::new("cat").arg(path.clone()), None, transport::DEFAULT_TIMEOUT)
                 .await
             {
                 Ok(o) if o.success() => Some(o.stdout),

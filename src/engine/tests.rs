@@ -95,8 +95,7 @@ async fn run_with(
     check: bool,
 ) -> (Recap, Vec<Event>, BTreeMap<String, Vec<String>>) {
     let inv = inv();
-    let pb =
-        crate::playbook::parse(Path::new("pb.yaml"), PLAYBOOK.as_bytes(), &inv).expect("playbook");
+    let pb = crate::playbook::parse(Path::new("pb.yaml"), PLAYBOOK.as_bytes(), &inv).expect("playbook");
     let connector = FakeConnector {
         rules,
         fakes: StdMutex::new(BTreeMap::new()),
@@ -128,10 +127,7 @@ async fn run_with(
 }
 
 fn rules(host: &str, converged: bool) -> Vec<Rule> {
-    vec![answer(
-        "@@pgha:os",
-        &probe_output(host, converged, converged),
-    )]
+    vec![answer("@@pgha:os", &probe_output(host, converged, converged))]
 }
 
 #[tokio::test]
@@ -158,14 +154,10 @@ async fn changes_are_applied_and_handlers_run_once_with_restart_covering_reload(
     assert_eq!(recap.hosts["b"].changed, 0);
     let a = &cmds["a"];
     assert!(
-        a.iter()
-            .any(|c| c.contains("mktemp") && c.contains("/etc/app.conf")),
+        a.iter().any(|c| c.contains("mktemp") && c.contains("/etc/app.conf")),
         "{a:?}"
     );
-    assert!(
-        a.iter().any(|c| c == "systemctl restart app.service"),
-        "{a:?}"
-    );
+    assert!(a.iter().any(|c| c == "systemctl restart app.service"), "{a:?}");
     assert!(
         !a.iter().any(|c| c.contains("systemctl reload")),
         "restart covers reload: {a:?}"
@@ -191,9 +183,11 @@ async fn check_mode_sends_nothing_but_probes() {
             );
         }
     }
-    assert!(events.iter().any(
-        |e| matches!(e, Event::TaskDone { summary, .. } if summary.contains("create /etc/app.conf"))
-    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::TaskDone { summary, .. } if summary.contains("create /etc/app.conf")))
+    );
 }
 
 #[tokio::test]
@@ -227,14 +221,9 @@ async fn a_failed_host_stops_its_later_plays_only() {
         _ => None,
     });
     let (host, play, task, error) = failure.expect("a failure event");
-    assert_eq!(
-        (host.as_str(), play.as_str(), task.as_str()),
-        ("b", "second", "marker")
-    );
+    assert_eq!((host.as_str(), play.as_str(), task.as_str()), ("b", "second", "marker"));
     assert!(
-        error.contains("touch /etc/marker")
-            && error.contains("exited with 1")
-            && error.contains("cannot touch"),
+        error.contains("touch /etc/marker") && error.contains("exited with 1") && error.contains("cannot touch"),
         "{error}"
     );
 }

@@ -37,17 +37,10 @@ pub fn context(inv: &Inventory, host: &Host, vars: &serde_json::Value, facts: &F
     }
 }
 
-fn expand_value(
-    env: &Environment<'_>,
-    ctx: &Value,
-    v: serde_json::Value,
-) -> Result<serde_json::Value, String> {
+fn expand_value(env: &Environment<'_>, ctx: &Value, v: serde_json::Value) -> Result<serde_json::Value, String> {
     Ok(match v {
         serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            serde_json::Value::String(
-                env.render_str(&s, ctx)
-                    .map_err(|e| format!("in `{s}`: {e}"))?,
-            )
+            serde_json::Value::String(env.render_str(&s, ctx).map_err(|e| format!("in `{s}`: {e}"))?)
         }
         serde_json::Value::Array(a) => serde_json::Value::Array(
             a.into_iter()
@@ -74,10 +67,6 @@ pub fn expand(env: &Environment<'_>, ctx: &Value, spec: &ModuleSpec) -> Result<M
 
 /// Evaluates a `when:` expression.
 pub fn when(env: &Environment<'_>, ctx: &Value, expr: &str) -> Result<bool, String> {
-    let e = env
-        .compile_expression(expr)
-        .map_err(|e| format!("`{expr}`: {e}"))?;
-    e.eval(ctx)
-        .map(|v| v.is_true())
-        .map_err(|e| format!("`{expr}`: {e}"))
+    let e = env.compile_expression(expr).map_err(|e| format!("`{expr}`: {e}"))?;
+    e.eval(ctx).map(|v| v.is_true()).map_err(|e| format!("`{expr}`: {e}"))
 }

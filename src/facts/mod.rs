@@ -19,6 +19,8 @@ pub struct Query {
     pub units: BTreeSet<String>,
     /// Paths to hash and stat.
     pub files: BTreeSet<String>,
+    /// Host names to resolve (IPv4), as the host's services would.
+    pub names: BTreeSet<String>,
 }
 
 impl Query {
@@ -27,6 +29,7 @@ impl Query {
         self.packages.extend(other.packages.iter().cloned());
         self.units.extend(other.units.iter().cloned());
         self.files.extend(other.files.iter().cloned());
+        self.names.extend(other.names.iter().cloned());
     }
 }
 
@@ -97,6 +100,8 @@ pub struct Facts {
     pub clock: i64,
     /// Free space on /, KiB.
     pub disk_free_kib: u64,
+    /// Names asked about → the IPv4 address they resolve to (None: they do not resolve).
+    pub resolved: BTreeMap<String, Option<std::net::IpAddr>>,
 }
 
 impl Facts {
@@ -119,12 +124,12 @@ impl Facts {
 const MARK: &str = "@@pgha:";
 
 /// The probe: one `sh` script whose sections are separated by `@@pgha:<name>` lines. Names of
-/// packages, units and files travel as positional arguments (`NP NU p… u… f…`); the script
+/// packages, units and files travel as positional arguments (`NP NU NN p… u… n… f…`); the script
 /// only ever `eval`s positional references like `"${3}"`, never a value.
 pub fn probe(q: &Query) -> Cmd {
     let body = format!(
         r#"export LC_ALL=C
-np=$1 nu=$2; shift 2
+np=$1 nu=$2 nn=$3; shift 3
 refs() {{ [ "$1" -gt 0 ] && seq -f '"${{%.0f}}"' 1 "$1" | tr '\n' ' '; }}
 echo '{MARK}os'; cat /etc/os-release 2>/dev/null
 echo '{MARK}clock'; date +%s
@@ -136,15 +141,23 @@ shift "$np"
 echo '{MARK}units'
 [ "$nu" -gt 0 ] && eval "systemctl show -p Id,LoadState,ActiveState,SubState,UnitFileState,MainPID $(refs "$nu")" 2>/dev/null
 shift "$nu"
+echo '{MARK}resolve'
+[ "$nn" -gt 0 ] && eval "for n in $(refs "$nn"); do a=\$(getent ahostsv4 \"\$n\" | head -n 1 | cut -d' ' -f1); printf '%s\t%s\n' \"\$n\" \"\${{a:--}}\"; done"
+shift "$nn"
 echo '{MARK}files'
 {stat}
 exit 0
 "#,
         stat = remote::STAT_BODY
     );
-    let mut args = vec![q.packages.len().to_string(), q.units.len().to_string()];
+    let mut args = vec![
+        q.packages.len().to_string(),
+        q.units.len().to_string(),
+        q.names.len().to_string(),
+    ];
     args.extend(q.packages.iter().cloned());
     args.extend(q.units.iter().cloned());
+    args.extend(q.names.iter().cloned());
     args.extend(q.files.iter().cloned());
     Cmd::script(&body, args)
 }
@@ -171,10 +184,7 @@ pub fn parse(out: &str, q: &Query) -> Result<Facts, String> {
         os: parse_os(&get("os")),
         ..Facts::default()
     };
-    facts.clock = get("clock")
-        .first()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
+    facts.clock = get("clock").first().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
     facts.disk_free_kib = get("disk")
         .first()
         .and_then(|l| l.split_whitespace().nth(3))
@@ -205,6 +215,11 @@ pub fn parse(out: &str, q: &Query) -> Result<Facts, String> {
                     installed,
                 },
             );
+        }
+    }
+    for line in get("resolve") {
+        if let Some((name, addr)) = line.split_once('\t') {
+            facts.resolved.insert(name.to_string(), addr.parse().ok());
         }
     }
     facts.units = parse_units(&get("units"));

@@ -16,6 +16,7 @@ fn query() -> Query {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        names: Default::default(),
     }
 }
 
@@ -63,21 +64,13 @@ fn parses_a_recorded_probe() {
     assert_eq!(f.disk_free_kib, 38_765_432);
     assert!(f.listening.contains(&5000) && f.listening.contains(&22));
     assert!(f.installed("haproxy"));
-    assert!(
-        !f.installed("patroni"),
-        "rc = removed, config left: not installed"
-    );
-    assert!(
-        !f.installed("etcd-server"),
-        "absent from dpkg output: not installed"
-    );
+    assert!(!f.installed("patroni"), "rc = removed, config left: not installed");
+    assert!(!f.installed("etcd-server"), "absent from dpkg output: not installed");
     let h = f.unit("haproxy.service");
     assert!(h.is_active() && h.is_enabled() && h.loaded);
     assert_eq!(h.main_pid, 412);
     assert!(!f.unit("patroni.service").loaded);
-    assert!(
-        matches!(f.file("/etc/haproxy/haproxy.cfg"), FileKind::File { sha256, .. } if sha256 == "deadbeef")
-    );
+    assert!(matches!(f.file("/etc/haproxy/haproxy.cfg"), FileKind::File { sha256, .. } if sha256 == "deadbeef"));
     assert_eq!(f.file("/etc/patroni/config.yml"), &FileKind::Missing);
 }
 
@@ -90,12 +83,9 @@ fn a_truncated_probe_is_an_error() {
 fn probe_passes_names_as_arguments() {
     let cmd = probe(&query());
     let argv = cmd.argv();
-    assert_eq!(&argv[4..6], ["3", "2"]);
+    assert_eq!(&argv[4..7], ["3", "2", "0"]);
     assert!(argv.iter().any(|a| a == "/etc/patroni/config.yml"));
-    assert!(
-        !argv[2].contains("haproxy"),
-        "names never appear in the script text"
-    );
+    assert!(!argv[2].contains("haproxy"), "names never appear in the script text");
 }
 
 /// Runs the real probe script with this machine's `sh` (a Debian host like the targets).
@@ -103,12 +93,13 @@ fn probe_passes_names_as_arguments() {
 #[allow(clippy::disallowed_methods)]
 fn probe_runs_on_a_real_debian_shell() {
     let q = Query {
-        packages: ["dpkg", "no-such-package-pgha"]
+        packages: ["dpkg", "no-such-package-pgha"].iter().map(|s| s.to_string()).collect(),
+        units: Default::default(),
+        files: ["/etc/os-release", "/etc", "/no/such/file"]
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        units: Default::default(),
-        files: ["/etc/os-release", "/etc", "/no/such/file"]
+        names: ["localhost", "no-such-host.invalid"]
             .iter()
             .map(|s| s.to_string())
             .collect(),
@@ -127,4 +118,14 @@ fn probe_runs_on_a_real_debian_shell() {
     assert!(matches!(f.file("/etc"), FileKind::Dir { .. }));
     assert_eq!(f.file("/no/such/file"), &FileKind::Missing);
     assert!(f.clock > 1_700_000_000);
+    assert_eq!(
+        f.resolved
+            .get("localhost")
+            .copied()
+            .flatten()
+            .map(|a| a.to_string())
+            .as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(f.resolved.get("no-such-host.invalid"), Some(&None));
 }

@@ -46,11 +46,7 @@ pub enum LoadError {
 }
 
 fn render_all(errors: &[Diagnostic]) -> String {
-    errors
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n\n")
 }
 
 /// Reads and validates the inventory at `path`.
@@ -66,13 +62,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
         warnings: Vec::new(),
     })?;
     let mut findings = validate::Findings::new(path);
-    let hosts_pos: Vec<(String, Pos)> = raw
-        .hosts
-        .value
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), Pos::of(v)))
-        .collect();
+    let hosts_pos: Vec<(String, Pos)> = raw.hosts.value.0.iter().map(|(k, v)| (k.clone(), Pos::of(v))).collect();
     let hosts_root = Pos::of(&raw.hosts);
     let inv = validate::from_raw(path, raw, &mut findings);
     let Some(inventory) = inv else {
@@ -110,11 +100,7 @@ mod tests {
     #[test]
     fn example_has_the_reference_topology() {
         let inv = example().inventory;
-        let names = |role| {
-            inv.hosts_with(role)
-                .map(|h| h.name.to_string())
-                .collect::<Vec<_>>()
-        };
+        let names = |role| inv.hosts_with(role).map(|h| h.name.to_string()).collect::<Vec<_>>();
         assert_eq!(names(Role::Postgres), ["node1", "node2", "node3"]);
         assert_eq!(names(Role::Etcd), ["etcd1", "etcd2", "etcd3"]);
         assert_eq!(names(Role::Haproxy), ["haproxy"]);
@@ -142,27 +128,15 @@ mod tests {
     #[test]
     fn defaults_fill_every_optional_section() {
         let text = "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
-        let inv = parse(Path::new("t.yaml"), text.as_bytes())
-            .expect("valid")
-            .inventory;
+        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
         assert_eq!(inv.postgres.port.get(), 5432);
         assert_eq!(inv.patroni.rest_port.get(), 8008);
         assert_eq!(
-            (
-                inv.patroni.ttl,
-                inv.patroni.loop_wait,
-                inv.patroni.retry_timeout
-            ),
+            (inv.patroni.ttl, inv.patroni.loop_wait, inv.patroni.retry_timeout),
             (30, 10, 10)
         );
-        assert_eq!(
-            (inv.etcd.client_port.get(), inv.etcd.peer_port.get()),
-            (2379, 2380)
-        );
-        assert_eq!(
-            (inv.haproxy.rw_port.get(), inv.haproxy.ro_port.get()),
-            (5000, 5001)
-        );
+        assert_eq!((inv.etcd.client_port.get(), inv.etcd.peer_port.get()), (2379, 2380));
+        assert_eq!((inv.haproxy.rw_port.get(), inv.haproxy.ro_port.get()), (5000, 5001));
         assert_eq!(inv.pgbouncer.port.get(), 6432);
         assert_eq!(inv.pgbouncer.pool_mode, PoolMode::Transaction);
         assert_eq!(inv.postgres.databases.len(), 1);
@@ -174,21 +148,15 @@ mod tests {
     #[test]
     fn host_ssh_overrides_defaults() {
         let text = "cluster: {name: t}\nssh: {user: ops, port: 2222, become: true}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer], ssh: {port: 22}}\n";
-        let inv = parse(Path::new("t.yaml"), text.as_bytes())
-            .expect("valid")
-            .inventory;
+        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
         let ssh = &inv.hosts[0].ssh;
-        assert_eq!(
-            (ssh.user.as_str(), ssh.port.get(), ssh.become_),
-            ("ops", 22, true)
-        );
+        assert_eq!((ssh.user.as_str(), ssh.port.get(), ssh.become_), ("ops", 22, true));
     }
 
     #[test]
     fn several_errors_are_all_reported_in_file_order() {
         let text = "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd]}\n  b: {address: 10.0.0.1, dc: x, roles: [etcd]}\n";
-        let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes())
-        else {
+        let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
             panic!("must be invalid")
         };
         let fields: Vec<_> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();

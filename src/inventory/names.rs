@@ -38,10 +38,7 @@ pub fn check_dns_name(s: &str) -> Result<(), String> {
         return Err("a name cannot be empty".into());
     }
     if s.len() > 253 {
-        return Err(format!(
-            "a name has at most 253 characters, this one has {}",
-            s.len()
-        ));
+        return Err(format!("a name has at most 253 characters, this one has {}", s.len()));
     }
     for label in s.split('.') {
         if label.is_empty() || label.len() > 63 {
@@ -74,10 +71,7 @@ impl DcName {
         if s.is_empty() || s.len() > 63 {
             return Err("a data-centre name has 1 to 63 characters".into());
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("`{s}`: use letters, digits, `-` and `_` only"));
         }
         Ok(Self(s.to_owned()))
@@ -170,25 +164,17 @@ impl<'de> Deserialize<'de> for Port {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
                 match u64::try_from(v) {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!(
-                        "expected a port number 1–65535, found {v}"
-                    ))),
+                    Err(_) => Err(E::custom(format!("expected a port number 1–65535, found {v}"))),
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
-                Err(E::custom(format!(
-                    "expected a port number 1–65535, found \"{v}\""
-                )))
+                Err(E::custom(format!("expected a port number 1–65535, found \"{v}\"")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Port, E> {
-                Err(E::custom(format!(
-                    "expected a port number 1–65535, found {v}"
-                )))
+                Err(E::custom(format!("expected a port number 1–65535, found {v}")))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Port, E> {
-                Err(E::custom(format!(
-                    "expected a port number 1–65535, found {v}"
-                )))
+                Err(E::custom(format!("expected a port number 1–65535, found {v}")))
             }
         }
         d.deserialize_any(PortVisitor)

@@ -32,9 +32,7 @@ pub fn risks(inv: &Inventory) -> Vec<Risk> {
 fn per_dc(inv: &Inventory, role: Role) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in inv.hosts_with(role) {
-        m.entry(h.dc.to_string())
-            .or_default()
-            .push(h.name.to_string());
+        m.entry(h.dc.to_string()).or_default().push(h.name.to_string());
     }
     m
 }
@@ -50,9 +48,7 @@ fn etcd_quorum(inv: &Inventory, out: &mut Vec<Risk>) {
         out.push(Risk {
             field: "hosts".into(),
             host: members.values().flatten().next().cloned(),
-            message:
-                "a single etcd member: losing it stops automatic failover and demotes the primary"
-                    .into(),
+            message: "a single etcd member: losing it stops automatic failover and demotes the primary".into(),
             hint: "run 3 etcd members, ideally across 3 data centres".into(),
         });
         return;
@@ -94,10 +90,7 @@ fn postgres_spread(inv: &Inventory, out: &mut Vec<Risk>) {
     if inv.hosts_with(Role::Postgres).count() == 1 {
         out.push(Risk {
             field: "hosts".into(),
-            host: inv
-                .hosts_with(Role::Postgres)
-                .next()
-                .map(|h| h.name.to_string()),
+            host: inv.hosts_with(Role::Postgres).next().map(|h| h.name.to_string()),
             message: "a single PostgreSQL node: no replica to fail over to".into(),
             hint: "run at least 2 (3 recommended) PostgreSQL nodes".into(),
         });

@@ -31,14 +31,7 @@ impl Findings {
         }
     }
 
-    fn diag(
-        &self,
-        severity: Severity,
-        pos: Pos,
-        field: &str,
-        message: String,
-        hint: Option<String>,
-    ) -> Diagnostic {
+    fn diag(&self, severity: Severity, pos: Pos, field: &str, message: String, hint: Option<String>) -> Diagnostic {
         Diagnostic {
             severity,
             file: self.file.clone(),
@@ -50,24 +43,12 @@ impl Findings {
         }
     }
 
-    pub(crate) fn error(
-        &mut self,
-        pos: Pos,
-        field: &str,
-        message: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
+    pub(crate) fn error(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
         let d = self.diag(Severity::Error, pos, field, message.into(), hint.into());
         self.errors.push(d);
     }
 
-    pub(crate) fn warn(
-        &mut self,
-        pos: Pos,
-        field: &str,
-        message: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
+    pub(crate) fn warn(&mut self, pos: Pos, field: &str, message: impl Into<String>, hint: impl Into<Option<String>>) {
         let d = self.diag(Severity::Warning, pos, field, message.into(), hint.into());
         self.warnings.push(d);
     }
@@ -141,27 +122,20 @@ fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
             Pos::of(name),
             "cluster.name",
             format!("`{}` is not a valid cluster name", name.value),
-            Some("use 1–63 lowercase letters, digits, `-` or `_` (it becomes Patroni's scope and etcd's cluster token)".to_string()),
+            Some(
+                "use 1–63 lowercase letters, digits, `-` or `_` (it becomes Patroni's scope and etcd's cluster token)"
+                    .to_string(),
+            ),
         );
     }
     name.value.clone()
 }
 
-fn resolve_ssh(
-    defaults: Option<&RawSsh>,
-    over: Option<&RawSsh>,
-    field: &str,
-    f: &mut Findings,
-) -> SshSettings {
-    let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| {
-        over.and_then(get).or_else(|| defaults.and_then(get))
-    };
+fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f: &mut Findings) -> SshSettings {
+    let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| over.and_then(get).or_else(|| defaults.and_then(get));
     let user = pick(|s| s.user.as_ref());
     if let Some(u) = user
-        && (u.value.is_empty()
-            || u.value
-                .chars()
-                .any(|c| c.is_whitespace() || c == '@' || c == ':'))
+        && (u.value.is_empty() || u.value.chars().any(|c| c.is_whitespace() || c == '@' || c == ':'))
     {
         f.error(
             Pos::of(u),
@@ -181,9 +155,7 @@ fn resolve_ssh(
         .map(|b| b.value)
         .unwrap_or(false);
     SshSettings {
-        user: user
-            .map(|u| u.value.clone())
-            .unwrap_or_else(|| "root".into()),
+        user: user.map(|u| u.value.clone()).unwrap_or_else(|| "root".into()),
         port,
         key: pick(|s| s.key.as_ref()).map(|k| PathBuf::from(&k.value)),
         known_hosts: pick(|s| s.known_hosts.as_ref()).map(|k| PathBuf::from(&k.value)),
@@ -191,11 +163,7 @@ fn resolve_ssh(
     }
 }
 
-fn hosts(
-    raw: &Spanned<SpannedMap<Spanned<RawHost>>>,
-    defaults: Option<&RawSsh>,
-    f: &mut Findings,
-) -> Vec<Host> {
+fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>, f: &mut Findings) -> Vec<Host> {
     let mut out = Vec::new();
     let mut addresses: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -216,10 +184,7 @@ fn hosts(
                     Pos::of(host),
                     &field,
                     format!("invalid host name: {why}"),
-                    Some(
-                        "host names become etcd/Patroni member names and certificate names"
-                            .to_string(),
-                    ),
+                    Some("host names become etcd/Patroni member names and certificate names".to_string()),
                 );
                 continue;
             }
@@ -248,14 +213,8 @@ fn hosts(
                 f.error(
                     Pos::of(&h.address),
                     &format!("{field}.address"),
-                    format!(
-                        "expected an IPv4 or IPv6 address, found \"{}\"",
-                        h.address.value
-                    ),
-                    Some(
-                        "write the IP address, e.g. 192.0.2.11; the host name is the key above"
-                            .to_string(),
-                    ),
+                    format!("expected an IPv4 or IPv6 address, found \"{}\"", h.address.value),
+                    Some("write the IP address, e.g. 192.0.2.11; the host name is the key above".to_string()),
                 );
                 None
             }
@@ -263,7 +222,15 @@ fn hosts(
         if let Some(a) = address
             && let Some(first) = addresses.insert(a, field.clone())
         {
-            f.error(Pos::of(&h.address), &format!("{field}.address"), format!("address {a} is already used by {first}"), Some("give each host its own address; to run several roles on one host list them under its `roles`".to_string()));
+            f.error(
+                Pos::of(&h.address),
+                &format!("{field}.address"),
+                format!("address {a} is already used by {first}"),
+                Some(
+                    "give each host its own address; to run several roles on one host list them under its `roles`"
+                        .to_string(),
+                ),
+            );
         }
         let dc = match DcName::new(&h.dc.value) {
             Ok(d) => d,
@@ -308,12 +275,7 @@ fn hosts(
                 Err(why) => f.error(Pos::of(n), &format!("{field}.names"), why, None),
             }
         }
-        let ssh = resolve_ssh(
-            defaults,
-            h.ssh.as_ref().map(|s| &s.value),
-            &format!("{field}.ssh"),
-            f,
-        );
+        let ssh = resolve_ssh(defaults, h.ssh.as_ref().map(|s| &s.value), &format!("{field}.ssh"), f);
         if let Some(address) = address {
             out.push(Host {
                 name,
@@ -385,9 +347,7 @@ fn identifier(s: &Spanned<String>, field: &str, what: &str, f: &mut Findings) ->
     let v = &s.value;
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && v.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && v.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !ok {
@@ -423,10 +383,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(v),
                 &field,
                 format!("`{k}` is set by pgha and cannot be overridden"),
-                Some(format!(
-                    "remove it; pgha manages: {}",
-                    MANAGED_PARAMETERS.join(", ")
-                )),
+                Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))),
             );
         }
         parameters.insert(k.clone(), v.value.to_string());
@@ -444,10 +401,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(&u.value.name),
                 &field,
                 format!("`{name}` is a role pgha creates itself"),
-                Some(format!(
-                    "choose another name; reserved: {}",
-                    RESERVED_ROLES.join(", ")
-                )),
+                Some(format!("choose another name; reserved: {}", RESERVED_ROLES.join(", "))),
             );
         }
         if !user_names.insert(name.clone()) {
@@ -464,15 +418,11 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 "createdb" => options.push("CREATEDB".to_string()),
                 "createrole" => options.push("CREATEROLE".to_string()),
                 other => {
-                    let hint = did_you_mean(other, ["createdb", "createrole"])
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let hint = did_you_mean(other, ["createdb", "createrole"]).map(|s| format!("did you mean `{s}`?"));
                     f.error(
                         Pos::of(o),
                         &format!("postgres.users[{i}].options"),
-                        format!(
-                            "unknown role option `{}` (allowed: createdb, createrole)",
-                            o.value
-                        ),
+                        format!("unknown role option `{}` (allowed: createdb, createrole)", o.value),
                         hint,
                     );
                 }
@@ -559,12 +509,7 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
         );
     }
     if u64::from(loop_wait) + 2 * u64::from(retry_timeout) > u64::from(ttl) {
-        let pos = r
-            .ttl
-            .as_ref()
-            .map(Pos::of)
-            .or(raw.map(Pos::of))
-            .unwrap_or_default();
+        let pos = r.ttl.as_ref().map(Pos::of).or(raw.map(Pos::of)).unwrap_or_default();
         f.error(
             pos,
             "patroni.ttl",
@@ -597,10 +542,7 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
     let synchronous_node_count = num(&r.synchronous_node_count, 1);
     if synchronous_node_count == 0 {
         f.error(
-            r.synchronous_node_count
-                .as_ref()
-                .map(Pos::of)
-                .unwrap_or_default(),
+            r.synchronous_node_count.as_ref().map(Pos::of).unwrap_or_default(),
             "patroni.synchronous_node_count",
             "must be at least 1",
             None,
@@ -611,11 +553,7 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
         ttl,
         loop_wait,
         retry_timeout,
-        maximum_lag_on_failover: r
-            .maximum_lag_on_failover
-            .as_ref()
-            .map(|v| v.value)
-            .unwrap_or(1_048_576),
+        maximum_lag_on_failover: r.maximum_lag_on_failover.as_ref().map(|v| v.value).unwrap_or(1_048_576),
         synchronous_mode,
         synchronous_node_count,
         failsafe_mode: r.failsafe_mode.as_ref().map(|v| v.value).unwrap_or(false),
@@ -627,10 +565,7 @@ fn sync_mode_fits(inv: &Inventory, raw: Option<&Spanned<RawPatroni>>, f: &mut Fi
     let pos = raw
         .and_then(|r| r.value.synchronous_mode.as_ref().map(Pos::of))
         .unwrap_or_default();
-    if inv.patroni.synchronous_mode != SyncMode::Off
-        && nodes > 0
-        && inv.patroni.synchronous_node_count >= nodes
-    {
+    if inv.patroni.synchronous_mode != SyncMode::Off && nodes > 0 && inv.patroni.synchronous_node_count >= nodes {
         f.warn(
             pos,
             "patroni.synchronous_node_count",
@@ -657,10 +592,7 @@ fn haproxy(raw: Option<&Spanned<RawHaproxy>>, f: &mut Findings) -> HaproxySettin
     let check_interval_ms = num(&r.check_interval_ms, 3000);
     if check_interval_ms < 100 {
         f.error(
-            r.check_interval_ms
-                .as_ref()
-                .map(Pos::of)
-                .unwrap_or_default(),
+            r.check_interval_ms.as_ref().map(Pos::of).unwrap_or_default(),
             "haproxy.check_interval_ms",
             format!("{check_interval_ms} ms is too short"),
             Some("use at least 100 ms; 1000–3000 is typical".to_string()),
@@ -670,28 +602,15 @@ fn haproxy(raw: Option<&Spanned<RawHaproxy>>, f: &mut Findings) -> HaproxySettin
         if let Some(v) = v
             && v.value == 0
         {
-            f.error(
-                Pos::of(v),
-                &format!("haproxy.{name}"),
-                "must be at least 1",
-                None,
-            );
+            f.error(Pos::of(v), &format!("haproxy.{name}"), "must be at least 1", None);
         }
     }
     HaproxySettings {
         rw_port: port_or(r.rw_port.as_ref(), 5000),
         ro_port: port_or(r.ro_port.as_ref(), 5001),
         stats_port: port_or(r.stats_port.as_ref(), 7000),
-        ro_max_lag_bytes: r
-            .ro_max_lag_bytes
-            .as_ref()
-            .map(|v| v.value)
-            .unwrap_or(1_048_576),
-        ro_primary_fallback: r
-            .ro_primary_fallback
-            .as_ref()
-            .map(|v| v.value)
-            .unwrap_or(true),
+        ro_max_lag_bytes: r.ro_max_lag_bytes.as_ref().map(|v| v.value).unwrap_or(1_048_576),
+        ro_primary_fallback: r.ro_primary_fallback.as_ref().map(|v| v.value).unwrap_or(true),
         check_interval_ms,
         check_fall: num(&r.check_fall, 3),
         check_rise: num(&r.check_rise, 2),
@@ -726,10 +645,7 @@ fn pgbouncer(raw: Option<&Spanned<RawPgbouncer>>, f: &mut Findings) -> Pgbouncer
     let default_pool_size = num(&r.default_pool_size, 20);
     if default_pool_size == 0 {
         f.error(
-            r.default_pool_size
-                .as_ref()
-                .map(Pos::of)
-                .unwrap_or_default(),
+            r.default_pool_size.as_ref().map(Pos::of).unwrap_or_default(),
             "pgbouncer.default_pool_size",
             "must be at least 1",
             None,

@@ -26,12 +26,7 @@ pub fn is_built(paths: &LabPaths, release: Release) -> bool {
 }
 
 /// Builds the base image unless it is already complete. Returns whether it built one.
-pub fn ensure_base(
-    paths: &LabPaths,
-    release: Release,
-    mirror: &str,
-    progress: Progress,
-) -> Result<bool> {
+pub fn ensure_base(paths: &LabPaths, release: Release, mirror: &str, progress: Progress) -> Result<bool> {
     let rel = release.as_str();
     let base = paths.base(rel);
     if is_built(paths, release) {
@@ -52,9 +47,7 @@ pub fn ensure_base(
 
 fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Result<()> {
     let rel = release.as_str();
-    progress(&format!(
-        "lab: debootstrap {rel} (minbase + systemd, sshd, sudo)"
-    ));
+    progress(&format!("lab: debootstrap {rel} (minbase + systemd, sshd, sudo)"));
     let args: Vec<OsString> = vec![
         "--variant=minbase".into(),
         format!("--include={INCLUDE}").into(),
@@ -74,10 +67,7 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
     chroot(root, &install)?;
 
     progress("lab: adding user pgha (passwordless sudo), clearing host identity");
-    chroot(
-        root,
-        &["useradd", "--create-home", "--shell", "/bin/bash", "pgha"],
-    )?;
+    chroot(root, &["useradd", "--create-home", "--shell", "/bin/bash", "pgha"])?;
     write_atomic(
         &root.join("etc/sudoers.d/pgha"),
         b"pgha ALL=(ALL:ALL) NOPASSWD: ALL\n",
@@ -91,12 +81,8 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
           Acquire::Retries \"0\";\n",
         0o644,
     )?;
-    for entry in std::fs::read_dir(root.join("etc/ssh"))
-        .map_err(LabError::io("listing", root.join("etc/ssh")))?
-    {
-        let p = entry
-            .map_err(LabError::io("listing", root.join("etc/ssh")))?
-            .path();
+    for entry in std::fs::read_dir(root.join("etc/ssh")).map_err(LabError::io("listing", root.join("etc/ssh")))? {
+        let p = entry.map_err(LabError::io("listing", root.join("etc/ssh")))?.path();
         if p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
         {
@@ -109,10 +95,7 @@ fn build(root: &Path, release: Release, mirror: &str, progress: Progress) -> Res
     if dbus_id.symlink_metadata().is_ok_and(|m| m.is_file()) {
         std::fs::remove_file(&dbus_id).map_err(LabError::io("removing", &dbus_id))?;
     }
-    let marker = format!(
-        "release: {rel}\nmirror: {mirror}\npackages: {}\n",
-        pkgs.join(" ")
-    );
+    let marker = format!("release: {rel}\nmirror: {mirror}\npackages: {}\n", pkgs.join(" "));
     write_atomic(&root.join(MARKER), marker.as_bytes(), 0o644)?;
     Ok(())
 }

@@ -19,11 +19,7 @@ const NAMED_ROOT: &str = "/sys/fs/cgroup/systemd";
 /// Where cgroups of this kind live and our own path in them.
 fn hierarchy() -> Option<(PathBuf, String)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path_of = |prefix: &str| {
-        own.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(str::to_string)
-    };
+    let path_of = |prefix: &str| own.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_string);
     if Path::new(V2_ROOT).join("cgroup.controllers").exists() {
         return Some((PathBuf::from(V2_ROOT), path_of("0::")?));
     }
@@ -63,19 +59,13 @@ pub fn create(host: &str, scratch: &Path) -> Result<Option<HostCgroup>> {
     let Some((root, own)) = hierarchy() else {
         return Ok(None);
     };
-    let dir = root
-        .join(own.trim_start_matches('/'))
-        .join("pgha-lab")
-        .join(host);
+    let dir = root.join(own.trim_start_matches('/')).join("pgha-lab").join(host);
     let mut procs = vec![open_procs(&dir)?];
     let mut v2_mirror = None;
     if root == Path::new(NAMED_ROOT) {
         let own_v2 = std::fs::read_to_string("/proc/self/cgroup")
             .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-            })
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
             .unwrap_or_else(|| "/".to_string());
         let rel = PathBuf::from(own_v2.trim_start_matches('/'))
             .join("pgha-lab")
@@ -86,11 +76,7 @@ pub fn create(host: &str, scratch: &Path) -> Result<Option<HostCgroup>> {
         })?;
         v2_mirror = Some(rel);
     }
-    Ok(Some(HostCgroup {
-        dir,
-        v2_mirror,
-        procs,
-    }))
+    Ok(Some(HostCgroup { dir, v2_mirror, procs }))
 }
 
 /// Mounts the cgroup2 hierarchy on `scratch`, runs `f`, unmounts (lazily: descriptors opened
@@ -139,9 +125,7 @@ fn rmdir_tree(dir: &Path) -> Result<()> {
         }
     }
     match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(LabError::io("removing cgroup", dir)(e))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LabError::io("removing cgroup", dir)(e)),
         _ => Ok(()),
     }
 }

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The lab creates namespaces, mounts and machines: only root can.
-    #[error(
-        "pgha lab must run as root (it creates network namespaces, mounts and machines)\n\nhint: run it with sudo"
-    )]
+    #[error("pgha lab must run as root (it creates network namespaces, mounts and machines)\n\nhint: run it with sudo")]
     NotRoot,
     /// A program the lab needs is not installed.
     #[error("`{program}` was not found in PATH\n\nhint: apt-get install -y {package}")]
@@ -40,9 +38,7 @@ pub enum LabError {
         route: String,
     },
     /// `--subnet` is not an IPv4 CIDR the lab can use.
-    #[error(
-        "invalid subnet `{value}`: {why}\n\nhint: give an IPv4 network such as 10.213.77.0/24 (prefix /8 to /26)"
-    )]
+    #[error("invalid subnet `{value}`: {why}\n\nhint: give an IPv4 network such as 10.213.77.0/24 (prefix /8 to /26)")]
     BadSubnet {
         /// What was given.
         value: String,
@@ -169,16 +165,9 @@ pub enum LabError {
 
 impl LabError {
     /// Wraps an I/O error with the action and the file.
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> LabError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LabError {
         let path = path.into();
-        move |source| LabError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| LabError::Io { action, path, source }
     }
 }
 

@@ -54,17 +54,15 @@ pub fn lock(path: &Path) -> Result<std::fs::File> {
         .map_err(LabError::io("opening", path))?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(LabError::io("locking", path)(
-            std::io::Error::last_os_error(),
-        ));
+        return Err(LabError::io("locking", path)(std::io::Error::last_os_error()));
     }
     Ok(f)
 }
 
 /// Mount points currently in this mount namespace (decoded from /proc/self/mountinfo).
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(LabError::io("reading", "/proc/self/mountinfo"))?;
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(LabError::io("reading", "/proc/self/mountinfo"))?;
     Ok(text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -101,10 +99,7 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = mount_points()?
-        .into_iter()
-        .filter(|m| m.starts_with(dir))
-        .collect();
+    let mut v: Vec<PathBuf> = mount_points()?.into_iter().filter(|m| m.starts_with(dir)).collect();
     v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     v.dedup();
     Ok(v)

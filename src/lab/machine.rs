@@ -39,23 +39,15 @@ pub fn ensure_root(hp: &HostPaths, base: &Path) -> Result<bool> {
     );
     cmd::run_args(
         "mount",
-        &[
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            &opts,
-            &root.display().to_string(),
-        ],
+        &["-t", "overlay", "overlay", "-o", &opts, &root.display().to_string()],
     )?;
     Ok(true)
 }
 
 /// The /etc/hosts every lab host gets: localhost and every lab host by name.
 pub fn etc_hosts(hosts: &[HostSpec]) -> String {
-    let mut s = String::from(
-        "# written by pgha lab\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut s =
+        String::from("# written by pgha lab\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for h in hosts {
         s.push_str(&format!("{}\t{}\n", h.address, h.name));
     }
@@ -64,18 +56,9 @@ pub fn etc_hosts(hosts: &[HostSpec]) -> String {
 
 /// Writes what makes the host itself into its (mounted) root. Idempotent: unchanged files are not
 /// rewritten, an existing machine-id and host keys are kept.
-pub fn personalize(
-    hp: &HostPaths,
-    host: &HostSpec,
-    all: &[HostSpec],
-    public_key: &str,
-) -> Result<()> {
+pub fn personalize(hp: &HostPaths, host: &HostSpec, all: &[HostSpec], public_key: &str) -> Result<()> {
     let root = hp.rootfs();
-    write_atomic(
-        &root.join("etc/hostname"),
-        format!("{}\n", host.name).as_bytes(),
-        0o644,
-    )?;
+    write_atomic(&root.join("etc/hostname"), format!("{}\n", host.name).as_bytes(), 0o644)?;
     write_atomic(&root.join("etc/hosts"), etc_hosts(all).as_bytes(), 0o644)?;
     let mid = root.join("etc/machine-id");
     if std::fs::read_to_string(&mid)
@@ -91,18 +74,14 @@ pub fn personalize(
         0o644,
     )?;
     let (uid, gid) = user_ids(&root, "pgha").unwrap_or((0, 0));
-    for (home, uid, gid) in [
-        (root.join("root"), 0, 0),
-        (root.join("home/pgha"), uid, gid),
-    ] {
+    for (home, uid, gid) in [(root.join("root"), 0, 0), (root.join("home/pgha"), uid, gid)] {
         let dir = home.join(".ssh");
         std::fs::create_dir_all(&dir).map_err(LabError::io("creating", &dir))?;
         set_mode(&dir, 0o700)?;
         let ak = dir.join("authorized_keys");
         write_atomic(&ak, public_key.as_bytes(), 0o600)?;
         for p in [&dir, &ak] {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-                .map_err(LabError::io("chown", p.as_path()))?;
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(LabError::io("chown", p.as_path()))?;
         }
     }
     Ok(())
@@ -110,8 +89,7 @@ pub fn personalize(
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(LabError::io("chmod", p))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(LabError::io("chmod", p))
 }
 
 fn random_hex16() -> Result<String> {
@@ -128,8 +106,7 @@ fn user_ids(root: &Path, user: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user) && f.len() > 3)
-            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        (f.first() == Some(&user) && f.len() > 3).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
     })
 }
 
@@ -152,9 +129,7 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         .append(true)
         .open(&log_path)
         .map_err(LabError::io("opening", &log_path))?;
-    let err = log
-        .try_clone()
-        .map_err(LabError::io("opening", &log_path))?;
+    let err = log.try_clone().map_err(LabError::io("opening", &log_path))?;
     let args = [
         "--quiet".to_string(),
         "-D".into(),
@@ -168,10 +143,7 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         "--console=read-only".into(),
     ];
     let mut c = cmd::command("systemd-nspawn", &args);
-    c.stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .process_group(0);
+    c.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
     let cg = cgroup::create(name, &hp.cgroup_scratch())?;
     if let Some(cg) = &cg {
         let fds: Vec<i32> = cg.procs.iter().map(|f| f.as_raw_fd()).collect();
@@ -190,10 +162,7 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         }
     }
     let text = cmd::describe(&c);
-    let child = c.spawn().map_err(|source| LabError::Spawn {
-        command: text,
-        source,
-    })?;
+    let child = c.spawn().map_err(|source| LabError::Spawn { command: text, source })?;
     let pid = child.id() as i32;
     let start_ticks = procfs::start_ticks(pid).unwrap_or(0);
     let started_at = SystemTime::now()

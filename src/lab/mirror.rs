@@ -10,28 +10,16 @@ pub fn from_apt_config(etc_apt: &Path) -> Option<String> {
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
     files.sort();
-    for f in files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "sources"))
-    {
-        if let Some(m) = std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| parse_deb822(&t))
-        {
+    for f in files.iter().filter(|p| p.extension().is_some_and(|e| e == "sources")) {
+        if let Some(m) = std::fs::read_to_string(f).ok().and_then(|t| parse_deb822(&t)) {
             return Some(m);
         }
     }
     let mut lists = vec![etc_apt.join("sources.list")];
-    lists.extend(
-        files
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "list")),
-    );
-    lists.iter().find_map(|f| {
-        std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| parse_one_line(&t))
-    })
+    lists.extend(files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "list")));
+    lists
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok().and_then(|t| parse_one_line(&t)))
 }
 
 fn is_security(suite: &str) -> bool {
@@ -96,23 +84,14 @@ mod tests {
     fn deb822_skips_security() {
         let t = "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n\
                  Types: deb\n# comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n";
-        assert_eq!(
-            parse_deb822(t).as_deref(),
-            Some("http://mirror.example/debian")
-        );
+        assert_eq!(parse_deb822(t).as_deref(), Some("http://mirror.example/debian"));
     }
 
     #[test]
     fn one_line_with_options() {
         let t = "# x\ndeb-src http://a.example/debian bookworm main\n\
                  deb [arch=amd64 signed-by=/k.gpg] http://b.example/debian bookworm main\n";
-        assert_eq!(
-            parse_one_line(t).as_deref(),
-            Some("http://b.example/debian")
-        );
-        assert_eq!(
-            parse_one_line("deb http://s.example/ bookworm-security main\n"),
-            None
-        );
+        assert_eq!(parse_one_line(t).as_deref(), Some("http://b.example/debian"));
+        assert_eq!(parse_one_line("deb http://s.example/ bookworm-security main\n"), None);
     }
 }

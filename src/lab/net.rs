@@ -117,12 +117,7 @@ pub fn ensure_bridge(bridge: &str, subnet: Subnet) -> Result<bool> {
 
 /// Creates a host's namespace and veth and sets its address, or checks them. Returns whether it
 /// created anything. Brings the host's link up (so it also heals a partition).
-pub fn ensure_host_net(
-    host: &str,
-    address: Ipv4Addr,
-    subnet: Subnet,
-    bridge: &str,
-) -> Result<bool> {
+pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &str) -> Result<bool> {
     let ns = netns_name(host);
     let veth = veth_name(host);
     let mut created = false;

@@ -49,9 +49,7 @@ pub struct UpReport {
 }
 
 fn require_state(paths: &LabPaths) -> Result<LabState> {
-    LabState::load(&paths.state())?.ok_or_else(|| LabError::NoLab {
-        path: paths.state(),
-    })
+    LabState::load(&paths.state())?.ok_or_else(|| LabError::NoLab { path: paths.state() })
 }
 
 /// Settles the lab's settings: those on disk if a lab exists (refusing different ones), else the
@@ -108,9 +106,7 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     }
     let mirror = match (&opts.mirror, need_base) {
         (Some(m), _) => Some(m.clone()),
-        (None, true) => {
-            Some(mirror::from_apt_config(Path::new("/etc/apt")).ok_or(LabError::NoMirror)?)
-        }
+        (None, true) => Some(mirror::from_apt_config(Path::new("/etc/apt")).ok_or(LabError::NoMirror)?),
         (None, false) => None,
     };
     // Everything is checked: from here on, record first, then create.
@@ -130,8 +126,8 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     if sshkeys::ensure_lab_key(paths)? {
         changed.push("lab key pair".to_string());
     }
-    let public_key = std::fs::read_to_string(paths.public_key())
-        .map_err(LabError::io("reading", paths.public_key()))?;
+    let public_key =
+        std::fs::read_to_string(paths.public_key()).map_err(LabError::io("reading", paths.public_key()))?;
     if net::ensure_bridge(&state.bridge, subnet)? {
         changed.push(format!("bridge {}", state.bridge));
     }
@@ -149,17 +145,10 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
         // A machine still running in a namespace that was deleted (and so replaced) above has no
         // network: power it off; it boots again below.
         if machine::running(&hp).is_some() && !machine::in_own_netns(&hp, &h.name) {
-            progress(&format!(
-                "lab: {} lost its network namespace; restarting it",
-                h.name
-            ));
+            progress(&format!("lab: {} lost its network namespace; restarting it", h.name));
             machine::stop(&hp, &h.name)?;
         }
-        known.push_str(&sshkeys::known_hosts_lines(
-            &hp.rootfs(),
-            &h.name,
-            h.address,
-        )?);
+        known.push_str(&sshkeys::known_hosts_lines(&hp.rootfs(), &h.name, h.address)?);
     }
     if sshkeys::write_known_hosts(paths, &known)? {
         changed.push("known_hosts".to_string());
@@ -222,14 +211,7 @@ fn wait_all_ssh(paths: &LabPaths, hosts: &[HostSpec], progress: Progress) -> Res
                     let alive = || machine::running(&hp).is_some();
                     (
                         h.name.clone(),
-                        sshkeys::wait_for_ssh(
-                            paths,
-                            &h.name,
-                            h.address,
-                            SSH_TIMEOUT,
-                            &hp.console(),
-                            &alive,
-                        ),
+                        sshkeys::wait_for_ssh(paths, &h.name, h.address, SSH_TIMEOUT, &hp.console(), &alive),
                     )
                 })
             })
@@ -340,14 +322,8 @@ pub fn status(paths: &LabPaths) -> Result<Vec<HostStatus>> {
                     let rec = machine::running(&paths.host(&h.name));
                     let pids = rec.as_ref().map(machine::processes).unwrap_or_default();
                     let ssh = rec.is_some()
-                        && cmd::output(sshkeys::ssh_command(
-                            paths,
-                            "root",
-                            h.address,
-                            false,
-                            &["true".into()],
-                        ))
-                        .is_ok_and(|o| o.status.success());
+                        && cmd::output(sshkeys::ssh_command(paths, "root", h.address, false, &["true".into()]))
+                            .is_ok_and(|o| o.status.success());
                     let state = match rec {
                         None => "stopped",
                         Some(_) if !net::link_exists(&net::veth_name(&h.name)) => "no-network",
@@ -388,8 +364,8 @@ pub fn start(paths: &LabPaths, host: &str, progress: Progress) -> Result<bool> {
     let h = state.host(host)?;
     let subnet = state.subnet()?;
     let hp = paths.host(&h.name);
-    let public_key = std::fs::read_to_string(paths.public_key())
-        .map_err(LabError::io("reading", paths.public_key()))?;
+    let public_key =
+        std::fs::read_to_string(paths.public_key()).map_err(LabError::io("reading", paths.public_key()))?;
     net::ensure_bridge(&state.bridge, subnet)?;
     machine::ensure_root(&hp, &paths.base(state.release.as_str()))?;
     machine::personalize(&hp, h, &state.hosts, &public_key)?;
@@ -417,19 +393,10 @@ pub fn heal(paths: &LabPaths, host: &str) -> Result<()> {
 
 /// Runs ssh to a host with the terminal attached; returns ssh's exit status (the remote
 /// command's, or 255 for ssh's own failures).
-pub fn ssh(
-    paths: &LabPaths,
-    host: &str,
-    user: &str,
-    remote: &[String],
-    tty: bool,
-) -> Result<ExitStatus> {
+pub fn ssh(paths: &LabPaths, host: &str, user: &str, remote: &[String], tty: bool) -> Result<ExitStatus> {
     let state = require_state(paths)?;
     let h = state.host(host)?;
     let mut c = sshkeys::ssh_command(paths, user, h.address, tty, remote);
     let text = cmd::describe(&c);
-    c.status().map_err(|source| LabError::Spawn {
-        command: text,
-        source,
-    })
+    c.status().map_err(|source| LabError::Spawn { command: text, source })
 }

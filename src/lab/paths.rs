@@ -31,10 +31,7 @@ impl LabPaths {
 
     /// The tree under `PGHA_LAB_DIR`, or [`DEFAULT_ROOT`].
     pub fn from_env() -> Self {
-        Self::new(
-            std::env::var_os("PGHA_LAB_DIR")
-                .map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from),
-        )
+        Self::new(std::env::var_os("PGHA_LAB_DIR").map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from))
     }
 
     /// The lab directory itself.

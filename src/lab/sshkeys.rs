@@ -22,11 +22,10 @@ pub fn ensure_lab_key(paths: &LabPaths) -> Result<bool> {
     std::fs::create_dir_all(&dir).map_err(LabError::io("creating", &dir))?;
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(paths.public_key());
-    let mut args: Vec<std::ffi::OsString> =
-        ["-q", "-t", "ed25519", "-N", "", "-C", "pgha-lab", "-f"]
-            .iter()
-            .map(Into::into)
-            .collect();
+    let mut args: Vec<std::ffi::OsString> = ["-q", "-t", "ed25519", "-N", "", "-C", "pgha-lab", "-f"]
+        .iter()
+        .map(Into::into)
+        .collect();
     args.push(key.into_os_string());
     run_args("ssh-keygen", &args)?;
     Ok(true)
@@ -50,11 +49,10 @@ pub fn ensure_host_keys(rootfs: &Path) -> Result<bool> {
             continue;
         }
         let _ = std::fs::remove_file(&key);
-        let mut args: Vec<std::ffi::OsString> =
-            ["-q", "-t", kind, "-N", "", "-C", "root@pgha-lab", "-f"]
-                .iter()
-                .map(Into::into)
-                .collect();
+        let mut args: Vec<std::ffi::OsString> = ["-q", "-t", kind, "-N", "", "-C", "root@pgha-lab", "-f"]
+            .iter()
+            .map(Into::into)
+            .collect();
         args.push(key.into_os_string());
         run_args("ssh-keygen", &args)?;
         made = true;
@@ -90,10 +88,7 @@ pub fn ssh_options(paths: &LabPaths) -> Vec<String> {
     let mut v = vec!["-i".to_string(), paths.key().display().to_string()];
     v.extend(o("IdentitiesOnly=yes".into()));
     v.extend(o("StrictHostKeyChecking=yes".into()));
-    v.extend(o(format!(
-        "UserKnownHostsFile={}",
-        paths.known_hosts().display()
-    )));
+    v.extend(o(format!("UserKnownHostsFile={}", paths.known_hosts().display())));
     v.extend(o("GlobalKnownHostsFile=/dev/null".into()));
     v.extend(o("BatchMode=yes".into()));
     v.extend(o("ConnectTimeout=3".into()));
@@ -102,13 +97,7 @@ pub fn ssh_options(paths: &LabPaths) -> Vec<String> {
 }
 
 /// `ssh [options] USER@ADDRESS [COMMAND...]` as a command ready to run.
-pub fn ssh_command(
-    paths: &LabPaths,
-    user: &str,
-    address: Ipv4Addr,
-    tty: bool,
-    remote: &[String],
-) -> Command {
+pub fn ssh_command(paths: &LabPaths, user: &str, address: Ipv4Addr, tty: bool, remote: &[String]) -> Command {
     let mut args = ssh_options(paths);
     if tty {
         args.push("-t".into());
@@ -150,18 +139,9 @@ pub fn wait_for_ssh(
     alive: &dyn Fn() -> bool,
 ) -> Result<(Duration, String)> {
     let start = Instant::now();
-    let wait = format!(
-        "timeout {} systemctl is-system-running --wait",
-        timeout.as_secs()
-    );
+    let wait = format!("timeout {} systemctl is-system-running --wait", timeout.as_secs());
     loop {
-        let out = cmd::output(ssh_command(
-            paths,
-            "root",
-            address,
-            false,
-            std::slice::from_ref(&wait),
-        ))?;
+        let out = cmd::output(ssh_command(paths, "root", address, false, std::slice::from_ref(&wait)))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.code() != Some(255) && (state == "running" || state == "degraded") {
             let state = if state == "degraded" {

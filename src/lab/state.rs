@@ -111,9 +111,7 @@ impl MachineRecord {
     /// Reads a host's record; `None` when there is none or it is unreadable (a crash mid-write
     /// cannot happen: it is written atomically).
     pub fn load(path: &Path) -> Option<MachineRecord> {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
     }
 
     /// Writes it atomically.

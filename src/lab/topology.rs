@@ -131,9 +131,7 @@ impl FromStr for Subnet {
         };
         let (addr, len) = s.split_once('/').unwrap_or((s, "32"));
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix: u8 = len
-            .parse()
-            .map_err(|_| bad("prefix length is not a number"))?;
+        let prefix: u8 = len.parse().map_err(|_| bad("prefix length is not a number"))?;
         if prefix > 32 {
             return Err(bad("prefix length above 32"));
         }

@@ -13,18 +13,14 @@ use super::{Action, Applied, ModuleError};
 
 fn cmd_of(a: &CommandArgs) -> Cmd {
     match (&a.argv, &a.sh) {
-        (Some(argv), _) if !argv.is_empty() => {
-            Cmd::new(argv[0].clone()).args(argv[1..].iter().cloned())
-        }
+        (Some(argv), _) if !argv.is_empty() => Cmd::new(argv[0].clone()).args(argv[1..].iter().cloned()),
         (_, Some(sh)) => Cmd::script(sh, Vec::<String>::new()),
         _ => Cmd::new("true"),
     }
 }
 
 pub(super) fn probe(a: &CommandArgs) -> Option<Cmd> {
-    a.unless
-        .as_ref()
-        .map(|u| Cmd::script(u, Vec::<String>::new()))
+    a.unless.as_ref().map(|u| Cmd::script(u, Vec::<String>::new()))
 }
 
 pub(super) fn plan(a: &CommandArgs, facts: &Facts, probed: Option<bool>) -> Plan<Action> {
@@ -56,11 +52,7 @@ pub(super) fn plan(a: &CommandArgs, facts: &Facts, probed: Option<bool>) -> Plan
     })
 }
 
-pub(super) async fn apply(
-    cmd: &Cmd,
-    timeout: Duration,
-    t: &dyn Transport,
-) -> Result<Applied, ModuleError> {
+pub(super) async fn apply(cmd: &Cmd, timeout: Duration, t: &dyn Transport) -> Result<Applied, ModuleError> {
     super::run(t, cmd, timeout).await?;
     Ok(Applied {
         changed: true,

@@ -25,10 +25,7 @@ pub(super) fn plan(a: &DirectoryArgs, facts: &Facts) -> Plan<Action> {
             mode: m,
             owner: o,
             group: g,
-        } => format!(
-            "fix {} ({o}:{g} {m:04o} → {owner}:{group} {mode:04o})",
-            a.path
-        ),
+        } => format!("fix {} ({o}:{g} {m:04o} → {owner}:{group} {mode:04o})", a.path),
         FileKind::Missing => format!("create {} ({owner}:{group} {mode:04o})", a.path),
         _ => format!("replace {} (not a directory)", a.path),
     };

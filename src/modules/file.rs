@@ -41,11 +41,7 @@ fn wanted(a: &FileArgs, rendered: &Rendered) -> Result<Managed, ModuleError> {
     }
 }
 
-pub(super) fn plan(
-    a: &FileArgs,
-    facts: &Facts,
-    rendered: &Rendered,
-) -> Result<Plan<Action>, ModuleError> {
+pub(super) fn plan(a: &FileArgs, facts: &Facts, rendered: &Rendered) -> Result<Plan<Action>, ModuleError> {
     let w = wanted(a, rendered)?;
     let sha = hex::encode(Sha256::digest(&w.content));
     let summary = match facts.file(&a.path) {

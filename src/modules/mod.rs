@@ -223,10 +223,7 @@ pub(crate) async fn run(
     } else {
         Err(ModuleError::Command {
             cmd: cmd.summary(),
-            code: out
-                .code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "a signal".into()),
+            code: out.code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()),
             stderr: out.stderr_tail(8),
         })
     }

@@ -10,12 +10,7 @@ use crate::transport::{Cmd, Transport};
 use super::{Action, Applied, ModuleError};
 
 pub(super) fn plan(a: &PackageArgs, facts: &Facts) -> Plan<Action> {
-    let missing: Vec<String> = a
-        .names
-        .iter()
-        .filter(|n| !facts.installed(n))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = a.names.iter().filter(|n| !facts.installed(n)).cloned().collect();
     if missing.is_empty() {
         let versions: Vec<String> = a
             .names
@@ -23,11 +18,7 @@ pub(super) fn plan(a: &PackageArgs, facts: &Facts) -> Plan<Action> {
             .map(|n| {
                 format!(
                     "{n} {}",
-                    facts
-                        .packages
-                        .get(n)
-                        .map(|p| p.version.as_str())
-                        .unwrap_or("?")
+                    facts.packages.get(n).map(|p| p.version.as_str()).unwrap_or("?")
                 )
             })
             .collect();

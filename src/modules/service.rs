@@ -25,10 +25,7 @@ pub(super) fn plan(a: &ServiceArgs, facts: &Facts) -> Plan<Action> {
     if let Some(enabled) = a.enabled
         && enabled != u.is_enabled()
     {
-        calls.push(vec![
-            if enabled { "enable" } else { "disable" }.into(),
-            unit.clone(),
-        ]);
+        calls.push(vec![if enabled { "enable" } else { "disable" }.into(), unit.clone()]);
         what.push(if enabled { "enable" } else { "disable" });
     }
     match a.state {
@@ -75,15 +72,10 @@ pub(super) fn plan(a: &ServiceArgs, facts: &Facts) -> Plan<Action> {
     })
 }
 
-pub(super) async fn apply(
-    calls: &[Vec<String>],
-    t: &dyn Transport,
-) -> Result<Applied, ModuleError> {
+pub(super) async fn apply(calls: &[Vec<String>], t: &dyn Transport) -> Result<Applied, ModuleError> {
     for call in calls {
         let cmd = Cmd::new("systemctl").args(call.iter().cloned());
-        let out = t
-            .exec(&cmd, None, std::time::Duration::from_secs(300))
-            .await?;
+        let out = t.exec(&cmd, None, std::time::Duration::from_secs(300)).await?;
         if !out.success() {
             let unit = call.last().cloned().unwrap_or_default();
             let status = t
@@ -97,10 +89,7 @@ pub(super) async fn apply(
             return Err(ModuleError::Command {
                 cmd: cmd.summary(),
                 code: out.code.map(|c| c.to_string()).unwrap_or_default(),
-                stderr: format!(
-                    "{}\n-- last journal lines of {unit}:\n{journal}",
-                    out.stderr_tail(4)
-                ),
+                stderr: format!("{}\n-- last journal lines of {unit}:\n{journal}", out.stderr_tail(4)),
             });
         }
     }

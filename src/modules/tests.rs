@@ -80,10 +80,7 @@ fn plan_of(spec: &ModuleSpec) -> Plan<Action> {
 
 #[test]
 fn file_with_same_content_and_mode_is_satisfied() {
-    assert!(matches!(
-        plan_of(&file("same\n", 0o644)),
-        Plan::Satisfied { .. }
-    ));
+    assert!(matches!(plan_of(&file("same\n", 0o644)), Plan::Satisfied { .. }));
 }
 
 #[test]

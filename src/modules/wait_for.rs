@@ -62,12 +62,7 @@ pub(super) fn plan(a: &WaitForArgs) -> Plan<Action> {
     }
 }
 
-pub(super) async fn apply(
-    cmd: &Cmd,
-    what: &str,
-    timeout: Duration,
-    t: &dyn Transport,
-) -> Result<Applied, ModuleError> {
+pub(super) async fn apply(cmd: &Cmd, what: &str, timeout: Duration, t: &dyn Transport) -> Result<Applied, ModuleError> {
     let out = t.exec(cmd, None, timeout + Duration::from_secs(15)).await?;
     if out.success() {
         Ok(Applied {

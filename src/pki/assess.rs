@@ -87,12 +87,10 @@ pub fn assess_leaf(
     let Ok(info) = CertInfo::from_pem(&cert_pem) else {
         return Ok(Verdict::Renew(Reason::Unreadable, None));
     };
-    Ok(
-        match judge(spec, &info, &key_pem, ca, now, renew_within_days) {
-            Some(reason) => Verdict::Renew(reason, Some(info)),
-            None => Verdict::Good(info),
-        },
-    )
+    Ok(match judge(spec, &info, &key_pem, ca, now, renew_within_days) {
+        Some(reason) => Verdict::Renew(reason, Some(info)),
+        None => Verdict::Good(info),
+    })
 }
 
 /// The first reason to re-issue, in order of severity; `None` when the leaf is good.
@@ -104,14 +102,10 @@ fn judge(
     now: OffsetDateTime,
     renew_within_days: u32,
 ) -> Option<Reason> {
-    let key_matches =
-        KeyPair::from_pem(key_pem).map(|k| k.public_key_raw() == info.public_key.as_slice());
+    let key_matches = KeyPair::from_pem(key_pem).map(|k| k.public_key_raw() == info.public_key.as_slice());
     let window = Duration::days(i64::from(renew_within_days));
     let checks = [
-        (
-            !ca.is_some_and(|ca| info.signed_by(&ca.info().der)),
-            Reason::OtherCa,
-        ),
+        (!ca.is_some_and(|ca| info.signed_by(&ca.info().der)), Reason::OtherCa),
         (key_matches.is_err(), Reason::Unreadable),
         (matches!(key_matches, Ok(false)), Reason::KeyMismatch),
         (
@@ -123,8 +117,5 @@ fn judge(
         (info.not_after <= now, Reason::Expired),
         (info.not_after <= now + window, Reason::Expiring),
     ];
-    checks
-        .into_iter()
-        .find(|(failed, _)| *failed)
-        .map(|(_, reason)| reason)
+    checks.into_iter().find(|(failed, _)| *failed).map(|(_, reason)| reason)
 }

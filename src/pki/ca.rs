@@ -23,11 +23,7 @@ pub struct Ca {
 
 impl Ca {
     /// A new CA for `cluster`, valid `validity_days` from `now`.
-    pub fn generate(
-        cluster: &str,
-        validity_days: u32,
-        now: OffsetDateTime,
-    ) -> Result<Self, PkiError> {
+    pub fn generate(cluster: &str, validity_days: u32, now: OffsetDateTime) -> Result<Self, PkiError> {
         let key = issue::new_key("the CA key")?;
         let issued = issue::self_signed_ca(cluster, &key, Validity::days_from(now, validity_days))?;
         let info = CertInfo::from_der(&issued.cert_der).map_err(|detail| PkiError::Generate {
@@ -64,8 +60,7 @@ impl Ca {
             detail,
             hint: "restore ca.crt from a backup of the state directory",
         })?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| bad_key(&key_path, &format!("not a private key: {e}")))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad_key(&key_path, &format!("not a private key: {e}")))?;
         if key.public_key_raw() != info.public_key.as_slice() {
             return Err(bad_key(&key_path, "does not match ca.crt"));
         }
@@ -79,11 +74,7 @@ impl Ca {
     /// Writes `ca/ca.key` (0600) then `ca/ca.crt`, atomically each.
     pub fn save(&self, state: &StateDir) -> Result<(), PkiError> {
         let key_pem = Secret::new(self.key.expose().serialize_pem());
-        write_atomic(
-            &state.ca_key(),
-            key_pem.expose().as_bytes(),
-            FileMode::Private,
-        )?;
+        write_atomic(&state.ca_key(), key_pem.expose().as_bytes(), FileMode::Private)?;
         write_atomic(&state.ca_cert(), self.cert_pem.as_bytes(), FileMode::Public)
     }
 
@@ -98,23 +89,16 @@ impl Ca {
     }
 
     /// Issues a leaf for `spec`, valid `days` from `now` but never beyond the CA's own end.
-    pub fn issue(
-        &self,
-        spec: &LeafSpec,
-        now: OffsetDateTime,
-        days: u32,
-    ) -> Result<Issued, PkiError> {
+    pub fn issue(&self, spec: &LeafSpec, now: OffsetDateTime, days: u32) -> Result<Issued, PkiError> {
         let validity = Validity::days_from(now, days).capped_at(self.info.not_after);
         issue::leaf(spec, &self.issuer()?, validity)
     }
 
     fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
-        Issuer::from_ca_cert_der(&self.info.der.as_slice().into(), self.key.expose()).map_err(|e| {
-            PkiError::Generate {
-                what: "the CA issuer".into(),
-                detail: e.to_string(),
-                hint: "ca.crt cannot be used to sign; restore it from a backup",
-            }
+        Issuer::from_ca_cert_der(&self.info.der.as_slice().into(), self.key.expose()).map_err(|e| PkiError::Generate {
+            what: "the CA issuer".into(),
+            detail: e.to_string(),
+            hint: "ca.crt cannot be used to sign; restore it from a backup",
         })
     }
 }

@@ -112,11 +112,7 @@ fn ca_outlives(ca: &Ca, leaf: &CertInfo) -> bool {
     ca.info().not_after > leaf.not_after
 }
 
-fn load_or_create_ca(
-    inv: &Inventory,
-    state: &StateDir,
-    now: OffsetDateTime,
-) -> Result<(Ca, CaAction), PkiError> {
+fn load_or_create_ca(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<(Ca, CaAction), PkiError> {
     if let Some(ca) = Ca::load(state)? {
         return Ok((ca, CaAction::Kept));
     }
@@ -149,11 +145,7 @@ fn ensure_leaf(
             LeafAction::Kept
         }
         Verdict::Renew(reason, _) => {
-            write_leaf(
-                state,
-                spec,
-                &ca.issue(spec, now, inv.tls.leaf_validity_days)?,
-            )?;
+            write_leaf(state, spec, &ca.issue(spec, now, inv.tls.leaf_validity_days)?)?;
             LeafAction::Issued(reason)
         }
     };

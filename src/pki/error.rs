@@ -78,9 +78,7 @@ pub enum PkiError {
         hint: &'static str,
     },
     /// A password contains characters pgha cannot hash like PostgreSQL (non-ASCII: SASLprep).
-    #[error(
-        "cannot compute a SCRAM verifier for a non-ASCII password\n\nhint: use ASCII passwords"
-    )]
+    #[error("cannot compute a SCRAM verifier for a non-ASCII password\n\nhint: use ASCII passwords")]
     NonAsciiPassword,
 }
 
@@ -91,9 +89,7 @@ impl PkiError {
             io::ErrorKind::PermissionDenied => {
                 "check the owner and permissions of the state directory (it should be yours, mode 0700)"
             }
-            io::ErrorKind::NotFound => {
-                "check the path; `--state DIR` selects another state directory"
-            }
+            io::ErrorKind::NotFound => "check the path; `--state DIR` selects another state directory",
             _ => "check the disk (space, read-only file system) and try again",
         };
         PkiError::Io {

@@ -38,8 +38,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| PkiError::io(dir, "create directory", e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| PkiError::io(dir, "set mode 0700 on", e))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| PkiError::io(dir, "set mode 0700 on", e))
 }
 
 /// Writes `bytes` to `path` atomically with `mode`; the parent directory must exist.

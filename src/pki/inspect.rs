@@ -37,13 +37,9 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses the first certificate of a PEM text.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         if pem.label != "CERTIFICATE" {
-            return Err(format!(
-                "expected a CERTIFICATE block, found `{}`",
-                pem.label
-            ));
+            return Err(format!("expected a CERTIFICATE block, found `{}`", pem.label));
         }
         Self::from_der(&pem.contents)
     }
@@ -120,12 +116,8 @@ fn san(name: &GeneralName<'_>) -> Option<San> {
     match name {
         GeneralName::DNSName(n) => Some(San::Dns((*n).to_owned())),
         GeneralName::IPAddress(b) => match b.len() {
-            4 => <[u8; 4]>::try_from(*b)
-                .ok()
-                .map(|a| San::Ip(IpAddr::from(a))),
-            16 => <[u8; 16]>::try_from(*b)
-                .ok()
-                .map(|a| San::Ip(IpAddr::from(a))),
+            4 => <[u8; 4]>::try_from(*b).ok().map(|a| San::Ip(IpAddr::from(a))),
+            16 => <[u8; 16]>::try_from(*b).ok().map(|a| San::Ip(IpAddr::from(a))),
             _ => None,
         },
         _ => None,

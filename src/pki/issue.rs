@@ -2,8 +2,8 @@
 //! explicit validity. Pure apart from the CSPRNG: nothing here reads or writes files.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -70,11 +70,7 @@ pub fn new_key(what: &str) -> Result<KeyPair, PkiError> {
 
 /// A self-signed CA certificate: basicConstraints CA:true (critical, path length 0), keyUsage
 /// keyCertSign + cRLSign, subject key identifier.
-pub fn self_signed_ca(
-    cluster: &str,
-    key: &KeyPair,
-    validity: Validity,
-) -> Result<Issued, PkiError> {
+pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Result<Issued, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&format!("pgha {cluster} CA"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -93,17 +89,11 @@ pub fn self_signed_ca(
 }
 
 /// A leaf for `spec`, with a new key, signed by `issuer`, carrying an authority key identifier.
-pub fn leaf(
-    spec: &LeafSpec,
-    issuer: &Issuer<'_, &KeyPair>,
-    validity: Validity,
-) -> Result<Issued, PkiError> {
+pub fn leaf(spec: &LeafSpec, issuer: &Issuer<'_, &KeyPair>, validity: Validity) -> Result<Issued, PkiError> {
     let what = format!("the {} certificate of {}", spec.kind, spec.host);
     let key = new_key(&what)?;
     let params = leaf_params(spec, validity).map_err(|e| gen_error(&what, e))?;
-    let cert = params
-        .signed_by(&key, issuer)
-        .map_err(|e| gen_error(&what, e))?;
+    let cert = params.signed_by(&key, issuer).map_err(|e| gen_error(&what, e))?;
     Ok(Issued {
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),

@@ -60,9 +60,7 @@ pub use inspect::CertInfo;
 pub use issue::{BACKDATE, Issued, Validity};
 pub use scram::{SCRAM_ITERATIONS, scram_sha256_verifier};
 pub use secret::Secret;
-pub use secrets::{
-    Account, PASSWORD_LEN, Secrets, SecretsReport, accounts, ensure_secrets, load_secrets,
-};
+pub use secrets::{Account, PASSWORD_LEN, Secrets, SecretsReport, accounts, ensure_secrets, load_secrets};
 pub use spec::{Eku, LeafKind, LeafSpec, San, leaf_specs};
 pub use state::{StateDir, bundle_file_name};
 pub use status::{CertStatus, Health, status};

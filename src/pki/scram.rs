@@ -17,11 +17,7 @@ pub const SCRAM_ITERATIONS: u32 = 4096;
 ///
 /// Only ASCII passwords are accepted: PostgreSQL SASLpreps the password first, which is the
 /// identity on ASCII (pgha's generated passwords are alphanumeric).
-pub fn scram_sha256_verifier(
-    password: &str,
-    salt: &[u8],
-    iterations: u32,
-) -> Result<Secret<String>, PkiError> {
+pub fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> Result<Secret<String>, PkiError> {
     if !password.is_ascii() {
         return Err(PkiError::NonAsciiPassword);
     }
@@ -52,8 +48,7 @@ impl ScramKeys {
 }
 
 fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }
@@ -69,10 +64,7 @@ mod tests {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("b64");
         let v = scram_sha256_verifier("pencil", &salt, 4096).expect("ascii");
         let v = v.expose();
-        let (head, keys) = v
-            .split_once('$')
-            .and_then(|(_, r)| r.split_once('$'))
-            .expect("format");
+        let (head, keys) = v.split_once('$').and_then(|(_, r)| r.split_once('$')).expect("format");
         assert_eq!(head, "4096:W22ZaJ0SNY7soEsUEjb6gQ==");
         let (stored, server) = keys.split_once(':').expect("keys");
         let stored = B64.decode(stored).expect("b64");
@@ -88,15 +80,9 @@ mod tests {
         );
 
         // The server's check of the client proof: H(proof XOR HMAC(StoredKey, msg)) == StoredKey.
-        let proof = B64
-            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
-            .expect("b64");
+        let proof = B64.decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").expect("b64");
         let client_signature = hmac(&stored, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof
-            .iter()
-            .zip(client_signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
+        let client_key: Vec<u8> = proof.iter().zip(client_signature).map(|(a, b)| a ^ b).collect();
         assert_eq!(Sha256::digest(&client_key).as_slice(), stored.as_slice());
     }
 

@@ -74,12 +74,7 @@ pub fn accounts(inv: &Inventory) -> Vec<Account> {
     ];
     builtin
         .into_iter()
-        .chain(
-            inv.postgres
-                .users
-                .iter()
-                .map(|u| Account::App(u.name.clone())),
-        )
+        .chain(inv.postgres.users.iter().map(|u| Account::App(u.name.clone())))
         .collect()
 }
 
@@ -123,10 +118,7 @@ pub struct SecretsReport {
 }
 
 /// Loads `secrets.json`, generates what `inv` needs and is missing, and saves if anything was added.
-pub fn ensure_secrets(
-    inv: &Inventory,
-    state: &StateDir,
-) -> Result<(Secrets, SecretsReport), PkiError> {
+pub fn ensure_secrets(inv: &Inventory, state: &StateDir) -> Result<(Secrets, SecretsReport), PkiError> {
     state.create()?;
     let mut secrets = load_secrets(state)?;
     let mut report = SecretsReport::default();
@@ -187,17 +179,9 @@ fn save(state: &StateDir, secrets: &Secrets) -> Result<(), PkiError> {
             (k.clone(), stored)
         })
         .collect();
-    let file = SecretsFile {
-        version: 1,
-        accounts,
-    };
-    let text =
-        Secret::new(serde_json::to_string_pretty(&file).expect("string maps serialize") + "\n");
-    write_atomic(
-        &state.secrets(),
-        text.expose().as_bytes(),
-        FileMode::Private,
-    )
+    let file = SecretsFile { version: 1, accounts };
+    let text = Secret::new(serde_json::to_string_pretty(&file).expect("string maps serialize") + "\n");
+    write_atomic(&state.secrets(), text.expose().as_bytes(), FileMode::Private)
 }
 
 fn new_entry() -> Stored {
@@ -241,18 +225,10 @@ mod tests {
         let (first, report) = ensure_secrets(&inv, &state).expect("first");
         assert_eq!(report.created.len(), 7);
         let bytes = std::fs::read(state.secrets()).expect("read");
-        let mode = std::fs::metadata(state.secrets())
-            .expect("stat")
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = std::fs::metadata(state.secrets()).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        let su = first
-            .password(&Account::Superuser)
-            .expect("superuser")
-            .expose()
-            .clone();
+        let su = first.password(&Account::Superuser).expect("superuser").expose().clone();
         assert_eq!(su.len(), PASSWORD_LEN);
         assert!(su.chars().all(|c| c.is_ascii_alphanumeric()));
         let debug = format!("{first:?} {report:?}");
@@ -260,15 +236,8 @@ mod tests {
 
         let (second, report) = ensure_secrets(&inv, &state).expect("second");
         assert!(report.created.is_empty());
-        assert_eq!(
-            std::fs::read(state.secrets()).expect("read"),
-            bytes,
-            "file untouched"
-        );
-        assert_eq!(
-            second.password(&Account::Superuser).expect("su").expose(),
-            &su
-        );
+        assert_eq!(std::fs::read(state.secrets()).expect("read"), bytes, "file untouched");
+        assert_eq!(second.password(&Account::Superuser).expect("su").expose(), &su);
 
         inv.postgres.users.push(DbUser {
             name: "newapp".into(),
@@ -276,10 +245,7 @@ mod tests {
         });
         let (third, report) = ensure_secrets(&inv, &state).expect("third");
         assert_eq!(report.created, vec![Account::App("newapp".into())]);
-        assert_eq!(
-            third.password(&Account::Superuser).expect("su").expose(),
-            &su
-        );
+        assert_eq!(third.password(&Account::Superuser).expect("su").expose(), &su);
         let v1 = third
             .scram_verifier(&Account::App("app".into()))
             .expect("present")

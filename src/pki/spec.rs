@@ -75,9 +75,7 @@ impl LeafKind {
     /// The role a host needs to get this certificate.
     pub fn role(self) -> Role {
         match self {
-            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PatroniClient => {
-                Role::Postgres
-            }
+            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PatroniClient => Role::Postgres,
             LeafKind::HaproxyCheck => Role::Haproxy,
             LeafKind::EtcdServer | LeafKind::EtcdPeer => Role::Etcd,
             LeafKind::PgbouncerServer => Role::Pgbouncer,
@@ -87,9 +85,7 @@ impl LeafKind {
     /// Extended key usages, exactly (see the module doc for etcd-server).
     pub fn ekus(self) -> BTreeSet<Eku> {
         let list: &[Eku] = match self {
-            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PgbouncerServer => {
-                &[Eku::ServerAuth]
-            }
+            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PgbouncerServer => &[Eku::ServerAuth],
             LeafKind::PatroniClient | LeafKind::HaproxyCheck => &[Eku::ClientAuth],
             LeafKind::EtcdServer | LeafKind::EtcdPeer => &[Eku::ServerAuth, Eku::ClientAuth],
         };
@@ -100,9 +96,7 @@ impl LeafKind {
     pub fn sans(self, host: &Host, inv: &Inventory) -> BTreeSet<San> {
         match self {
             LeafKind::PatroniClient | LeafKind::HaproxyCheck => BTreeSet::new(),
-            LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer => {
-                own_names(host, false)
-            }
+            LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer => own_names(host, false),
             LeafKind::PgbouncerServer => own_names(host, true),
             LeafKind::PostgresServer => {
                 let mut sans = own_names(host, false);

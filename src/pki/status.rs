@@ -66,11 +66,7 @@ pub struct CertStatus {
 }
 
 /// The CA and every leaf of `inv`, as found in `state` at `now`.
-pub fn status(
-    inv: &Inventory,
-    state: &StateDir,
-    now: OffsetDateTime,
-) -> Result<Vec<CertStatus>, PkiError> {
+pub fn status(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<Vec<CertStatus>, PkiError> {
     let ca = Ca::load(state)?;
     let mut rows = vec![ca_row(ca.as_ref(), now, inv.tls.renew_within_days)];
     for spec in leaf_specs(inv) {
@@ -122,11 +118,7 @@ fn row(
         certificate,
         host,
         sans,
-        not_after: info.and_then(|i| {
-            i.not_after
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        }),
+        not_after: info.and_then(|i| i.not_after.format(&time::format_description::well_known::Rfc3339).ok()),
         days_left: info.map(|i| i.days_left(now)),
         status: reason.map_or(Health::Ok, Health::of),
         reason,

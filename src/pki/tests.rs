@@ -34,14 +34,7 @@ fn issued_fixture_at(now: OffsetDateTime) -> (Fixture, Report) {
     let state = StateDir::new(tmp.path().join(".pgha"));
     let inv = sample_inventory();
     let report = ensure(&inv, &state, now).expect("ensure");
-    (
-        Fixture {
-            _tmp: tmp,
-            state,
-            inv,
-        },
-        report,
-    )
+    (Fixture { _tmp: tmp, state, inv }, report)
 }
 
 fn read(p: &Path) -> String {
@@ -88,9 +81,7 @@ fn pem_der(pem: &str) -> Vec<u8> {
 fn key_id(ext: &ParsedExtension<'_>) -> Option<Vec<u8>> {
     match ext {
         ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
-        ParsedExtension::AuthorityKeyIdentifier(a) => {
-            a.key_identifier.as_ref().map(|k| k.0.to_vec())
-        }
+        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
         _ => None,
     }
 }
@@ -101,11 +92,7 @@ fn first_run_creates_ca_bundle_and_every_leaf() {
     assert_eq!(report.ca, CaAction::Created);
     assert_eq!(report.bundle, "ca-bundle-1.pem");
     assert_eq!(report.leaves.len(), leaf_specs(&f.inv).len());
-    assert!(
-        issued_kinds(&report)
-            .iter()
-            .all(|(_, _, r)| *r == Reason::Missing)
-    );
+    assert!(issued_kinds(&report).iter().all(|(_, _, r)| *r == Reason::Missing));
     let bundle = current_bundle(&f.state).expect("read").expect("exists");
     assert_eq!(bundle.pem, read(&f.state.ca_cert()));
 }
@@ -162,16 +149,8 @@ fn every_leaf_chains_to_the_ca_with_the_table_s_sans_and_ekus() {
         let info = CertInfo::from_der(&der).expect("info");
         assert_eq!(info.sans, spec.sans, "{what}");
         assert_eq!(info.ekus, spec.ekus, "{what}");
-        assert_eq!(
-            info.common_name.as_deref(),
-            Some(spec.host.as_str()),
-            "{what}"
-        );
-        let eku = cert
-            .extended_key_usage()
-            .expect("ok")
-            .expect("present")
-            .value;
+        assert_eq!(info.common_name.as_deref(), Some(spec.host.as_str()), "{what}");
+        let eku = cert.extended_key_usage().expect("ok").expect("present").value;
         assert!(
             !eku.any && eku.other.is_empty() && !eku.code_signing,
             "{what}: only the table's EKUs"
@@ -183,10 +162,7 @@ fn every_leaf_chains_to_the_ca_with_the_table_s_sans_and_ekus() {
 fn postgres_server_cert_names_haproxy() {
     let (f, _) = issued_fixture();
     let node = f.inv.host("node2").expect("node2");
-    let info = CertInfo::from_pem(&read(
-        &f.state.leaf_cert(&node.name, LeafKind::PostgresServer),
-    ))
-    .expect("info");
+    let info = CertInfo::from_pem(&read(&f.state.leaf_cert(&node.name, LeafKind::PostgresServer))).expect("info");
     let ip: IpAddr = "192.0.2.41".parse().expect("ip");
     assert!(info.sans.contains(&San::Dns("db.example.com".into())));
     assert!(info.sans.contains(&San::Dns("haproxy".into())));
@@ -196,11 +172,7 @@ fn postgres_server_cert_names_haproxy() {
 #[test]
 fn serials_are_random_128_bit_and_distinct() {
     let (f, _) = issued_fixture();
-    let mut serials = vec![
-        CertInfo::from_pem(&read(&f.state.ca_cert()))
-            .expect("ca")
-            .serial,
-    ];
+    let mut serials = vec![CertInfo::from_pem(&read(&f.state.ca_cert())).expect("ca").serial];
     for spec in leaf_specs(&f.inv) {
         serials.push(
             CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind)))
@@ -221,8 +193,7 @@ fn serials_are_random_128_bit_and_distinct() {
 fn leaf_validity_as_configured() {
     let (f, _) = issued_fixture();
     for spec in leaf_specs(&f.inv) {
-        let info =
-            CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
+        let info = CertInfo::from_pem(&read(&f.state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
         assert_eq!(
             info.not_after,
             now() + Duration::days(i64::from(f.inv.tls.leaf_validity_days))
@@ -235,11 +206,7 @@ fn leaf_validity_as_configured() {
 fn modes_of_state_dir_keys_and_secrets() {
     let (f, _) = issued_fixture();
     ensure_secrets(&f.inv, &f.state).expect("secrets");
-    for dir in [
-        f.state.root().to_path_buf(),
-        f.state.ca_dir(),
-        f.state.trust_dir(),
-    ] {
+    for dir in [f.state.root().to_path_buf(), f.state.ca_dir(), f.state.trust_dir()] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     assert_eq!(mode(&f.state.ca_key()), 0o600);
@@ -282,11 +249,7 @@ fn leaves_never_outlive_the_ca_and_do_not_churn_near_its_end() {
     let mut inv = sample_inventory();
     inv.tls.ca_validity_days = 100;
     ensure(&inv, &state, now()).expect("ensure");
-    let ca_end = Ca::load(&state)
-        .expect("load")
-        .expect("ca")
-        .info()
-        .not_after;
+    let ca_end = Ca::load(&state).expect("load").expect("ca").info().not_after;
     let spec = &leaf_specs(&inv)[0];
     let leaf = CertInfo::from_pem(&read(&state.leaf_cert(&spec.host, spec.kind))).expect("leaf");
     assert_eq!(leaf.not_after, ca_end, "capped at the CA's end");
@@ -319,10 +282,7 @@ fn changed_haproxy_address_reissues_postgres_server_certs_only() {
         .iter()
         .map(|h| (h.to_string(), LeafKind::PostgresServer, Reason::SansChanged))
         .collect();
-    assert_eq!(
-        issued, want,
-        "the HAProxy check cert has no SAN, so it is kept"
-    );
+    assert_eq!(issued, want, "the HAProxy check cert has no SAN, so it is kept");
 }
 
 #[test]
@@ -344,12 +304,7 @@ fn leaves_of_another_ca_or_with_a_foreign_key_are_reissued() {
         .into_iter()
         .find(|s| s.host == etcd1 && s.kind == LeafKind::EtcdServer)
         .expect("spec");
-    write_leaf(
-        &f.state,
-        &spec,
-        &stranger.issue(&spec, now(), 365).expect("issue"),
-    )
-    .expect("write");
+    write_leaf(&f.state, &spec, &stranger.issue(&spec, now(), 365).expect("issue")).expect("write");
     // A missing one.
     fs::remove_file(f.state.leaf_cert(&node1, LeafKind::PgbouncerServer)).ok();
     fs::remove_file(f.state.leaf_cert(&node1, LeafKind::PatroniClient)).expect("rm");
@@ -373,11 +328,7 @@ fn a_replaced_ca_gets_a_new_bundle_generation_and_new_leaves() {
     let report = ensure(&f.inv, &f.state, now()).expect("ensure");
     assert_eq!(report.ca, CaAction::Created);
     assert_eq!(report.bundle, "ca-bundle-2.pem");
-    assert!(
-        issued_kinds(&report)
-            .iter()
-            .all(|(_, _, r)| *r == Reason::OtherCa)
-    );
+    assert!(issued_kinds(&report).iter().all(|(_, _, r)| *r == Reason::OtherCa));
     assert_eq!(issued_kinds(&report).len(), report.leaves.len());
 }
 
@@ -403,43 +354,24 @@ fn status_reports_missing_ok_and_mismatch() {
     let rows = status(&inv, &state, now()).expect("status");
     assert!(rows.iter().all(|r| r.status == Health::Ok), "{rows:?}");
     assert_eq!(rows[0].certificate, "ca");
-    assert_eq!(
-        rows[1].days_left,
-        Some(i64::from(inv.tls.leaf_validity_days))
-    );
+    assert_eq!(rows[1].days_left, Some(i64::from(inv.tls.leaf_validity_days)));
 
     inv.hosts
         .iter_mut()
         .filter(|h| h.name.as_str() == "haproxy")
         .for_each(|h| h.names.clear());
     let rows = status(&inv, &state, now() + Duration::days(340)).expect("status");
-    let pg = rows
-        .iter()
-        .find(|r| r.certificate == "postgres-server")
-        .expect("row");
-    assert_eq!(
-        (pg.status, pg.reason),
-        (Health::Mismatch, Some(Reason::SansChanged))
-    );
-    let rest = rows
-        .iter()
-        .find(|r| r.certificate == "patroni-rest")
-        .expect("row");
-    assert_eq!(
-        (rest.status, rest.reason),
-        (Health::Expiring, Some(Reason::Expiring))
-    );
+    let pg = rows.iter().find(|r| r.certificate == "postgres-server").expect("row");
+    assert_eq!((pg.status, pg.reason), (Health::Mismatch, Some(Reason::SansChanged)));
+    let rest = rows.iter().find(|r| r.certificate == "patroni-rest").expect("row");
+    assert_eq!((rest.status, rest.reason), (Health::Expiring, Some(Reason::Expiring)));
 }
 
 #[test]
 fn report_and_status_never_contain_key_material() {
     let (f, report) = issued_fixture();
-    let text = format!(
-        "{report:?}{}",
-        serde_json::to_string(&report).expect("json")
-    );
-    let rows =
-        serde_json::to_string(&status(&f.inv, &f.state, now()).expect("status")).expect("json");
+    let text = format!("{report:?}{}", serde_json::to_string(&report).expect("json"));
+    let rows = serde_json::to_string(&status(&f.inv, &f.state, now()).expect("status")).expect("json");
     assert!(!text.contains("PRIVATE KEY") && !rows.contains("PRIVATE KEY"));
     let ca = Ca::load(&f.state).expect("load").expect("ca");
     assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
@@ -447,16 +379,9 @@ fn report_and_status_never_contain_key_material() {
 
 /// The real OpenSSL accepts every leaf for its purpose: `openssl verify -x509_strict -purpose`.
 #[test]
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a test running the real openssl, like CI does"
-)]
+#[allow(clippy::disallowed_methods, reason = "a test running the real openssl, like CI does")]
 fn openssl_verifies_every_leaf() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
         panic!("openssl is not installed: apt-get install openssl");
     }
     let (f, _) = issued_fixture_at(OffsetDateTime::now_utc());

@@ -16,10 +16,7 @@ fn host(name: &str, addr: &str, dc: &str, role: Role, extra: &[&str]) -> Host {
         address: addr.parse().expect("valid address"),
         dc: DcName::new(dc).expect("valid dc"),
         roles: BTreeSet::from([role]),
-        names: extra
-            .iter()
-            .map(|n| HostName::new(n).expect("valid name"))
-            .collect(),
+        names: extra.iter().map(|n| HostName::new(n).expect("valid name")).collect(),
         ssh: SshSettings {
             user: "root".into(),
             port: port(22),
@@ -42,20 +39,8 @@ pub fn sample_inventory() -> Inventory {
             host("etcd1", "192.0.2.21", "dc1", Role::Etcd, &[]),
             host("etcd2", "192.0.2.22", "dc1", Role::Etcd, &[]),
             host("etcd3", "192.0.2.23", "dc2", Role::Etcd, &[]),
-            host(
-                "haproxy",
-                "192.0.2.41",
-                "dc2",
-                Role::Haproxy,
-                &["db.example.com"],
-            ),
-            host(
-                "pgbouncer",
-                "192.0.2.51",
-                "dc2",
-                Role::Pgbouncer,
-                &["pool.example.com"],
-            ),
+            host("haproxy", "192.0.2.41", "dc2", Role::Haproxy, &["db.example.com"]),
+            host("pgbouncer", "192.0.2.51", "dc2", Role::Pgbouncer, &["pool.example.com"]),
         ],
         postgres: PostgresSettings {
             port: port(5432),

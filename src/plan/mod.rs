@@ -62,14 +62,8 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8], secret: bool) ->
             new.len()
         );
     }
-    let (Ok(old_text), Ok(new_text)) = (
-        std::str::from_utf8(old.unwrap_or(b"")),
-        std::str::from_utf8(new),
-    ) else {
-        return format!(
-            "--- {path}\n+++ {path}\n(binary content: {} bytes)\n",
-            new.len()
-        );
+    let (Ok(old_text), Ok(new_text)) = (std::str::from_utf8(old.unwrap_or(b"")), std::str::from_utf8(new)) else {
+        return format!("--- {path}\n+++ {path}\n(binary content: {} bytes)\n", new.len());
     };
     let diff = similar::TextDiff::from_lines(old_text, new_text);
     diff.unified_diff()
@@ -106,10 +100,7 @@ mod tests {
     #[test]
     fn diff_shows_changed_lines() {
         let d = unified_diff("/etc/x", Some(b"a\nb\n"), b"a\nc\n", false);
-        assert!(
-            d.contains("-b") && d.contains("+c") && d.contains("/etc/x"),
-            "{d}"
-        );
+        assert!(d.contains("-b") && d.contains("+c") && d.contains("/etc/x"), "{d}");
     }
 
     #[test]
@@ -120,9 +111,7 @@ mod tests {
 
     #[test]
     fn secret_lines_are_masked() {
-        let d = mask_secrets(
-            "+  password: hunter2\n+  port: 5432\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n",
-        );
+        let d = mask_secrets("+  password: hunter2\n+  port: 5432\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n");
         assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
         assert!(d.contains("port: 5432"));
     }

@@ -64,11 +64,7 @@ fn parse_slice(s: &str) -> Option<Selector> {
         }
         Some((a, b)) => {
             let from = if a.is_empty() { 0 } else { a.parse().ok()? };
-            let to = if b.is_empty() {
-                None
-            } else {
-                Some(b.parse().ok()?)
-            };
+            let to = if b.is_empty() { None } else { Some(b.parse().ok()?) };
             Some(Selector::Slice(role, from, to))
         }
     }
@@ -151,12 +147,7 @@ pub enum PlaybookError {
 pub fn embedded_names() -> Vec<String> {
     let mut v: Vec<String> = EMBEDDED
         .files()
-        .filter_map(|f| {
-            f.path()
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(str::to_string)
-        })
+        .filter_map(|f| f.path().file_stem().and_then(|s| s.to_str()).map(str::to_string))
         .collect();
     v.sort();
     v
@@ -164,17 +155,9 @@ pub fn embedded_names() -> Vec<String> {
 
 /// Loads a playbook: a path to a file, or the name of an embedded one (`deploy`), looked up
 /// first in `dir` when given.
-pub fn load(
-    name_or_path: &str,
-    dir: Option<&Path>,
-    inv: &Inventory,
-) -> Result<Playbook, PlaybookError> {
+pub fn load(name_or_path: &str, dir: Option<&Path>, inv: &Inventory) -> Result<Playbook, PlaybookError> {
     let as_path = Path::new(name_or_path);
-    if as_path
-        .extension()
-        .is_some_and(|e| e == "yaml" || e == "yml")
-        || name_or_path.contains('/')
-    {
+    if as_path.extension().is_some_and(|e| e == "yaml" || e == "yml") || name_or_path.contains('/') {
         let bytes = crate::yaml::read_text(as_path)?;
         return parse(as_path, &bytes, inv);
     }
@@ -196,8 +179,8 @@ pub fn load(
 
 /// Parses and validates playbook bytes against `inv` (host names in selectors must exist).
 pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, PlaybookError> {
-    let raw: raw::RawPlaybook = crate::yaml::parse_strict(file, bytes, "playbooks/sample.yaml")
-        .map_err(|d| PlaybookError::Invalid(vec![d]))?;
+    let raw: raw::RawPlaybook =
+        crate::yaml::parse_strict(file, bytes, "playbooks/sample.yaml").map_err(|d| PlaybookError::Invalid(vec![d]))?;
     let mut errors = Vec::new();
     let mut err = |pos: Pos, field: String, message: String, hint: Option<String>| {
         errors.push(Diagnostic {
@@ -223,19 +206,13 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
         for s in selectors {
             let sel = match s.as_str() {
                 "all" => Selector::All,
-                role if parse_role(role).is_some() => {
-                    Selector::Role(parse_role(role).expect("checked just above"))
-                }
+                role if parse_role(role).is_some() => Selector::Role(parse_role(role).expect("checked just above")),
                 name if host_names.contains(&name) => Selector::Host(name.to_string()),
-                slice if parse_slice(slice).is_some() => {
-                    parse_slice(slice).expect("checked just above")
-                }
+                slice if parse_slice(slice).is_some() => parse_slice(slice).expect("checked just above"),
                 other => {
-                    let mut known: Vec<&str> =
-                        vec!["all", "postgres", "etcd", "haproxy", "pgbouncer"];
+                    let mut known: Vec<&str> = vec!["all", "postgres", "etcd", "haproxy", "pgbouncer"];
                     known.extend(host_names.iter().copied());
-                    let hint = did_you_mean(other, known.iter().copied())
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let hint = did_you_mean(other, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                     err(
                         Pos::of(&p.hosts),
                         format!("{field}.hosts"),
@@ -255,8 +232,8 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
         for (ti, t) in p.tasks.iter().enumerate() {
             for n in &t.value.notify {
                 if !handler_names.contains(n.value.as_str()) {
-                    let hint = did_you_mean(&n.value, handler_names.iter().copied())
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let hint =
+                        did_you_mean(&n.value, handler_names.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                     err(
                         Pos::of(n),
                         format!("{field}.tasks[{ti}].notify"),
@@ -371,15 +348,11 @@ fn check_module(m: &ModuleSpec) -> Option<String> {
     match m {
         ModuleSpec::Package(a) if a.names.is_empty() => Some("`names` is empty".into()),
         ModuleSpec::File(a) if !abs(&a.path) => Some(format!("path `{}` must be absolute", a.path)),
-        ModuleSpec::Directory(a) if !abs(&a.path) => {
-            Some(format!("path `{}` must be absolute", a.path))
-        }
+        ModuleSpec::Directory(a) if !abs(&a.path) => Some(format!("path `{}` must be absolute", a.path)),
         ModuleSpec::Command(a) if a.argv.is_some() == a.sh.is_some() => {
             Some("give exactly one of `argv` or `sh`".into())
         }
-        ModuleSpec::Command(a) if a.argv.as_ref().is_some_and(Vec::is_empty) => {
-            Some("`argv` is empty".into())
-        }
+        ModuleSpec::Command(a) if a.argv.as_ref().is_some_and(Vec::is_empty) => Some("`argv` is empty".into()),
         ModuleSpec::WaitFor(a)
             if [a.port.is_some(), a.url.is_some(), a.sh.is_some()]
                 .iter()

@@ -27,8 +27,7 @@ impl<'de> Deserialize<'de> for Mode {
                 f.write_str("an octal mode in quotes, e.g. \"0640\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Mode, E> {
-                let ok =
-                    !v.is_empty() && v.len() <= 4 && v.chars().all(|c| ('0'..='7').contains(&c));
+                let ok = !v.is_empty() && v.len() <= 4 && v.chars().all(|c| ('0'..='7').contains(&c));
                 match u32::from_str_radix(v, 8) {
                     Ok(m) if ok => Ok(Mode(m)),
                     _ => Err(E::custom(format!(

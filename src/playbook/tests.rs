@@ -33,17 +33,8 @@ fn unknown_keys_name_line_and_suggest() {
         "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: t\n        file: { path: /x, contnet: y }\n",
     );
     assert_eq!(d[0].line, 6);
-    assert!(
-        d[0].message.contains("unknown field `contnet`"),
-        "{:?}",
-        d[0]
-    );
-    assert!(
-        d[0].hint
-            .as_deref()
-            .unwrap_or("")
-            .contains("did you mean `content`")
-    );
+    assert!(d[0].message.contains("unknown field `contnet`"), "{:?}", d[0]);
+    assert!(d[0].hint.as_deref().unwrap_or("").contains("did you mean `content`"));
 }
 
 #[test]
@@ -62,35 +53,21 @@ fn notify_must_name_a_handler() {
         "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: t\n        file: { path: /x, content: y }\n        notify: [restart haproxi]\n    handlers:\n      - name: restart haproxy\n        service: { name: haproxy, state: restarted }\n",
     );
     assert!(d[0].message.contains("no handler named `restart haproxi`"));
-    assert!(
-        d[0].hint
-            .as_deref()
-            .unwrap_or("")
-            .contains("restart haproxy")
-    );
+    assert!(d[0].hint.as_deref().unwrap_or("").contains("restart haproxy"));
 }
 
 #[test]
 fn host_selectors_are_checked_against_the_inventory() {
     let d = err_of("plays:\n  - name: p\n    hosts: [postgress]\n    tasks: []\n");
     assert!(d[0].message.contains("`postgress`"));
-    assert!(
-        d[0].hint
-            .as_deref()
-            .unwrap_or("")
-            .contains("did you mean `postgres`")
-    );
+    assert!(d[0].hint.as_deref().unwrap_or("").contains("did you mean `postgres`"));
     let ok = parse(
         Path::new("pb.yaml"),
         b"plays:\n  - name: p\n    hosts: [pg1, etcd]\n    tasks: []\n",
         &inv(),
     )
     .expect("valid");
-    let names: Vec<String> = ok.plays[0]
-        .select(&inv())
-        .iter()
-        .map(|h| h.name.to_string())
-        .collect();
+    let names: Vec<String> = ok.plays[0].select(&inv()).iter().map(|h| h.name.to_string()).collect();
     assert_eq!(names, ["pg1", "e1", "e2", "e3"]);
 }
 
@@ -108,9 +85,8 @@ fn relative_paths_and_missing_commands_are_refused() {
         "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: t\n        file: { path: etc/x, content: y }\n",
     );
     assert!(d[0].message.contains("must be absolute"));
-    let d = err_of(
-        "plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: t\n        command: { creates: /x }\n",
-    );
+    let d =
+        err_of("plays:\n  - name: p\n    hosts: all\n    tasks:\n      - name: t\n        command: { creates: /x }\n");
     assert!(d[0].message.contains("exactly one of `argv` or `sh`"));
 }
 

@@ -300,12 +300,7 @@ pub struct PgbouncerContext {
 pub const PGBOUNCER_AUTH_QUERY: &str = "SELECT uname, phash FROM pgha.user_lookup($1)";
 
 /// Builds the context of `host`.
-pub fn build(
-    inv: &Inventory,
-    material: &Material,
-    host: &Host,
-    target: Target,
-) -> Result<HostContext, RenderError> {
+pub fn build(inv: &Inventory, material: &Material, host: &Host, target: Target) -> Result<HostContext, RenderError> {
     Ok(HostContext {
         target,
         v: target.versions(),
@@ -395,13 +390,7 @@ pub fn managed_parameters(tls: &TlsPaths) -> Vec<(&'static str, String)> {
 pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut row = |kind: &str, db: &str, user: &str, addr: &str, method: &str| {
-        rows.push([
-            kind.into(),
-            db.into(),
-            user.into(),
-            addr.into(),
-            method.into(),
-        ]);
+        rows.push([kind.into(), db.into(), user.into(), addr.into(), method.into()]);
     };
     row("local", "all", paths::SUPERUSER, "", "peer");
     for node in inv.hosts_with(Role::Postgres) {
@@ -418,12 +407,7 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     }
     let mut app_users: Vec<&str> = inv.postgres.users.iter().map(|u| u.name.as_str()).collect();
     app_users.push(paths::PGBOUNCER_AUTH_USER);
-    let dbs: Vec<&str> = inv
-        .postgres
-        .databases
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect();
+    let dbs: Vec<&str> = inv.postgres.databases.iter().map(|d| d.name.as_str()).collect();
     let dbs = if dbs.is_empty() {
         "all".to_owned()
     } else {
@@ -431,13 +415,7 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     };
     for proxy in inv.hosts_with(Role::Haproxy) {
         let cidr = paths::host_cidr(proxy.address);
-        row(
-            "hostssl",
-            &dbs,
-            &app_users.join(","),
-            &cidr,
-            "scram-sha-256",
-        );
+        row("hostssl", &dbs, &app_users.join(","), &cidr, "scram-sha-256");
     }
     for any in ["0.0.0.0/0", "::/0"] {
         row("hostnossl", "all", "all", any, "reject");
@@ -451,11 +429,7 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     }
     rows.iter()
         .map(|r| {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
+            let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
             cells.join(" ").trim_end().to_owned()
         })
         .collect()
@@ -612,11 +586,7 @@ pub fn pgbouncer(
             .ok_or_else(|| RenderError::MissingSecret {
                 what: format!("SCRAM verifier of role `{}`", user.name),
             })?;
-        userlist.push(format!(
-            "{} {}",
-            userlist_field(&user.name),
-            userlist_field(verifier)
-        ));
+        userlist.push(format!("{} {}", userlist_field(&user.name), userlist_field(verifier)));
     }
     Ok(PgbouncerContext {
         listen_addr: host.address.to_string(),
@@ -639,9 +609,7 @@ mod tests {
 
     fn example() -> Inventory {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/example.yaml");
-        crate::inventory::load(&path)
-            .expect("example is valid")
-            .inventory
+        crate::inventory::load(&path).expect("example is valid").inventory
     }
 
     fn host<'a>(inv: &'a Inventory, name: &str) -> &'a Host {
@@ -674,11 +642,7 @@ mod tests {
         second.name = crate::inventory::HostName::new("haproxy2").expect("valid");
         second.address = "198.51.100.32".parse().expect("literal");
         inv.hosts.push(second);
-        assert!(
-            pgbouncer_databases(&inv)
-                .iter()
-                .all(|d| d.host == "haproxy,haproxy2")
-        );
+        assert!(pgbouncer_databases(&inv).iter().all(|d| d.host == "haproxy,haproxy2"));
         // ...and pg_hba admits application traffic from both.
         let hba = pg_hba(&inv);
         assert!(hba.iter().any(|l| l.contains("198.51.100.31/32")));
@@ -718,20 +682,8 @@ mod tests {
         let words: Vec<Vec<&str>> = hba.iter().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(words[0], ["local", "all", "postgres", "peer"]);
         for addr in ["192.0.2.11/32", "192.0.2.12/32", "198.51.100.13/32"] {
-            assert!(words.contains(&vec![
-                "hostssl",
-                "replication",
-                "replicator",
-                addr,
-                "scram-sha-256"
-            ]));
-            assert!(words.contains(&vec![
-                "hostssl",
-                "all",
-                "rewind_user",
-                addr,
-                "scram-sha-256"
-            ]));
+            assert!(words.contains(&vec!["hostssl", "replication", "replicator", addr, "scram-sha-256"]));
+            assert!(words.contains(&vec!["hostssl", "all", "rewind_user", addr, "scram-sha-256"]));
             assert!(words.contains(&vec!["hostssl", "all", "postgres", addr, "scram-sha-256"]));
         }
         assert!(words.contains(&vec![
@@ -762,10 +714,7 @@ mod tests {
         let ctx = haproxy(&inv, &h);
         assert!(ctx.ro_primary_fallback);
         assert_eq!(
-            ctx.servers
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>(),
+            ctx.servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["node1", "node2", "node3"]
         );
         assert_eq!(ctx.servers[2].addr, "198.51.100.13:5432");
@@ -779,18 +728,9 @@ mod tests {
 
     #[test]
     fn synchronous_mode_follows_patroni_version() {
-        assert_eq!(
-            synchronous_mode(SyncMode::On, Target::Debian12).expect("ok"),
-            "true"
-        );
-        assert_eq!(
-            synchronous_mode(SyncMode::Off, Target::Debian12).expect("ok"),
-            "false"
-        );
-        assert_eq!(
-            synchronous_mode(SyncMode::On, Target::Debian13).expect("ok"),
-            "true"
-        );
+        assert_eq!(synchronous_mode(SyncMode::On, Target::Debian12).expect("ok"), "true");
+        assert_eq!(synchronous_mode(SyncMode::Off, Target::Debian12).expect("ok"), "false");
+        assert_eq!(synchronous_mode(SyncMode::On, Target::Debian13).expect("ok"), "true");
         assert_eq!(
             synchronous_mode(SyncMode::Quorum, Target::Debian13).expect("ok"),
             "quorum"
@@ -805,19 +745,11 @@ mod tests {
         inv.patroni.failsafe_mode = true;
         let m = placeholder_material(&inv);
         let n = host(&inv, "node1").clone();
-        assert!(
-            patroni(&inv, &m, &n, Target::Debian13)
-                .expect("ok")
-                .failsafe_mode
-        );
+        assert!(patroni(&inv, &m, &n, Target::Debian13).expect("ok").failsafe_mode);
         let err = patroni(&inv, &m, &n, Target::Debian12).expect_err("Patroni 3.0");
         assert!(err.to_string().contains("failsafe"), "{err}");
         inv.patroni.failsafe_mode = false;
-        assert!(
-            !patroni(&inv, &m, &n, Target::Debian12)
-                .expect("ok")
-                .failsafe_mode
-        );
+        assert!(!patroni(&inv, &m, &n, Target::Debian12).expect("ok").failsafe_mode);
     }
 
     #[test]
@@ -835,9 +767,7 @@ mod tests {
         let params: BTreeMap<_, _> = p.parameters.iter().cloned().collect();
         assert_eq!(params["ssl"], "on");
         assert_eq!(params["password_encryption"], "scram-sha-256");
-        assert!(
-            params["log_line_prefix"].contains("%a") && params["log_line_prefix"].contains("%r")
-        );
+        assert!(params["log_line_prefix"].contains("%a") && params["log_line_prefix"].contains("%r"));
         assert_eq!(params["max_connections"], "200");
     }
 

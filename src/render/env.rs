@@ -26,10 +26,7 @@ pub fn environment(source: &TemplateSource) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let mut syntax = minijinja::syntax::SyntaxConfig::builder();
-    syntax
-        .keep_trailing_newline(true)
-        .trim_blocks(true)
-        .lstrip_blocks(true);
+    syntax.keep_trailing_newline(true).trim_blocks(true).lstrip_blocks(true);
     env.set_syntax(syntax.build().expect("default delimiters are valid"));
     env.add_filter("yaml", yaml_scalar);
     let dir = match source {
@@ -57,10 +54,7 @@ fn load(dir: Option<&Path>, name: &str) -> Result<Option<String>, Error> {
     match EMBEDDED.get_file(name) {
         Some(f) => match f.contents_utf8() {
             Some(s) => Ok(Some(s.to_owned())),
-            None => Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("{name} is not UTF-8"),
-            )),
+            None => Err(Error::new(ErrorKind::InvalidOperation, format!("{name} is not UTF-8"))),
         },
         None => Ok(None),
     }

@@ -28,9 +28,7 @@ pub enum RenderError {
         kind: LeafKind,
     },
     /// A secret the host needs is missing.
-    #[error(
-        "missing secret: {what}\n\nhint: run the PKI step (`pgha pki`) so secrets are generated"
-    )]
+    #[error("missing secret: {what}\n\nhint: run the PKI step (`pgha pki`) so secrets are generated")]
     MissingSecret {
         /// Which one.
         what: String,

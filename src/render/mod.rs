@@ -74,11 +74,7 @@ pub fn render_host(
     Ok(out)
 }
 
-fn leaf_files(
-    material: &Material,
-    host: &Host,
-    l: &files::LeafFile,
-) -> Result<Vec<RenderedFile>, RenderError> {
+fn leaf_files(material: &Material, host: &Host, l: &files::LeafFile) -> Result<Vec<RenderedFile>, RenderError> {
     let leaf = material
         .leaf(&host.name, l.kind)
         .ok_or_else(|| RenderError::MissingLeaf {
@@ -104,12 +100,7 @@ fn leaf_files(
         return Ok(vec![file(paths::haproxy_check_pem(), pem, 0o600, true)]);
     }
     Ok(vec![
-        file(
-            paths::leaf_cert(l.kind),
-            leaf.cert_pem.clone(),
-            0o644,
-            false,
-        ),
+        file(paths::leaf_cert(l.kind), leaf.cert_pem.clone(), 0o644, false),
         file(paths::leaf_key(l.kind), leaf.key_pem.clone(), 0o600, true),
     ])
 }

@@ -71,10 +71,7 @@ pub fn pg_bin_dir(target: Target) -> String {
 
 /// Data directory: Debian's layout, named after the cluster (not `main`).
 pub fn pg_data_dir(target: Target, cluster: &str) -> String {
-    format!(
-        "/var/lib/postgresql/{}/{cluster}",
-        target.versions().postgres
-    )
+    format!("/var/lib/postgresql/{}/{cluster}", target.versions().postgres)
 }
 
 /// The pgpass file Patroni writes for replication and rewind.
@@ -131,9 +128,6 @@ mod tests {
     #[test]
     fn version_paths_follow_the_target() {
         assert_eq!(pg_bin_dir(Target::Debian12), "/usr/lib/postgresql/15/bin");
-        assert_eq!(
-            pg_data_dir(Target::Debian13, "pgha"),
-            "/var/lib/postgresql/17/pgha"
-        );
+        assert_eq!(pg_data_dir(Target::Debian13, "pgha"), "/var/lib/postgresql/17/pgha");
     }
 }

@@ -23,8 +23,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
                     l.kind.file_stem(),
                     host.name
                 ),
-                key_pem: "-----BEGIN PRIVATE KEY-----\nREDACTED\n-----END PRIVATE KEY-----\n"
-                    .to_owned(),
+                key_pem: "-----BEGIN PRIVATE KEY-----\nREDACTED\n-----END PRIVATE KEY-----\n".to_owned(),
             };
             leaves.insert((host.name.clone(), l.kind), leaf);
         }
@@ -45,8 +44,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
         .collect();
     Material {
         ca_bundle_file: PLACEHOLDER_BUNDLE.to_owned(),
-        ca_bundle_pem: "-----BEGIN CERTIFICATE-----\nPLACEHOLDER CA\n-----END CERTIFICATE-----\n"
-            .to_owned(),
+        ca_bundle_pem: "-----BEGIN CERTIFICATE-----\nPLACEHOLDER CA\n-----END CERTIFICATE-----\n".to_owned(),
         leaves,
         secrets: Secrets {
             superuser: "placeholder-superuser-password".into(),

@@ -64,9 +64,7 @@ impl FromStr for Target {
         match s {
             "debian13" | "trixie" => Ok(Target::Debian13),
             "debian12" | "bookworm" => Ok(Target::Debian12),
-            other => Err(format!(
-                "unknown target `{other}`: expected debian13 or debian12"
-            )),
+            other => Err(format!("unknown target `{other}`: expected debian13 or debian12")),
         }
     }
 }

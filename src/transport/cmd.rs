@@ -45,12 +45,7 @@ impl Cmd {
     /// The command line sent to the remote shell, each argument single-quoted as needed;
     /// `become_` prefixes `sudo -n --` (non-interactive: fails instead of prompting).
     pub fn command_line(&self, become_: bool) -> String {
-        let quoted = self
-            .argv
-            .iter()
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let quoted = self.argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
         if become_ {
             format!("sudo -n -- {quoted}")
         } else {
@@ -61,18 +56,10 @@ impl Cmd {
     /// A short form for messages and `-v` output: scripts show only their first line.
     pub fn summary(&self) -> String {
         if self.argv.len() >= 3 && self.argv[0] == "sh" && self.argv[1] == "-c" {
-            let first = self.argv[2]
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
+            let first = self.argv[2].lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
             return format!("sh -c '{first}…'");
         }
-        self.argv
-            .iter()
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
     }
 }
 

@@ -71,12 +71,7 @@ impl Transport for Fake {
         &self.ep
     }
 
-    async fn exec(
-        &self,
-        cmd: &Cmd,
-        stdin: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Result<Output, TransportError> {
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, _timeout: Duration) -> Result<Output, TransportError> {
         let line = cmd.command_line(false);
         if let Ok(mut log) = self.log.lock() {
             log.push((line.clone(), stdin.map(<[u8]>::to_vec)));

@@ -188,12 +188,7 @@ pub trait Transport: Send + Sync {
     fn endpoint(&self) -> &Endpoint;
 
     /// Runs `cmd` (with `sudo -n` when the endpoint needs it), feeding `stdin`, within `timeout`.
-    async fn exec(
-        &self,
-        cmd: &Cmd,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<Output, TransportError>;
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError>;
 
     /// Closes the connection cleanly.
     async fn close(&self) -> Result<(), TransportError>;
@@ -206,11 +201,7 @@ pub type Conn = Arc<dyn Transport>;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `cmd` and fails unless it exits 0.
-pub async fn run_ok(
-    t: &dyn Transport,
-    cmd: &Cmd,
-    timeout: Duration,
-) -> Result<Output, TransportError> {
+pub async fn run_ok(t: &dyn Transport, cmd: &Cmd, timeout: Duration) -> Result<Output, TransportError> {
     let out = t.exec(cmd, None, timeout).await?;
     if out.success() {
         Ok(out)
@@ -223,10 +214,7 @@ fn failed(t: &dyn Transport, cmd: &Cmd, out: &Output) -> TransportError {
     TransportError::Failed {
         host: t.endpoint().name.clone(),
         cmd: cmd.summary(),
-        code: out
-            .code
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "a signal".into()),
+        code: out.code.map(|c| c.to_string()).unwrap_or_else(|| "a signal".into()),
         stderr: out.stderr_tail(5),
     }
 }

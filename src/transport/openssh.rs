@@ -41,10 +41,7 @@ impl OpensshTransport {
         if let Some(kh) = &ep.known_hosts {
             b.user_known_hosts_file(kh);
         }
-        let session = b
-            .connect_mux(&ep.address)
-            .await
-            .map_err(|e| classify(&ep, &e))?;
+        let session = b.connect_mux(&ep.address).await.map_err(|e| classify(&ep, &e))?;
         Ok(Self {
             ep,
             session: RwLock::new(Some(session)),
@@ -116,13 +113,9 @@ fn classify(ep: &Endpoint, e: &openssh::Error) -> TransportError {
     {
         "the host does not answer: is it up, and is the address right?".to_string()
     } else if detail.contains("No such file or directory") && detail.contains("ssh") {
-        "the OpenSSH client is missing: apt-get install openssh-client, or use --transport russh"
-            .to_string()
+        "the OpenSSH client is missing: apt-get install openssh-client, or use --transport russh".to_string()
     } else {
-        format!(
-            "try `ssh -p {} {}@{}` by hand",
-            ep.port, ep.user, ep.address
-        )
+        format!("try `ssh -p {} {}@{}` by hand", ep.port, ep.user, ep.address)
     };
     TransportError::Unreachable {
         host,
@@ -147,12 +140,7 @@ impl Transport for OpensshTransport {
         &self.ep
     }
 
-    async fn exec(
-        &self,
-        cmd: &Cmd,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<Output, TransportError> {
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
         let _slot = self
             .slots
             .acquire()
@@ -165,13 +153,9 @@ impl Transport for OpensshTransport {
         let line = cmd.command_line(self.ep.become_);
         let run = async {
             let mut c = session.raw_command(&line);
-            c.stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let mut child = c.spawn().await?;
             let writer = child.stdin().take();
             let feed = async {

@@ -164,9 +164,7 @@ mod tests {
         );
         assert_eq!(
             &c.argv()[4..],
-            [
-                "/etc/a b", "root", "root", "640", "haproxy", "-c", "-f", "{}"
-            ]
+            ["/etc/a b", "root", "root", "640", "haproxy", "-c", "-f", "{}"]
         );
     }
 }

@@ -40,29 +40,19 @@ struct Checker {
 impl client::Handler for Checker {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             self.set(KeyVerdict::Error(
                 "host certificates are not supported by the russh transport".into(),
             ));
             return Ok(false);
         };
-        let verdict = match russh::keys::check_known_hosts_path(
-            &self.host,
-            self.port,
-            key,
-            &self.known_hosts,
-        ) {
+        let verdict = match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
             Ok(true) => KeyVerdict::Known,
-            Ok(false) if self.accept_new => {
-                match learn(&self.host, self.port, key, &self.known_hosts) {
-                    Ok(()) => KeyVerdict::Learned,
-                    Err(e) => KeyVerdict::Error(e),
-                }
-            }
+            Ok(false) if self.accept_new => match learn(&self.host, self.port, key, &self.known_hosts) {
+                Ok(()) => KeyVerdict::Learned,
+                Err(e) => KeyVerdict::Error(e),
+            },
             Ok(false) => KeyVerdict::Unknown,
             Err(russh::keys::Error::KeyChanged { line }) => KeyVerdict::Changed(line),
             Err(e) => KeyVerdict::Error(e.to_string()),
@@ -82,8 +72,7 @@ impl Checker {
 }
 
 fn learn(host: &str, port: u16, key: &PublicKey, path: &std::path::Path) -> Result<(), String> {
-    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path)
-        .map_err(|e| e.to_string())
+    russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path).map_err(|e| e.to_string())
 }
 
 /// An open connection.
@@ -94,9 +83,7 @@ pub struct RusshTransport {
 }
 
 fn default_keys() -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     ["id_ed25519", "id_ecdsa", "id_rsa"]
         .iter()
         .map(|k| home.join(".ssh").join(k))
@@ -125,8 +112,7 @@ impl RusshTransport {
             ..Default::default()
         });
         let addr = (ep.address.as_str(), ep.port);
-        let connected =
-            tokio::time::timeout(ep.connect_timeout, client::connect(config, addr, checker)).await;
+        let connected = tokio::time::timeout(ep.connect_timeout, client::connect(config, addr, checker)).await;
         let mut handle = match connected {
             Err(_) => {
                 return Err(TransportError::Unreachable {
@@ -185,17 +171,9 @@ impl RusshTransport {
                     continue;
                 }
             };
-            let hash: Option<HashAlg> = handle
-                .best_supported_rsa_hash()
-                .await
-                .ok()
-                .flatten()
-                .flatten();
+            let hash: Option<HashAlg> = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
             let auth = handle
-                .authenticate_publickey(
-                    ep.user.clone(),
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                )
+                .authenticate_publickey(ep.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
                 .await
                 .map_err(|e| TransportError::Auth {
                     host: ep.name.clone(),
@@ -233,12 +211,7 @@ impl Transport for RusshTransport {
         &self.ep
     }
 
-    async fn exec(
-        &self,
-        cmd: &Cmd,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<Output, TransportError> {
+    async fn exec(&self, cmd: &Cmd, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, TransportError> {
         let _slot = self
             .slots
             .acquire()
@@ -257,9 +230,7 @@ impl Transport for RusshTransport {
             while let Some(msg) = ch.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        out.stderr.extend_from_slice(&data)
-                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
                     ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
                     _ => {}
                 }
