@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod deploy;
 pub mod diagnostic;
 pub mod engine;
 pub mod facts;

@@ -1,6 +1,7 @@
 //! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
 //! prints (through `report`), and only here is `anyhow` used.
 
+pub mod deploy;
 pub mod lab;
 pub mod output;
 pub mod pki;
@@ -37,6 +38,10 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Cluster CA, per-host certificates and generated secrets (state directory).
     Pki(pki::PkiArgs),
+    /// Deploy the cluster: preflight, PKI, rendered files, the deploy playbook.
+    Deploy(deploy::DeployArgs),
+    /// Show what `pgha deploy` would change on each host, with diffs; change nothing.
+    Plan(deploy::PlanArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
     Run(run::RunArgs),
     /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
@@ -50,6 +55,8 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Pki(args) => pki::run(&args),
+        Command::Deploy(args) => deploy::deploy(&args),
+        Command::Plan(args) => deploy::plan(&args),
         Command::Run(args) => run::run(&args),
         Command::Lab(args) => {
             return lab::run(args).unwrap_or_else(|e| {

@@ -78,7 +78,13 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
     if args.placeholder_material {
         return Ok(render::placeholder::placeholder_material(inv));
     }
-    let state = pki::StateDir::for_inventory(inv, args.state.as_deref());
+    Ok(material_from_state(inv, args.state.as_deref())?.0)
+}
+
+/// The PKI material of `inv` from its state directory (issuing what is missing or stale), and
+/// the PgBouncer auth user's SCRAM verifier (for the bootstrap SQL).
+pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> anyhow::Result<(Material, String)> {
+    let state = pki::StateDir::for_inventory(inv, state);
     let report = pki::ensure(inv, &state, OffsetDateTime::now_utc())?;
     let (secrets, secrets_report) = pki::ensure_secrets(inv, &state)?;
     let issued = report.issued().count();
@@ -115,7 +121,12 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
             .with_context(|| format!("no password for {account}"))??;
         app_verifiers.insert(user.name.clone(), verifier.expose().clone());
     }
-    Ok(Material {
+    let auth_verifier = secrets
+        .scram_verifier(&pki::Account::PgbouncerAuth)
+        .context("no password for the PgBouncer auth user")??
+        .expose()
+        .clone();
+    let material = Material {
         ca_bundle_file: bundle.file_name(),
         ca_bundle_pem: bundle.pem,
         leaves,
@@ -127,11 +138,12 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
             pgbouncer_auth: password(&pki::Account::PgbouncerAuth)?,
             app_verifiers,
         },
-    })
+    };
+    Ok((material, auth_verifier))
 }
 
 /// The PKI's leaf kinds as rendering names them.
-fn leaf_kind(kind: pki::LeafKind) -> LeafKind {
+pub fn leaf_kind(kind: pki::LeafKind) -> LeafKind {
     match kind {
         pki::LeafKind::PostgresServer => LeafKind::PostgresServer,
         pki::LeafKind::PatroniRest => LeafKind::PatroniRest,

@@ -20,9 +20,32 @@ pub const MARKER: &str = ".pgha-lab-base";
 /// Packages debootstrap adds to minbase.
 pub const INCLUDE: &str = "systemd,systemd-sysv,openssh-server,sudo,iproute2,ca-certificates";
 
-/// Whether the base image of `release` is complete.
+/// Whether the base image of `release` is complete and caches today's package list.
 pub fn is_built(paths: &LabPaths, release: Release) -> bool {
-    paths.base(release.as_str()).join(MARKER).exists()
+    let want = format!("packages: {}", release.cluster_packages().join(" "));
+    std::fs::read_to_string(paths.base(release.as_str()).join(MARKER)).is_ok_and(|m| m.lines().any(|l| l == want))
+}
+
+/// Base images whose package list is outdated, set aside (running machines may still have
+/// them as their overlay's lower layer); removed by `down`.
+fn stale_dir(paths: &LabPaths, release: Release) -> std::path::PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    paths.root().join(format!("base-{}.stale-{stamp}", release.as_str()))
+}
+
+/// Removes set-aside base images (call only when no machine runs).
+pub fn remove_stale(paths: &LabPaths) -> Result<()> {
+    if let Ok(rd) = std::fs::read_dir(paths.root()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().contains(".stale-") {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the base image unless it is already complete. Returns whether it built one.
@@ -31,6 +54,12 @@ pub fn ensure_base(paths: &LabPaths, release: Release, mirror: &str, progress: P
     let base = paths.base(rel);
     if is_built(paths, release) {
         return Ok(false);
+    }
+    if base.join(MARKER).exists() {
+        // Complete, but it caches an older package list: set it aside (machines still running
+        // on it keep working) and build a new one.
+        let aside = stale_dir(paths, release);
+        std::fs::rename(&base, &aside).map_err(LabError::io("setting aside", &base))?;
     }
     // An image directory without its marker was not made by a completed build: rebuild.
     remove_tree(&base)?;
@@ -110,6 +139,7 @@ fn chroot(root: &Path, argv: &[&str]) -> Result<String> {
 
 /// Deletes the cached base images of every release (and any partial build).
 pub fn purge(paths: &LabPaths) -> Result<()> {
+    remove_stale(paths)?;
     for rel in [Release::Trixie, Release::Bookworm] {
         remove_tree(&paths.base_partial(rel.as_str()))?;
         remove_tree(&paths.base(rel.as_str()))?;

@@ -263,6 +263,7 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
         net::remove_host_net(name)?;
     }
     let _ = std::fs::remove_dir(paths.hosts());
+    base::remove_stale(paths)?;
     if state.is_some() || !names.is_empty() {
         net::remove_bridge(state.as_ref().map_or(BRIDGE, |s| s.bridge.as_str()))?;
     }

@@ -44,12 +44,17 @@ impl Release {
             [
                 "postgresql-client",
                 "patroni",
+                // Patroni's etcd3 client needs python-etcd; patroni only Depends on one of
+                // several DCS libraries (apt picks consul).
+                "python3-etcd",
                 "etcd-server",
                 "etcd-client",
                 "haproxy",
                 "pgbouncer",
                 "curl",
                 "openssl",
+                // HAProxy's server-state save on reload (the haproxy.service drop-in).
+                "socat",
             ]
             .map(String::from),
         );

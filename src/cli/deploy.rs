@@ -1,0 +1,252 @@
+//! `pgha deploy` and `pgha plan`: connect to every host once, check them (preflight), issue the
+//! PKI, render each host's files for its Debian release, then run the embedded deploy playbook
+//! (or only plan it).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use futures::future::join_all;
+
+use super::report::{self, exit};
+use super::run::{RemoteArgs, execute, limit, runtime};
+use crate::deploy::{self, preflight};
+use crate::engine::{Options, PreOpened};
+use crate::facts;
+use crate::inventory::{self, Inventory, LoadError};
+use crate::playbook;
+use crate::render::{Target, TemplateSource};
+use crate::transport::{self, Conn, Endpoint};
+
+/// Arguments of `pgha deploy`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  pgha deploy inventory/lab.yaml\n  pgha deploy inventory/prod.yaml --check --diff     # same as pgha plan\n  pgha deploy inventory/prod.yaml --limit pgbouncer\n  pgha deploy inventory/prod.yaml --json > deploy.jsonl\n\nExit codes: 0 deployed (or planned), 1 a host failed or preflight refused, 3 invalid\ninventory, 130 interrupted (re-run to converge)."
+)]
+pub struct DeployArgs {
+    /// The inventory file.
+    pub inventory: PathBuf,
+    /// Plan only: print what would change on each host, change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check, show unified diffs of files (secrets masked).
+    #[arg(long)]
+    pub diff: bool,
+    /// State directory of the PKI and secrets (default: .pgha beside the inventory).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Directory of templates overriding the built-in ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Directory of playbooks overriding the embedded ones.
+    #[arg(long)]
+    pub playbooks: Option<PathBuf>,
+    /// Connection and output options.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Arguments of `pgha plan`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  pgha plan inventory/prod.yaml\n  pgha plan inventory/prod.yaml --limit node1,node2\n\nPrints per host what `pgha deploy` would change, with diffs (secrets masked); changes\nnothing on the hosts. Exit codes as pgha deploy."
+)]
+pub struct PlanArgs {
+    /// The inventory file.
+    pub inventory: PathBuf,
+    /// State directory of the PKI and secrets (default: .pgha beside the inventory).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Connection and output options.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Runs `pgha plan`.
+pub fn plan(args: &PlanArgs) -> u8 {
+    deploy(&DeployArgs {
+        inventory: args.inventory.clone(),
+        check: true,
+        diff: true,
+        state: args.state.clone(),
+        templates: None,
+        playbooks: None,
+        remote: args.remote.clone(),
+    })
+}
+
+/// Loads the inventory, printing warnings; `Err` is the exit code.
+pub fn load_inventory(path: &std::path::Path, quiet_warnings: bool) -> Result<Inventory, u8> {
+    match inventory::load(path) {
+        Ok(l) => {
+            if !quiet_warnings {
+                for w in &l.warnings {
+                    report::diagnostic(w);
+                }
+            }
+            Ok(l.inventory)
+        }
+        Err(LoadError::Invalid { errors, .. }) => {
+            for d in &errors {
+                report::diagnostic(d);
+            }
+            Err(exit::INVALID_INPUT)
+        }
+        Err(LoadError::Read(e)) => {
+            report::error(&e);
+            Err(exit::FAILED)
+        }
+    }
+}
+
+/// Opens one connection per host (in parallel); unreachable hosts come back as errors.
+pub async fn connect_all(
+    inv: &Inventory,
+    remote: &RemoteArgs,
+) -> (BTreeMap<String, Conn>, BTreeMap<String, transport::TransportError>) {
+    let wanted: Vec<_> = inv
+        .hosts
+        .iter()
+        .filter(|h| remote.limit.is_empty() || remote.limit.iter().any(|l| l == h.name.as_str()))
+        .collect();
+    let results = join_all(wanted.iter().map(|h| async move {
+        let ep = Endpoint::from_host(h, remote.accept_new_host_keys);
+        (h.name.to_string(), transport::connect(remote.transport, ep).await)
+    }))
+    .await;
+    let mut ok = BTreeMap::new();
+    let mut err = BTreeMap::new();
+    for (name, r) in results {
+        match r {
+            Ok(c) => {
+                ok.insert(name, c);
+            }
+            Err(e) => {
+                err.insert(name, e);
+            }
+        }
+    }
+    (ok, err)
+}
+
+/// Runs `pgha deploy`.
+pub fn deploy(args: &DeployArgs) -> u8 {
+    let inv = match load_inventory(&args.inventory, args.remote.json) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    for l in &args.remote.limit {
+        if inv.host(l).is_none() {
+            report::error(format!("--limit {l}: no such host in {}", args.inventory.display()));
+            return exit::INVALID_INPUT;
+        }
+    }
+    let pb = match playbook::load("deploy", args.playbooks.as_deref(), &inv) {
+        Ok(p) => p,
+        Err(e) => {
+            report::error(&e);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let (material, auth_verifier) = match super::render::material_from_state(&inv, args.state.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            report::error(format!("{e:#}"));
+            return exit::FAILED;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (conns, errors) = rt.block_on(connect_all(&inv, &args.remote));
+    if !errors.is_empty() {
+        for e in errors.values() {
+            report::error(e);
+        }
+        report::info(format!(
+            "deploy: {} host(s) unreachable; nothing was changed. Fix them, or leave them out with --limit.",
+            errors.len()
+        ));
+        rt.block_on(close_all(&conns));
+        return exit::FAILED;
+    }
+    // Preflight: one probe per host (it also tells each host's Debian release).
+    let q = preflight::query(&inv);
+    let gathered = rt.block_on(join_all(conns.iter().map(|(name, c)| {
+        let q = q.clone();
+        async move { (name.clone(), facts::gather(c.as_ref(), &q).await) }
+    })));
+    let mut all_facts = BTreeMap::new();
+    for (name, r) in gathered {
+        match r {
+            Ok(f) => {
+                all_facts.insert(name, f);
+            }
+            Err(e) => {
+                report::error(&e);
+                rt.block_on(close_all(&conns));
+                return exit::FAILED;
+            }
+        }
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let problems = preflight::check_all(&inv, &all_facts, now);
+    if !problems.is_empty() {
+        for p in &problems {
+            report::error(p);
+        }
+        report::info(format!("preflight: {} problem(s); nothing was changed", problems.len()));
+        rt.block_on(close_all(&conns));
+        return exit::FAILED;
+    }
+    let targets: BTreeMap<String, Target> = all_facts
+        .iter()
+        .filter_map(|(h, f)| preflight::target(f).map(|t| (h.clone(), t)))
+        .collect();
+    let mut releases: Vec<&str> = targets.values().map(|t| t.as_str()).collect();
+    releases.sort();
+    releases.dedup();
+    if !args.remote.json {
+        report::info(format!(
+            "preflight: {} host(s) ready ({})",
+            targets.len(),
+            releases.join(", ")
+        ));
+    }
+    let templates = match &args.templates {
+        Some(d) => TemplateSource::Dir(d.clone()),
+        None => TemplateSource::Embedded,
+    };
+    let inputs = match deploy::host_inputs(&inv, &material, &auth_verifier, &targets, &templates) {
+        Ok(i) => i,
+        Err(e) => {
+            report::error(&e);
+            rt.block_on(close_all(&conns));
+            return exit::FAILED;
+        }
+    };
+    let opts = Options {
+        check: args.check,
+        diff: args.diff,
+        verbose: args.remote.verbose,
+        limit: limit(&args.remote.limit),
+    };
+    let connector = PreOpened {
+        conns,
+        errors: std::sync::Mutex::new(BTreeMap::new()),
+    };
+    let (_recap, code) = execute(&rt, &inv, &pb, &inputs, &opts, &args.remote, &connector);
+    code
+}
+
+async fn close_all(conns: &BTreeMap<String, Conn>) {
+    join_all(conns.values().map(|c| {
+        let c: Arc<dyn transport::Transport> = c.clone();
+        async move {
+            let _ = c.close().await;
+        }
+    }))
+    .await;
+}

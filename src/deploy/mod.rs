@@ -1,0 +1,85 @@
+//! What `pgha deploy` adds around the engine: preflight from facts, each host's target from its
+//! OS release, and the per-host inputs of the deploy playbook — the rendered files (as the
+//! engine's managed files), the bootstrap SQL, and the variables the playbook uses.
+
+pub mod preflight;
+pub mod sql;
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::engine::HostInput;
+use crate::inventory::{Inventory, Role};
+use crate::modules::{Managed, Rendered};
+use crate::render::{self, Material, RenderError, Target, TemplateSource};
+
+/// Where the bootstrap SQL is installed on PostgreSQL nodes (postgres 0600: holds verifiers).
+pub const BOOTSTRAP_SQL: &str = "/etc/patroni/pgha-bootstrap.sql";
+
+/// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
+/// nodes, and `vars` (PostgreSQL version, CA bundle path, etcd endpoints, SQL marker).
+pub fn host_inputs(
+    inv: &Inventory,
+    material: &Material,
+    auth_verifier: &str,
+    targets: &BTreeMap<String, Target>,
+    templates: &TemplateSource,
+) -> Result<BTreeMap<String, HostInput>, RenderError> {
+    let app: Vec<(String, String)> = material
+        .secrets
+        .app_verifiers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let sql = sql::bootstrap(inv, render::paths::PGBOUNCER_AUTH_USER, auth_verifier, &app);
+    let sql_sha = hex::encode(Sha256::digest(sql.as_bytes()));
+    let etcd_endpoints: Vec<String> = inv
+        .hosts_with(Role::Etcd)
+        .map(|h| format!("https://{}:{}", h.name, inv.etcd.client_port))
+        .collect();
+    let mut out = BTreeMap::new();
+    for host in &inv.hosts {
+        let target = targets.get(host.name.as_str()).copied().unwrap_or(Target::Debian13);
+        let files = render::render_host(inv, material, host, target, templates)?;
+        let mut rendered: Rendered = files
+            .into_iter()
+            .map(|f| {
+                let managed = Managed {
+                    content: f.content.into_bytes(),
+                    owner: f.owner.to_string(),
+                    group: f.group.to_string(),
+                    mode: f.mode,
+                    secret: f.secret,
+                };
+                (f.path, managed)
+            })
+            .collect();
+        if host.has(Role::Postgres) {
+            rendered.insert(
+                BOOTSTRAP_SQL.to_string(),
+                Managed {
+                    content: sql.clone().into_bytes(),
+                    owner: "postgres".into(),
+                    group: "postgres".into(),
+                    mode: 0o600,
+                    secret: true,
+                },
+            );
+        }
+        let v = target.versions();
+        let vars = serde_json::json!({
+            "target": target.as_str(),
+            "pg_version": v.postgres,
+            "ca_bundle": render::paths::ca_bundle(&material.ca_bundle_file),
+            "tls_dir": render::paths::TLS_DIR,
+            "etcd_endpoints": etcd_endpoints.join(","),
+            "bootstrap_sql": BOOTSTRAP_SQL,
+            "bootstrap_sql_sha": &sql_sha[..16],
+            "data_dir": render::paths::pg_data_dir(target, &inv.cluster_name),
+            "etcd_data_dir": render::paths::etcd_data_dir(&inv.cluster_name),
+        });
+        out.insert(host.name.to_string(), HostInput { rendered, vars });
+    }
+    Ok(out)
+}

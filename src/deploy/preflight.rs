@@ -1,0 +1,224 @@
+//! Preflight: what must hold on every host before the deploy changes anything, checked from
+//! facts alone (one probe per host): a supported Debian release, a sane clock, disk space,
+//! every cluster name resolving to its inventory address, and no stranger on a port the
+//! cluster needs.
+
+use std::collections::BTreeMap;
+
+use crate::facts::Facts;
+use crate::inventory::{Host, Inventory, Role};
+use crate::render::Target;
+
+/// Largest tolerated clock difference with the controller (TLS validity, etcd leases).
+pub const MAX_SKEW_SECS: i64 = 5;
+/// Least free space on / (packages and a fresh cluster).
+pub const MIN_DISK_KIB: u64 = 1024 * 1024;
+
+/// A blocking problem on a host, with the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Host.
+    pub host: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}\n\n  hint: {}", self.host, self.message, self.hint)
+    }
+}
+
+/// The Debian release of a host, from facts.
+pub fn target(facts: &Facts) -> Option<Target> {
+    match (facts.os.id.as_str(), facts.os.version_id.as_str()) {
+        ("debian", "13") => Some(Target::Debian13),
+        ("debian", "12") => Some(Target::Debian12),
+        _ => None,
+    }
+}
+
+/// Every name a host must resolve: all hosts' names and extra names.
+pub fn names(inv: &Inventory) -> Vec<(String, std::net::IpAddr)> {
+    inv.hosts
+        .iter()
+        .flat_map(|h| h.dns_names().into_iter().map(move |n| (n.to_string(), h.address)))
+        .collect()
+}
+
+/// Ports the roles of `host` will listen on, with the package that owns them.
+fn ports(inv: &Inventory, host: &Host) -> Vec<(u16, &'static str)> {
+    let mut v = Vec::new();
+    if host.has(Role::Postgres) {
+        v.push((inv.postgres.port.get(), "patroni"));
+        v.push((inv.patroni.rest_port.get(), "patroni"));
+    }
+    if host.has(Role::Etcd) {
+        v.push((inv.etcd.client_port.get(), "etcd-server"));
+        v.push((inv.etcd.peer_port.get(), "etcd-server"));
+    }
+    if host.has(Role::Haproxy) {
+        v.push((inv.haproxy.rw_port.get(), "haproxy"));
+        v.push((inv.haproxy.ro_port.get(), "haproxy"));
+    }
+    if host.has(Role::Pgbouncer) {
+        v.push((inv.pgbouncer.port.get(), "pgbouncer"));
+    }
+    v
+}
+
+/// Checks one host; `now` is the controller's clock (Unix seconds).
+pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut problem = |message: String, hint: String| {
+        out.push(Problem {
+            host: host.name.to_string(),
+            message,
+            hint,
+        })
+    };
+    if target(facts).is_none() {
+        problem(
+            format!(
+                "unsupported OS: {} {} ({})",
+                facts.os.id, facts.os.version_id, facts.os.codename
+            ),
+            "pgha deploys on Debian 13 (trixie) and Debian 12 (bookworm)".into(),
+        );
+    }
+    let skew = facts.clock - now;
+    if skew.abs() > MAX_SKEW_SECS {
+        problem(
+            format!("its clock is {skew:+} s off the controller's"),
+            "synchronise clocks (systemd-timesyncd or chrony): TLS validity and etcd leases depend on them".into(),
+        );
+    }
+    if facts.disk_free_kib < MIN_DISK_KIB {
+        problem(
+            format!("only {} MiB free on /", facts.disk_free_kib / 1024),
+            format!("free at least {} MiB", MIN_DISK_KIB / 1024),
+        );
+    }
+    for (name, want) in names(inv) {
+        match facts.resolved.get(&name) {
+            Some(Some(got)) if *got == want => {}
+            Some(Some(got)) => problem(
+                format!("`{name}` resolves to {got}, but the inventory says {want}"),
+                format!("fix DNS or /etc/hosts so that `{name}` is {want}: certificates and every service use names"),
+            ),
+            _ => problem(
+                format!("`{name}` does not resolve"),
+                format!(
+                    "add `{want} {name}` to /etc/hosts or DNS on {}: Patroni, etcd and PgBouncer dial names",
+                    host.name
+                ),
+            ),
+        }
+    }
+    for (port, package) in ports(inv, host) {
+        if facts.listening.contains(&port) && !facts.installed(package) {
+            problem(
+                format!("port {port} is already in use, and {package} is not installed"),
+                format!("stop what listens on {port}, or choose another port in the inventory"),
+            );
+        }
+    }
+    out
+}
+
+/// The facts preflight needs (the probe asks every host to resolve every name).
+pub fn query(inv: &Inventory) -> crate::facts::Query {
+    let mut q = crate::facts::Query::default();
+    q.names = names(inv).into_iter().map(|(n, _)| n).collect();
+    q.packages = ["patroni", "etcd-server", "haproxy", "pgbouncer"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    q
+}
+
+/// Problems of every host.
+pub fn check_all(inv: &Inventory, facts: &BTreeMap<String, Facts>, now: i64) -> Vec<Problem> {
+    inv.hosts
+        .iter()
+        .filter_map(|h| facts.get(h.name.as_str()).map(|f| check(inv, h, f, now)))
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{OsRelease, Package};
+
+    fn inv() -> Inventory {
+        let text = include_str!("../../tests/inventories/minimal.yaml");
+        crate::inventory::parse(std::path::Path::new("m.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory
+    }
+
+    fn good(inv: &Inventory) -> Facts {
+        let mut f = Facts {
+            os: OsRelease {
+                id: "debian".into(),
+                version_id: "13".into(),
+                codename: "trixie".into(),
+            },
+            clock: 1000,
+            disk_free_kib: 10 * 1024 * 1024,
+            ..Facts::default()
+        };
+        for (n, a) in names(inv) {
+            f.resolved.insert(n, Some(a));
+        }
+        f
+    }
+
+    #[test]
+    fn a_good_host_passes() {
+        let inv = inv();
+        assert!(check(&inv, &inv.hosts[0], &good(&inv), 1002).is_empty());
+    }
+
+    #[test]
+    fn each_problem_is_named_with_a_fix() {
+        let inv = inv();
+        let mut f = good(&inv);
+        f.os.version_id = "11".into();
+        f.clock = 1100;
+        f.disk_free_kib = 1000;
+        f.resolved.insert("e2".into(), None);
+        f.resolved.insert("e3".into(), Some("10.9.9.9".parse().expect("ip")));
+        f.listening.insert(5432);
+        let p = check(&inv, &inv.hosts[0], &f, 1000);
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        let all = text.join("\n");
+        for needle in [
+            "unsupported OS",
+            "+100 s off",
+            "MiB free",
+            "`e2` does not resolve",
+            "`e3` resolves to 10.9.9.9",
+            "port 5432 is already in use",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in {all}");
+        }
+        assert!(p.iter().all(|p| p.host == "pg1" && !p.hint.is_empty()));
+        f.packages.insert(
+            "patroni".into(),
+            Package {
+                version: "4".into(),
+                installed: true,
+            },
+        );
+        assert!(
+            !check(&inv, &inv.hosts[0], &f, 1000)
+                .iter()
+                .any(|p| p.message.contains("port 5432")),
+            "ours once installed"
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! The SQL the deploy runs once on the primary (as `postgres`, over the local socket): the
+//! PgBouncer auth user, the inventory's application roles and databases, and in each database
+//! the `pgha.user_lookup` function PgBouncer's `auth_query` calls. Idempotent: re-running it
+//! changes nothing. Passwords travel as SCRAM verifiers, never in clear.
+
+use crate::inventory::Inventory;
+
+/// `'text'` with quotes doubled.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `"ident"` with quotes doubled (inventory names are already `[a-z_][a-z0-9_]*`).
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The whole script, for psql `-f` (uses `\gexec` and `\connect`).
+pub fn bootstrap(inv: &Inventory, auth_user: &str, auth_verifier: &str, app_verifiers: &[(String, String)]) -> String {
+    let mut s = String::from("-- Rendered by pgha: roles, databases and PgBouncer's auth function.\n");
+    s.push_str("\\set ON_ERROR_STOP on\nSET client_min_messages = warning;\n");
+    let mut roles: Vec<(String, String, Vec<String>)> =
+        vec![(auth_user.to_string(), auth_verifier.to_string(), vec![])];
+    for u in &inv.postgres.users {
+        let verifier = app_verifiers
+            .iter()
+            .find(|(n, _)| n == &u.name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        roles.push((u.name.clone(), verifier, u.options.clone()));
+    }
+    for (name, verifier, options) in &roles {
+        s.push_str(&format!(
+            "SELECT format('CREATE ROLE %I LOGIN', {}) WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {}) \\gexec\n",
+            literal(name),
+            literal(name)
+        ));
+        let mut opts = vec!["LOGIN".to_string()];
+        opts.extend(options.iter().cloned());
+        s.push_str(&format!(
+            "ALTER ROLE {} {} PASSWORD {};\n",
+            ident(name),
+            opts.join(" "),
+            literal(verifier)
+        ));
+    }
+    for db in &inv.postgres.databases {
+        s.push_str(&format!(
+            "SELECT format('CREATE DATABASE %I OWNER %I', {}, {}) WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = {}) \\gexec\n",
+            literal(&db.name),
+            literal(&db.owner),
+            literal(&db.name)
+        ));
+    }
+    for db in &inv.postgres.databases {
+        s.push_str(&format!("\\connect {}\n", ident(&db.name)));
+        s.push_str("CREATE SCHEMA IF NOT EXISTS pgha;\n");
+        s.push_str(
+            "CREATE OR REPLACE FUNCTION pgha.user_lookup(i_username text, OUT uname text, OUT phash text)\n\
+             RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
+             \x20 SELECT rolname::text, rolpassword::text FROM pg_catalog.pg_authid\n\
+             \x20 WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper\n\
+             \x20   AND (rolvaliduntil IS NULL OR rolvaliduntil > now())\n\
+             $$;\n",
+        );
+        s.push_str("REVOKE ALL ON FUNCTION pgha.user_lookup(text) FROM PUBLIC;\n");
+        s.push_str(&format!("GRANT USAGE ON SCHEMA pgha TO {};\n", ident(auth_user)));
+        s.push_str(&format!(
+            "GRANT EXECUTE ON FUNCTION pgha.user_lookup(text) TO {};\n",
+            ident(auth_user)
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_creates_roles_databases_and_the_lookup_function() {
+        let text = include_str!("../../inventory/example.yaml");
+        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
+        let sql = bootstrap(
+            &inv,
+            "pgbouncer_auth",
+            "SCRAM-SHA-256$4096:a$b:c",
+            &[("app".into(), "SCRAM-SHA-256$4096:x$y:z".into())],
+        );
+        assert!(
+            sql.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:x$y:z';"),
+            "{sql}"
+        );
+        assert!(sql.contains("CREATE DATABASE %I OWNER %I', 'app', 'app'"));
+        assert_eq!(sql.matches("\\connect").count(), 2, "the function in every database");
+        assert!(sql.contains("NOT rolsuper") && sql.contains("rolvaliduntil"));
+    }
+}
