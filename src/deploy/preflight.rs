@@ -130,13 +130,11 @@ pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64) -> Vec<Probl
 
 /// The facts preflight needs (the probe asks every host to resolve every name).
 pub fn query(inv: &Inventory) -> crate::facts::Query {
-    let mut q = crate::facts::Query::default();
-    q.names = names(inv).into_iter().map(|(n, _)| n).collect();
-    q.packages = ["patroni", "etcd-server", "haproxy", "pgbouncer"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    q
+    crate::facts::Query {
+        names: names(inv).into_iter().map(|(n, _)| n).collect(),
+        packages: ["patroni", "etcd-server", "haproxy", "pgbouncer"].iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
 }
 
 /// Problems of every host.
