@@ -149,7 +149,7 @@ pub fn deploy(args: &DeployArgs) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    let (material, auth_verifier) = match super::render::material_from_state(&inv, args.state.as_deref()) {
+    let (material, verifiers) = match super::render::material_from_state(&inv, args.state.as_deref()) {
         Ok(m) => m,
         Err(e) => {
             report::error(format!("{e:#}"));
@@ -219,7 +219,7 @@ pub fn deploy(args: &DeployArgs) -> u8 {
         Some(d) => TemplateSource::Dir(d.clone()),
         None => TemplateSource::Embedded,
     };
-    let inputs = match deploy::host_inputs(&inv, &material, &auth_verifier, &targets, &templates) {
+    let inputs = match deploy::host_inputs(&inv, &material, &verifiers.auth, &verifiers.verify, &targets, &templates) {
         Ok(i) => i,
         Err(e) => {
             report::error(&e);

@@ -72,6 +72,14 @@ pub fn run(args: &RenderArgs) -> u8 {
     }
 }
 
+/// SCRAM verifiers of pgha's own roles, for the bootstrap SQL (never printed).
+pub struct Verifiers {
+    /// PgBouncer's auth user.
+    pub auth: String,
+    /// The `pgha verify` role.
+    pub verify: String,
+}
+
 /// Where the PKI material comes from: the state directory, brought up to date first
 /// (`pki::ensure` issues nothing unless a leaf is missing, expiring or stale).
 fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Material> {
@@ -83,7 +91,7 @@ fn material(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<Mat
 
 /// The PKI material of `inv` from its state directory (issuing what is missing or stale), and
 /// the PgBouncer auth user's SCRAM verifier (for the bootstrap SQL).
-pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> anyhow::Result<(Material, String)> {
+pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> anyhow::Result<(Material, Verifiers)> {
     let state = pki::StateDir::for_inventory(inv, state);
     let report = pki::ensure(inv, &state, OffsetDateTime::now_utc())?;
     let (secrets, secrets_report) = pki::ensure_secrets(inv, &state)?;
@@ -126,6 +134,11 @@ pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> 
         .context("no password for the PgBouncer auth user")??
         .expose()
         .clone();
+    let verify_verifier = secrets
+        .scram_verifier(&pki::Account::Verify)
+        .context("no password for the verify role")??
+        .expose()
+        .clone();
     let material = Material {
         ca_bundle_file: bundle.file_name(),
         ca_bundle_pem: bundle.pem,
@@ -139,7 +152,7 @@ pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> 
             app_verifiers,
         },
     };
-    Ok((material, auth_verifier))
+    Ok((material, Verifiers { auth: auth_verifier, verify: verify_verifier }))
 }
 
 /// The PKI's leaf kinds as rendering names them.

@@ -23,6 +23,7 @@ pub fn host_inputs(
     inv: &Inventory,
     material: &Material,
     auth_verifier: &str,
+    verify_verifier: &str,
     targets: &BTreeMap<String, Target>,
     templates: &TemplateSource,
 ) -> Result<BTreeMap<String, HostInput>, RenderError> {
@@ -32,7 +33,9 @@ pub fn host_inputs(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let sql = sql::bootstrap(inv, render::paths::PGBOUNCER_AUTH_USER, auth_verifier, &app);
+    let auth = sql::Role { name: render::paths::PGBOUNCER_AUTH_USER, verifier: auth_verifier };
+    let verify = sql::Role { name: render::paths::VERIFY_USER, verifier: verify_verifier };
+    let sql = sql::bootstrap(inv, auth, verify, &app);
     let sql_sha = hex::encode(Sha256::digest(sql.as_bytes()));
     let etcd_endpoints: Vec<String> = inv
         .hosts_with(Role::Etcd)

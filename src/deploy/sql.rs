@@ -1,7 +1,8 @@
 //! The SQL the deploy runs once on the primary (as `postgres`, over the local socket): the
-//! PgBouncer auth user, the inventory's application roles and databases, and in each database
-//! the `pgha.user_lookup` function PgBouncer's `auth_query` calls. Idempotent: re-running it
-//! changes nothing. Passwords travel as SCRAM verifiers, never in clear.
+//! PgBouncer auth user, the `pgha_verify` role, the inventory's application roles and
+//! databases, and in each database the `pgha.user_lookup` function PgBouncer's `auth_query`
+//! calls plus the `pgha_verify` schema. Idempotent: re-running it changes nothing. Passwords
+//! travel as SCRAM verifiers, never in clear.
 
 use crate::inventory::Inventory;
 
@@ -15,18 +16,24 @@ fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A login role and its SCRAM verifier.
+pub struct Role<'a> {
+    /// Role name.
+    pub name: &'a str,
+    /// `SCRAM-SHA-256$…` verifier.
+    pub verifier: &'a str,
+}
+
 /// The whole script, for psql `-f` (uses `\gexec` and `\connect`).
-pub fn bootstrap(inv: &Inventory, auth_user: &str, auth_verifier: &str, app_verifiers: &[(String, String)]) -> String {
+pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifiers: &[(String, String)]) -> String {
     let mut s = String::from("-- Rendered by pgha: roles, databases and PgBouncer's auth function.\n");
     s.push_str("\\set ON_ERROR_STOP on\nSET client_min_messages = warning;\n");
-    let mut roles: Vec<(String, String, Vec<String>)> =
-        vec![(auth_user.to_string(), auth_verifier.to_string(), vec![])];
+    let mut roles: Vec<(String, String, Vec<String>)> = vec![
+        (auth.name.to_string(), auth.verifier.to_string(), vec![]),
+        (verify.name.to_string(), verify.verifier.to_string(), vec![]),
+    ];
     for u in &inv.postgres.users {
-        let verifier = app_verifiers
-            .iter()
-            .find(|(n, _)| n == &u.name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let verifier = app_verifiers.iter().find(|(n, _)| n == &u.name).map(|(_, v)| v.clone()).unwrap_or_default();
         roles.push((u.name.clone(), verifier, u.options.clone()));
     }
     for (name, verifier, options) in &roles {
@@ -37,12 +44,7 @@ pub fn bootstrap(inv: &Inventory, auth_user: &str, auth_verifier: &str, app_veri
         ));
         let mut opts = vec!["LOGIN".to_string()];
         opts.extend(options.iter().cloned());
-        s.push_str(&format!(
-            "ALTER ROLE {} {} PASSWORD {};\n",
-            ident(name),
-            opts.join(" "),
-            literal(verifier)
-        ));
+        s.push_str(&format!("ALTER ROLE {} {} PASSWORD {};\n", ident(name), opts.join(" "), literal(verifier)));
     }
     for db in &inv.postgres.databases {
         s.push_str(&format!(
@@ -55,6 +57,7 @@ pub fn bootstrap(inv: &Inventory, auth_user: &str, auth_verifier: &str, app_veri
     for db in &inv.postgres.databases {
         s.push_str(&format!("\\connect {}\n", ident(&db.name)));
         s.push_str("CREATE SCHEMA IF NOT EXISTS pgha;\n");
+        s.push_str(&format!("CREATE SCHEMA IF NOT EXISTS pgha_verify AUTHORIZATION {};\n", ident(verify.name)));
         s.push_str(
             "CREATE OR REPLACE FUNCTION pgha.user_lookup(i_username text, OUT uname text, OUT phash text)\n\
              RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
@@ -64,11 +67,8 @@ pub fn bootstrap(inv: &Inventory, auth_user: &str, auth_verifier: &str, app_veri
              $$;\n",
         );
         s.push_str("REVOKE ALL ON FUNCTION pgha.user_lookup(text) FROM PUBLIC;\n");
-        s.push_str(&format!("GRANT USAGE ON SCHEMA pgha TO {};\n", ident(auth_user)));
-        s.push_str(&format!(
-            "GRANT EXECUTE ON FUNCTION pgha.user_lookup(text) TO {};\n",
-            ident(auth_user)
-        ));
+        s.push_str(&format!("GRANT USAGE ON SCHEMA pgha TO {};\n", ident(auth.name)));
+        s.push_str(&format!("GRANT EXECUTE ON FUNCTION pgha.user_lookup(text) TO {};\n", ident(auth.name)));
     }
     s
 }
@@ -80,21 +80,18 @@ mod tests {
     #[test]
     fn script_creates_roles_databases_and_the_lookup_function() {
         let text = include_str!("../../inventory/example.yaml");
-        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes())
-            .expect("valid")
-            .inventory;
+        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes()).expect("valid").inventory;
         let sql = bootstrap(
             &inv,
-            "pgbouncer_auth",
-            "SCRAM-SHA-256$4096:a$b:c",
+            Role { name: "pgbouncer_auth", verifier: "SCRAM-SHA-256$4096:a$b:c" },
+            Role { name: "pgha_verify", verifier: "SCRAM-SHA-256$4096:v$w:q" },
             &[("app".into(), "SCRAM-SHA-256$4096:x$y:z".into())],
         );
-        assert!(
-            sql.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:x$y:z';"),
-            "{sql}"
-        );
+        assert!(sql.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:x$y:z';"), "{sql}");
+        assert!(sql.contains("ALTER ROLE \"pgha_verify\" LOGIN PASSWORD 'SCRAM-SHA-256$4096:v$w:q';"), "{sql}");
         assert!(sql.contains("CREATE DATABASE %I OWNER %I', 'app', 'app'"));
         assert_eq!(sql.matches("\\connect").count(), 2, "the function in every database");
+        assert_eq!(sql.matches("pgha_verify AUTHORIZATION").count(), 2);
         assert!(sql.contains("NOT rolsuper") && sql.contains("rolvaliduntil"));
     }
 }

@@ -39,6 +39,8 @@ pub enum Account {
     PatroniRest,
     /// PgBouncer's `auth_user`, which looks up other users' verifiers.
     PgbouncerAuth,
+    /// `pgha_verify`, the role `pgha verify` writes and reads with (its own schema only).
+    Verify,
     /// An application role of `postgres.users`.
     App(String),
 }
@@ -52,6 +54,7 @@ impl Account {
             Account::Rewind => "rewind".into(),
             Account::PatroniRest => "patroni-rest".into(),
             Account::PgbouncerAuth => "pgbouncer-auth".into(),
+            Account::Verify => "verify".into(),
             Account::App(name) => format!("user:{name}"),
         }
     }
@@ -71,6 +74,7 @@ pub fn accounts(inv: &Inventory) -> Vec<Account> {
         Account::Rewind,
         Account::PatroniRest,
         Account::PgbouncerAuth,
+        Account::Verify,
     ];
     builtin
         .into_iter()
@@ -223,7 +227,7 @@ mod tests {
         let state = StateDir::new(t.path().join(".pgha"));
         let mut inv = sample_inventory();
         let (first, report) = ensure_secrets(&inv, &state).expect("first");
-        assert_eq!(report.created.len(), 7);
+        assert_eq!(report.created.len(), 8, "six built-in accounts and two application users");
         let bytes = std::fs::read(state.secrets()).expect("read");
         let mode = std::fs::metadata(state.secrets()).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

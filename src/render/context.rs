@@ -407,6 +407,7 @@ pub fn pg_hba(inv: &Inventory) -> Vec<String> {
     }
     let mut app_users: Vec<&str> = inv.postgres.users.iter().map(|u| u.name.as_str()).collect();
     app_users.push(paths::PGBOUNCER_AUTH_USER);
+    app_users.push(paths::VERIFY_USER);
     let dbs: Vec<&str> = inv.postgres.databases.iter().map(|d| d.name.as_str()).collect();
     let dbs = if dbs.is_empty() {
         "all".to_owned()
@@ -689,7 +690,7 @@ mod tests {
         assert!(words.contains(&vec![
             "hostssl",
             "postgres,app",
-            "app,pgbouncer_auth",
+            "app,pgbouncer_auth,pgha_verify",
             "198.51.100.31/32",
             "scram-sha-256"
         ]));

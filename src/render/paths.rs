@@ -43,6 +43,8 @@ pub const REWIND_USER: &str = "rewind_user";
 pub const PATRONI_REST_USER: &str = "patroni";
 /// PgBouncer's `auth_user`.
 pub const PGBOUNCER_AUTH_USER: &str = "pgbouncer_auth";
+/// The role `pgha verify` uses (its own schema `pgha_verify` only; never application data).
+pub const VERIFY_USER: &str = "pgha_verify";
 
 /// The CA bundle's path for a bundle file name such as `ca-bundle-1.pem`.
 pub fn ca_bundle(file: &str) -> String {
