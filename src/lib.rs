@@ -24,4 +24,5 @@ pub mod plan;
 pub mod playbook;
 pub mod render;
 pub mod transport;
+pub mod verify;
 pub mod yaml;

@@ -219,7 +219,14 @@ pub fn deploy(args: &DeployArgs) -> u8 {
         Some(d) => TemplateSource::Dir(d.clone()),
         None => TemplateSource::Embedded,
     };
-    let inputs = match deploy::host_inputs(&inv, &material, &verifiers.auth, &verifiers.verify, &targets, &templates) {
+    let inputs = match deploy::host_inputs(
+        &inv,
+        &material,
+        &verifiers.auth,
+        &verifiers.verify,
+        &targets,
+        &templates,
+    ) {
         Ok(i) => i,
         Err(e) => {
             report::error(&e);

@@ -9,6 +9,7 @@ pub mod render;
 pub mod report;
 pub mod run;
 pub mod validate;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Show what `pgha deploy` would change on each host, with diffs; change nothing.
     Plan(deploy::PlanArgs),
+    /// Check a deployed cluster end to end with real clients (verify-full TLS).
+    Verify(verify::VerifyArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
     Run(run::RunArgs),
     /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
@@ -57,6 +60,7 @@ pub fn run() -> ExitCode {
         Command::Pki(args) => pki::run(&args),
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Plan(args) => deploy::plan(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Lab(args) => {
             return lab::run(args).unwrap_or_else(|e| {

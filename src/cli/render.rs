@@ -152,7 +152,13 @@ pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> 
             app_verifiers,
         },
     };
-    Ok((material, Verifiers { auth: auth_verifier, verify: verify_verifier }))
+    Ok((
+        material,
+        Verifiers {
+            auth: auth_verifier,
+            verify: verify_verifier,
+        },
+    ))
 }
 
 /// The PKI's leaf kinds as rendering names them.

@@ -33,8 +33,14 @@ pub fn host_inputs(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let auth = sql::Role { name: render::paths::PGBOUNCER_AUTH_USER, verifier: auth_verifier };
-    let verify = sql::Role { name: render::paths::VERIFY_USER, verifier: verify_verifier };
+    let auth = sql::Role {
+        name: render::paths::PGBOUNCER_AUTH_USER,
+        verifier: auth_verifier,
+    };
+    let verify = sql::Role {
+        name: render::paths::VERIFY_USER,
+        verifier: verify_verifier,
+    };
     let sql = sql::bootstrap(inv, auth, verify, &app);
     let sql_sha = hex::encode(Sha256::digest(sql.as_bytes()));
     let etcd_endpoints: Vec<String> = inv

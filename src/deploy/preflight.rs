@@ -132,7 +132,10 @@ pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64) -> Vec<Probl
 pub fn query(inv: &Inventory) -> crate::facts::Query {
     crate::facts::Query {
         names: names(inv).into_iter().map(|(n, _)| n).collect(),
-        packages: ["patroni", "etcd-server", "haproxy", "pgbouncer"].iter().map(|s| s.to_string()).collect(),
+        packages: ["patroni", "etcd-server", "haproxy", "pgbouncer"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         ..Default::default()
     }
 }

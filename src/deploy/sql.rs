@@ -33,7 +33,11 @@ pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifier
         (verify.name.to_string(), verify.verifier.to_string(), vec![]),
     ];
     for u in &inv.postgres.users {
-        let verifier = app_verifiers.iter().find(|(n, _)| n == &u.name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let verifier = app_verifiers
+            .iter()
+            .find(|(n, _)| n == &u.name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         roles.push((u.name.clone(), verifier, u.options.clone()));
     }
     for (name, verifier, options) in &roles {
@@ -44,7 +48,12 @@ pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifier
         ));
         let mut opts = vec!["LOGIN".to_string()];
         opts.extend(options.iter().cloned());
-        s.push_str(&format!("ALTER ROLE {} {} PASSWORD {};\n", ident(name), opts.join(" "), literal(verifier)));
+        s.push_str(&format!(
+            "ALTER ROLE {} {} PASSWORD {};\n",
+            ident(name),
+            opts.join(" "),
+            literal(verifier)
+        ));
     }
     for db in &inv.postgres.databases {
         s.push_str(&format!(
@@ -57,7 +66,10 @@ pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifier
     for db in &inv.postgres.databases {
         s.push_str(&format!("\\connect {}\n", ident(&db.name)));
         s.push_str("CREATE SCHEMA IF NOT EXISTS pgha;\n");
-        s.push_str(&format!("CREATE SCHEMA IF NOT EXISTS pgha_verify AUTHORIZATION {};\n", ident(verify.name)));
+        s.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS pgha_verify AUTHORIZATION {};\n",
+            ident(verify.name)
+        ));
         s.push_str(
             "CREATE OR REPLACE FUNCTION pgha.user_lookup(i_username text, OUT uname text, OUT phash text)\n\
              RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
@@ -68,7 +80,10 @@ pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifier
         );
         s.push_str("REVOKE ALL ON FUNCTION pgha.user_lookup(text) FROM PUBLIC;\n");
         s.push_str(&format!("GRANT USAGE ON SCHEMA pgha TO {};\n", ident(auth.name)));
-        s.push_str(&format!("GRANT EXECUTE ON FUNCTION pgha.user_lookup(text) TO {};\n", ident(auth.name)));
+        s.push_str(&format!(
+            "GRANT EXECUTE ON FUNCTION pgha.user_lookup(text) TO {};\n",
+            ident(auth.name)
+        ));
     }
     s
 }
@@ -80,15 +95,29 @@ mod tests {
     #[test]
     fn script_creates_roles_databases_and_the_lookup_function() {
         let text = include_str!("../../inventory/example.yaml");
-        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes()).expect("valid").inventory;
+        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
         let sql = bootstrap(
             &inv,
-            Role { name: "pgbouncer_auth", verifier: "SCRAM-SHA-256$4096:a$b:c" },
-            Role { name: "pgha_verify", verifier: "SCRAM-SHA-256$4096:v$w:q" },
+            Role {
+                name: "pgbouncer_auth",
+                verifier: "SCRAM-SHA-256$4096:a$b:c",
+            },
+            Role {
+                name: "pgha_verify",
+                verifier: "SCRAM-SHA-256$4096:v$w:q",
+            },
             &[("app".into(), "SCRAM-SHA-256$4096:x$y:z".into())],
         );
-        assert!(sql.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:x$y:z';"), "{sql}");
-        assert!(sql.contains("ALTER ROLE \"pgha_verify\" LOGIN PASSWORD 'SCRAM-SHA-256$4096:v$w:q';"), "{sql}");
+        assert!(
+            sql.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:x$y:z';"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("ALTER ROLE \"pgha_verify\" LOGIN PASSWORD 'SCRAM-SHA-256$4096:v$w:q';"),
+            "{sql}"
+        );
         assert!(sql.contains("CREATE DATABASE %I OWNER %I', 'app', 'app'"));
         assert_eq!(sql.matches("\\connect").count(), 2, "the function in every database");
         assert_eq!(sql.matches("pgha_verify AUTHORIZATION").count(), 2);

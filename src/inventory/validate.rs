@@ -80,7 +80,14 @@ const MANAGED_PARAMETERS: &[&str] = &[
 ];
 
 /// Role names pgha creates and owns.
-pub const RESERVED_ROLES: &[&str] = &["postgres", "replicator", "rewind_user", "pgbouncer_auth", "pgha_verify", "patroni"];
+pub const RESERVED_ROLES: &[&str] = &[
+    "postgres",
+    "replicator",
+    "rewind_user",
+    "pgbouncer_auth",
+    "pgha_verify",
+    "patroni",
+];
 
 pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Option<Inventory> {
     let cluster_name = cluster_name(&raw.cluster, f);

@@ -227,7 +227,11 @@ mod tests {
         let state = StateDir::new(t.path().join(".pgha"));
         let mut inv = sample_inventory();
         let (first, report) = ensure_secrets(&inv, &state).expect("first");
-        assert_eq!(report.created.len(), 8, "six built-in accounts and two application users");
+        assert_eq!(
+            report.created.len(),
+            8,
+            "six built-in accounts and two application users"
+        );
         let bytes = std::fs::read(state.secrets()).expect("read");
         let mode = std::fs::metadata(state.secrets()).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

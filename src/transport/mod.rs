@@ -8,6 +8,7 @@
 
 pub mod cmd;
 pub mod fake;
+pub mod local;
 pub mod openssh;
 pub mod remote;
 pub mod russh;

@@ -1,0 +1,34 @@
+//! Commands run on the controller itself (the `psql` of `pgha verify`): argv with extra
+//! environment (passwords go through `PGPASSWORD`, never on a command line), a timeout, and the
+//! child killed if it overruns.
+
+use std::time::Duration;
+
+use super::{Cmd, Output};
+
+/// Runs `cmd` locally with `env` added; `Err` says why it could not run at all.
+#[allow(clippy::disallowed_methods)] // this module is the controller's process runner
+pub async fn run(cmd: &Cmd, env: &[(&str, &str)], timeout: Duration) -> Result<Output, String> {
+    let argv = cmd.argv();
+    let mut c = tokio::process::Command::new(&argv[0]);
+    c.args(&argv[1..]).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    match tokio::time::timeout(timeout, c.output()).await {
+        Err(_) => Err(format!(
+            "`{}` did not finish within {} s",
+            cmd.summary(),
+            timeout.as_secs()
+        )),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("`{}` is not installed on this machine", argv[0]))
+        }
+        Ok(Err(e)) => Err(format!("cannot run `{}`: {e}", argv[0])),
+        Ok(Ok(o)) => Ok(Output {
+            code: o.status.code(),
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }),
+    }
+}

@@ -1,0 +1,364 @@
+//! `pgha verify`: the checks of DESIGN.md §6 against a deployed cluster, each a real client
+//! doing what an application or an operator would: etcd health over mutual TLS, Patroni's view
+//! (one leader, every replica streaming), HAProxy's RW pool (exactly one server UP), and SQL
+//! through PgBouncer and through HAProxy with `sslmode=verify-full` from this machine — a write
+//! on `<db>_rw`, read back on a replica through `<db>_ro`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::inventory::{Host, Inventory, Role};
+use crate::pki::Secret;
+use crate::render::paths;
+use crate::transport::{Cmd, Conn, DEFAULT_TIMEOUT, local};
+
+/// One check's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// What the checks need.
+pub struct Ctx<'a> {
+    /// The inventory.
+    pub inv: &'a Inventory,
+    /// Open connections by host name.
+    pub conns: &'a BTreeMap<String, Conn>,
+    /// The CA bundle on this machine (from the state directory).
+    pub ca_file: PathBuf,
+    /// The CA bundle's path on the hosts.
+    pub remote_ca: String,
+    /// `pgha_verify`'s password.
+    pub password: Secret<String>,
+}
+
+fn check(name: impl Into<String>, result: Result<String, String>) -> Check {
+    match result {
+        Ok(detail) => Check {
+            name: name.into(),
+            ok: true,
+            detail,
+        },
+        Err(detail) => Check {
+            name: name.into(),
+            ok: false,
+            detail,
+        },
+    }
+}
+
+async fn on_host(ctx: &Ctx<'_>, host: &Host, cmd: &Cmd) -> Result<String, String> {
+    let conn = ctx
+        .conns
+        .get(host.name.as_str())
+        .ok_or_else(|| format!("{}: not connected", host.name))?;
+    let out = conn.exec(cmd, None, DEFAULT_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if out.success() {
+        Ok(out.stdout_text())
+    } else {
+        Err(format!(
+            "{}: `{}` exited {:?}: {}",
+            host.name,
+            cmd.summary(),
+            out.code,
+            out.stderr_tail(3)
+        ))
+    }
+}
+
+/// etcd: every member healthy over mutual TLS.
+pub async fn etcd(ctx: &Ctx<'_>) -> Check {
+    let name = "etcd: every member healthy (mutual TLS)";
+    let Some(host) = ctx.inv.hosts_with(Role::Etcd).next() else {
+        return check(name, Err("no etcd host".into()));
+    };
+    let endpoints: Vec<String> = ctx
+        .inv
+        .hosts_with(Role::Etcd)
+        .map(|h| format!("https://{}:{}", h.name, ctx.inv.etcd.client_port))
+        .collect();
+    let cmd = Cmd::new("env").args([
+        "ETCDCTL_API=3".to_string(),
+        "etcdctl".into(),
+        format!("--endpoints={}", endpoints.join(",")),
+        format!("--cacert={}", ctx.remote_ca),
+        format!("--cert={}", paths::leaf_cert(crate::render::LeafKind::EtcdServer)),
+        format!("--key={}", paths::leaf_key(crate::render::LeafKind::EtcdServer)),
+        "endpoint".into(),
+        "health".into(),
+    ]);
+    let result = on_host(ctx, host, &cmd).await.and_then(|out| {
+        let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
+        if healthy == endpoints.len() {
+            Ok(format!("{healthy}/{} healthy", endpoints.len()))
+        } else {
+            Err(format!("{healthy}/{} healthy: {}", endpoints.len(), out.trim()))
+        }
+    });
+    check(name, result)
+}
+
+/// A member as Patroni's `/cluster` lists it.
+#[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
+pub struct Member {
+    /// Member name.
+    pub name: String,
+    /// leader, replica, sync_standby…
+    pub role: String,
+    /// running, streaming, starting…
+    pub state: String,
+    /// Timeline.
+    #[serde(default)]
+    pub timeline: Option<u64>,
+    /// Replication lag (bytes), when known.
+    #[serde(default)]
+    pub lag: Option<serde_json::Value>,
+}
+
+/// Patroni's `/cluster`, read on a PostgreSQL node with its client certificate.
+pub async fn patroni_members(ctx: &Ctx<'_>) -> Result<Vec<Member>, String> {
+    let mut last = String::from("no PostgreSQL host");
+    for host in ctx.inv.hosts_with(Role::Postgres) {
+        let cmd = Cmd::new("curl").args([
+            "-sS".to_string(),
+            "--max-time".into(),
+            "5".into(),
+            "--cacert".into(),
+            ctx.remote_ca.clone(),
+            "--cert".into(),
+            paths::leaf_cert(crate::render::LeafKind::PatroniClient),
+            "--key".into(),
+            paths::leaf_key(crate::render::LeafKind::PatroniClient),
+            format!("https://{}:{}/cluster", host.name, ctx.inv.patroni.rest_port),
+        ]);
+        match on_host(ctx, host, &cmd).await {
+            Ok(body) => {
+                #[derive(serde::Deserialize)]
+                struct Cluster {
+                    members: Vec<Member>,
+                }
+                return serde_json::from_str::<Cluster>(&body)
+                    .map(|c| c.members)
+                    .map_err(|e| format!("{}: /cluster: {e}", host.name));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Patroni: one leader, every other member a streaming replica.
+pub async fn patroni(ctx: &Ctx<'_>) -> Check {
+    let name = "patroni: one leader, every replica streaming";
+    let result = patroni_members(ctx).await.and_then(|members| {
+        let leaders: Vec<&Member> = members
+            .iter()
+            .filter(|m| m.role == "leader" || m.role == "master" || m.role == "standby_leader")
+            .collect();
+        let not_streaming: Vec<String> = members
+            .iter()
+            .filter(|m| !leaders.iter().any(|l| l.name == m.name))
+            .filter(|m| m.state != "streaming")
+            .map(|m| format!("{} is {}", m.name, m.state))
+            .collect();
+        let expected = ctx.inv.hosts_with(Role::Postgres).count();
+        if leaders.len() != 1 {
+            Err(format!(
+                "{} leader(s): {:?}",
+                leaders.len(),
+                leaders.iter().map(|l| &l.name).collect::<Vec<_>>()
+            ))
+        } else if members.len() != expected {
+            Err(format!("{} member(s) registered, {expected} expected", members.len()))
+        } else if !not_streaming.is_empty() {
+            Err(not_streaming.join(", "))
+        } else {
+            Ok(format!(
+                "leader {}, {} replica(s) streaming",
+                leaders[0].name,
+                members.len() - 1
+            ))
+        }
+    });
+    check(name, result)
+}
+
+/// HAProxy's servers of a proxy (`postgres_rw`, `postgres_ro`) and their status, per host.
+pub async fn haproxy_servers(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<(String, String, String)>, String> {
+    let cmd = Cmd::script(
+        "echo 'show stat' | socat stdio unix-connect:\"$1\"",
+        [paths::HAPROXY_ADMIN_SOCKET.to_string()],
+    );
+    let out = on_host(ctx, host, &cmd).await?;
+    Ok(out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND")
+                .then(|| (f[0].to_string(), f[1].to_string(), f[17].to_string()))
+        })
+        .collect())
+}
+
+/// HAProxy: exactly one RW server UP on each HAProxy host.
+pub async fn haproxy(ctx: &Ctx<'_>, host: &Host) -> Check {
+    let name = format!("haproxy {}: exactly one RW server UP", host.name);
+    let result = haproxy_servers(ctx, host).await.and_then(|servers| {
+        let up: Vec<&str> = servers
+            .iter()
+            .filter(|(px, _, st)| px == "postgres_rw" && st.starts_with("UP"))
+            .map(|(_, s, _)| s.as_str())
+            .collect();
+        if up.len() == 1 {
+            Ok(format!("{} UP", up[0]))
+        } else {
+            Err(format!("{} UP: {:?}", up.len(), up))
+        }
+    });
+    check(name, result)
+}
+
+/// A libpq connection string for `host` (dialled by address, verified by name).
+pub fn conninfo(host: &Host, port: u16, dbname: &str, user: &str, ca: &std::path::Path) -> String {
+    format!(
+        "host={} hostaddr={} port={port} dbname={dbname} user={user} sslmode=verify-full sslrootcert={} connect_timeout=5 application_name=pgha-verify",
+        host.name,
+        host.address,
+        ca.display()
+    )
+}
+
+async fn psql(ctx: &Ctx<'_>, conninfo: &str, sql: &str) -> Result<String, String> {
+    let cmd = Cmd::new("psql").args([conninfo, "-XtA", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+    let out = local::run(
+        &cmd,
+        &[("PGPASSWORD", ctx.password.expose().as_str())],
+        Duration::from_secs(30),
+    )
+    .await?;
+    if out.success() {
+        Ok(out.stdout_text().trim().to_string())
+    } else {
+        Err(out.stderr_tail(3))
+    }
+}
+
+/// Writes a token through an RW entry point, then reads it back through the RO one on a replica.
+pub async fn write_then_read(ctx: &Ctx<'_>, via: &str, rw: String, ro: String, token: &str) -> Vec<Check> {
+    let write_sql = format!(
+        "CREATE TABLE IF NOT EXISTS pgha_verify.checks (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());\
+         DELETE FROM pgha_verify.checks WHERE at < now() - interval '1 day';\
+         INSERT INTO pgha_verify.checks (token) VALUES ('{token}');\
+         SELECT pg_is_in_recovery()"
+    );
+    // A cluster that was just deployed or reloaded may need a few seconds (Patroni applies a
+    // reload on its next loop; PgBouncer waits server_login_retry after a failed login).
+    let mut write = Err(String::new());
+    for attempt in 0..8 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        write = psql(ctx, &rw, &write_sql)
+            .await
+            .and_then(|out| match out.lines().last() {
+                Some("f") => Ok("written on the primary".to_string()),
+                other => Err(format!("unexpected answer {other:?} (a replica took the write?)")),
+            });
+        if write.is_ok() {
+            break;
+        }
+    }
+    let wrote = write.is_ok();
+    let mut out = vec![check(format!("{via}: write through RW (verify-full)"), write)];
+    if !wrote {
+        out.push(check(
+            format!("{via}: read back through RO on a replica"),
+            Err("skipped: the write failed".into()),
+        ));
+        return out;
+    }
+    let replicas = ctx.inv.hosts_with(Role::Postgres).count() > 1;
+    let read_sql =
+        format!("SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM pgha_verify.checks WHERE token = '{token}')");
+    let mut last = String::new();
+    let mut result = Err(String::new());
+    for _ in 0..30 {
+        match psql(ctx, &ro, &read_sql).await {
+            Ok(line) if line == "t|t" || (!replicas && line == "f|t") => {
+                result = Ok(if replicas {
+                    "seen on a replica".into()
+                } else {
+                    "seen (single node)".into()
+                });
+                break;
+            }
+            Ok(line) => last = format!("answer {line:?} (in recovery | token seen)"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if result.is_err() {
+        result = Err(last);
+    }
+    out.push(check(format!("{via}: read back through RO on a replica"), result));
+    out
+}
+
+/// Every check, in order.
+pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
+    let mut checks = vec![etcd(ctx).await, patroni(ctx).await];
+    for h in ctx.inv.hosts_with(Role::Haproxy) {
+        checks.push(haproxy(ctx, h).await);
+    }
+    let db = ctx
+        .inv
+        .postgres
+        .databases
+        .first()
+        .map(|d| d.name.clone())
+        .unwrap_or_else(|| "postgres".into());
+    let token = format!("{:x}", rand::random::<u64>());
+    let user = paths::VERIFY_USER;
+    for b in ctx.inv.hosts_with(Role::Pgbouncer) {
+        let port = ctx.inv.pgbouncer.port.get();
+        let rw = conninfo(b, port, &format!("{db}_rw"), user, &ctx.ca_file);
+        let ro = conninfo(b, port, &format!("{db}_ro"), user, &ctx.ca_file);
+        checks.extend(
+            write_then_read(
+                ctx,
+                &format!("pgbouncer {} {db}_rw/{db}_ro", b.name),
+                rw,
+                ro,
+                &format!("{token}-{}", b.name),
+            )
+            .await,
+        );
+    }
+    for h in ctx.inv.hosts_with(Role::Haproxy) {
+        let rw = conninfo(h, ctx.inv.haproxy.rw_port.get(), &db, user, &ctx.ca_file);
+        let ro = conninfo(h, ctx.inv.haproxy.ro_port.get(), &db, user, &ctx.ca_file);
+        checks.extend(
+            write_then_read(
+                ctx,
+                &format!(
+                    "haproxy {} :{}/:{}",
+                    h.name, ctx.inv.haproxy.rw_port, ctx.inv.haproxy.ro_port
+                ),
+                rw,
+                ro,
+                &format!("{token}-{}", h.name),
+            )
+            .await,
+        );
+    }
+    checks
+}
