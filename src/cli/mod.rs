@@ -8,6 +8,8 @@ pub mod pki;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod status;
+pub mod uri;
 pub mod validate;
 pub mod verify;
 
@@ -45,6 +47,10 @@ pub enum Command {
     Plan(deploy::PlanArgs),
     /// Check a deployed cluster end to end with real clients (verify-full TLS).
     Verify(verify::VerifyArgs),
+    /// The cluster at a glance: etcd, Patroni members, HAProxy servers, PgBouncer pools.
+    Status(status::StatusArgs),
+    /// A libpq URI for applications (verify-full TLS; password only when asked).
+    Uri(uri::UriArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
     Run(run::RunArgs),
     /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
@@ -61,6 +67,8 @@ pub fn run() -> ExitCode {
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Plan(args) => deploy::plan(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Uri(args) => uri::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Lab(args) => {
             return lab::run(args).unwrap_or_else(|e| {
