@@ -85,16 +85,16 @@ pub async fn etcd(ctx: &Ctx<'_>) -> Check {
         .hosts_with(Role::Etcd)
         .map(|h| format!("https://{}:{}", h.name, ctx.inv.etcd.client_port))
         .collect();
-    let cmd = Cmd::new("env").args([
-        "ETCDCTL_API=3".to_string(),
-        "etcdctl".into(),
-        format!("--endpoints={}", endpoints.join(",")),
-        format!("--cacert={}", ctx.remote_ca),
-        format!("--cert={}", paths::leaf_cert(crate::render::LeafKind::EtcdServer)),
-        format!("--key={}", paths::leaf_key(crate::render::LeafKind::EtcdServer)),
-        "endpoint".into(),
-        "health".into(),
-    ]);
+    // etcdctl 3.4 prints `endpoint health` on stderr, 3.5 on stdout: read both.
+    let cmd = Cmd::script(
+        "ETCDCTL_API=3 etcdctl --endpoints=\"$1\" --cacert=\"$2\" --cert=\"$3\" --key=\"$4\" endpoint health 2>&1",
+        [
+            endpoints.join(","),
+            ctx.remote_ca.clone(),
+            paths::leaf_cert(crate::render::LeafKind::EtcdServer),
+            paths::leaf_key(crate::render::LeafKind::EtcdServer),
+        ],
+    );
     let result = on_host(ctx, host, &cmd).await.and_then(|out| {
         let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
         if healthy == endpoints.len() {
@@ -166,7 +166,11 @@ pub async fn patroni(ctx: &Ctx<'_>) -> Check {
         let not_streaming: Vec<String> = members
             .iter()
             .filter(|m| !leaders.iter().any(|l| l.name == m.name))
-            .filter(|m| m.state != "streaming")
+            // Patroni 3.0 reports a streaming replica as `running` with its lag; 3.1+ says
+            // `streaming`.
+            .filter(|m| {
+                !(m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number())))
+            })
             .map(|m| format!("{} is {}", m.name, m.state))
             .collect();
         let expected = ctx.inv.hosts_with(Role::Postgres).count();

@@ -1,0 +1,257 @@
+//! `pgha deploy` on bare lab hosts (root, `PGHA_LAB_TESTS=1`), checked the way a user would:
+//! deploy → `pgha verify` (psql with sslmode=verify-full through PgBouncer and HAProxy) → a
+//! second deploy reports changed=0 and no service main PID nor postmaster start time moved →
+//! a reloadable PostgreSQL parameter and a PgBouncer pool size change are applied by reload
+//! alone → an application connects with `pgha uri` → a Debian 12 lab deploys and verifies too.
+#![allow(clippy::disallowed_methods)] // runs the real binary and psql
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const HOSTS: [&str; 8] = [
+    "node1",
+    "node2",
+    "node3",
+    "etcd1",
+    "etcd2",
+    "etcd3",
+    "haproxy",
+    "pgbouncer",
+];
+
+fn gated() -> bool {
+    if std::env::var("PGHA_LAB_TESTS").as_deref() != Ok("1") {
+        eprintln!("deploy lab test not run: set PGHA_LAB_TESTS=1 (as root) to run it");
+        return false;
+    }
+    true
+}
+
+fn pgha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .expect("pgha runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let out = pgha(args);
+    let (o, e) = text(&out);
+    assert!(
+        out.status.success(),
+        "pgha {} failed ({}):\n{o}\n{e}",
+        args.join(" "),
+        out.status
+    );
+    (o, e)
+}
+
+fn on(host: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["lab", "ssh", host, "--"];
+    args.extend_from_slice(cmd);
+    ok(&args).0.trim().to_string()
+}
+
+fn changed(stdout: &str) -> u32 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("total: "))
+        .and_then(|l| l.split("changed=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total line: {stdout}"))
+}
+
+/// Main PIDs of the cluster's services and the postmaster start times, host by host.
+fn pids() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for h in HOSTS {
+        let out = on(
+            h,
+            &[
+                "systemctl",
+                "show",
+                "-p",
+                "Id,MainPID",
+                "etcd",
+                "patroni",
+                "haproxy",
+                "pgbouncer",
+            ],
+        );
+        v.push((h.to_string(), out.replace('\n', " ")));
+        if h.starts_with("node") {
+            let t = on(
+                h,
+                &[
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    "psql",
+                    "-XtAc",
+                    "select pg_postmaster_start_time()",
+                ],
+            );
+            v.push((format!("{h} postmaster"), t));
+        }
+    }
+    v
+}
+
+fn fresh_lab(release: &str, dir: &Path) -> String {
+    ok(&["lab", "down"]);
+    let inv = dir.join(format!("deploy-{release}.yaml"));
+    let _ = std::fs::remove_dir_all(dir.join(".pgha"));
+    ok(&[
+        "lab",
+        "up",
+        "--release",
+        release,
+        "--inventory",
+        &inv.display().to_string(),
+    ]);
+    let mut text = std::fs::read_to_string(&inv).expect("lab inventory");
+    text.push_str(
+        "postgres:\n  parameters:\n    work_mem: 4MB\n  users:\n    - name: app\n  databases:\n    - name: postgres\n    - name: app\n      owner: app\npgbouncer:\n  default_pool_size: 20\n",
+    );
+    std::fs::write(&inv, text).expect("inventory");
+    inv.display().to_string()
+}
+
+fn deploy_and_verify(inv: &str, label: &str) {
+    let start = Instant::now();
+    let (o, e) = ok(&["deploy", inv, "--timings"]);
+    eprintln!(
+        "{label}: fresh deploy to a converged cluster: {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "{}",
+        e.lines()
+            .skip_while(|l| !l.starts_with("TIMINGS"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(changed(&o) > 50, "a fresh deploy changes a lot: {o}");
+    let (o, e) = ok(&["verify", inv]);
+    assert!(o.contains("verify: all 7 checks passed"), "{o}\n{e}");
+}
+
+#[test]
+fn deploy_bare_hosts_then_converge() {
+    if !gated() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let inv = fresh_lab("trixie", &dir);
+    deploy_and_verify(&inv, "debian13");
+
+    // Second deploy: nothing changes, nothing restarts or reloads.
+    let before = pids();
+    let start = Instant::now();
+    let (o, e) = ok(&["deploy", &inv]);
+    eprintln!("debian13: no-op re-deploy: {:.2} s", start.elapsed().as_secs_f64());
+    assert_eq!(changed(&o), 0, "{e}");
+    assert_eq!(pids(), before, "a no-op deploy restarted something");
+    let start = Instant::now();
+    let (o, e) = ok(&["plan", &inv]);
+    eprintln!(
+        "debian13: plan on a converged cluster: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert_eq!(changed(&o), 0, "{e}");
+
+    // A reloadable PostgreSQL parameter and a PgBouncer pool size: applied by reload alone.
+    let original = std::fs::read_to_string(&inv).expect("read");
+    std::fs::write(
+        &inv,
+        original
+            .replace("work_mem: 4MB", "work_mem: 8MB")
+            .replace("default_pool_size: 20", "default_pool_size: 25"),
+    )
+    .expect("write");
+    let (plan, _) = ok(&["plan", &inv]);
+    assert!(changed(&plan) >= 2, "{plan}");
+    let (o, e) = ok(&["deploy", &inv]);
+    assert!(changed(&o) >= 2, "{e}");
+    assert!(e.contains("reload patroni") && e.contains("reload pgbouncer"), "{e}");
+    assert_eq!(pids(), before, "a reloadable change restarted something");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wm: Vec<String> = ["node1", "node2", "node3"]
+            .iter()
+            .map(|h| {
+                on(
+                    h,
+                    &["runuser", "-u", "postgres", "--", "psql", "-XtAc", "show work_mem"],
+                )
+            })
+            .collect();
+        if wm.iter().all(|w| w == "8MB") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "work_mem not reloaded everywhere: {wm:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let pool = on(
+        "pgbouncer",
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-XtA",
+            "-h",
+            "/var/run/postgresql",
+            "-p",
+            "6432",
+            "-U",
+            "postgres",
+            "pgbouncer",
+            "-c",
+            "show config",
+        ],
+    );
+    assert!(pool.lines().any(|l| l.starts_with("default_pool_size|25|")), "{pool}");
+    let (o, e) = ok(&["deploy", &inv]);
+    assert_eq!(changed(&o), 0, "{e}");
+
+    // An application connects with the URI pgha prints (TLS verify-full, SCRAM).
+    let (uri, _) = ok(&["uri", &inv, "--user", "app", "--database", "app", "--with-password"]);
+    let psql = Command::new("psql")
+        .args([
+            uri.trim(),
+            "-XtAc",
+            "create table if not exists t(x int); insert into t values (1); select current_user, pg_is_in_recovery()",
+        ])
+        .output()
+        .expect("psql runs");
+    let (o, e) = text(&psql);
+    assert!(psql.status.success(), "{e}");
+    assert!(o.contains("app|f"), "{o}");
+    let (plain, _) = ok(&["uri", &inv, "--user", "app"]);
+    assert!(
+        plain
+            .trim()
+            .starts_with("postgresql://app@pgbouncer:6432/postgres_rw?sslmode=verify-full"),
+        "no password without --with-password: {plain}"
+    );
+
+    // Debian 12 (bookworm: PostgreSQL 15, Patroni 3.0, etcd 3.4, HAProxy 2.6, PgBouncer 1.18).
+    let inv12 = fresh_lab("bookworm", &dir);
+    deploy_and_verify(&inv12, "debian12");
+    let (o, e) = ok(&["deploy", &inv12]);
+    assert_eq!(changed(&o), 0, "{e}");
+    ok(&["lab", "down"]);
+}
