@@ -121,8 +121,9 @@ fn fresh_lab(release: &str, dir: &Path) -> String {
         &inv.display().to_string(),
     ]);
     let mut text = std::fs::read_to_string(&inv).expect("lab inventory");
+    assert!(text.contains("    work_mem: 4MB\n") && text.contains("    - name: app\n"), "the lab inventory declares an app user: {text}");
     text.push_str(
-        "postgres:\n  parameters:\n    work_mem: 4MB\n  users:\n    - name: app\n  databases:\n    - name: postgres\n    - name: app\n      owner: app\npgbouncer:\n  default_pool_size: 20\n",
+"pgbouncer:\n  default_pool_size: 20\n",
     );
     std::fs::write(&inv, text).expect("inventory");
     inv.display().to_string()

@@ -47,6 +47,10 @@ pub fn render(paths: &LabPaths, hosts: &[HostSpec], login: Login) -> String {
             roles.join(", ")
         ));
     }
+    // An application role and database, so the lab rehearses what applications do
+    // (`pgha uri inventory/lab.yaml --with-password`).
+    s.push_str("postgres:\n  parameters:\n    work_mem: 4MB\n  users:\n    - name: app\n");
+    s.push_str("  databases:\n    - name: postgres\n    - name: app\n      owner: app\n");
     s
 }
 
