@@ -2,13 +2,22 @@
 //!
 //! Architecture (dependencies point down):
 //!
-//! - [`cli`]: clap types, one file per subcommand, and the only printer (`cli::report`).
-//! - [`lab`]: systemd-nspawn lab machines for CI and rehearsals; writes a lab inventory.
+//! - [`cli`]: clap types, one file per subcommand, and the only printers (`cli::report`,
+//!   `cli::output`). The only place `anyhow` is used.
+//! - [`deploy`], [`verify`]: what `pgha deploy` adds around the engine (preflight, per-host
+//!   targets and inputs, bootstrap SQL) and the end-to-end checks of a deployed cluster.
+//! - [`engine`]: runs a [`playbook`] over the inventory: plays in order, hosts in parallel,
+//!   gather → plan → apply per task, handlers; check mode; events for the printers.
+//! - [`playbook`]: playbooks/*.yaml (embedded) → validated plays, tasks and handlers (data only).
+//! - [`modules`]: package, file, directory, service, command, wait_for — `plan` from facts (no
+//!   I/O) and `apply` of a planned action only; [`plan`] holds the plan types and diffs.
+//! - [`facts`]: one batched probe per host (OS, packages, units, files, ports, names) + parser.
 //! - [`render`]: minijinja templates → the files pgha installs on each host.
 //! - [`pki`]: the cluster CA, per-host certificates and generated secrets, kept in the state dir.
-//! - [`transport`]: run commands and install files on a host over SSH (openssh, russh, fake).
-//! - [`yaml`], [`diagnostic`]: strict YAML reading and file:line:column diagnostics.
-//! - [`inventory`]: YAML → validated [`inventory::Inventory`] (host names, roles, ports, settings).
+//! - [`lab`]: systemd-nspawn lab machines for CI and rehearsals; writes a lab inventory.
+//! - [`transport`]: run commands and install files on a host (openssh, russh, local, fake).
+//! - [`inventory`], [`yaml`], [`diagnostic`]: strict YAML → validated inventory, with
+//!   file:line:column diagnostics.
 #![deny(missing_docs)]
 
 pub mod cli;
