@@ -121,10 +121,11 @@ fn fresh_lab(release: &str, dir: &Path) -> String {
         &inv.display().to_string(),
     ]);
     let mut text = std::fs::read_to_string(&inv).expect("lab inventory");
-    assert!(text.contains("    work_mem: 4MB\n") && text.contains("    - name: app\n"), "the lab inventory declares an app user: {text}");
-    text.push_str(
-"pgbouncer:\n  default_pool_size: 20\n",
+    assert!(
+        text.contains("    work_mem: 4MB\n") && text.contains("    - name: app\n"),
+        "the lab inventory declares an app user: {text}"
     );
+    text.push_str("pgbouncer:\n  default_pool_size: 20\n");
     std::fs::write(&inv, text).expect("inventory");
     inv.display().to_string()
 }

@@ -42,6 +42,10 @@ pub struct DeployArgs {
     /// Directory of playbooks overriding the embedded ones.
     #[arg(long)]
     pub playbooks: Option<PathBuf>,
+    /// Take over PostgreSQL or etcd data found on the hosts that pgha did not configure
+    /// (otherwise the deploy refuses to touch it).
+    #[arg(long)]
+    pub adopt_existing_data: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -72,6 +76,7 @@ pub fn plan(args: &PlanArgs) -> u8 {
         state: args.state.clone(),
         templates: None,
         playbooks: None,
+        adopt_existing_data: false,
         remote: args.remote.clone(),
     })
 }
@@ -192,7 +197,7 @@ pub fn deploy(args: &DeployArgs) -> u8 {
         }
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let problems = preflight::check_all(&inv, &all_facts, now);
+    let problems = preflight::check_all(&inv, &all_facts, now, args.adopt_existing_data);
     if !problems.is_empty() {
         for p in &problems {
             report::error(p);

@@ -103,13 +103,15 @@ pub fn run(args: &StatusArgs) -> u8 {
                 ])
                 .arg(inv.pgbouncer.port.to_string())
                 .args(["-U", "postgres", "pgbouncer", "-c", "SHOW POOLS"]);
-            if let Some(c) = conns.get(b.name.as_str()) { match c.exec(&cmd, None, DEFAULT_TIMEOUT).await {
-                Ok(o) if o.success() => {
-                    pools.insert(b.name.to_string(), serde_json::Value::String(o.stdout_text()));
+            if let Some(c) = conns.get(b.name.as_str()) {
+                match c.exec(&cmd, None, DEFAULT_TIMEOUT).await {
+                    Ok(o) if o.success() => {
+                        pools.insert(b.name.to_string(), serde_json::Value::String(o.stdout_text()));
+                    }
+                    Ok(o) => problems.push(format!("pgbouncer {}: SHOW POOLS: {}", b.name, o.stderr_tail(2))),
+                    Err(e) => problems.push(e.to_string()),
                 }
-                Ok(o) => problems.push(format!("pgbouncer {}: SHOW POOLS: {}", b.name, o.stderr_tail(2))),
-                Err(e) => problems.push(e.to_string()),
-            } }
+            }
         }
         for c in conns.values() {
             let _ = c.close().await;

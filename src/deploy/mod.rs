@@ -2,6 +2,7 @@
 //! OS release, and the per-host inputs of the deploy playbook — the rendered files (as the
 //! engine's managed files), the bootstrap SQL, and the variables the playbook uses.
 
+pub mod patroni_helper;
 pub mod preflight;
 pub mod sql;
 
@@ -65,6 +66,22 @@ pub fn host_inputs(
             })
             .collect();
         if host.has(Role::Postgres) {
+            let helper = patroni_helper::script(
+                inv,
+                host,
+                &render::paths::ca_bundle(&material.ca_bundle_file),
+                &render::paths::pg_data_dir(target, &inv.cluster_name),
+            );
+            rendered.insert(
+                patroni_helper::PATH.to_string(),
+                Managed {
+                    content: helper.into_bytes(),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o755,
+                    secret: false,
+                },
+            );
             rendered.insert(
                 BOOTSTRAP_SQL.to_string(),
                 Managed {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use crate::facts::Facts;
 use crate::inventory::{Host, Inventory, Role};
-use crate::render::Target;
+use crate::render::{Target, paths};
+use crate::transport::FileKind;
 
 /// Largest tolerated clock difference with the controller (TLS validity, etcd leases).
 pub const MAX_SKEW_SECS: i64 = 5;
@@ -69,8 +70,21 @@ fn ports(inv: &Inventory, host: &Host) -> Vec<(u16, &'static str)> {
     v
 }
 
-/// Checks one host; `now` is the controller's clock (Unix seconds).
-pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64) -> Vec<Problem> {
+/// Files whose presence tells that a host already holds cluster data pgha did not write.
+fn data_markers(inv: &Inventory) -> Vec<String> {
+    let mut v: Vec<String> = Target::ALL
+        .iter()
+        .map(|t| format!("{}/PG_VERSION", paths::pg_data_dir(*t, &inv.cluster_name)))
+        .collect();
+    v.push(format!("{}/member", paths::etcd_data_dir(&inv.cluster_name)));
+    v.push(paths::PATRONI_CONFIG.to_string());
+    v.push(paths::ETCD_CONFIG.to_string());
+    v
+}
+
+/// Checks one host; `now` is the controller's clock (Unix seconds). `adopt` accepts existing
+/// PostgreSQL or etcd data that pgha's configuration does not describe yet.
+pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64, adopt: bool) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |message: String, hint: String| {
         out.push(Problem {
@@ -117,6 +131,23 @@ pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64) -> Vec<Probl
             ),
         }
     }
+    let exists = |p: &str| !matches!(facts.file(p), FileKind::Missing);
+    if !adopt && let Some(t) = target(facts) {
+        let pg_version = format!("{}/PG_VERSION", paths::pg_data_dir(t, &inv.cluster_name));
+        if host.has(Role::Postgres) && exists(&pg_version) && !exists(paths::PATRONI_CONFIG) {
+            problem(
+                format!("{} already holds a PostgreSQL data directory that pgha did not configure", paths::pg_data_dir(t, &inv.cluster_name)),
+                "pgha never wipes or re-initialises data: move it away, or pass --adopt-existing-data to let Patroni take it over as is".into(),
+            );
+        }
+        let member = format!("{}/member", paths::etcd_data_dir(&inv.cluster_name));
+        if host.has(Role::Etcd) && exists(&member) && !exists(paths::ETCD_CONFIG) {
+            problem(
+                format!("{} already holds an etcd member that pgha did not configure", paths::etcd_data_dir(&inv.cluster_name)),
+                "pgha never wipes an etcd member: move it away, or pass --adopt-existing-data to start it with pgha's configuration".into(),
+            );
+        }
+    }
     for (port, package) in ports(inv, host) {
         if facts.listening.contains(&port) && !facts.installed(package) {
             problem(
@@ -136,15 +167,16 @@ pub fn query(inv: &Inventory) -> crate::facts::Query {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        files: data_markers(inv).into_iter().collect(),
         ..Default::default()
     }
 }
 
 /// Problems of every host.
-pub fn check_all(inv: &Inventory, facts: &BTreeMap<String, Facts>, now: i64) -> Vec<Problem> {
+pub fn check_all(inv: &Inventory, facts: &BTreeMap<String, Facts>, now: i64, adopt: bool) -> Vec<Problem> {
     inv.hosts
         .iter()
-        .filter_map(|h| facts.get(h.name.as_str()).map(|f| check(inv, h, f, now)))
+        .filter_map(|h| facts.get(h.name.as_str()).map(|f| check(inv, h, f, now, adopt)))
         .flatten()
         .collect()
 }
@@ -181,7 +213,7 @@ mod tests {
     #[test]
     fn a_good_host_passes() {
         let inv = inv();
-        assert!(check(&inv, &inv.hosts[0], &good(&inv), 1002).is_empty());
+        assert!(check(&inv, &inv.hosts[0], &good(&inv), 1002, false).is_empty());
     }
 
     #[test]
@@ -194,7 +226,7 @@ mod tests {
         f.resolved.insert("e2".into(), None);
         f.resolved.insert("e3".into(), Some("10.9.9.9".parse().expect("ip")));
         f.listening.insert(5432);
-        let p = check(&inv, &inv.hosts[0], &f, 1000);
+        let p = check(&inv, &inv.hosts[0], &f, 1000, false);
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
         let all = text.join("\n");
         for needle in [
@@ -216,10 +248,37 @@ mod tests {
             },
         );
         assert!(
-            !check(&inv, &inv.hosts[0], &f, 1000)
+            !check(&inv, &inv.hosts[0], &f, 1000, false)
                 .iter()
                 .any(|p| p.message.contains("port 5432")),
             "ours once installed"
+        );
+    }
+
+    #[test]
+    fn foreign_data_is_refused_unless_adopted() {
+        let inv = inv();
+        let mut f = good(&inv);
+        let file = FileKind::File {
+            sha256: "x".into(),
+            mode: 0o600,
+            owner: "postgres".into(),
+            group: "postgres".into(),
+        };
+        f.files
+            .insert("/var/lib/postgresql/17/tiny/PG_VERSION".into(), file.clone());
+        let p = check(&inv, &inv.hosts[0], &f, 1000, false);
+        assert!(
+            p.iter()
+                .any(|p| p.message.contains("already holds a PostgreSQL data directory")
+                    && p.hint.contains("--adopt-existing-data")),
+            "{p:?}"
+        );
+        assert!(check(&inv, &inv.hosts[0], &f, 1000, true).is_empty());
+        f.files.insert(paths::PATRONI_CONFIG.into(), file);
+        assert!(
+            check(&inv, &inv.hosts[0], &f, 1000, false).is_empty(),
+            "pgha's own cluster: fine"
         );
     }
 }
