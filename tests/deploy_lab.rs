@@ -71,26 +71,38 @@ fn changed(stdout: &str) -> u32 {
         .unwrap_or_else(|| panic!("no total line: {stdout}"))
 }
 
-/// Main PIDs of the cluster's services and the postmaster start times, host by host.
-fn pids() -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    for h in HOSTS {
-        let out = on(
-            h,
-            &[
-                "systemctl",
-                "show",
-                "-p",
-                "Id,MainPID",
-                "etcd",
-                "patroni",
-                "haproxy",
-                "pgbouncer",
-            ],
-        );
-        v.push((h.to_string(), out.replace('\n', " ")));
-        if h.starts_with("node") {
-            let t = on(
+/// Main PIDs of the cluster's services, host by host.
+fn service_pids() -> Vec<(String, String)> {
+    HOSTS
+        .iter()
+        .map(|h| {
+            (
+                h.to_string(),
+                on(
+                    h,
+                    &[
+                        "systemctl",
+                        "show",
+                        "-p",
+                        "Id,MainPID",
+                        "etcd",
+                        "patroni",
+                        "haproxy",
+                        "pgbouncer",
+                    ],
+                )
+                .replace('\n', " "),
+            )
+        })
+        .collect()
+}
+
+/// PostgreSQL's postmaster start time on each node.
+fn postmasters() -> Vec<String> {
+    ["node1", "node2", "node3"]
+        .iter()
+        .map(|h| {
+            on(
                 h,
                 &[
                     "runuser",
@@ -101,11 +113,43 @@ fn pids() -> Vec<(String, String)> {
                     "-XtAc",
                     "select pg_postmaster_start_time()",
                 ],
-            );
-            v.push((format!("{h} postmaster"), t));
+            )
+        })
+        .collect()
+}
+
+/// Both: a restart of any service or of PostgreSQL changes this.
+fn pids() -> (Vec<(String, String)>, Vec<String>) {
+    (service_pids(), postmasters())
+}
+
+/// Waits (30 s at most) until `setting` is `want` on every PostgreSQL node.
+fn wait_setting(setting: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = ["node1", "node2", "node3"]
+            .iter()
+            .map(|h| {
+                on(
+                    h,
+                    &[
+                        "runuser",
+                        "-u",
+                        "postgres",
+                        "--",
+                        "psql",
+                        "-XtAc",
+                        &format!("show {setting}"),
+                    ],
+                )
+            })
+            .collect();
+        if got.iter().all(|w| w == want) {
+            return;
         }
+        assert!(Instant::now() < deadline, "{setting} is not {want} everywhere: {got:?}");
+        std::thread::sleep(Duration::from_secs(1));
     }
-    v
 }
 
 fn fresh_lab(release: &str, dir: &Path) -> String {
@@ -188,23 +232,7 @@ fn deploy_bare_hosts_then_converge() {
     assert!(changed(&o) >= 2, "{e}");
     assert!(e.contains("reload patroni") && e.contains("reload pgbouncer"), "{e}");
     assert_eq!(pids(), before, "a reloadable change restarted something");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let wm: Vec<String> = ["node1", "node2", "node3"]
-            .iter()
-            .map(|h| {
-                on(
-                    h,
-                    &["runuser", "-u", "postgres", "--", "psql", "-XtAc", "show work_mem"],
-                )
-            })
-            .collect();
-        if wm.iter().all(|w| w == "8MB") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "work_mem not reloaded everywhere: {wm:?}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_setting("work_mem", "8MB");
     let pool = on(
         "pgbouncer",
         &[
@@ -226,6 +254,42 @@ fn deploy_bare_hosts_then_converge() {
         ],
     );
     assert!(pool.lines().any(|l| l.starts_with("default_pool_size|25|")), "{pool}");
+    let (o, e) = ok(&["deploy", &inv]);
+    assert_eq!(changed(&o), 0, "{e}");
+
+    // A parameter that needs a restart: PostgreSQL restarts rolling (replicas, then a
+    // switchover, then the old primary); Patroni and every other service keep their PIDs.
+    let original = std::fs::read_to_string(&inv).expect("read");
+    std::fs::write(
+        &inv,
+        original.replace("    work_mem: 8MB\n", "    work_mem: 8MB\n    max_connections: 120\n"),
+    )
+    .expect("write");
+    let (services, starts) = pids();
+    let start = Instant::now();
+    let (_, e) = ok(&["deploy", &inv]);
+    eprintln!(
+        "debian13: rolling restart for max_connections: {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        e.contains("restart PostgreSQL for pending parameters") && e.contains("switch over"),
+        "{e}"
+    );
+    assert_eq!(
+        service_pids(),
+        services,
+        "Patroni or another service was restarted:\n{e}"
+    );
+    for (before, after) in starts.iter().zip(postmasters()) {
+        assert_ne!(
+            before, &after,
+            "a node kept its postmaster: rolling restart incomplete\n{e}"
+        );
+    }
+    wait_setting("max_connections", "120");
+    let (v, _) = ok(&["verify", &inv]);
+    assert!(v.contains("all 7 checks passed"), "{v}");
     let (o, e) = ok(&["deploy", &inv]);
     assert_eq!(changed(&o), 0, "{e}");
 
