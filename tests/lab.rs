@@ -270,18 +270,13 @@ fn lab_end_to_end() {
     assert_eq!(pgha(&["lab", "ssh", "etcd1", "--", "exit", "7"]).status.code(), Some(7));
 
     // stop (a crash) / start keeps a file written before the stop.
-    ok(&[
-        "lab",
-        "ssh",
-        "node2",
-        "--",
-        "echo",
-        "before-crash",
-        ">",
-        "/root/marker",
-        "&&",
-        "sync",
-    ]);
+    // One word after `--` is a shell command line (as with ssh); several words are an argv.
+    ok(&["lab", "ssh", "node2", "--", "echo before-crash > /root/marker && sync"]);
+    assert_eq!(
+        text(&ok(&["lab", "ssh", "node2", "--", "echo", "a > b"])),
+        "a > b",
+        "argv words reach the host unchanged"
+    );
     ok(&["lab", "stop", "node2"]);
     assert!(
         !pgha(&["lab", "ssh", "node2", "--", "true"]).status.success(),

@@ -73,8 +73,10 @@ Examples:
   pgha lab ssh node1
   pgha lab ssh node1 -- journalctl -u ssh --no-pager
   pgha lab ssh --user pgha haproxy -- sudo -n true
+  pgha lab ssh node1 -- 'echo hi > /tmp/x && cat /tmp/x'
 
-Like ssh, the command words are joined with spaces and run by the remote shell.")]
+One word after -- is a shell command line, run by the remote shell as ssh does; several words
+are an argv, each passed to the host unchanged (quoted for its shell).")]
     Ssh {
         /// Log in as this user (root or pgha).
         #[arg(long, default_value = "root")]
