@@ -16,10 +16,13 @@ pub fn script(inv: &Inventory, host: &Host, ca_bundle: &str, data_dir: &str) -> 
         r#"#!/bin/sh
 # pgha-patroni: installed by pgha; do not edit. Reload and rolling-restart steps of the deploy:
 #   reload      SIGHUP Patroni if it runs, then wait until it has rewritten PostgreSQL's config
-#   pending     exit 0 when this member has parameters waiting for a restart
+#   pending     exit 0 when PostgreSQL has parameters waiting for a restart (pg_settings)
 #   is-primary  exit 0 when this member is the primary
 #   restart     restart PostgreSQL (not Patroni) through Patroni, wait until it runs again
 #   switchover  hand the primary role to a healthy (synchronous) replica, wait for it
+#   dcs-in-sync exit 0 when Patroni's dynamic configuration matches bootstrap.dcs
+#   dcs-apply   PATCH the dynamic configuration to match (cluster-wide: ttl, synchronous_mode,
+#               and the parameters Patroni only takes from there, e.g. max_connections)
 set -eu
 NAME={name}
 API=https://{name}:{port}
@@ -44,7 +47,36 @@ wait_until() {{
 }}
 running_not_pending() {{ member 'sys.exit(0 if d.get("state") in ("running", "streaming") and not d.get("pending_restart") else 1)' 2>/dev/null; }}
 not_primary() {{ member 'sys.exit(0 if d.get("role") not in ("primary", "master") and d.get("state") in ("running", "streaming") else 1)' 2>/dev/null; }}
+# The PATCH that brings Patroni's dynamic configuration (in etcd) to bootstrap.dcs of the config
+# file — bootstrap.dcs is only read when the cluster is created. Empty when in sync.
+dcs_patch() {{
+  call "$API/config" | python3 -c '
+import json, sys, yaml
+want = yaml.safe_load(open(sys.argv[1]))["bootstrap"]["dcs"]
+have = json.load(sys.stdin)
+patch = {{}}
+for key, value in want.items():
+    if key != "postgresql":
+        if have.get(key) != value:
+            patch[key] = value
+        continue
+    have_pg = have.get("postgresql") or {{}}
+    for pk, pv in value.items():
+        if pk != "parameters":
+            if have_pg.get(pk) != pv:
+                patch.setdefault("postgresql", {{}})[pk] = pv
+            continue
+        hp = have_pg.get("parameters") or {{}}
+        diff = {{k: v for k, v in (pv or {{}}).items() if str(hp.get(k)) != str(v)}}
+        diff.update({{k: None for k in hp if k not in (pv or {{}})}})
+        if diff:
+            patch.setdefault("postgresql", {{}})["parameters"] = diff
+print(json.dumps(patch) if patch else "")' "$CONFIG"
+}}
 newer_config() {{ [ "$DATA/postgresql.conf" -nt "$CONFIG" ] || [ "$DATA/pg_hba.conf" -nt "$CONFIG" ]; }}
+# PostgreSQL knows at once which settings wait for a restart; Patroni notices on its next loop.
+pg_pending() {{ [ "$(runuser -u postgres -- psql -XtAc 'select count(*) from pg_settings where pending_restart' 2>/dev/null)" -gt 0 ] 2>/dev/null; }}
+patroni_pending() {{ member 'sys.exit(0 if d.get("pending_restart") else 1)' 2>/dev/null; }}
 case "${{1:-}}" in
   reload)
     systemctl is-active --quiet patroni || exit 0
@@ -52,10 +84,14 @@ case "${{1:-}}" in
     # Patroni applies a SIGHUP on its next loop; wait (bounded) until it rewrote the config.
     i=0
     until newer_config; do i=$((i + 1)); [ "$i" -lt 20 ] || exit 0; sleep 1; done
+    sleep 1
     ;;
-  pending) member 'sys.exit(0 if d.get("pending_restart") else 1)' ;;
+  pending) pg_pending ;;
   is-primary) member 'sys.exit(0 if d.get("role") in ("primary", "master") else 1)' ;;
   restart)
+    # A switchover restarts the old primary as a replica, which may already have applied them.
+    pg_pending || exit 0
+    wait_until patroni_pending
     authed -X POST -d '{{"restart_pending": true}}' "$API/restart"
     echo
     wait_until running_not_pending
@@ -72,7 +108,28 @@ print(ok[0]["name"] if ok else "")' "$NAME")
     echo
     wait_until not_primary
     ;;
-  *) echo "usage: pgha-patroni reload|pending|is-primary|restart|switchover" >&2; exit 2 ;;
+  dcs-in-sync)
+    [ -z "$(dcs_patch)" ]
+    ;;
+  dcs-apply)
+    patch=$(dcs_patch)
+    [ -n "$patch" ] || exit 0
+    body=$(mktemp)
+    trap 'rm -f "$body"' EXIT
+    printf '%s' "$patch" > "$body"
+    authed -X PATCH --data-binary "@$body" "$API/config" > /dev/null
+    # Members apply the new dynamic configuration on their next loop; parameters that need a
+    # restart then show as pending, which the rolling-restart plays act on.
+    case "$patch" in
+      *'"parameters"'*)
+        i=0
+        until call "$API/cluster" | python3 -c 'import json,sys; m=json.load(sys.stdin)["members"]; sys.exit(0 if all(x.get("pending_restart") for x in m) else 1)'; do
+          i=$((i + 1)); [ "$i" -lt 30 ] || break; sleep 1
+        done
+        ;;
+    esac
+    ;;
+  *) echo "usage: pgha-patroni reload|pending|is-primary|restart|switchover|dcs-in-sync|dcs-apply" >&2; exit 2 ;;
 esac
 "#,
         name = host.name,
