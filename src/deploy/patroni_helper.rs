@@ -46,7 +46,8 @@ wait_until() {{
   done
 }}
 running_not_pending() {{ member 'sys.exit(0 if d.get("state") in ("running", "streaming") and not d.get("pending_restart") else 1)' 2>/dev/null; }}
-not_primary() {{ member 'sys.exit(0 if d.get("role") not in ("primary", "master") and d.get("state") in ("running", "streaming") else 1)' 2>/dev/null; }}
+# After a switchover the old primary restarts as a replica: done once it streams again.
+not_primary() {{ member 'sys.exit(0 if d.get("role") == "replica" and d.get("state") in ("running", "streaming") and d.get("replication_state", "streaming") == "streaming" else 1)' 2>/dev/null; }}
 # The PATCH that brings Patroni's dynamic configuration (in etcd) to bootstrap.dcs of the config
 # file — bootstrap.dcs is only read when the cluster is created. Empty when in sync.
 dcs_patch() {{
