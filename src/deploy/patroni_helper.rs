@@ -93,19 +93,31 @@ case "${{1:-}}" in
     # A switchover restarts the old primary as a replica, which may already have applied them.
     pg_pending || exit 0
     wait_until patroni_pending
-    authed -X POST -d '{{"restart_pending": true}}' "$API/restart"
+    # Synchronous: Patroni answers once PostgreSQL is back (a checkpoint can take a while).
+    authed --max-time 300 -X POST -d '{{"restart_pending": true}}' "$API/restart"
     echo
     wait_until running_not_pending
     ;;
   switchover)
-    cand=$(call "$API/cluster" | python3 -c '
+    # With synchronous replication only the synchronous standby may take over: wait until one
+    # streams (the replicas were just restarted), else any streaming replica.
+    candidate() {{
+      cand=$(call "$API/cluster" | python3 -c '
 import json, sys
-members = json.load(sys.stdin)["members"]
-ok = [m for m in members if m["name"] != sys.argv[1] and m.get("state") in ("running", "streaming") and m["role"] in ("sync_standby", "replica")]
-ok.sort(key=lambda m: m["role"] != "sync_standby")
+members = [m for m in json.load(sys.stdin)["members"] if m["name"] != sys.argv[1]]
+sync = [m for m in members if m["role"] == "sync_standby"]
+pool = sync if sync else [m for m in members if m["role"] == "replica"]
+ok = [m for m in pool if m.get("state") in ("running", "streaming")]
 print(ok[0]["name"] if ok else "")' "$NAME")
-    [ -n "$cand" ] || {{ echo "pgha-patroni: no healthy replica to switch over to; restart $NAME by hand in a maintenance window" >&2; exit 1; }}
-    authed -X POST -d "{{\"leader\": \"$NAME\", \"candidate\": \"$cand\"}}" "$API/switchover"
+      [ -n "$cand" ]
+    }}
+    i=0
+    until candidate; do
+      i=$((i + 1))
+      [ "$i" -lt 120 ] || {{ echo "pgha-patroni: no healthy replica to switch over to; restart $NAME by hand in a maintenance window" >&2; exit 1; }}
+      sleep 1
+    done
+    authed --max-time 120 -X POST -d "{{\"leader\": \"$NAME\", \"candidate\": \"$cand\"}}" "$API/switchover"
     echo
     wait_until not_primary
     ;;
