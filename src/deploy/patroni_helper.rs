@@ -111,13 +111,14 @@ ok = [m for m in pool if m.get("state") in ("running", "streaming")]
 print(ok[0]["name"] if ok else "")' "$NAME")
       [ -n "$cand" ]
     }}
+    # Patroni answers 412 while the synchronous standby it records is settling (it was just
+    # restarted): pick again and retry, bounded.
     i=0
-    until candidate; do
+    until candidate && authed --max-time 120 -X POST -d "{{\"leader\": \"$NAME\", \"candidate\": \"$cand\"}}" "$API/switchover" 2>/dev/null; do
       i=$((i + 1))
-      [ "$i" -lt 120 ] || {{ echo "pgha-patroni: no healthy replica to switch over to; restart $NAME by hand in a maintenance window" >&2; exit 1; }}
-      sleep 1
+      [ "$i" -lt 60 ] || {{ echo "pgha-patroni: Patroni refused every switchover of $NAME for 2 minutes (no healthy synchronous standby?); run patronictl switchover by hand" >&2; exit 1; }}
+      sleep 2
     done
-    authed --max-time 120 -X POST -d "{{\"leader\": \"$NAME\", \"candidate\": \"$cand\"}}" "$API/switchover"
     echo
     wait_until not_primary
     ;;
