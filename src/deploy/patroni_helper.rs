@@ -47,7 +47,15 @@ wait_until() {{
 }}
 running_not_pending() {{ member 'sys.exit(0 if d.get("state") in ("running", "streaming") and not d.get("pending_restart") else 1)' 2>/dev/null; }}
 # After a switchover the old primary restarts as a replica: done once it streams again.
-not_primary() {{ member 'sys.exit(0 if d.get("role") == "replica" and d.get("state") in ("running", "streaming") and d.get("replication_state", "streaming") == "streaming" else 1)' 2>/dev/null; }}
+# Read from /cluster (what etcd holds, refreshed by each member's loop), so that every client
+# of Patroni, HAProxy and `pgha verify` included, sees the settled cluster too.
+not_primary() {{
+  call "$API/cluster" 2>/dev/null | python3 -c '
+import json, sys
+me = [m for m in json.load(sys.stdin)["members"] if m["name"] == sys.argv[1]]
+ok = me and me[0]["role"] in ("replica", "sync_standby") and (me[0].get("state") == "streaming" or (me[0].get("state") == "running" and isinstance(me[0].get("lag"), int)))
+sys.exit(0 if ok else 1)' "$NAME"
+}}
 # The PATCH that brings Patroni's dynamic configuration (in etcd) to bootstrap.dcs of the config
 # file — bootstrap.dcs is only read when the cluster is created. Empty when in sync.
 dcs_patch() {{
