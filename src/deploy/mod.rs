@@ -42,8 +42,15 @@ pub fn host_inputs(
         name: render::paths::VERIFY_USER,
         verifier: verify_verifier,
     };
-    let sql = sql::bootstrap(inv, auth, verify, &app);
-    let sql_sha = hex::encode(Sha256::digest(sql.as_bytes()));
+    let body = sql::bootstrap(inv, auth, verify, &app);
+    let sql_sha = hex::encode(Sha256::digest(body.as_bytes()));
+    // The last statement records which script ran, in the cluster itself (a role comment is
+    // cluster-wide and replicated), so a new primary after a switchover does not run it again.
+    let sql = format!(
+        "{body}COMMENT ON ROLE {} IS 'pgha-sql {}';\n",
+        render::paths::PGBOUNCER_AUTH_USER,
+        &sql_sha[..16]
+    );
     let etcd_endpoints: Vec<String> = inv
         .hosts_with(Role::Etcd)
         .map(|h| format!("https://{}:{}", h.name, inv.etcd.client_port))
