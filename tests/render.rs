@@ -292,7 +292,7 @@ fn real_material(inv: &Inventory) -> Material {
                     }
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 }
-                LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::PgbouncerListener => {
+                LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::PgbouncerServer => {
                     own(&mut sans, host);
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 }

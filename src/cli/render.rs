@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::report::{self, exit};
 use crate::inventory::{self, LoadError};
 use crate::pki;
-use crate::render::{self, Leaf, LeafKind, Material, RenderedFile, Secrets, Target, TemplateSource};
+use crate::render::{self, Leaf, Material, RenderedFile, Secrets, Target, TemplateSource};
 
 /// Arguments of `pgha render`.
 #[derive(Debug, Args)]
@@ -112,7 +112,7 @@ pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> 
             cert_pem: read(state.leaf_cert(&spec.host, spec.kind))?,
             key_pem: read(state.leaf_key(&spec.host, spec.kind))?,
         };
-        leaves.insert((spec.host.clone(), leaf_kind(spec.kind)), leaf);
+        leaves.insert((spec.host.clone(), spec.kind), leaf);
     }
     let password = |account: &pki::Account| -> anyhow::Result<String> {
         Ok(secrets
@@ -159,19 +159,6 @@ pub fn material_from_state(inv: &inventory::Inventory, state: Option<&Path>) -> 
             verify: verify_verifier,
         },
     ))
-}
-
-/// The PKI's leaf kinds as rendering names them.
-pub fn leaf_kind(kind: pki::LeafKind) -> LeafKind {
-    match kind {
-        pki::LeafKind::PostgresServer => LeafKind::PostgresServer,
-        pki::LeafKind::PatroniRest => LeafKind::PatroniRest,
-        pki::LeafKind::PatroniClient => LeafKind::PatroniClient,
-        pki::LeafKind::HaproxyCheck => LeafKind::HaproxyCheck,
-        pki::LeafKind::EtcdServer => LeafKind::EtcdServer,
-        pki::LeafKind::EtcdPeer => LeafKind::EtcdPeer,
-        pki::LeafKind::PgbouncerServer => LeafKind::PgbouncerListener,
-    }
 }
 
 fn render_to(args: &RenderArgs, inv: &inventory::Inventory) -> anyhow::Result<()> {

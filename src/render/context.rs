@@ -99,8 +99,8 @@ impl TlsPaths {
             etcd_server_key: paths::leaf_key(EtcdServer),
             etcd_peer_cert: paths::leaf_cert(EtcdPeer),
             etcd_peer_key: paths::leaf_key(EtcdPeer),
-            pgbouncer_cert: paths::leaf_cert(PgbouncerListener),
-            pgbouncer_key: paths::leaf_key(PgbouncerListener),
+            pgbouncer_cert: paths::leaf_cert(PgbouncerServer),
+            pgbouncer_key: paths::leaf_key(PgbouncerServer),
         }
     }
 }

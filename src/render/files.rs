@@ -210,7 +210,7 @@ pub const LEAVES: &[LeafFile] = &[
     },
     LeafFile {
         role: Role::Pgbouncer,
-        kind: LeafKind::PgbouncerListener,
+        kind: LeafKind::PgbouncerServer,
         owner: "postgres",
         unit: "pgbouncer.service",
     },

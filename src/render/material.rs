@@ -7,50 +7,8 @@ use std::fmt;
 
 use crate::inventory::HostName;
 
-/// The kinds of leaf certificate of DESIGN.md §3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LeafKind {
-    /// PostgreSQL server certificate (node and every HAProxy name).
-    PostgresServer,
-    /// Patroni REST API server certificate.
-    PatroniRest,
-    /// Patroni client certificate (patronictl, member-to-member REST, etcd3).
-    PatroniClient,
-    /// HAProxy's client certificate for its HTTPS checks of Patroni.
-    HaproxyCheck,
-    /// etcd server certificate on the client port.
-    EtcdServer,
-    /// etcd peer certificate (server and client auth).
-    EtcdPeer,
-    /// PgBouncer's listener certificate.
-    PgbouncerListener,
-}
-
-impl LeafKind {
-    /// Every kind, in DESIGN.md §3 order.
-    pub const ALL: [LeafKind; 7] = [
-        LeafKind::PostgresServer,
-        LeafKind::PatroniRest,
-        LeafKind::PatroniClient,
-        LeafKind::HaproxyCheck,
-        LeafKind::EtcdServer,
-        LeafKind::EtcdPeer,
-        LeafKind::PgbouncerListener,
-    ];
-
-    /// The base name of its files on the host (`<name>.crt`, `<name>.key`).
-    pub fn file_stem(self) -> &'static str {
-        match self {
-            LeafKind::PostgresServer => "postgres-server",
-            LeafKind::PatroniRest => "patroni-rest",
-            LeafKind::PatroniClient => "patroni-client",
-            LeafKind::HaproxyCheck => "haproxy-check",
-            LeafKind::EtcdServer => "etcd-server",
-            LeafKind::EtcdPeer => "etcd-peer",
-            LeafKind::PgbouncerListener => "pgbouncer-server",
-        }
-    }
-}
+/// The kinds of leaf certificate of DESIGN.md §3: the PKI's own type (one concept, one type).
+pub use crate::pki::LeafKind;
 
 /// One issued leaf: the certificate and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]

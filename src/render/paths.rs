@@ -53,17 +53,17 @@ pub fn ca_bundle(file: &str) -> String {
 
 /// Certificate path of a leaf kind.
 pub fn leaf_cert(kind: LeafKind) -> String {
-    format!("{TLS_DIR}/{}.crt", kind.file_stem())
+    format!("{TLS_DIR}/{}.crt", kind.as_str())
 }
 
 /// Key path of a leaf kind.
 pub fn leaf_key(kind: LeafKind) -> String {
-    format!("{TLS_DIR}/{}.key", kind.file_stem())
+    format!("{TLS_DIR}/{}.key", kind.as_str())
 }
 
 /// HAProxy wants certificate and key in one file for `crt`.
 pub fn haproxy_check_pem() -> String {
-    format!("{TLS_DIR}/{}.pem", LeafKind::HaproxyCheck.file_stem())
+    format!("{TLS_DIR}/{}.pem", LeafKind::HaproxyCheck.as_str())
 }
 
 /// PostgreSQL binaries of the target's major version.

@@ -20,7 +20,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
             let leaf = Leaf {
                 cert_pem: format!(
                     "-----BEGIN CERTIFICATE-----\nPLACEHOLDER {} certificate of {}\n-----END CERTIFICATE-----\n",
-                    l.kind.file_stem(),
+                    l.kind.as_str(),
                     host.name
                 ),
                 key_pem: "-----BEGIN PRIVATE KEY-----\nREDACTED\n-----END PRIVATE KEY-----\n".to_owned(),
