@@ -43,9 +43,16 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// Everything pgha printed in this test (except `uri --with-password`, which prints a
+/// password by request), to prove no secret leaks into output.
+static PRINTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn ok(args: &[&str]) -> (String, String) {
     let out = pgha(args);
     let (o, e) = text(&out);
+    if !args.contains(&"--with-password") && !args.contains(&"ssh") {
+        PRINTED.lock().expect("lock").push(format!("{o}\n{e}"));
+    }
     assert!(
         out.status.success(),
         "pgha {} failed ({}):\n{o}\n{e}",
@@ -201,6 +208,7 @@ fn deploy_bare_hosts_then_converge() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let inv = fresh_lab("trixie", &dir);
     deploy_and_verify(&inv, "debian13");
+    hardened(&dir);
 
     // Second deploy: nothing changes, nothing restarts or reloads.
     let before = pids();
@@ -320,4 +328,95 @@ fn deploy_bare_hosts_then_converge() {
     let (o, e) = ok(&["deploy", &inv12]);
     assert_eq!(changed(&o), 0, "{e}");
     ok(&["lab", "down"]);
+}
+
+/// What DESIGN.md promises about secrets and TLS, checked on the deployed hosts.
+fn hardened(dir: &Path) {
+    // Key files and files holding passwords: 0600/0640, owned by their service user.
+    let expect = [
+        ("node1", "/etc/pgha/tls/postgres-server.key", "postgres"),
+        ("node1", "/etc/pgha/tls/patroni-rest.key", "postgres"),
+        ("node1", "/etc/pgha/tls/patroni-client.key", "postgres"),
+        ("node1", "/etc/patroni/config.yml", "postgres"),
+        ("etcd1", "/etc/pgha/tls/etcd-server.key", "etcd"),
+        ("etcd1", "/etc/pgha/tls/etcd-peer.key", "etcd"),
+        ("haproxy", "/etc/pgha/tls/haproxy-check.pem", "haproxy"),
+        ("pgbouncer", "/etc/pgha/tls/pgbouncer-server.key", "postgres"),
+        ("pgbouncer", "/etc/pgbouncer/userlist.txt", "postgres"),
+    ];
+    for (host, path, owner) in expect {
+        let st = on(host, &["stat", "-c", "%a %U", path]);
+        let (mode, user) = st.split_once(' ').unwrap_or_default();
+        assert!(mode == "600" || mode == "640", "{host}:{path} is mode {mode}");
+        assert_eq!(user, owner, "{host}:{path}");
+    }
+    // The CA key never leaves the controller.
+    let ca_key = std::fs::read_to_string(dir.join(".pgha/ca/ca.key")).expect("CA key");
+    let needle = ca_key.lines().nth(1).expect("a base64 line");
+    for h in HOSTS {
+        let found = on(
+            h,
+            &[
+                "sh",
+                "-c",
+                &format!("grep -rlF '{needle}' /etc /var/lib 2>/dev/null | wc -l"),
+            ],
+        );
+        assert_eq!(found, "0", "{h} holds the CA key");
+    }
+    // Refused: plaintext to PostgreSQL, etcd and Patroni's API without a client certificate.
+    let plain = on(
+        "pgbouncer",
+        &[
+            "sh",
+            "-c",
+            "psql 'host=node1 port=5432 dbname=postgres user=app sslmode=disable connect_timeout=5' -c 'select 1' 2>&1 || true",
+        ],
+    );
+    assert!(
+        plain.contains("no encryption"),
+        "plaintext to PostgreSQL must be refused by pg_hba: {plain}"
+    );
+    let etcd = on(
+        "haproxy",
+        &[
+            "sh",
+            "-c",
+            "curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem https://etcd1:2379/health 2>&1; echo rc=$?",
+        ],
+    );
+    assert!(
+        !etcd.contains("\"health\":\"true\"") && !etcd.ends_with("rc=0"),
+        "etcd answered without a client certificate: {etcd}"
+    );
+    let rest = on(
+        "haproxy",
+        &[
+            "sh",
+            "-c",
+            "curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem https://node1:8008/health 2>&1; echo rc=$?",
+        ],
+    );
+    assert!(
+        !rest.ends_with("rc=0"),
+        "Patroni's API answered without a client certificate: {rest}"
+    );
+    // No password or private key in anything pgha printed.
+    let secrets: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".pgha/secrets.json")).expect("secrets")).expect("json");
+    let passwords: Vec<String> = secrets["accounts"]
+        .as_object()
+        .expect("accounts")
+        .values()
+        .filter_map(|a| a["password"].as_str().map(str::to_string))
+        .collect();
+    assert!(passwords.len() >= 7);
+    let printed = PRINTED.lock().expect("lock").join("\n");
+    for p in &passwords {
+        assert!(!printed.contains(p.as_str()), "a password appears in pgha's output");
+    }
+    assert!(
+        !printed.contains("PRIVATE KEY"),
+        "a private key appears in pgha's output"
+    );
 }

@@ -169,3 +169,75 @@ fn sample_playbook_on_the_lab() {
     let (o, e) = ok(&["run", &root_inv, "sample"]);
     assert_eq!(total(&o).1, 0, "{e}");
 }
+
+/// Ctrl-C: the engine lets running tasks finish, starts no new one, prints the recap and exits
+/// 130; a re-run converges.
+#[test]
+fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
+    if !gated() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let inv = dir.join("engine-lab-interrupt.yaml").display().to_string();
+    ok(&["lab", "up", "--inventory", &inv]);
+    for h in ["node1", "etcd1"] {
+        ok(&[
+            "lab",
+            "ssh",
+            h,
+            "--",
+            "rm",
+            "-f",
+            "/tmp/pgha-slow-done",
+            "/tmp/pgha-after",
+        ]);
+    }
+    let playbook = dir.join("slow.yaml");
+    std::fs::write(
+        &playbook,
+        "plays:\n  - name: slow\n    hosts: [node1, etcd1]\n    tasks:\n      - name: slow step\n        command: { sh: \"sleep 3; touch /tmp/pgha-slow-done\", creates: /tmp/pgha-slow-done }\n      - name: after\n        file: { path: /tmp/pgha-after, content: \"x\\n\" }\n",
+    )
+    .expect("playbook");
+    let pb = playbook.display().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["run", &inv, &pb])
+        .env("CI", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pgha runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: signalling a child process this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("pgha exits");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(130), "{o}\n{e}");
+    assert!(
+        e.contains("interrupted") && o.contains("total: "),
+        "recap printed: {o}\n{e}"
+    );
+    for h in ["node1", "etcd1"] {
+        let (done, _) = ok(&[
+            "lab",
+            "ssh",
+            h,
+            "--",
+            "sh",
+            "-c",
+            "ls /tmp/pgha-slow-done /tmp/pgha-after 2>/dev/null | wc -l",
+        ]);
+        assert_eq!(
+            done.trim(),
+            "1",
+            "{h}: the running task finished, the next one never started"
+        );
+    }
+    let (o, e) = ok(&["run", &inv, &pb]);
+    assert_eq!(total(&o).2, 0, "{e}");
+    let (o, e) = ok(&["run", &inv, &pb]);
+    assert_eq!(total(&o).1, 0, "a re-run after the interruption converged: {e}");
+}
