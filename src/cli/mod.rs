@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
     name = "pgha",
     version,
     about,
-    after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha render inventory/example.yaml --out out/\n  pgha pki status inventory/example.yaml\n  pgha lab up\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory)."
+    after_help = "Examples:\n  pgha lab up                                  # eight Debian machines on this host\n  pgha validate inventory/lab.yaml\n  pgha deploy inventory/lab.yaml               # idempotent: a second run changes nothing\n  pgha plan inventory/lab.yaml                 # what deploy would change, with diffs\n  pgha verify inventory/lab.yaml               # end to end, psql with sslmode=verify-full\n  psql \"$(pgha uri inventory/lab.yaml --database app --with-password)\"\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory, playbook),\n130 interrupted (re-run to converge)."
 )]
 pub struct Cli {
     /// What to do.
