@@ -6,76 +6,30 @@
 #![allow(clippy::disallowed_methods)] // runs the real binary and psql
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const HOSTS: [&str; 8] = [
-    "node1",
-    "node2",
-    "node3",
-    "etcd1",
-    "etcd2",
-    "etcd3",
-    "haproxy",
-    "pgbouncer",
-];
+mod common;
 
-fn gated() -> bool {
-    if std::env::var("PGHA_LAB_TESTS").as_deref() != Ok("1") {
-        eprintln!("deploy lab test not run: set PGHA_LAB_TESTS=1 (as root) to run it");
-        return false;
-    }
-    true
-}
-
-fn pgha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(args)
-        .env("CI", "true")
-        .output()
-        .expect("pgha runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{HOSTS, NODES, gated, on, psql_on, text, total};
 
 /// Everything pgha printed in this test (except `uri --with-password`, which prints a
 /// password by request), to prove no secret leaks into output.
 static PRINTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn ok(args: &[&str]) -> (String, String) {
-    let out = pgha(args);
-    let (o, e) = text(&out);
+    let (o, e) = common::ok(args);
     if !args.contains(&"--with-password") && !args.contains(&"ssh") {
-        PRINTED.lock().expect("lock").push(format!("{o}\n{e}"));
+        PRINTED.lock().expect("lock").push(format!(
+            "{o}
+{e}"
+        ));
     }
-    assert!(
-        out.status.success(),
-        "pgha {} failed ({}):\n{o}\n{e}",
-        args.join(" "),
-        out.status
-    );
     (o, e)
 }
 
-fn on(host: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["lab", "ssh", host, "--"];
-    args.extend_from_slice(cmd);
-    ok(&args).0.trim().to_string()
-}
-
 fn changed(stdout: &str) -> u32 {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("total: "))
-        .and_then(|l| l.split("changed=").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no total line: {stdout}"))
+    total(stdout).1
 }
 
 /// Main PIDs of the cluster's services, host by host.
@@ -106,22 +60,9 @@ fn service_pids() -> Vec<(String, String)> {
 
 /// PostgreSQL's postmaster start time on each node.
 fn postmasters() -> Vec<String> {
-    ["node1", "node2", "node3"]
+    NODES
         .iter()
-        .map(|h| {
-            on(
-                h,
-                &[
-                    "runuser",
-                    "-u",
-                    "postgres",
-                    "--",
-                    "psql",
-                    "-XtAc",
-                    "select pg_postmaster_start_time()",
-                ],
-            )
-        })
+        .map(|h| psql_on(h, "select pg_postmaster_start_time()"))
         .collect()
 }
 
@@ -134,23 +75,7 @@ fn pids() -> (Vec<(String, String)>, Vec<String>) {
 fn wait_setting(setting: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got: Vec<String> = ["node1", "node2", "node3"]
-            .iter()
-            .map(|h| {
-                on(
-                    h,
-                    &[
-                        "runuser",
-                        "-u",
-                        "postgres",
-                        "--",
-                        "psql",
-                        "-XtAc",
-                        &format!("show {setting}"),
-                    ],
-                )
-            })
-            .collect();
+        let got: Vec<String> = NODES.iter().map(|h| psql_on(h, &format!("show {setting}"))).collect();
         if got.iter().all(|w| w == want) {
             return;
         }
@@ -202,7 +127,7 @@ fn deploy_and_verify(inv: &str, label: &str) {
 
 #[test]
 fn deploy_bare_hosts_then_converge() {
-    if !gated() {
+    if !gated("deploy lab test") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -5,65 +5,11 @@
 #![allow(clippy::disallowed_methods)] // runs the real binary
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-const HOSTS: [&str; 8] = [
-    "node1",
-    "node2",
-    "node3",
-    "etcd1",
-    "etcd2",
-    "etcd3",
-    "haproxy",
-    "pgbouncer",
-];
+mod common;
 
-fn gated() -> bool {
-    if std::env::var("PGHA_LAB_TESTS").as_deref() != Ok("1") {
-        eprintln!("engine lab test not run: set PGHA_LAB_TESTS=1 (as root) to run it");
-        return false;
-    }
-    true
-}
-
-fn pgha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(args)
-        .env("CI", "true")
-        .output()
-        .expect("pgha runs")
-}
-
-fn ok(args: &[&str]) -> (String, String) {
-    let out = pgha(args);
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "pgha {} failed ({}):\n{o}\n{e}",
-        args.join(" "),
-        out.status
-    );
-    (o, e)
-}
-
-/// `(ok, changed, failed)` from the `total:` line.
-fn total(stdout: &str) -> (u32, u32, u32) {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("total: "))
-        .unwrap_or_else(|| panic!("no total line in {stdout}"));
-    let num = |k: &str| {
-        line.split(&format!("{k}="))
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(u32::MAX)
-    };
-    (num("ok"), num("changed"), num("failed"))
-}
+use common::{HOSTS, gated, ok, pgha, total};
 
 /// Round trips per host from the recap.
 fn round_trips(stderr: &str) -> Vec<(String, u32)> {
@@ -85,7 +31,7 @@ fn round_trips(stderr: &str) -> Vec<(String, u32)> {
 
 #[test]
 fn sample_playbook_on_the_lab() {
-    if !gated() {
+    if !gated("engine lab test") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -174,7 +120,7 @@ fn sample_playbook_on_the_lab() {
 /// 130; a re-run converges.
 #[test]
 fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
-    if !gated() {
+    if !gated("engine lab test") {
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -9,16 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const HOSTS: [&str; 8] = [
-    "node1",
-    "node2",
-    "node3",
-    "etcd1",
-    "etcd2",
-    "etcd3",
-    "haproxy",
-    "pgbouncer",
-];
+mod common;
+
+use common::HOSTS;
 
 fn lab_dir() -> String {
     std::env::var("PGHA_LAB_DIR").unwrap_or_else(|_| "/var/lib/pgha/lab".to_string())
