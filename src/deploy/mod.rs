@@ -101,10 +101,12 @@ pub fn host_inputs(
             );
         }
         let v = target.versions();
+        let ca_bundle = render::paths::ca_bundle(&material.ca_bundle_file);
         let vars = serde_json::json!({
             "target": target.as_str(),
             "pg_version": v.postgres,
-            "ca_bundle": render::paths::ca_bundle(&material.ca_bundle_file),
+            "ca_bundle": &ca_bundle,
+            "etcd_member_healthy": etcd_member_healthy(inv, host, &ca_bundle),
             "tls_dir": render::paths::TLS_DIR,
             "etcd_endpoints": etcd_endpoints.join(","),
             "bootstrap_sql": BOOTSTRAP_SQL,
@@ -115,4 +117,19 @@ pub fn host_inputs(
         out.insert(host.name.to_string(), HostInput { rendered, vars });
     }
     Ok(out)
+}
+
+/// Shell test: this etcd member answers a linearizable health check over mutual TLS (it is part
+/// of a quorum). Empty for hosts that run no etcd.
+fn etcd_member_healthy(inv: &Inventory, host: &crate::inventory::Host, ca_bundle: &str) -> String {
+    if !host.has(Role::Etcd) {
+        return String::new();
+    }
+    format!(
+        "ETCDCTL_API=3 etcdctl --endpoints=https://{}:{} --cacert={ca_bundle} --cert={} --key={} --dial-timeout=3s --command-timeout=5s endpoint health >/dev/null 2>&1",
+        host.name,
+        inv.etcd.client_port,
+        render::paths::leaf_cert(render::LeafKind::EtcdServer),
+        render::paths::leaf_key(render::LeafKind::EtcdServer),
+    )
 }

@@ -89,11 +89,19 @@ patroni_pending() {{ member 'sys.exit(0 if d.get("pending_restart") else 1)' 2>/
 case "${{1:-}}" in
   reload)
     systemctl is-active --quiet patroni || exit 0
+    changed=
+    newer_config || changed=1
     systemctl reload patroni
-    # Patroni applies a SIGHUP on its next loop; wait (bounded) until it rewrote the config.
-    i=0
-    until newer_config; do i=$((i + 1)); [ "$i" -lt 20 ] || exit 0; sleep 1; done
-    sleep 1
+    # Patroni applies a SIGHUP on its next loop; after a config change wait (bounded) until it
+    # rewrote PostgreSQL's config.
+    if [ -n "$changed" ]; then
+      i=0
+      until newer_config; do i=$((i + 1)); [ "$i" -lt 20 ] || break; sleep 1; done
+      sleep 1
+    fi
+    # Certificates and keys keep their paths, so Patroni sees no parameter change: PostgreSQL
+    # re-reads them on a reload (new connections get the new certificate).
+    runuser -u postgres -- psql -XtAc 'select pg_reload_conf()' > /dev/null 2>&1 || true
     ;;
   pending) pg_pending ;;
   is-primary) member 'sys.exit(0 if d.get("role") in ("primary", "master") else 1)' ;;

@@ -37,6 +37,8 @@ pub enum Reason {
     OtherCa,
     /// The key file does not match the certificate (e.g. an interrupted write).
     KeyMismatch,
+    /// Renewed on request (`pgha rotate-certs`), although still good.
+    Requested,
 }
 
 impl Reason {
@@ -52,6 +54,7 @@ impl Reason {
             Reason::SubjectChanged => "subject-changed",
             Reason::OtherCa => "other-ca",
             Reason::KeyMismatch => "key-mismatch",
+            Reason::Requested => "requested",
         }
     }
 }

@@ -40,7 +40,17 @@ impl Ca {
 
     /// Loads the CA of `state`; `None` when neither file exists.
     pub fn load(state: &StateDir) -> Result<Option<Self>, PkiError> {
-        let (cert_path, key_path) = (state.ca_cert(), state.ca_key());
+        Self::load_from(&state.ca_cert(), &state.ca_key())
+    }
+
+    /// Loads the CA a rotation introduces (`ca/next.*`); `None` when there is none.
+    pub fn load_next(state: &StateDir) -> Result<Option<Self>, PkiError> {
+        Self::load_from(&state.next_ca_cert(), &state.next_ca_key())
+    }
+
+    /// Loads a CA from a certificate and key file pair; `None` when neither exists.
+    pub fn load_from(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<Option<Self>, PkiError> {
+        let (cert_path, key_path) = (cert_path.to_path_buf(), key_path.to_path_buf());
         let cert_pem = read_optional(&cert_path)?;
         let key_pem = read_private_optional(&key_path)?;
         let (cert_pem, key_pem) = match (cert_pem, key_pem) {
@@ -73,9 +83,14 @@ impl Ca {
 
     /// Writes `ca/ca.key` (0600) then `ca/ca.crt`, atomically each.
     pub fn save(&self, state: &StateDir) -> Result<(), PkiError> {
+        self.save_to(&state.ca_cert(), &state.ca_key())
+    }
+
+    /// Writes the key (0600) then the certificate to the given paths, atomically each.
+    pub fn save_to(&self, cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<(), PkiError> {
         let key_pem = Secret::new(self.key.expose().serialize_pem());
-        write_atomic(&state.ca_key(), key_pem.expose().as_bytes(), FileMode::Private)?;
-        write_atomic(&state.ca_cert(), self.cert_pem.as_bytes(), FileMode::Public)
+        write_atomic(key_path, key_pem.expose().as_bytes(), FileMode::Private)?;
+        write_atomic(cert_path, self.cert_pem.as_bytes(), FileMode::Public)
     }
 
     /// The CA certificate, PEM.

@@ -77,6 +77,16 @@ pub enum PkiError {
         /// How to fix it.
         hint: &'static str,
     },
+    /// The CA rotation state cannot be used as it is (unreadable, or out of step with `ca/`).
+    #[error("{}: {detail}\n\nhint: {hint}", path.display())]
+    Rotation {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
     /// A password contains characters pgha cannot hash like PostgreSQL (non-ASCII: SASLprep).
     #[error("cannot compute a SCRAM verifier for a non-ASCII password\n\nhint: use ASCII passwords")]
     NonAsciiPassword,

@@ -61,6 +61,26 @@ impl StateDir {
         self.ca_dir().join("ca.key")
     }
 
+    /// `ca/next.crt`: the CA a rotation introduces, until it becomes the current one.
+    pub fn next_ca_cert(&self) -> PathBuf {
+        self.ca_dir().join("next.crt")
+    }
+
+    /// `ca/next.key` (0600).
+    pub fn next_ca_key(&self) -> PathBuf {
+        self.ca_dir().join("next.key")
+    }
+
+    /// `ca/archive/<serial>/`: a CA replaced by a rotation, kept (never deleted).
+    pub fn archived_ca_dir(&self, serial_hex: &str) -> PathBuf {
+        self.ca_dir().join("archive").join(serial_hex)
+    }
+
+    /// `rotation.json`: the phase of a CA rotation in progress (absent otherwise).
+    pub fn rotation(&self) -> PathBuf {
+        self.root.join("rotation.json")
+    }
+
     /// `trust/`: versioned CA bundles, kept apart from `ca/` so generations survive a new CA.
     pub fn trust_dir(&self) -> PathBuf {
         self.root.join("trust")

@@ -55,6 +55,8 @@ pub struct HostInfo {
 pub struct TlsPaths {
     /// The versioned CA bundle.
     pub ca_bundle: String,
+    /// The current CA bundle at its fixed path (Patroni's etcd client only).
+    pub ca_bundle_current: String,
     /// PostgreSQL server certificate and key.
     pub postgres_cert: String,
     /// PostgreSQL server key.
@@ -88,6 +90,7 @@ impl TlsPaths {
         use LeafKind::*;
         Self {
             ca_bundle: paths::ca_bundle(bundle_file),
+            ca_bundle_current: paths::CA_BUNDLE_CURRENT.to_owned(),
             postgres_cert: paths::leaf_cert(PostgresServer),
             postgres_key: paths::leaf_key(PostgresServer),
             rest_cert: paths::leaf_cert(PatroniRest),

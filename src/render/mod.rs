@@ -38,8 +38,8 @@ pub fn render_host(
 ) -> Result<Vec<RenderedFile>, RenderError> {
     let ctx = context::build(inv, material, host, target)?;
     let env = env::environment(templates);
-    let mut out = vec![RenderedFile {
-        path: paths::ca_bundle(&material.ca_bundle_file),
+    let bundle_at = |path: String| RenderedFile {
+        path,
         content: material.ca_bundle_pem.clone(),
         owner: "root",
         group: "root",
@@ -47,7 +47,11 @@ pub fn render_host(
         secret: false,
         unit: None,
         template: None,
-    }];
+    };
+    let mut out = vec![
+        bundle_at(paths::ca_bundle(&material.ca_bundle_file)),
+        bundle_at(paths::CA_BUNDLE_CURRENT.to_owned()),
+    ];
     for role in Role::ALL.into_iter().filter(|r| host.has(*r)) {
         for t in files::TEMPLATES.iter().filter(|t| t.role == role) {
             let tmpl = env

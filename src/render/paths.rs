@@ -46,6 +46,12 @@ pub const PGBOUNCER_AUTH_USER: &str = "pgbouncer_auth";
 /// The role `pgha verify` uses (its own schema `pgha_verify` only; never application data).
 pub const VERIFY_USER: &str = "pgha_verify";
 
+/// The current CA bundle under a path that never changes, its content replaced at each
+/// generation. Patroni's etcd client takes its CA path only at start (a SIGHUP does not rebuild
+/// it) but reads the file again for every new connection, so it must not follow the versioned
+/// name; everything else uses the versioned one.
+pub const CA_BUNDLE_CURRENT: &str = "/etc/pgha/tls/ca-bundle.pem";
+
 /// The CA bundle's path for a bundle file name such as `ca-bundle-1.pem`.
 pub fn ca_bundle(file: &str) -> String {
     format!("{TLS_DIR}/{file}")
