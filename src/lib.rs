@@ -5,7 +5,8 @@
 //! - [`cli`]: clap types, one file per subcommand, and the only printers (`cli::report`,
 //!   `cli::output`). The only place `anyhow` is used.
 //! - [`deploy`], [`verify`]: what `pgha deploy` adds around the engine (preflight, per-host
-//!   targets and inputs, bootstrap SQL) and the end-to-end checks of a deployed cluster.
+//!   targets and inputs, bootstrap SQL) and the end-to-end checks of a deployed cluster;
+//!   [`endpoints`]: the certificate each TLS endpoint presents, read on its host.
 //! - [`engine`]: runs a [`playbook`] over the inventory: plays in order, hosts in parallel,
 //!   gather → plan → apply per task, handlers; check mode; events for the printers.
 //! - [`playbook`]: playbooks/*.yaml (embedded) → validated plays, tasks and handlers (data only).
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;
+pub mod endpoints;
 pub mod engine;
 pub mod facts;
 pub mod inventory;

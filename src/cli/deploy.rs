@@ -147,41 +147,97 @@ pub fn deploy(args: &DeployArgs) -> u8 {
             return exit::INVALID_INPUT;
         }
     }
-    let pb = match playbook::load("deploy", args.playbooks.as_deref(), &inv) {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let conns = match rt.block_on(connect_or_report(&inv, &args.remote, "deploy")) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let templates = match &args.templates {
+        Some(d) => TemplateSource::Dir(d.clone()),
+        None => TemplateSource::Embedded,
+    };
+    let code = converge(
+        &rt,
+        &Converge {
+            inv: &inv,
+            state: args.state.as_deref(),
+            templates: &templates,
+            playbooks: args.playbooks.as_deref(),
+            check: args.check,
+            diff: args.diff,
+            adopt_existing_data: args.adopt_existing_data,
+            remote: &args.remote,
+        },
+        &conns,
+    );
+    rt.block_on(close_all(&conns));
+    code
+}
+
+/// Connects to every host (or `--limit`); when some are unreachable, prints why and returns
+/// the exit code (nothing was changed).
+pub async fn connect_or_report(inv: &Inventory, remote: &RemoteArgs, what: &str) -> Result<BTreeMap<String, Conn>, u8> {
+    let (conns, errors) = connect_all(inv, remote).await;
+    if errors.is_empty() {
+        return Ok(conns);
+    }
+    for e in errors.values() {
+        report::error(e);
+    }
+    report::info(format!(
+        "{what}: {} host(s) unreachable; nothing was changed. Fix them, or leave them out with --limit.",
+        errors.len()
+    ));
+    close_all(&conns).await;
+    Err(exit::FAILED)
+}
+
+/// One convergence run of the deploy playbook over open connections.
+pub struct Converge<'a> {
+    /// The inventory.
+    pub inv: &'a Inventory,
+    /// `--state DIR`.
+    pub state: Option<&'a std::path::Path>,
+    /// Where templates come from.
+    pub templates: &'a TemplateSource,
+    /// `--playbooks DIR`.
+    pub playbooks: Option<&'a std::path::Path>,
+    /// Plan only.
+    pub check: bool,
+    /// Show diffs (with `check`).
+    pub diff: bool,
+    /// `--adopt-existing-data`.
+    pub adopt_existing_data: bool,
+    /// Connection and output options.
+    pub remote: &'a RemoteArgs,
+}
+
+/// Preflight, PKI (issuing what is missing or stale), rendering, then the deploy playbook on
+/// `conns`. Returns the exit code; the connections stay open.
+pub fn converge(rt: &tokio::runtime::Runtime, c: &Converge<'_>, conns: &BTreeMap<String, Conn>) -> u8 {
+    let inv = c.inv;
+    let pb = match playbook::load("deploy", c.playbooks, inv) {
         Ok(p) => p,
         Err(e) => {
             report::error(&e);
             return exit::INVALID_INPUT;
         }
     };
-    let (material, verifiers) = match super::render::material_from_state(&inv, args.state.as_deref()) {
+    let (material, verifiers) = match super::render::material_from_state(inv, c.state) {
         Ok(m) => m,
         Err(e) => {
             report::error(format!("{e:#}"));
             return exit::FAILED;
         }
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let (conns, errors) = rt.block_on(connect_all(&inv, &args.remote));
-    if !errors.is_empty() {
-        for e in errors.values() {
-            report::error(e);
-        }
-        report::info(format!(
-            "deploy: {} host(s) unreachable; nothing was changed. Fix them, or leave them out with --limit.",
-            errors.len()
-        ));
-        rt.block_on(close_all(&conns));
-        return exit::FAILED;
-    }
     // Preflight: one probe per host (it also tells each host's Debian release).
-    let q = preflight::query(&inv);
-    let gathered = rt.block_on(join_all(conns.iter().map(|(name, c)| {
+    let q = preflight::query(inv);
+    let gathered = rt.block_on(join_all(conns.iter().map(|(name, conn)| {
         let q = q.clone();
-        async move { (name.clone(), facts::gather(c.as_ref(), &q).await) }
+        async move { (name.clone(), facts::gather(conn.as_ref(), &q).await) }
     })));
     let mut all_facts = BTreeMap::new();
     for (name, r) in gathered {
@@ -191,19 +247,17 @@ pub fn deploy(args: &DeployArgs) -> u8 {
             }
             Err(e) => {
                 report::error(&e);
-                rt.block_on(close_all(&conns));
                 return exit::FAILED;
             }
         }
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let problems = preflight::check_all(&inv, &all_facts, now, args.adopt_existing_data);
+    let problems = preflight::check_all(inv, &all_facts, now, c.adopt_existing_data);
     if !problems.is_empty() {
         for p in &problems {
             report::error(p);
         }
         report::info(format!("preflight: {} problem(s); nothing was changed", problems.len()));
-        rt.block_on(close_all(&conns));
         return exit::FAILED;
     }
     let targets: BTreeMap<String, Target> = all_facts
@@ -213,47 +267,43 @@ pub fn deploy(args: &DeployArgs) -> u8 {
     let mut releases: Vec<&str> = targets.values().map(|t| t.as_str()).collect();
     releases.sort();
     releases.dedup();
-    if !args.remote.json {
+    if !c.remote.json {
         report::info(format!(
             "preflight: {} host(s) ready ({})",
             targets.len(),
             releases.join(", ")
         ));
     }
-    let templates = match &args.templates {
-        Some(d) => TemplateSource::Dir(d.clone()),
-        None => TemplateSource::Embedded,
-    };
     let inputs = match deploy::host_inputs(
-        &inv,
+        inv,
         &material,
         &verifiers.auth,
         &verifiers.verify,
         &targets,
-        &templates,
+        c.templates,
     ) {
         Ok(i) => i,
         Err(e) => {
             report::error(&e);
-            rt.block_on(close_all(&conns));
             return exit::FAILED;
         }
     };
     let opts = Options {
-        check: args.check,
-        diff: args.diff,
-        verbose: args.remote.verbose,
-        limit: limit(&args.remote.limit),
+        check: c.check,
+        diff: c.diff,
+        verbose: c.remote.verbose,
+        limit: limit(&c.remote.limit),
     };
     let connector = PreOpened {
-        conns,
+        conns: conns.clone(),
         errors: std::sync::Mutex::new(BTreeMap::new()),
     };
-    let (_recap, code) = execute(&rt, &inv, &pb, &inputs, &opts, &args.remote, &connector);
+    let (_recap, code) = execute(rt, inv, &pb, &inputs, &opts, c.remote, &connector);
     code
 }
 
-async fn close_all(conns: &BTreeMap<String, Conn>) {
+/// Closes every connection (errors ignored: the run is over).
+pub async fn close_all(conns: &BTreeMap<String, Conn>) {
     join_all(conns.values().map(|c| {
         let c: Arc<dyn transport::Transport> = c.clone();
         async move {

@@ -7,6 +7,7 @@ pub mod output;
 pub mod pki;
 pub mod render;
 pub mod report;
+pub mod rotate;
 pub mod run;
 pub mod status;
 pub mod uri;
@@ -47,6 +48,8 @@ pub enum Command {
     Plan(deploy::PlanArgs),
     /// Check a deployed cluster end to end with real clients (verify-full TLS).
     Verify(verify::VerifyArgs),
+    /// Renew the certificates (--ca: rotate the CA, trust first) with zero downtime.
+    RotateCerts(rotate::RotateArgs),
     /// The cluster at a glance: etcd, Patroni members, HAProxy servers, PgBouncer pools.
     Status(status::StatusArgs),
     /// A libpq URI for applications (verify-full TLS; password only when asked).
@@ -67,6 +70,7 @@ pub fn run() -> ExitCode {
         Command::Deploy(args) => deploy::deploy(&args),
         Command::Plan(args) => deploy::plan(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::RotateCerts(args) => rotate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Uri(args) => uri::run(&args),
         Command::Run(args) => run::run(&args),

@@ -47,6 +47,12 @@ pub struct Options {
 pub trait Connector: Send + Sync {
     /// A connection to `host`.
     async fn connect(&self, host: &Host) -> Result<Conn, TransportError>;
+
+    /// Whether the run closes the connections it got when it ends (false: the caller opened
+    /// them and goes on using them).
+    fn closes_connections(&self) -> bool {
+        true
+    }
 }
 
 /// SSH connections with the chosen transport.
@@ -104,6 +110,10 @@ impl Connector for PreOpened {
             detail: "no connection".into(),
             hint: "check that the host is up and reachable over SSH".into(),
         }))
+    }
+
+    fn closes_connections(&self) -> bool {
+        false
     }
 }
 
@@ -230,14 +240,16 @@ pub async fn run(
     if cancel.load(Ordering::SeqCst) {
         recap.interrupted = true;
     }
-    // Close every connection cleanly, at once.
-    let closes = states.values().map(|s| async move {
-        let st = s.lock().await;
-        if let Some(c) = &st.conn {
-            let _ = c.close().await;
-        }
-    });
-    join_all(closes).await;
+    // Close every connection cleanly, at once (unless the caller keeps using them).
+    if connector.closes_connections() {
+        let closes = states.values().map(|s| async move {
+            let st = s.lock().await;
+            if let Some(c) = &st.conn {
+                let _ = c.close().await;
+            }
+        });
+        join_all(closes).await;
+    }
     for (name, s) in states {
         let st = s.into_inner();
         let mut counts = st.counts;

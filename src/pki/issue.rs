@@ -72,7 +72,13 @@ pub fn new_key(what: &str) -> Result<KeyPair, PkiError> {
 /// keyCertSign + cRLSign, subject key identifier.
 pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Result<Issued, PkiError> {
     let mut params = CertificateParams::default();
-    params.distinguished_name = name(&format!("pgha {cluster} CA"));
+    // The creation time in the name tells two CAs apart during a rotation (leaves carry the
+    // authority key identifier, so chain building never depends on it).
+    let created = validity
+        .not_before
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]Z"))
+        .unwrap_or_default();
+    params.distinguished_name = name(&format!("pgha {cluster} CA {created}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = validity.not_before;

@@ -157,7 +157,7 @@ pub fn promote(state: &StateDir, r: &mut Rotation) -> Result<(), PkiError> {
             return Err(out_of_step(state, "ca/next.crt is not the CA this rotation began with"));
         }
         let old = current.ok_or_else(|| out_of_step(state, "ca/ca.crt is missing"))?;
-        let archive = state.archived_ca_dir(&old.info().serial_hex());
+        let archive = state.archived_ca_dir(&r.old_ca);
         ensure_private_dir(&archive.parent().unwrap_or(&archive).to_path_buf())?;
         ensure_private_dir(&archive)?;
         old.save_to(&archive.join("ca.crt"), &archive.join("ca.key"))?;

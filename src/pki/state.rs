@@ -73,7 +73,7 @@ impl StateDir {
 
     /// `ca/archive/<serial>/`: a CA replaced by a rotation, kept (never deleted).
     pub fn archived_ca_dir(&self, serial_hex: &str) -> PathBuf {
-        self.ca_dir().join("archive").join(serial_hex)
+        self.ca_dir().join("archive").join(serial_hex.replace(':', ""))
     }
 
     /// `rotation.json`: the phase of a CA rotation in progress (absent otherwise).
