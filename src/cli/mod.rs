@@ -10,6 +10,7 @@ pub mod report;
 pub mod rotate;
 pub mod run;
 pub mod status;
+pub mod trust;
 pub mod uri;
 pub mod validate;
 pub mod verify;

@@ -24,7 +24,7 @@ pub struct PkiArgs {
 pub enum PkiCommand {
     /// Show every certificate the inventory calls for: SANs, not-after, days left, status.
     #[command(
-        after_help = "Examples:\n  pgha pki status inventory/example.yaml\n  pgha pki status inventory/prod.yaml --state /srv/pgha-state --json | jq '.[] | select(.status != \"ok\")'\n\nStatus: ok, expiring (within tls.renew_within_days), missing, mismatch (SANs, EKUs, CA or key).\nWrites nothing. Exit codes: 0 shown, 1 unreadable state, 3 invalid inventory."
+        after_help = "Examples:\n  pgha pki status inventory/example.yaml\n  pgha pki status inventory/prod.yaml --live\n  pgha pki status inventory/prod.yaml --state /srv/pgha-state --json | jq '.[] | select(.status != \"ok\")'\n\nStatus: ok, expiring (within tls.renew_within_days), missing, mismatch (SANs, EKUs, CA or key).\nDuring a CA rotation it shows both CAs and the phase; --live connects to the hosts and shows\nwhich bundle each host's services trust and which CA signed what each TLS endpoint presents.\nWrites nothing. Exit codes: 0 shown, 1 unreadable state, 3 invalid inventory."
     )]
     Status(StatusArgs),
     /// Create the CA once, issue missing or outdated certificates, generate missing secrets.
@@ -45,6 +45,10 @@ pub struct StatusArgs {
     /// Print the rows as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also connect to every host: which trust bundle its services are configured with, and
+    /// which CA signed the certificate each TLS endpoint presents.
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// Arguments of `pgha pki issue`.
@@ -70,17 +74,42 @@ fn status(args: &StatusArgs) -> u8 {
         return exit::INVALID_INPUT;
     };
     let state = StateDir::for_inventory(&inv, args.state.as_deref());
-    match pki::status(&inv, &state, OffsetDateTime::now_utc()) {
-        Ok(rows) if args.json => {
-            report::json(&serde_json::to_value(&rows).unwrap_or_default());
-            exit::OK
+    let rows = match pki::status(&inv, &state, OffsetDateTime::now_utc()) {
+        Ok(rows) => rows,
+        Err(e) => return fail(e),
+    };
+    let live = if args.live {
+        match super::run::runtime() {
+            Ok(rt) => Some(rt.block_on(super::trust::live(&inv, &state))),
+            Err(code) => return code,
         }
-        Ok(rows) => {
-            report::out(report::table(&status_table(&rows)).trim_end());
-            exit::OK
-        }
-        Err(e) => fail(e),
+    } else {
+        None
+    };
+    if args.json {
+        let value = match &live {
+            Some(hosts) => serde_json::json!({ "certificates": rows, "hosts": hosts }),
+            None => serde_json::to_value(&rows).unwrap_or_default(),
+        };
+        report::json(&value);
+        return exit::OK;
     }
+    report::out(report::table(&status_table(&rows)).trim_end());
+    for line in super::trust::summary(&state) {
+        report::out(line);
+    }
+    if let Some(hosts) = live {
+        let mut table = vec![vec!["HOST".to_string(), "TRUSTS".into(), "PRESENTS".into()]];
+        for h in hosts {
+            table.push(vec![
+                h.host,
+                h.error.unwrap_or_else(|| h.trusts.join("; ")),
+                h.presents.join(", "),
+            ]);
+        }
+        report::out(report::table(&table).trim_end());
+    }
+    exit::OK
 }
 
 fn issue(args: &IssueArgs) -> u8 {

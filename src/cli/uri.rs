@@ -118,7 +118,11 @@ pub fn run(args: &UriArgs) -> u8 {
         .unwrap_or_else(|| "postgres".into());
     let state = pki::StateDir::for_inventory(&inv, args.state.as_deref());
     let ca = match pki::current_bundle(&state) {
-        Ok(Some(b)) => std::fs::canonicalize(state.bundle(b.generation)).unwrap_or_else(|_| state.bundle(b.generation)),
+        // The fixed name: it follows a CA rotation (old + new CA during the overlap).
+        Ok(Some(b)) => match pki::bundle::sync_current(&state, &b) {
+            Ok(()) => std::fs::canonicalize(state.current_bundle()).unwrap_or_else(|_| state.current_bundle()),
+            Err(_) => state.bundle(b.generation),
+        },
         _ => {
             report::error(format!(
                 "{}: no CA bundle yet; run pgha deploy first",

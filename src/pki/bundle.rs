@@ -48,7 +48,18 @@ pub fn publish(state: &StateDir, ca_pems: &[&str]) -> Result<TrustBundle, PkiErr
     let generation = newest_generation(state)?.map_or(1, |g| g + 1);
     let pem: String = ca_pems.iter().map(|p| ensure_newline(p)).collect();
     write_atomic(&state.bundle(generation), pem.as_bytes(), FileMode::Public)?;
-    Ok(TrustBundle { generation, pem })
+    let bundle = TrustBundle { generation, pem };
+    sync_current(state, &bundle)?;
+    Ok(bundle)
+}
+
+/// Makes `trust/ca-bundle.pem` (the fixed name for application clients) hold `bundle`.
+pub fn sync_current(state: &StateDir, bundle: &TrustBundle) -> Result<(), PkiError> {
+    let path = state.current_bundle();
+    match fs::read_to_string(&path) {
+        Ok(have) if have == bundle.pem => Ok(()),
+        _ => write_atomic(&path, bundle.pem.as_bytes(), FileMode::Public),
+    }
 }
 
 fn newest_generation(state: &StateDir) -> Result<Option<u32>, PkiError> {
@@ -70,6 +81,11 @@ fn newest_generation(state: &StateDir) -> Result<Option<u32>, PkiError> {
         newest = newest.max(generation);
     }
     Ok(newest)
+}
+
+/// The DER of every certificate in a bundle's PEM text.
+pub fn ders(pem: &str) -> Vec<Vec<u8>> {
+    pem_certificates(pem)
 }
 
 fn ensure_newline(pem: &str) -> String {

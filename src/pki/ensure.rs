@@ -125,7 +125,10 @@ fn load_or_create_ca(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> 
 /// (the first run, or a CA replaced by hand: a planned rotation publishes old + new itself).
 fn ensure_bundle(state: &StateDir, ca: &Ca) -> Result<(TrustBundle, bool), PkiError> {
     match bundle::current(state)? {
-        Some(b) if b.contains(&ca.info().der) => Ok((b, false)),
+        Some(b) if b.contains(&ca.info().der) => {
+            bundle::sync_current(state, &b)?;
+            Ok((b, false))
+        }
         _ => Ok((bundle::publish(state, &[ca.cert_pem()])?, true)),
     }
 }

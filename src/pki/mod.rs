@@ -16,22 +16,26 @@
 //! .pgha/
 //! ├── ca/
 //! │   ├── ca.crt                 current CA certificate (ECDSA P-256, 10 years by default)
-//! │   └── ca.key                 CA private key, 0600 — never copied to a host
+//! │   ├── ca.key                 CA private key, 0600 — never copied to a host
+//! │   ├── next.crt, next.key     during a CA rotation: the CA replacing it
+//! │   └── archive/<serial>/      CAs replaced by a rotation (kept, never deleted)
 //! ├── trust/
-//! │   └── ca-bundle-<N>.pem      trust bundle generation N (hosts install it under this name)
+//! │   ├── ca-bundle-<N>.pem      trust bundle generation N (hosts install it under this name)
+//! │   └── ca-bundle.pem          the newest generation under a fixed name (`pgha uri` uses it)
 //! ├── certs/
 //! │   └── <host>/
 //! │       ├── <kind>.crt         leaf certificate, kind = postgres-server, patroni-rest,
 //! │       └── <kind>.key         patroni-client, haproxy-check, etcd-server, etcd-peer,
 //! │                              pgbouncer-server; key 0600
-//! └── secrets.json               passwords + SCRAM salts per account, 0600
+//! ├── secrets.json               passwords + SCRAM salts per account, 0600
+//! └── rotation.json              during a CA rotation: its next phase (see [`rotation`])
 //! ```
 //!
 //! Nothing in this module prints: the CLI renders [`Report`] and [`CertStatus`]. Private keys
 //! and passwords are [`Secret`]s.
 
 mod assess;
-mod bundle;
+pub mod bundle;
 mod ca;
 mod ensure;
 mod error;

@@ -86,6 +86,13 @@ impl StateDir {
         self.root.join("trust")
     }
 
+    /// `trust/ca-bundle.pem`: the newest generation's content under a name that never changes,
+    /// for application clients (`pgha uri` points at it): it holds old + new CA during a
+    /// rotation's overlap, and only the new CA once every server presents it.
+    pub fn current_bundle(&self) -> PathBuf {
+        self.trust_dir().join("ca-bundle.pem")
+    }
+
     /// `trust/ca-bundle-<generation>.pem`.
     pub fn bundle(&self, generation: u32) -> PathBuf {
         self.trust_dir().join(bundle_file_name(generation))

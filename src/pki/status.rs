@@ -69,6 +69,21 @@ pub struct CertStatus {
 pub fn status(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<Vec<CertStatus>, PkiError> {
     let ca = Ca::load(state)?;
     let mut rows = vec![ca_row(ca.as_ref(), now, inv.tls.renew_within_days)];
+    // During a CA rotation: the CA replacing the current one, or the one it replaced.
+    if let Some(r) = super::rotation::load_rotation(state)? {
+        if let Some(next) = Ca::load_next(state)? {
+            let mut row = ca_row(Some(&next), now, inv.tls.renew_within_days);
+            row.certificate = format!("ca (next, rotation phase {})", r.phase);
+            rows.push(row);
+        } else {
+            let dir = state.archived_ca_dir(&r.old_ca);
+            if let Some(old) = Ca::load_from(&dir.join("ca.crt"), &dir.join("ca.key"))? {
+                let mut row = ca_row(Some(&old), now, inv.tls.renew_within_days);
+                row.certificate = format!("ca (old, rotation phase {})", r.phase);
+                rows.push(row);
+            }
+        }
+    }
     for spec in leaf_specs(inv) {
         let verdict = assess_leaf(state, &spec, ca.as_ref(), now, inv.tls.renew_within_days)?;
         rows.push(leaf_row(&spec, verdict, now));

@@ -422,3 +422,84 @@ fn openssl_verifies_every_leaf() {
         );
     }
 }
+
+fn bundle_ders(state: &StateDir) -> Vec<Vec<u8>> {
+    inspect::pem_certificates(&current_bundle(state).expect("bundle").expect("some bundle").pem)
+}
+
+#[test]
+fn ca_rotation_goes_trust_first_and_archives_the_old_ca() {
+    let (f, _) = issued_fixture();
+    let old = Ca::load(&f.state).expect("load").expect("ca");
+    let gen1 = current_bundle(&f.state).expect("b").expect("b").generation;
+
+    let mut r = rotation::begin(&f.inv, &f.state, now()).expect("begin");
+    assert_eq!(r.phase, Phase::TrustBoth);
+    let next = Ca::load_next(&f.state).expect("next").expect("next CA");
+    assert_ne!(next.info().der, old.info().der);
+    assert_ne!(next.info().common_name, None);
+    assert_eq!(bundle_ders(&f.state), vec![old.info().der.clone(), next.info().der.clone()]);
+    // Leaves still come from the old CA: `ensure` (a plain deploy) issues nothing.
+    assert!(ensure(&f.inv, &f.state, now()).expect("ensure").unchanged());
+    // begin again: the same rotation, no third CA, no new bundle.
+    assert_eq!(rotation::begin(&f.inv, &f.state, now()).expect("again"), r);
+    let gen2 = current_bundle(&f.state).expect("b").expect("b").generation;
+    assert_eq!(gen2, gen1 + 1);
+
+    rotation::promote(&f.state, &mut r).expect("promote");
+    assert_eq!(r.phase, Phase::NewLeaves);
+    assert_eq!(load_rotation(&f.state).expect("load"), Some(r.clone()));
+    let current = Ca::load(&f.state).expect("load").expect("ca");
+    assert_eq!(current.info().der, next.info().der);
+    assert!(!f.state.next_ca_cert().exists() && !f.state.next_ca_key().exists());
+    let archived = f.state.archived_ca_dir(&r.old_ca);
+    assert_eq!(read(&archived.join("ca.crt")), old.cert_pem());
+    assert_eq!(mode(&archived.join("ca.key")), 0o600);
+    rotation::promote(&f.state, &mut r).expect("promote is idempotent");
+
+    // The bundle still trusts both; every leaf is re-issued from the new CA.
+    let report = ensure(&f.inv, &f.state, now()).expect("ensure");
+    assert!(!report.bundle_published);
+    assert_eq!(report.issued().count(), report.leaves.len());
+    assert!(report.issued().all(|l| l.action == LeafAction::Issued(Reason::OtherCa)));
+
+    rotation::trust_new(&f.state, &mut r).expect("trust new");
+    assert_eq!(r.phase, Phase::TrustNew);
+    assert_eq!(bundle_ders(&f.state), vec![next.info().der.clone()]);
+    let gen3 = current_bundle(&f.state).expect("b").expect("b").generation;
+    rotation::trust_new(&f.state, &mut r).expect("idempotent");
+    assert_eq!(current_bundle(&f.state).expect("b").expect("b").generation, gen3);
+    assert!(ensure(&f.inv, &f.state, now()).expect("ensure").unchanged());
+
+    rotation::finish(&f.state).expect("finish");
+    assert_eq!(load_rotation(&f.state).expect("load"), None);
+    assert!(archived.join("ca.key").exists(), "the old CA is kept");
+}
+
+#[test]
+fn renewing_leaves_reissues_all_or_only_the_expiring() {
+    let (f, _) = issued_fixture();
+    let before: Vec<String> = leaf_specs(&f.inv)
+        .iter()
+        .map(|s| read(&f.state.leaf_cert(&s.host, s.kind)))
+        .collect();
+    let none = renew_leaves(&f.inv, &f.state, now(), Renew::ExpiringWithin(1)).expect("renew");
+    assert!(none.iter().all(|o| o.action == LeafAction::Kept));
+    let all = renew_leaves(&f.inv, &f.state, now(), Renew::All).expect("renew");
+    assert!(all.iter().all(|o| o.action == LeafAction::Issued(Reason::Requested)));
+    for (spec, old) in leaf_specs(&f.inv).iter().zip(before) {
+        assert_ne!(read(&f.state.leaf_cert(&spec.host, spec.kind)), old, "{} {}", spec.host, spec.kind);
+    }
+    // A window longer than the leaves' validity renews them all as expiring.
+    let days = f.inv.tls.leaf_validity_days + 1;
+    let late = renew_leaves(&f.inv, &f.state, now(), Renew::ExpiringWithin(days)).expect("renew");
+    assert!(late.iter().all(|o| o.action == LeafAction::Issued(Reason::Expiring)));
+}
+
+#[test]
+fn a_corrupt_rotation_file_is_a_clear_error() {
+    let (f, _) = issued_fixture();
+    fs::write(f.state.rotation(), "{\"phase\": \"sideways\"}").expect("write");
+    let e = load_rotation(&f.state).expect_err("refused").to_string();
+    assert!(e.contains("rotation.json") && e.contains("hint:"), "{e}");
+}
