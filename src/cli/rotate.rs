@@ -178,6 +178,10 @@ impl Session<'_> {
                 "phase {phase}: applied on every host in {:.1} s",
                 step_started.elapsed().as_secs_f64()
             ));
+            if let Err(e) = pki::rotation::mark_applied(self.state, &mut r, phase) {
+                report::error(&e);
+                return exit::FAILED;
+            }
             if phase == Phase::TrustBoth {
                 self.tell_clients();
             }
@@ -369,13 +373,13 @@ enum Expect {
 /// `--check`: what a run would do, from the state directory alone.
 fn plan(inv: &Inventory, state: &StateDir, args: &RotateArgs, rotation: Option<&Rotation>) -> u8 {
     if args.ca {
-        let next = rotation.map_or(Phase::TrustBoth, |r| r.phase);
+        let applied = rotation.and_then(|r| r.applied);
         match rotation {
             Some(r) => report::out(format!("CA rotation in progress: {} → {}", r.old_ca, r.new_ca)),
             None => report::out("CA rotation: a new CA will be generated"),
         }
         for p in Phase::ALL {
-            let mark = if p < next { "done" } else { "todo" };
+            let mark = if Some(p) <= applied { "done" } else { "todo" };
             report::out(format!("  [{mark}] {}: {}", p.as_str(), p.describe()));
         }
         if let Some(stop) = args.stop_after {

@@ -91,6 +91,10 @@ pub struct Rotation {
     pub new_ca: String,
     /// When the rotation began (RFC 3339).
     pub started: String,
+    /// The last phase applied on every host (a re-run applies `phase` again anyway: hosts may
+    /// have drifted).
+    #[serde(default)]
+    pub applied: Option<Phase>,
 }
 
 /// The rotation in progress, if any.
@@ -142,9 +146,19 @@ pub fn begin(inv: &Inventory, state: &StateDir, now: OffsetDateTime) -> Result<R
         started: now
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
+        applied: None,
     };
     save_rotation(state, &r)?;
     Ok(r)
+}
+
+/// Records that `phase` is applied on every host.
+pub fn mark_applied(state: &StateDir, r: &mut Rotation, phase: Phase) -> Result<(), PkiError> {
+    if r.applied < Some(phase) {
+        r.applied = Some(phase);
+        save_rotation(state, r)?;
+    }
+    Ok(())
 }
 
 /// After `trust-both` is applied everywhere: archives the old CA and makes the new one current
