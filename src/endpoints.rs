@@ -100,15 +100,14 @@ async fn probe_host(host: &Host, conn: Option<&Conn>, mine: Vec<Endpoint>) -> Ve
         };
         // Arguments by position: $3.. per endpoint, four each.
         let base = 3 + i * 4;
+        let starttls = if mode == "pg" { "-starttls postgres" } else { "" };
+        let client_args = match client {
+            Some(_) => format!("-cert \"${{{}}}\" -key \"${{{}}}\"", base + 2, base + 3),
+            None => String::new(),
+        };
         script.push_str(&format!(
-            "echo '== {port}'\ntimeout 10 openssl s_client -connect \"$addr:${p}\" -servername \"$name\" {starttls} {client} < /dev/null 2> /dev/null | openssl x509 2> /dev/null || true\n",
+            "echo '== {port}'\ntimeout 10 openssl s_client -connect \"$addr:${{{base}}}\" -servername \"$name\" {starttls} {client_args} < /dev/null 2> /dev/null | openssl x509 2> /dev/null || true\n",
             port = e.port,
-            p = format!("{{{base}}}"),
-            starttls = if mode == "pg" { "-starttls postgres" } else { "" },
-            client = match client {
-                Some(_) => format!("-cert \"${{{}}}\" -key \"${{{}}}\"", base + 2, base + 3),
-                None => String::new(),
-            },
         ));
         args.push(e.port.to_string());
         args.push(mode.to_string());
@@ -118,7 +117,12 @@ async fn probe_host(host: &Host, conn: Option<&Conn>, mine: Vec<Endpoint>) -> Ve
     let cmd = Cmd::script(&script, args);
     let out = match conn.exec(&cmd, None, Duration::from_secs(60)).await {
         Ok(o) if o.success() => o.stdout_text(),
-        Ok(o) => return fail(mine, format!("{}: probe exited {:?}: {}", host.name, o.code, o.stderr_tail(2))),
+        Ok(o) => {
+            return fail(
+                mine,
+                format!("{}: probe exited {:?}: {}", host.name, o.code, o.stderr_tail(2)),
+            );
+        }
         Err(e) => return fail(mine, e.to_string()),
     };
     let sections = split_sections(&out);

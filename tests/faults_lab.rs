@@ -87,7 +87,10 @@ fn deploy_survives_a_host_down_ctrl_c_and_a_host_killed_mid_run() {
     assert_eq!(out.status.code(), Some(1), "{o}\n{e}");
     assert!(e.contains("node3") && e.contains("nothing was changed"), "{e}");
     assert_eq!(
-        on("node1", &["sh", "-c", "test -e /etc/pgha && echo touched || echo untouched"]),
+        on(
+            "node1",
+            &["sh", "-c", "test -e /etc/pgha && echo touched || echo untouched"]
+        ),
         "untouched"
     );
     ok(&["lab", "start", "node3"]);
@@ -126,7 +129,10 @@ fn deploy_survives_a_host_down_ctrl_c_and_a_host_killed_mid_run() {
     let (o, e) = ok(&["deploy", &inv, "--json"]);
     printed.push_str(&o);
     printed.push_str(&e);
-    assert!(o.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "JSON lines: {o}");
+    assert!(
+        o.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON lines: {o}"
+    );
     let (o, e) = ok(&["verify", &inv]);
     printed.push_str(&o);
     printed.push_str(&e);
@@ -150,8 +156,7 @@ fn deploy_survives_a_host_down_ctrl_c_and_a_host_killed_mid_run() {
 
     // No password, no private key, anywhere in what pgha printed.
     let secrets: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(".pgha/secrets.json")).expect("secrets"))
-            .expect("json");
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".pgha/secrets.json")).expect("secrets")).expect("json");
     let accounts = secrets["accounts"].as_object().expect("accounts");
     assert!(accounts.len() >= 6, "{accounts:?}");
     for (name, acc) in accounts {

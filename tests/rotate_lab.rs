@@ -231,7 +231,11 @@ impl Session {
         let status = self.child.wait().expect("psql ends");
         std::thread::sleep(Duration::from_millis(200));
         let answers = self.answers.lock().expect("lock").clone();
-        assert!(status.success(), "{}: the long-lived session died ({status})", self.name);
+        assert!(
+            status.success(),
+            "{}: the long-lived session died ({status})",
+            self.name
+        );
         assert_eq!(
             answers.len(),
             self.sent as usize,
@@ -264,7 +268,10 @@ fn rotate(inv: &str, args: &[&str], sessions: &mut [Session]) -> f64 {
     let secs = started.elapsed().as_secs_f64();
     let (o, e) = common::text(&out);
     assert!(out.status.success(), "pgha {} failed:\n{o}\n{e}", all.join(" "));
-    assert!(!o.contains("PRIVATE KEY") && !e.contains("PRIVATE KEY"), "no key material printed");
+    assert!(
+        !o.contains("PRIVATE KEY") && !e.contains("PRIVATE KEY"),
+        "no key material printed"
+    );
     eprintln!("pgha {}: {secs:.1} s", all.join(" "));
     secs
 }
@@ -294,19 +301,26 @@ fn rotations_under_load_keep_every_client_working() {
     ok(&["verify", &inv]);
     let state = dir.join(".pgha");
     let eps = endpoints(&inv_path);
-    assert_eq!(eps.len(), 3 * 2 + 3 * 2 + 1, "5432 and 8008 on 3 nodes, 2379 and 2380 on 3 members, 6432");
+    assert_eq!(
+        eps.len(),
+        3 * 2 + 3 * 2 + 1,
+        "5432 and 8008 on 3 nodes, 2379 and 2380 on 3 members, 6432"
+    );
 
     // The workload: a table, pgbench writing one row per new TLS connection through
     // PgBouncer, and two long-lived sessions (PgBouncer; HAProxy straight to the primary).
-    let (rw, rw_password) = password_of(&ok(&["uri", &inv, "--database", "app", "--with-password"]).0.trim().to_string());
+    let (rw, rw_password) = password_of(ok(&["uri", &inv, "--database", "app", "--with-password"]).0.trim());
     let (direct, _) = password_of(
-        &ok(&["uri", &inv, "--database", "app", "--with-password", "--via", "haproxy"])
+        ok(&["uri", &inv, "--database", "app", "--with-password", "--via", "haproxy"])
             .0
-            .trim()
-            .to_string(),
+            .trim(),
     );
     let setup = Command::new("psql")
-        .args([&rw, "-XtAc", "create table if not exists rotation_load (id bigserial primary key, at timestamptz default now())"])
+        .args([
+            &rw,
+            "-XtAc",
+            "create table if not exists rotation_load (id bigserial primary key, at timestamptz default now())",
+        ])
         .env("PGPASSWORD", &rw_password)
         .output()
         .expect("psql");
@@ -333,6 +347,12 @@ fn rotations_under_load_keep_every_client_working() {
         assert!(chains_to(e, &ca_before), "{}:{} chains to the CA", e.host, e.port);
     }
 
+    // Nothing is due within a day: nothing renewed, nothing touched.
+    let (o, e) = ok(&["rotate-certs", &inv, "--expiring-within", "1", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(o.lines().last().expect("a summary")).expect("JSON");
+    assert_eq!(summary["renewed"], 0, "{o}\n{e}");
+    assert_eq!(serials(&eps), s1, "nothing changed");
+
     // 2. The CA, trust first, in one run.
     let ca_secs = rotate(&inv, &["--ca"], &mut sessions);
     let s2 = serials(&eps);
@@ -342,7 +362,12 @@ fn rotations_under_load_keep_every_client_working() {
     std::fs::write(&old_ca_file, &old_ca).expect("old ca");
     for e in &eps {
         assert!(chains_to(e, &new_ca), "{}:{} chains to the new CA", e.host, e.port);
-        assert!(!chains_to(e, &old_ca_file), "{}:{} does not chain to the old CA", e.host, e.port);
+        assert!(
+            !chains_to(e, &old_ca_file),
+            "{}:{} does not chain to the old CA",
+            e.host,
+            e.port
+        );
     }
     assert!(!state.join("rotation.json").exists(), "the rotation is complete");
     let archived: Vec<_> = std::fs::read_dir(state.join("ca/archive")).expect("archive").collect();
@@ -368,7 +393,10 @@ fn rotations_under_load_keep_every_client_working() {
     let pem = std::fs::read_to_string(bundle.trim()).expect("bundle");
     assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "old + new CA in {bundle}");
     let (o, e) = ok(&["rotate-certs", &inv, "--ca", "--check"]);
-    assert!(o.contains("[done] trust-both") && o.contains("[todo] new-leaves"), "{o}\n{e}");
+    assert!(
+        o.contains("[done] trust-both") && o.contains("[todo] new-leaves"),
+        "{o}\n{e}"
+    );
     let resume_secs = rotate(&inv, &["--ca"], &mut sessions);
     let s3 = serials(&eps);
     assert_all_new(&s2, &s3, "resumed CA rotation");
@@ -389,5 +417,7 @@ fn rotations_under_load_keep_every_client_working() {
     assert_eq!(failed, 0, "zero failed transactions: {problems:?}");
     let (o, _) = ok(&["verify", &inv]);
     assert!(o.contains("verify: all 7 checks passed"), "{o}");
-    eprintln!("figures: leaf rotation {leaf_secs:.1} s, CA rotation {ca_secs:.1} s, resumed CA rotation {resume_secs:.1} s");
+    eprintln!(
+        "figures: leaf rotation {leaf_secs:.1} s, CA rotation {ca_secs:.1} s, resumed CA rotation {resume_secs:.1} s"
+    );
 }

@@ -24,7 +24,9 @@ use crate::transport::{Cmd, Conn, DEFAULT_TIMEOUT};
 
 /// Arguments of `pgha rotate-certs`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  pgha rotate-certs inventory/prod.yaml                      # every leaf, from the same CA\n  pgha rotate-certs inventory/prod.yaml --expiring-within 30  # for a timer: only what is due\n  pgha rotate-certs inventory/prod.yaml --ca --check          # the CA rotation plan\n  pgha rotate-certs inventory/prod.yaml --ca --stop-after trust-both\n  pgha rotate-certs inventory/prod.yaml --ca                  # resumes where it stopped\n\nLeaves are applied by reloads only: Patroni SIGHUP (REST API and PostgreSQL), HAProxy reload,\nPgBouncer RELOAD then RECONNECT; etcd reads its certificate per handshake. A CA rotation goes\ntrust first: bundle old + new CA everywhere (etcd restarts one member at a time), leaves from\nthe new CA, drain, bundle of the new CA alone. Its phase is kept in STATE/rotation.json; the\nold CA is archived in STATE/ca/archive/. Application clients: during the rotation trust the\nbundle printed (old + new CA); `pgha uri` points at it.\n\nExit codes: 0 done (or planned), 1 a step failed (re-run to continue), 3 invalid inventory,\n130 interrupted (re-run to continue).")]
+#[command(
+    after_help = "Examples:\n  pgha rotate-certs inventory/prod.yaml                      # every leaf, from the same CA\n  pgha rotate-certs inventory/prod.yaml --expiring-within 30  # for a timer: only what is due\n  pgha rotate-certs inventory/prod.yaml --ca --check          # the CA rotation plan\n  pgha rotate-certs inventory/prod.yaml --ca --stop-after trust-both\n  pgha rotate-certs inventory/prod.yaml --ca                  # resumes where it stopped\n\nLeaves are applied by reloads only: Patroni SIGHUP (REST API and PostgreSQL), HAProxy reload,\nPgBouncer RELOAD then RECONNECT; etcd reads its certificate per handshake. A CA rotation goes\ntrust first: bundle old + new CA everywhere (etcd restarts one member at a time), leaves from\nthe new CA, drain, bundle of the new CA alone. Its phase is kept in STATE/rotation.json; the\nold CA is archived in STATE/ca/archive/. Application clients: during the rotation trust the\nbundle printed (old + new CA); `pgha uri` points at it.\n\nExit codes: 0 done (or planned), 1 a step failed (re-run to continue), 3 invalid inventory,\n130 interrupted (re-run to continue)."
+)]
 pub struct RotateArgs {
     /// The inventory file.
     pub inventory: PathBuf,
@@ -102,6 +104,7 @@ pub fn run(args: &RotateArgs) -> u8 {
         state: &state,
         args,
         conns: &conns,
+        renewed: std::cell::Cell::new(0),
     };
     let started = Instant::now();
     let code = if args.ca {
@@ -109,8 +112,22 @@ pub fn run(args: &RotateArgs) -> u8 {
     } else {
         session.rotate_leaves()
     };
+    let secs = started.elapsed().as_secs_f64();
     if code == exit::OK {
-        report::info(format!("rotate-certs: done in {:.1} s", started.elapsed().as_secs_f64()));
+        report::info(format!("rotate-certs: done in {secs:.1} s"));
+    }
+    if args.remote.json {
+        let rotation = pki::load_rotation(&state).ok().flatten();
+        report::json(&serde_json::json!({
+            "event": "rotate-certs",
+            "ca": args.ca,
+            "ok": code == exit::OK,
+            "exit_code": code,
+            "seconds": secs,
+            "renewed": session.renewed.get(),
+            "rotation_in_progress": rotation,
+            "client_bundle": state.current_bundle(),
+        }));
     }
     rt.block_on(close_all(&conns));
     code
@@ -122,6 +139,8 @@ struct Session<'a> {
     state: &'a StateDir,
     args: &'a RotateArgs,
     conns: &'a BTreeMap<String, Conn>,
+    /// Leaves renewed by this run (for `--json`).
+    renewed: std::cell::Cell<usize>,
 }
 
 impl Session<'_> {
@@ -135,6 +154,7 @@ impl Session<'_> {
             }
         };
         let renewed = outcomes.iter().filter(|o| o.action != LeafAction::Kept).count();
+        self.renewed.set(renewed);
         report::info(format!(
             "rotate-certs: {renewed} of {} certificate(s) renewed in {}",
             outcomes.len(),
@@ -287,11 +307,18 @@ impl Session<'_> {
                     "-c",
                     "RECONNECT",
                 ]);
-                let out = conn.exec(&cmd, None, DEFAULT_TIMEOUT).await.map_err(|e| e.to_string())?;
+                let out = conn
+                    .exec(&cmd, None, DEFAULT_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if out.success() {
                     Ok(())
                 } else {
-                    Err(format!("{}: PgBouncer RECONNECT failed: {}", h.name, out.stderr_tail(2)))
+                    Err(format!(
+                        "{}: PgBouncer RECONNECT failed: {}",
+                        h.name,
+                        out.stderr_tail(2)
+                    ))
                 }
             }
         }))
@@ -326,7 +353,11 @@ impl Session<'_> {
                 for (p, _) in stale_rest {
                     if let Some(c) = self.conns.get(p.endpoint.host.as_str()) {
                         let _ = c
-                            .exec(&Cmd::new("systemctl").args(["reload", "patroni"]), None, DEFAULT_TIMEOUT)
+                            .exec(
+                                &Cmd::new("systemctl").args(["reload", "patroni"]),
+                                None,
+                                DEFAULT_TIMEOUT,
+                            )
                             .await;
                     }
                 }

@@ -37,7 +37,10 @@ fn known_cas(state: &StateDir) -> Vec<KnownCa> {
     if let Ok(entries) = std::fs::read_dir(state.ca_dir().join("archive")) {
         for e in entries.flatten() {
             let dir = e.path();
-            add("old", Ca::load_from(&dir.join("ca.crt"), &dir.join("ca.key")).ok().flatten());
+            add(
+                "old",
+                Ca::load_from(&dir.join("ca.crt"), &dir.join("ca.key")).ok().flatten(),
+            );
         }
     }
     out
@@ -84,7 +87,10 @@ pub fn summary(state: &StateDir) -> Vec<String> {
         ));
     }
     if let Ok(Some(b)) = pki::current_bundle(state) {
-        lines.push(format!("newest trust bundle {}", bundle_line(state, &cas, &b.file_name())));
+        lines.push(format!(
+            "newest trust bundle {}",
+            bundle_line(state, &cas, &b.file_name())
+        ));
         lines.push(format!(
             "application clients: {} (same content, fixed name)",
             state.current_bundle().display()
@@ -128,21 +134,20 @@ pub async fn live(inv: &Inventory, state: &StateDir) -> Vec<HostTrust> {
         "grep -ho 'ca-bundle-[0-9]*\\.pem' \"$@\" 2>/dev/null | sort -u; true",
         configs,
     );
-    let trusts: BTreeMap<String, Result<Vec<String>, String>> =
-        join_all(conns.iter().map(|(name, c)| {
-            let grep = grep.clone();
-            async move {
-                let r = match c.exec(&grep, None, DEFAULT_TIMEOUT).await {
-                    Ok(o) if o.success() => Ok(o.stdout_text().lines().map(str::to_owned).collect()),
-                    Ok(o) => Err(o.stderr_tail(2)),
-                    Err(e) => Err(e.to_string()),
-                };
-                (name.clone(), r)
-            }
-        }))
-        .await
-        .into_iter()
-        .collect();
+    let trusts: BTreeMap<String, Result<Vec<String>, String>> = join_all(conns.iter().map(|(name, c)| {
+        let grep = grep.clone();
+        async move {
+            let r = match c.exec(&grep, None, DEFAULT_TIMEOUT).await {
+                Ok(o) if o.success() => Ok(o.stdout_text().lines().map(str::to_owned).collect()),
+                Ok(o) => Err(o.stderr_tail(2)),
+                Err(e) => Err(e.to_string()),
+            };
+            (name.clone(), r)
+        }
+    }))
+    .await
+    .into_iter()
+    .collect();
     let presented = endpoints::probe(inv, &conns).await;
     close_all(&conns).await;
     inv.hosts

@@ -76,7 +76,9 @@ pub fn self_signed_ca(cluster: &str, key: &KeyPair, validity: Validity) -> Resul
     // authority key identifier, so chain building never depends on it).
     let created = validity
         .not_before
-        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]Z"))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]Z"
+        ))
         .unwrap_or_default();
     params.distinguished_name = name(&format!("pgha {cluster} CA {created}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));

@@ -438,7 +438,10 @@ fn ca_rotation_goes_trust_first_and_archives_the_old_ca() {
     let next = Ca::load_next(&f.state).expect("next").expect("next CA");
     assert_ne!(next.info().der, old.info().der);
     assert_ne!(next.info().common_name, None);
-    assert_eq!(bundle_ders(&f.state), vec![old.info().der.clone(), next.info().der.clone()]);
+    assert_eq!(
+        bundle_ders(&f.state),
+        vec![old.info().der.clone(), next.info().der.clone()]
+    );
     // Leaves still come from the old CA: `ensure` (a plain deploy) issues nothing.
     assert!(ensure(&f.inv, &f.state, now()).expect("ensure").unchanged());
     // begin again: the same rotation, no third CA, no new bundle.
@@ -488,7 +491,13 @@ fn renewing_leaves_reissues_all_or_only_the_expiring() {
     let all = renew_leaves(&f.inv, &f.state, now(), Renew::All).expect("renew");
     assert!(all.iter().all(|o| o.action == LeafAction::Issued(Reason::Requested)));
     for (spec, old) in leaf_specs(&f.inv).iter().zip(before) {
-        assert_ne!(read(&f.state.leaf_cert(&spec.host, spec.kind)), old, "{} {}", spec.host, spec.kind);
+        assert_ne!(
+            read(&f.state.leaf_cert(&spec.host, spec.kind)),
+            old,
+            "{} {}",
+            spec.host,
+            spec.kind
+        );
     }
     // A window longer than the leaves' validity renews them all as expiring.
     let days = f.inv.tls.leaf_validity_days + 1;
