@@ -77,11 +77,11 @@ impl RunId {
         ok.then(|| Self(s.to_string()))
     }
 
-    /// A fresh id: `drill-<UTC yyyymmdd-hhmmss>-<4 hex digits>`.
+    /// A fresh id: `<UTC yyyymmdd-hhmmss>-<4 hex digits>` (units are `pgha-drill-<id>`).
     pub fn generate() -> Self {
         let now = time::OffsetDateTime::now_utc();
         let s = format!(
-            "drill-{:04}{:02}{:02}-{:02}{:02}{:02}-{:04x}",
+            "{:04}{:02}{:02}-{:02}{:02}{:02}-{:04x}",
             now.year(),
             u8::from(now.month()),
             now.day(),
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn run_ids_are_safe_words() {
         let id = RunId::generate();
-        assert!(id.as_str().starts_with("drill-"), "{id}");
+        assert_eq!(id.as_str().len(), "20261129-081234-ab12".len(), "{id}");
         assert_eq!(RunId::new(id.as_str()), Some(id.clone()));
         assert!(RunId::new("").is_none());
         assert!(RunId::new("Drill").is_none());

@@ -284,6 +284,14 @@ pub fn preview(kind: Kind, inv: &Inventory, db: &str, lab: bool) -> Vec<String> 
                 .into(),
         );
     }
+    lines.push(if lab {
+        "     if pgha itself dies mid-drill, bring the host back by hand: pgha lab start HOST / pgha lab heal HOST".into()
+    } else {
+        format!(
+            "     each stopped service is guarded by a dead-man timer on its host: it starts again by itself after {} min if pgha dies mid-drill",
+            super::fault::DEADMAN_S / 60
+        )
+    });
     lines
 }
 
@@ -423,5 +431,6 @@ mod tests {
         assert!(p.contains("stop 2 of the 3 etcd members (etcd1, etcd2, etcd3)"), "{p}");
         let p = preview(Kind::Failover, &real_inventory(), "postgres", false).join("\n");
         assert!(p.contains("SIGKILL patroni"), "{p}");
+        assert!(p.contains("dead-man timer") && p.contains("after 10 min"), "{p}");
     }
 }
