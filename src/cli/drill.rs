@@ -158,6 +158,7 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
     let ca = state.bundle(bundle.generation);
     let port = inv.pgbouncer.port.get();
     let sql = Arc::new(SqlTarget {
+        program: "psql".into(),
         rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
         ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
         password,
@@ -194,6 +195,7 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
             remote_ca: paths::ca_bundle(&bundle.file_name()),
             progress: Arc::new(|line: &str| report::info(line)),
             cancel,
+            pace: sequence::Pace::default(),
             inv: inv.clone(),
         };
         report::info(format!(

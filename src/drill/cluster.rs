@@ -47,6 +47,15 @@ impl Hosts {
         }
     }
 
+    /// Connections already open (tests give scripted transports); others open on first use.
+    pub fn preopened(inv: &Inventory, kind: transport::Kind, conns: BTreeMap<String, Conn>) -> Self {
+        let hosts = Self::new(inv, kind, false);
+        Self {
+            conns: Mutex::new(conns),
+            ..hosts
+        }
+    }
+
     async fn conn(&self, host: &str) -> Result<Conn, DrillError> {
         if let Some(c) = self.conns.lock().await.get(host) {
             return Ok(c.clone());

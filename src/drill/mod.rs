@@ -19,6 +19,8 @@ pub mod fault;
 pub mod plan;
 pub mod sampler;
 pub mod sequence;
+#[cfg(test)]
+mod sequence_tests;
 pub mod verdict;
 pub mod writer;
 

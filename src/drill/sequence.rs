@@ -21,12 +21,24 @@ use super::writer::{self, Attempt, SqlTarget, Writer};
 use super::{DrillError, Kind, Progress, Report, RunId, Timings, now_ms};
 use crate::inventory::{Inventory, Role};
 use crate::lab::LabPaths;
-use crate::transport::{Cmd, local};
 
-/// Writes before the fault.
-pub const BASELINE: Duration = Duration::from_secs(5);
-/// Writes after everything is back.
-pub const TAIL: Duration = Duration::from_secs(5);
+/// How long the writer runs before the fault and after everything is back.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Writes before the fault.
+    pub baseline: Duration,
+    /// Writes after everything is back.
+    pub tail: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            baseline: Duration::from_secs(5),
+            tail: Duration::from_secs(5),
+        }
+    }
+}
 /// How long the old leader may take to rejoin after the fault is undone (a lab machine boots,
 /// pg_rewind runs, the replica catches up).
 pub const REJOIN_BOUND: Duration = Duration::from_secs(300);
@@ -71,6 +83,8 @@ pub struct Setup {
     pub progress: Progress,
     /// Becomes true on Ctrl-C.
     pub cancel: watch::Receiver<bool>,
+    /// Baseline and tail.
+    pub pace: Pace,
 }
 
 /// Time labels relative to the fault: `[before]`, then `[t+12.3s]`.
@@ -192,15 +206,15 @@ pub async fn run(s: &Setup) -> Report {
             s.db
         ),
     );
-    let mut interrupted = s.pause(BASELINE).await.is_err();
+    let mut interrupted = s.pause(s.pace.baseline).await.is_err();
     let acked_before = writer.snapshot().iter().filter(|a| a.ok()).count();
     let armed = if interrupted {
         Vec::new()
     } else if acked_before == 0 {
         r.fail(format!(
-            "baseline: no write acknowledged through {}_rw in {} s; nothing was faulted",
+            "baseline: no write acknowledged through {}_rw in {:.1} s; nothing was faulted",
             s.db,
-            BASELINE.as_secs()
+            s.pace.baseline.as_secs_f64()
         ));
         Vec::new()
     } else {
@@ -252,7 +266,7 @@ pub async fn run(s: &Setup) -> Report {
                 Kind::Failover | Kind::Partition => wait_rejoin(s, &mut r, &clock, restore_ms).await,
                 Kind::QuorumLoss => wait_rw_back(s, &mut r, &writer, &clock, restore_ms).await,
             };
-            interrupted = back.is_err() || s.pause(TAIL).await.is_err();
+            interrupted = back.is_err() || s.pause(s.pace.tail).await.is_err();
         }
     }
     let attempts = writer.stop().await;
@@ -286,11 +300,13 @@ pub async fn run(s: &Setup) -> Report {
 
 /// Checks everything that can be checked before touching the cluster; the actions to take.
 async fn prepare(s: &Setup, r: &mut Report, clock: &Clock) -> Result<Vec<Action>, DrillError> {
-    let psql = local::run(&Cmd::new("psql").arg("--version"), &[], Duration::from_secs(10)).await;
-    if !psql.as_ref().is_ok_and(|o| o.success()) {
+    if !s.sql.available().await {
         return Err(DrillError::Step {
             step: "psql on this machine".into(),
-            detail: "`psql --version` failed; install it (apt-get install postgresql-client)".into(),
+            detail: format!(
+                "`{} --version` failed; install it (apt-get install postgresql-client)",
+                s.sql.program
+            ),
         });
     }
     let mut wanted = s.pg_hosts();
@@ -329,17 +345,13 @@ async fn prepare(s: &Setup, r: &mut Report, clock: &Clock) -> Result<Vec<Action>
         s.say(clock, &format!("warning: {d} (pgha deploy reconciles it)"));
     }
     let actions = plan::actions(s.kind, &s.inv, &healthy.leader, s.lab.as_ref().map(|l| &l.names))?;
-    writer::psql_retry(
-        &s.sql.rw,
-        &s.sql.password,
-        writer::CREATE_TABLE,
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(|detail| DrillError::Step {
-        step: format!("RW through PgBouncer ({}_rw)", s.db),
-        detail,
-    })?;
+    s.sql
+        .run_retry(&s.sql.rw, writer::CREATE_TABLE, Duration::from_secs(30))
+        .await
+        .map_err(|detail| DrillError::Step {
+            step: format!("RW through PgBouncer ({}_rw)", s.db),
+            detail,
+        })?;
     s.say(
         clock,
         &format!(
@@ -564,7 +576,7 @@ async fn observe_quorum_loss(
         }
     }
     let sql = "SELECT pg_is_in_recovery()";
-    match writer::psql_retry(&s.sql.ro, &s.sql.password, sql, RO_BOUND).await {
+    match s.sql.run_retry(&s.sql.ro, sql, RO_BOUND).await {
         Ok(answer) => {
             r.ro_served = Some(true);
             s.say(
@@ -656,7 +668,9 @@ async fn count_rows(s: &Setup, r: &mut Report, attempts: &[Attempt], interrupted
     } else {
         COUNT_BOUND
     };
-    let counted = writer::psql_retry(&s.sql.rw, &s.sql.password, &writer::count_sql(&s.run), bound)
+    let counted = s
+        .sql
+        .run_retry(&s.sql.rw, &writer::count_sql(&s.run), bound)
         .await
         .and_then(|out| writer::parse_rows(&out));
     match counted {

@@ -27,12 +27,45 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where and as whom the drill's SQL runs.
 pub struct SqlTarget {
+    /// The psql program (`psql`; tests give a stand-in).
+    pub program: String,
     /// `<db>_rw` through PgBouncer.
     pub rw: String,
     /// `<db>_ro` through PgBouncer.
     pub ro: String,
     /// `pgha_verify`'s password (passed in `PGPASSWORD`, never on a command line).
     pub password: Secret<String>,
+}
+
+impl SqlTarget {
+    /// Runs `sql` against `conninfo` (`self.rw` or `self.ro`) within `timeout`.
+    pub async fn run(&self, conninfo: &str, sql: &str, timeout: Duration) -> Result<String, String> {
+        psql(&self.program, conninfo, &self.password, sql, timeout).await
+    }
+
+    /// Retries `sql` until it succeeds or `bound` passes (PgBouncer refuses for
+    /// `server_login_retry` after a failed login, a new primary takes HAProxy a few checks).
+    pub async fn run_retry(&self, conninfo: &str, sql: &str, bound: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + bound;
+        loop {
+            match self.run(conninfo, sql, Duration::from_secs(10)).await {
+                Ok(out) => return Ok(out),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    /// Whether the psql program runs here.
+    pub async fn available(&self) -> bool {
+        local::run(
+            &Cmd::new(self.program.as_str()).arg("--version"),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .is_ok_and(|o| o.success())
+    }
 }
 
 /// A libpq connection string to PgBouncer's `dbname` alias on `host`: dialled by address,
@@ -84,9 +117,16 @@ pub fn parse_rows(stdout: &str) -> Result<BTreeSet<u64>, String> {
         .collect()
 }
 
-/// Runs `sql` with local psql against `conninfo` within `timeout`; stdout, or the error.
-pub async fn psql(conninfo: &str, password: &Secret<String>, sql: &str, timeout: Duration) -> Result<String, String> {
-    let cmd = Cmd::new("psql").args([conninfo, "-XqtA", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+/// Runs `sql` with the local `program` (psql) against `conninfo` within `timeout`; stdout, or
+/// the error.
+pub async fn psql(
+    program: &str,
+    conninfo: &str,
+    password: &Secret<String>,
+    sql: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let cmd = Cmd::new(program).args([conninfo, "-XqtA", "-v", "ON_ERROR_STOP=1", "-c", sql]);
     let out = local::run(&cmd, &[("PGPASSWORD", password.expose().as_str())], timeout).await?;
     if out.success() {
         Ok(out.stdout_text())
@@ -97,24 +137,6 @@ pub async fn psql(conninfo: &str, password: &Secret<String>, sql: &str, timeout:
         } else {
             err.trim().to_string()
         })
-    }
-}
-
-/// Retries `sql` until it succeeds or `bound` passes (PgBouncer refuses for
-/// `server_login_retry` after a failed login, a new primary takes HAProxy a few checks).
-pub async fn psql_retry(
-    conninfo: &str,
-    password: &Secret<String>,
-    sql: &str,
-    bound: Duration,
-) -> Result<String, String> {
-    let deadline = Instant::now() + bound;
-    loop {
-        match psql(conninfo, password, sql, Duration::from_secs(10)).await {
-            Ok(out) => return Ok(out),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
     }
 }
 
@@ -164,7 +186,7 @@ impl Writer {
                 }
                 let t0 = Instant::now();
                 let start_ms = now_ms();
-                let r = psql(&target.rw, &target.password, &insert_sql(&run, n), ATTEMPT_TIMEOUT).await;
+                let r = target.run(&target.rw, &insert_sql(&run, n), ATTEMPT_TIMEOUT).await;
                 let end_ms = now_ms();
                 let attempt = match r {
                     Ok(out) => match parse_server(&out) {
