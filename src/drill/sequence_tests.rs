@@ -69,6 +69,8 @@ struct World {
     promoted_ms: AtomicI64,
     etcd_down: AtomicBool,
     log: Mutex<Vec<(String, String)>>,
+    /// Ctrl-C, pressed this long after the kill.
+    interrupt: Mutex<Option<(Duration, Arc<watch::Sender<bool>>)>>,
 }
 
 impl World {
@@ -90,6 +92,7 @@ impl World {
             promoted_ms: AtomicI64::new(0),
             etcd_down: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            interrupt: Mutex::new(None),
         })
     }
 
@@ -169,6 +172,12 @@ impl World {
         if line.contains("systemctl kill") {
             self.kill_ms.store(now_ms(), Ordering::SeqCst);
             self.set_down(true);
+            if let Some((after, tx)) = self.interrupt.lock().expect("lock").take() {
+                std::thread::spawn(move || {
+                    std::thread::sleep(after);
+                    let _ = tx.send(true);
+                });
+            }
             if self.promote {
                 *self.phase.lock().expect("lock") = Phase::Promoted;
                 let world = self.clone();
@@ -253,6 +262,7 @@ struct Drill {
     progress: Vec<String>,
 }
 
+/// Runs a drill on scripted hosts; `interrupt_after`: Ctrl-C that long after the kill.
 async fn drill(kind: Kind, promote: bool, unhealthy: bool, interrupt_after: Option<Duration>) -> Drill {
     let dir = tempfile::tempdir().expect("tempdir");
     let world = World::new(dir.path(), promote, unhealthy);
@@ -271,11 +281,7 @@ async fn drill(kind: Kind, promote: bool, unhealthy: bool, interrupt_after: Opti
     let (tx, cancel) = watch::channel(false);
     let tx = Arc::new(tx);
     if let Some(after) = interrupt_after {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(true);
-        });
+        *world.interrupt.lock().expect("lock") = Some((after, tx.clone()));
     }
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
@@ -383,7 +389,7 @@ async fn quorum_loss_refuses_writes_serves_reads_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_undoes_the_fault_before_returning() {
-    // Nobody takes over: the drill would wait for minutes; Ctrl-C comes after 1.5 s.
+    // Nobody takes over: the drill would wait for minutes; Ctrl-C comes 1.5 s after the kill.
     let d = drill(Kind::Failover, false, false, Some(Duration::from_millis(1500))).await;
     let r = &d.report;
     assert!(r.interrupted && !r.passed, "{r:?}");
