@@ -126,14 +126,6 @@ pub enum DrillError {
         /// What happened.
         detail: String,
     },
-    /// A wait ran out.
-    #[error("{step}: still not the case after {secs} s")]
-    Timeout {
-        /// What was waited for.
-        step: String,
-        /// The bound.
-        secs: u64,
-    },
     /// Ctrl-C.
     #[error("interrupted (Ctrl-C)")]
     Interrupted,

@@ -168,6 +168,16 @@ impl Setup {
     }
 }
 
+/// What the fault phase did.
+struct Faulted {
+    /// Actions injected (and undone).
+    injected: Vec<Action>,
+    /// When, ms since the epoch (0: never).
+    fault_ms: i64,
+    /// Ctrl-C cut the drill short.
+    interrupted: bool,
+}
+
 /// Runs the drill; the report says what happened (`passed`, `failures`, `interrupted`).
 pub async fn run(s: &Setup) -> Report {
     let timings = Timings::from_inventory(&s.inv);
@@ -206,73 +216,98 @@ pub async fn run(s: &Setup) -> Report {
             s.db
         ),
     );
-    let mut interrupted = s.pause(s.pace.baseline).await.is_err();
-    let acked_before = writer.snapshot().iter().filter(|a| a.ok()).count();
-    let armed = if interrupted {
-        Vec::new()
-    } else if acked_before == 0 {
+    let faulted = match baseline(s, &mut r, &writer, &actions).await {
+        Ok(armed) => fault_phase(s, &mut r, &writer, &clock, &armed).await,
+        Err(interrupted) => Faulted {
+            injected: Vec::new(),
+            fault_ms: 0,
+            interrupted,
+        },
+    };
+    finish(s, r, writer, &clock, &pg, faulted).await
+}
+
+/// Writes for the baseline, then arms the actions' dead-man timers. `Ok`: the armed actions;
+/// `Err(interrupted)`: nothing will be faulted (a failure is recorded unless interrupted).
+async fn baseline(s: &Setup, r: &mut Report, writer: &Writer, actions: &[Action]) -> Result<Vec<Action>, bool> {
+    if s.pause(s.pace.baseline).await.is_err() {
+        return Err(true);
+    }
+    if !writer.snapshot().iter().any(Attempt::ok) {
         r.fail(format!(
             "baseline: no write acknowledged through {}_rw in {:.1} s; nothing was faulted",
             s.db,
             s.pace.baseline.as_secs_f64()
         ));
-        Vec::new()
-    } else {
-        match arm(s, &actions).await {
-            Ok(()) => actions.clone(),
-            Err(e) => {
-                r.fail(format!("dead-man timer: {e}; nothing was faulted"));
-                Vec::new()
-            }
-        }
-    };
-    let mut fault_ms = 0;
-    let mut injected: Vec<Action> = Vec::new();
-    if !armed.is_empty() {
-        let faulter = s.faulter();
-        fault_ms = now_ms();
-        clock.set_fault(fault_ms);
-        let mut inject_error = None;
-        for a in &armed {
-            s.say(&clock, &a.describe());
-            // Recorded before it runs: undoing a fault that did not happen is harmless.
-            injected.push(a.clone());
-            r.faults.push(a.describe());
-            if let Err(e) = faulter.inject(a).await {
-                inject_error = Some(e);
-                break;
-            }
-        }
-        let observed = match inject_error {
-            Some(e) => Err(e),
-            None => observe(s, &mut r, &writer, &clock, fault_ms, &armed).await,
-        };
-        match observed {
-            Ok(()) => {}
-            Err(DrillError::Interrupted) => interrupted = true,
-            Err(e) => r.fail(e),
-        }
-        interrupted |= s.cancelled();
-        if interrupted {
-            s.say(&clock, "interrupted: undoing the fault before exiting");
-        }
-        let restore_ms = now_ms();
-        undo_all(s, &mut r, &clock, &injected).await;
-        if let Some(g) = analysis::longest_gap_within(&writer.snapshot(), now_ms(), fault_ms, restore_ms) {
-            r.rw_gap_during_quorum_loss_s = (s.kind == Kind::QuorumLoss).then(|| g.secs());
-        }
-        if !interrupted {
-            let back = match s.kind {
-                Kind::Failover | Kind::Partition => wait_rejoin(s, &mut r, &clock, restore_ms).await,
-                Kind::QuorumLoss => wait_rw_back(s, &mut r, &writer, &clock, restore_ms).await,
-            };
-            interrupted = back.is_err() || s.pause(s.pace.tail).await.is_err();
+        return Err(false);
+    }
+    match arm(s, actions).await {
+        Ok(()) => Ok(actions.to_vec()),
+        Err(e) => {
+            r.fail(format!("dead-man timer: {e}; nothing was faulted"));
+            Err(false)
         }
     }
+}
+
+/// Injects the actions, observes, undoes them (on every path), and waits for the cluster to
+/// come back; then a few more writes.
+async fn fault_phase(s: &Setup, r: &mut Report, writer: &Writer, clock: &Clock, armed: &[Action]) -> Faulted {
+    let faulter = s.faulter();
+    let fault_ms = now_ms();
+    clock.set_fault(fault_ms);
+    let mut injected: Vec<Action> = Vec::new();
+    let mut inject_error = None;
+    for a in armed {
+        s.say(clock, &a.describe());
+        // Recorded before it runs: undoing a fault that did not happen is harmless.
+        injected.push(a.clone());
+        r.faults.push(a.describe());
+        if let Err(e) = faulter.inject(a).await {
+            inject_error = Some(e);
+            break;
+        }
+    }
+    let observed = match inject_error {
+        Some(e) => Err(e),
+        None => observe(s, r, writer, clock, fault_ms, armed).await,
+    };
+    let mut interrupted = false;
+    match observed {
+        Ok(()) => {}
+        Err(DrillError::Interrupted) => interrupted = true,
+        Err(e) => r.fail(e),
+    }
+    interrupted |= s.cancelled();
+    if interrupted {
+        s.say(clock, "interrupted: undoing the fault before exiting");
+    }
+    let restore_ms = now_ms();
+    undo_all(s, r, clock, &injected).await;
+    if s.kind == Kind::QuorumLoss {
+        r.rw_gap_during_quorum_loss_s =
+            analysis::longest_gap_within(&writer.snapshot(), now_ms(), fault_ms, restore_ms).map(|g| g.secs());
+    }
+    if !interrupted {
+        let back = match s.kind {
+            Kind::Failover | Kind::Partition => wait_rejoin(s, r, clock, restore_ms).await,
+            Kind::QuorumLoss => wait_rw_back(s, r, writer, clock, restore_ms).await,
+        };
+        interrupted = back.is_err() || s.pause(s.pace.tail).await.is_err();
+    }
+    Faulted {
+        injected,
+        fault_ms,
+        interrupted,
+    }
+}
+
+/// Stops the writer, counts the rows, reads the samplers back, and judges.
+async fn finish(s: &Setup, mut r: Report, writer: Writer, clock: &Clock, pg: &[String], f: Faulted) -> Report {
     let attempts = writer.stop().await;
     let end_ms = now_ms();
-    s.say(&clock, &format!("writer stopped after {} attempts", attempts.len()));
-    let faulted = !injected.is_empty();
+    s.say(clock, &format!("writer stopped after {} attempts", attempts.len()));
+    let faulted = !f.injected.is_empty();
     if faulted
         && r.new_leader.is_none()
         && let Ok(m) = s.members(&BTreeSet::new()).await
@@ -280,9 +315,9 @@ pub async fn run(s: &Setup) -> Report {
         r.new_leader = cluster::leader(&m).map(str::to_string);
     }
     if faulted {
-        count_rows(s, &mut r, &attempts, interrupted).await;
+        count_rows(s, &mut r, &attempts, f.interrupted).await;
     }
-    let timelines = match read_samplers(s, &pg).await {
+    let timelines = match read_samplers(s, pg).await {
         Ok(t) => t,
         Err(errors) => {
             for e in errors {
@@ -292,8 +327,8 @@ pub async fn run(s: &Setup) -> Report {
         }
     };
     s.hosts.close_all().await;
-    figures(s, &mut r, &attempts, &timelines, fault_ms, end_ms, faulted);
-    r.interrupted = interrupted;
+    figures(s, &mut r, &attempts, &timelines, f.fault_ms, end_ms, faulted);
+    r.interrupted = f.interrupted;
     r.judge();
     r
 }
