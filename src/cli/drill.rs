@@ -305,14 +305,14 @@ fn print_report(r: &Report, json: bool) {
     row(
         "timings",
         format!(
-            "Patroni ttl {} s, loop_wait {} s, retry_timeout {} s; HAProxy inter {} ms fall {} rise {}; synchronous_mode {:?}, failsafe_mode {}",
+            "Patroni ttl {} s, loop_wait {} s, retry_timeout {} s; HAProxy inter {} ms fall {} rise {}; synchronous_mode {}, failsafe_mode {}",
             t.ttl,
             t.loop_wait,
             t.retry_timeout,
             t.haproxy_inter_ms,
             t.haproxy_fall,
             t.haproxy_rise,
-            t.synchronous_mode,
+            crate::drill::sync_word(t.synchronous_mode),
             t.failsafe_mode
         ),
     );

@@ -260,9 +260,9 @@ impl DcsConfig {
         }
         if self.sync_mode() != p.synchronous_mode {
             out.push(format!(
-                "synchronous_mode is {:?} in the cluster, {:?} in the inventory",
-                self.sync_mode(),
-                p.synchronous_mode
+                "synchronous_mode is {} in the cluster, {} in the inventory",
+                super::sync_word(self.sync_mode()),
+                super::sync_word(p.synchronous_mode)
             ));
         }
         if self.failsafe_mode.unwrap_or(false) != p.failsafe_mode {
