@@ -101,9 +101,8 @@ async fn probe_host(host: &Host, conn: Option<&Conn>, mine: Vec<Endpoint>) -> Ve
         // Arguments by position: $3.. per endpoint, four each.
         let base = 3 + i * 4;
         script.push_str(&format!(
-            "echo '== {port}'\ntimeout 10 openssl s_client -connect \"$addr:${p}\" -servername \"$name\" {starttls} {client} < /dev/null 2> /dev/null | openssl x509 2> /dev/null || true\n",
+            "echo '== {port}'\ntimeout 10 openssl s_client -connect \"$addr:${{{base}}}\" -servername \"$name\" {starttls} {client} < /dev/null 2> /dev/null | openssl x509 2> /dev/null || true\n",
             port = e.port,
-            p = format!("{{{base}}}"),
             starttls = if mode == "pg" { "-starttls postgres" } else { "" },
             client = match client {
                 Some(_) => format!("-cert \"${{{}}}\" -key \"${{{}}}\"", base + 2, base + 3),

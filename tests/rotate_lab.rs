@@ -298,12 +298,11 @@ fn rotations_under_load_keep_every_client_working() {
 
     // The workload: a table, pgbench writing one row per new TLS connection through
     // PgBouncer, and two long-lived sessions (PgBouncer; HAProxy straight to the primary).
-    let (rw, rw_password) = password_of(&ok(&["uri", &inv, "--database", "app", "--with-password"]).0.trim().to_string());
+    let (rw, rw_password) = password_of(ok(&["uri", &inv, "--database", "app", "--with-password"]).0.trim());
     let (direct, _) = password_of(
-        &ok(&["uri", &inv, "--database", "app", "--with-password", "--via", "haproxy"])
+        ok(&["uri", &inv, "--database", "app", "--with-password", "--via", "haproxy"])
             .0
-            .trim()
-            .to_string(),
+            .trim(),
     );
     let setup = Command::new("psql")
         .args([&rw, "-XtAc", "create table if not exists rotation_load (id bigserial primary key, at timestamptz default now())"])

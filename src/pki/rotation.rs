@@ -172,7 +172,7 @@ pub fn promote(state: &StateDir, r: &mut Rotation) -> Result<(), PkiError> {
         }
         let old = current.ok_or_else(|| out_of_step(state, "ca/ca.crt is missing"))?;
         let archive = state.archived_ca_dir(&r.old_ca);
-        ensure_private_dir(&archive.parent().unwrap_or(&archive).to_path_buf())?;
+        ensure_private_dir(archive.parent().unwrap_or(&archive))?;
         ensure_private_dir(&archive)?;
         old.save_to(&archive.join("ca.crt"), &archive.join("ca.key"))?;
         next.save(state)?;
