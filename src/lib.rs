@@ -7,6 +7,9 @@
 //! - [`deploy`], [`verify`]: what `pgha deploy` adds around the engine (preflight, per-host
 //!   targets and inputs, bootstrap SQL) and the end-to-end checks of a deployed cluster;
 //!   [`endpoints`]: the certificate each TLS endpoint presents, read on its host.
+//! - [`drill`]: failure drills on a deployed cluster (leader crash, etcd quorum loss, partition)
+//!   with a writer, per-host samplers, and the verdict: RW downtime, rows lost, split brain.
+//!   Faults go through [`lab`] on the lab and `systemctl` over [`transport`] elsewhere.
 //! - [`engine`]: runs a [`playbook`] over the inventory: plays in order, hosts in parallel,
 //!   gather → plan → apply per task, handlers; check mode; events for the printers.
 //! - [`playbook`]: playbooks/*.yaml (embedded) → validated plays, tasks and handlers (data only).
@@ -24,6 +27,7 @@
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;
+pub mod drill;
 pub mod endpoints;
 pub mod engine;
 pub mod facts;

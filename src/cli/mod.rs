@@ -2,6 +2,7 @@
 //! prints (through `report`), and only here is `anyhow` used.
 
 pub mod deploy;
+pub mod drill;
 pub mod lab;
 pub mod output;
 pub mod pki;
@@ -26,7 +27,7 @@ use clap::{Parser, Subcommand};
     name = "pgha",
     version,
     about,
-    after_help = "Examples:\n  pgha lab up                                  # eight Debian machines on this host\n  pgha validate inventory/lab.yaml\n  pgha deploy inventory/lab.yaml               # idempotent: a second run changes nothing\n  pgha plan inventory/lab.yaml                 # what deploy would change, with diffs\n  pgha verify inventory/lab.yaml               # end to end, psql with sslmode=verify-full\n  psql \"$(pgha uri inventory/lab.yaml --database app --with-password)\"\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory, playbook),\n130 interrupted (re-run to converge)."
+    after_help = "Examples:\n  pgha lab up                                  # eight Debian machines on this host\n  pgha validate inventory/lab.yaml\n  pgha deploy inventory/lab.yaml               # idempotent: a second run changes nothing\n  pgha plan inventory/lab.yaml                 # what deploy would change, with diffs\n  pgha verify inventory/lab.yaml               # end to end, psql with sslmode=verify-full\n  pgha drill inventory/lab.yaml failover --yes # crash the leader under writes: downtime, rows lost\n  psql \"$(pgha uri inventory/lab.yaml --database app --with-password)\"\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory, playbook),\n130 interrupted (re-run to converge)."
 )]
 pub struct Cli {
     /// What to do.
@@ -55,6 +56,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// A libpq URI for applications (verify-full TLS; password only when asked).
     Uri(uri::UriArgs),
+    /// Failure drill under writes: crash the leader, lose etcd quorum, or partition the leader.
+    Drill(drill::DrillArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
     Run(run::RunArgs),
     /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
@@ -74,6 +77,7 @@ pub fn run() -> ExitCode {
         Command::RotateCerts(args) => rotate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Uri(args) => uri::run(&args),
+        Command::Drill(args) => drill::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Lab(args) => {
             return lab::run(args).unwrap_or_else(|e| {

@@ -1,0 +1,417 @@
+//! `pgha drill`: arguments, the refusal without `--yes` (what the drill would do, to which
+//! hosts), Ctrl-C, and printing the progress and the report. The drill itself is
+//! `crate::drill::sequence`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::deploy::load_inventory;
+use super::report::{self, exit};
+use super::run::runtime;
+use crate::drill::cluster::Hosts;
+use crate::drill::sequence::{self, LabTarget, Setup};
+use crate::drill::writer::{self, SqlTarget};
+use crate::drill::{Kind, Report, RunId, plan};
+use crate::inventory::{Inventory, Role};
+use crate::lab::LabPaths;
+use crate::lab::state::LabState;
+use crate::pki;
+use crate::render::paths;
+use crate::transport;
+
+/// Arguments of `pgha drill`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  pgha drill inventory/lab.yaml failover              # says what it would do; changes nothing
+  pgha drill inventory/lab.yaml failover --yes
+  pgha drill inventory/lab.yaml quorum-loss --yes --json | jq '{passed, lost, rw_refused_after_s}'
+  pgha drill inventory/lab.yaml partition --yes       # lab only
+
+While a writer commits numbered rows every 100 ms through PgBouncer <db>_rw (psql on this
+machine, verify-full) and a sampler on each PostgreSQL node records pg_is_in_recovery():
+  failover     crash the leader's host (lab: pgha lab stop; real hosts: SIGKILL of Patroni and
+               its PostgreSQL); a replica takes over; the old leader rejoins as a replica
+  quorum-loss  stop a majority of etcd members: the primary demotes (RW refused, RO serves) unless
+               patroni.failsafe_mode is on; restore etcd; RW returns
+  partition    cut the leader off the network (lab only); a new leader is elected elsewhere
+Reported: RW unavailability, rows acknowledged vs present (lost), time with two primaries,
+interleaved writes, and the Patroni and HAProxy timings used. Targets: lost 0 (synchronous mode),
+two primaries 0 s, failover RW back within 30 s. Ctrl-C undoes the fault before exiting.
+
+Exit codes: 0 the drill passed its targets, 1 a target missed or a step failed (named),
+2 usage (no --yes: prints what the drill would do; or a drill this inventory cannot run),
+3 invalid inventory, 130 interrupted (the fault was undone).")]
+pub struct DrillArgs {
+    /// The inventory file.
+    pub inventory: PathBuf,
+    /// Which drill.
+    #[arg(value_enum)]
+    pub drill: Kind,
+    /// Really do it (it crashes or cuts off production hosts); without it, say what it would do.
+    #[arg(long)]
+    pub yes: bool,
+    /// State directory of the PKI and secrets (default: .pgha beside the inventory).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// SSH implementation: openssh (default) or russh.
+    #[arg(long, value_enum, default_value_t = transport::Kind::Openssh)]
+    pub transport: transport::Kind,
+    /// Trust the host key of a host seen for the first time (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+}
+
+/// Runs `pgha drill`.
+pub fn run(args: &DrillArgs) -> u8 {
+    run_with(args, &LabPaths::from_env())
+}
+
+/// The database behind `<db>_rw` / `<db>_ro` (the inventory's first, as `pgha verify` uses).
+fn database(inv: &Inventory) -> String {
+    inv.postgres
+        .databases
+        .first()
+        .map_or_else(|| "postgres".to_string(), |d| d.name.clone())
+}
+
+/// The lab's machine names when `inv` describes the lab that is up.
+fn lab_names(inv: &Inventory, lab: &LabPaths) -> Option<std::collections::BTreeMap<String, String>> {
+    match LabState::load(&lab.state()) {
+        Ok(Some(state)) => plan::lab_names(inv, &state),
+        Ok(None) => None,
+        Err(e) => {
+            report::info(format!("warning: {e}; treating the hosts as real hosts"));
+            None
+        }
+    }
+}
+
+/// Runs `pgha drill` against the lab in `lab` (if the inventory is that lab).
+pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
+    let inv = match load_inventory(&args.inventory, true) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    let names = lab_names(&inv, lab);
+    if let Err(e) = plan::check(args.drill, &inv, names.is_some()) {
+        report::error(e);
+        return exit::USAGE;
+    }
+    let db = database(&inv);
+    if !args.yes {
+        for line in plan::preview(args.drill, &inv, &db, names.is_some()) {
+            report::out(line);
+        }
+        report::error(format!(
+            "pgha drill faults the cluster on purpose: re-run with --yes to run it (pgha drill {} {} --yes)",
+            args.inventory.display(),
+            args.drill
+        ));
+        return exit::USAGE;
+    }
+    if names.is_some()
+        && let Err(e) = crate::lab::preflight::require_root()
+    {
+        report::error(format!("the drill drives the lab: {e}"));
+        return exit::FAILED;
+    }
+    let state = pki::StateDir::for_inventory(&inv, args.state.as_deref());
+    let bundle = match pki::current_bundle(&state) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            report::error(format!(
+                "{}: no CA bundle; deploy first (pgha deploy {})",
+                state.root().display(),
+                args.inventory.display()
+            ));
+            return exit::FAILED;
+        }
+        Err(e) => {
+            report::error(&e);
+            return exit::FAILED;
+        }
+    };
+    let password = match pki::load_secrets(&state).map(|s| s.password(&pki::Account::Verify).cloned()) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            report::error(format!(
+                "{}: no password for pgha_verify; run pgha deploy first",
+                state.root().display()
+            ));
+            return exit::FAILED;
+        }
+        Err(e) => {
+            report::error(&e);
+            return exit::FAILED;
+        }
+    };
+    let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
+        report::error("the inventory has no pgbouncer host");
+        return exit::INVALID_INPUT;
+    };
+    let ca = state.bundle(bundle.generation);
+    let port = inv.pgbouncer.port.get();
+    let sql = Arc::new(SqlTarget {
+        program: "psql".into(),
+        rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
+        ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
+        password,
+    });
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = rt.block_on(async {
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                report::info("interrupt: the drill undoes its fault, then exits (this can take a minute)");
+                let _ = cancel_tx.send(true);
+                // Further Ctrl-C are ignored while the fault is undone.
+                loop {
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        break;
+                    }
+                    report::info("interrupt: still undoing the fault; wait");
+                }
+            }
+        });
+        let setup = Setup {
+            hosts: Hosts::new(&inv, args.transport, args.accept_new_host_keys),
+            kind: args.drill,
+            run: RunId::generate(),
+            lab: names.map(|names| LabTarget {
+                paths: lab.clone(),
+                names,
+            }),
+            sql,
+            db: db.clone(),
+            remote_ca: paths::ca_bundle(&bundle.file_name()),
+            progress: Arc::new(|line: &str| report::info(line)),
+            cancel,
+            pace: sequence::Pace::default(),
+            inv: inv.clone(),
+        };
+        report::info(format!(
+            "drill {}: run {} on {} ({})",
+            setup.kind,
+            setup.run,
+            if setup.lab.is_some() { "the lab" } else { "real hosts" },
+            inv.path.display()
+        ));
+        sequence::run(&setup).await
+    });
+    print_report(&report, args.json);
+    if report.interrupted {
+        130
+    } else if report.passed {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} s"))
+}
+
+fn print_report(r: &Report, json: bool) {
+    if json {
+        report::json(&serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    let t = &r.timings;
+    let mut rows = vec![vec!["figure".to_string(), "value".to_string()]];
+    let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
+    row(
+        "leader",
+        format!(
+            "{} → {}",
+            r.old_leader.as_deref().unwrap_or("?"),
+            r.new_leader.as_deref().unwrap_or("?")
+        ),
+    );
+    row(
+        "faults",
+        if r.faults.is_empty() {
+            "none".into()
+        } else {
+            r.faults.join("; ")
+        },
+    );
+    row(
+        "RW unavailable",
+        format!(
+            "{}{} (longest gap between acknowledged writes{})",
+            opt(r.rw_unavailable_s),
+            if r.rw_never_returned { ", never returned" } else { "" },
+            r.rw_unavailable_from_s
+                .map(|f| format!(", from t{f:+.1}s"))
+                .unwrap_or_default()
+        ),
+    );
+    row(
+        "writes",
+        format!("{} attempted, {} failed", r.attempts, r.failed_attempts),
+    );
+    row(
+        "rows",
+        format!(
+            "{} committed, {} present, {} lost{}",
+            r.committed,
+            r.present.map_or("?".into(), |p| p.to_string()),
+            r.lost.map_or("?".into(), |l| l.to_string()),
+            if r.unacknowledged_present > 0 {
+                format!(" ({} present but never acknowledged)", r.unacknowledged_present)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    row(
+        "two primaries",
+        format!(
+            "{:.1} s (samplers, {} overlap(s) within sampling error); interleaved writes: {}",
+            r.two_primaries_s,
+            r.overlaps.iter().filter(|o| !o.counted).count(),
+            if r.interleaved_writes { "YES" } else { "no" }
+        ),
+    );
+    match r.drill {
+        Kind::Failover | Kind::Partition => {
+            row("new leader after", opt(r.new_leader_after_s));
+            row("RW back after", opt(r.rw_back_after_s));
+            row("old leader rejoined", opt(r.rejoined_after_s));
+            if r.drill == Kind::Partition {
+                row("old leader writable for", opt(r.old_leader_writable_s));
+            }
+        }
+        Kind::QuorumLoss => {
+            row("RW refused after", opt(r.rw_refused_after_s));
+            row(
+                "RO served",
+                r.ro_served
+                    .map_or("-".into(), |b| if b { "yes".into() } else { "NO".into() }),
+            );
+            row("RW back after restore", opt(r.rw_back_after_restore_s));
+        }
+    }
+    row(
+        "timings",
+        format!(
+            "Patroni ttl {} s, loop_wait {} s, retry_timeout {} s; HAProxy inter {} ms fall {} rise {}; synchronous_mode {}, failsafe_mode {}",
+            t.ttl,
+            t.loop_wait,
+            t.retry_timeout,
+            t.haproxy_inter_ms,
+            t.haproxy_fall,
+            t.haproxy_rise,
+            crate::drill::sync_word(t.synchronous_mode),
+            t.failsafe_mode
+        ),
+    );
+    report::out(report::table(&rows).trim_end());
+    report::out(format!("tuning: {}", r.tuning));
+    for d in &r.config_differences {
+        report::out(format!("note: {d}"));
+    }
+    for w in &r.warnings {
+        report::out(format!("warning: {w}"));
+    }
+    if r.interrupted {
+        report::error(format!("drill {} interrupted; the fault was undone", r.drill));
+    } else if r.passed {
+        report::out(format!("drill {}: passed (run {})", r.drill, r.run));
+    } else {
+        report::error(format!(
+            "drill {}: {} failure(s):\n  - {}",
+            r.drill,
+            r.failures.len(),
+            r.failures.join("\n  - ")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    const LAB_LIKE: &str = "cluster: { name: t }\nhosts:\n\
+        \x20 node1: { address: 192.0.2.11, dc: dc1, roles: [postgres] }\n\
+        \x20 node2: { address: 192.0.2.12, dc: dc1, roles: [postgres] }\n\
+        \x20 etcd1: { address: 192.0.2.21, dc: dc1, roles: [etcd] }\n\
+        \x20 haproxy: { address: 192.0.2.31, dc: dc1, roles: [haproxy] }\n\
+        \x20 pgbouncer: { address: 192.0.2.41, dc: dc1, roles: [pgbouncer] }\n";
+
+    fn args(dir: &std::path::Path, drill: &str, extra: &[&str]) -> DrillArgs {
+        let inv = dir.join("inv.yaml");
+        std::fs::write(&inv, LAB_LIKE).expect("write");
+        let mut argv = vec![
+            "pgha".to_string(),
+            "drill".into(),
+            inv.display().to_string(),
+            drill.into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Drill(a) => a,
+            other => panic!("not a drill: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_yes_it_refuses_and_does_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = args(dir.path(), "failover", &[]);
+        assert!(!a.yes);
+        assert_eq!(run_with(&a, &LabPaths::new(dir.path().join("no-lab"))), exit::USAGE);
+        // Nothing was created: no state directory, no lab.
+        assert!(!dir.path().join(".pgha").exists());
+        assert!(!dir.path().join("no-lab").exists());
+    }
+
+    #[test]
+    fn partition_off_the_lab_is_a_usage_error_even_with_yes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = args(dir.path(), "partition", &["--yes"]);
+        assert_eq!(run_with(&a, &LabPaths::new(dir.path().join("no-lab"))), exit::USAGE);
+        assert!(!dir.path().join(".pgha").exists());
+    }
+
+    #[test]
+    fn an_invalid_inventory_is_exit_3() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = args(dir.path(), "failover", &["--yes"]);
+        a.inventory = dir.path().join("bad.yaml");
+        std::fs::write(&a.inventory, "cluster: { name: t }\nhosts: {}\nbogus: 1\n").expect("write");
+        assert_eq!(
+            run_with(&a, &LabPaths::new(dir.path().join("no-lab"))),
+            exit::INVALID_INPUT
+        );
+    }
+
+    #[test]
+    fn with_yes_and_no_deploy_it_fails_before_touching_anything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = args(dir.path(), "quorum-loss", &["--yes", "--json"]);
+        assert!(a.yes && a.json);
+        assert_eq!(run_with(&a, &LabPaths::new(dir.path().join("no-lab"))), exit::FAILED);
+    }
+
+    #[test]
+    fn drills_are_named_on_the_command_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(args(dir.path(), "quorum-loss", &[]).drill, Kind::QuorumLoss);
+        assert_eq!(args(dir.path(), "partition", &[]).drill, Kind::Partition);
+        let e = Cli::try_parse_from(["pgha", "drill", "inv.yaml", "meteor"]).expect_err("unknown drill");
+        assert!(e.to_string().contains("failover, quorum-loss, partition"), "{e}");
+    }
+}
