@@ -442,7 +442,7 @@ mod tests {
         let inv = crate::inventory::parse(std::path::Path::new("lab.yaml"), text.as_bytes())
             .expect("valid")
             .inventory;
-        let same = DcsConfig::parse(r#"{"ttl": 30, "loop_wait": 10, "retry_timeout": 10, "synchronous_mode": "on"}"#)
+        let same = DcsConfig::parse(r#"{"ttl": 25, "loop_wait": 5, "retry_timeout": 10, "synchronous_mode": "on"}"#)
             .expect("parses");
         assert_eq!(same.differences(&inv), Vec::<String>::new());
         let patroni3 =
@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(patroni3.sync_mode(), SyncMode::On);
         let d = patroni3.differences(&inv);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(d[0].starts_with("ttl is 20 in the cluster, 30"), "{d:?}");
+        assert!(d[0].starts_with("ttl is 20 in the cluster, 25"), "{d:?}");
         assert!(d[1].starts_with("failsafe_mode is true"), "{d:?}");
     }
 }

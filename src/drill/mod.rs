@@ -157,9 +157,9 @@ pub struct Timings {
     pub maximum_lag_on_failover: u64,
 }
 
-/// PgBouncer's `server_login_retry` (not set by pgha: the default): after a failed server login
-/// it refuses clients for this long before trying the server again.
-pub const PGBOUNCER_LOGIN_RETRY_S: u32 = 15;
+/// PgBouncer's `server_login_retry` as pgha sets it (templates/pgbouncer): after a failed server
+/// login it refuses clients for this long before trying the server again.
+pub const PGBOUNCER_LOGIN_RETRY_S: u32 = 2;
 
 impl Timings {
     /// The inventory's timings.
@@ -177,8 +177,9 @@ impl Timings {
         }
     }
 
+    /// HAProxy checks a DOWN or changing server every `min(inter, 1 s)` (fastinter, downinter).
     fn checks_s(&self, n: u32) -> f64 {
-        f64::from(n) * f64::from(self.haproxy_inter_ms) / 1000.0
+        f64::from(n) * f64::from(self.haproxy_inter_ms.min(1000)) / 1000.0
     }
 
     /// RW unavailability to expect after a leader crash, seconds, as (typical low, worst):
@@ -223,13 +224,13 @@ impl Timings {
         format!(
             "after a leader crash expect {low:.0}–{high:.0} s of RW unavailability: the leader key expires \
              {}–{} s after its last renewal (patroni.ttl minus up to loop_wait), the synchronous standby \
-             promotes, HAProxy marks it UP after rise × inter = {} × {} ms, and PgBouncer may wait \
+             promotes, HAProxy marks it UP after rise × fastinter = {} × {} ms, and PgBouncer may wait \
              server_login_retry ({} s) after failed logins. Lower patroni.ttl (keeping loop_wait + \
              2 × retry_timeout ≤ ttl), haproxy.check_interval_ms or haproxy.check_rise to shorten it.",
             self.ttl.saturating_sub(self.loop_wait),
             self.ttl,
             self.haproxy_rise,
-            self.haproxy_inter_ms,
+            self.haproxy_inter_ms.min(1000),
             PGBOUNCER_LOGIN_RETRY_S
         )
     }
@@ -288,11 +289,12 @@ mod tests {
     #[test]
     fn bounds_follow_the_timings() {
         let t = defaults();
-        assert_eq!(t.failover_bound(), Duration::from_secs(30 + 10 + 10 + 15 + 15 + 60));
+        assert_eq!(t.failover_bound(), Duration::from_secs(30 + 10 + 10 + 15 + 2 + 60));
         assert_eq!(t.demote_bound(), Duration::from_secs(30 + 10 + 10 + 9 + 30));
         let (low, high) = t.expected_failover_s();
-        assert!((low - 24.0).abs() < 1e-9, "{low}");
-        assert!((high - 54.0).abs() < 1e-9, "{high}");
+        // ttl − loop_wait + promotion + (rise − 1) checks at 1 s; ttl + 3 + rise checks + retry.
+        assert!((low - 22.0).abs() < 1e-9, "{low}");
+        assert!((high - 37.0).abs() < 1e-9, "{high}");
         let fast = Timings {
             ttl: 10,
             loop_wait: 2,

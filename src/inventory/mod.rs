@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(inv.patroni.rest_port.get(), 8008);
         assert_eq!(
             (inv.patroni.ttl, inv.patroni.loop_wait, inv.patroni.retry_timeout),
-            (30, 10, 10)
+            (25, 5, 10)
         );
         assert_eq!((inv.etcd.client_port.get(), inv.etcd.peer_port.get()), (2379, 2380));
         assert_eq!((inv.haproxy.rw_port.get(), inv.haproxy.ro_port.get()), (5000, 5001));

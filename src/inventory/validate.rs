@@ -498,8 +498,9 @@ fn patroni(raw: Option<&Spanned<RawPatroni>>, _hosts: usize, f: &mut Findings) -
     let empty = RawPatroni::default();
     let r = raw.map(|r| &r.value).unwrap_or(&empty);
     let num = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map(|v| v.value).unwrap_or(d);
-    let ttl = num(&r.ttl, 30);
-    let loop_wait = num(&r.loop_wait, 10);
+    // Shorter than Patroni's 30/10: RW back within 30 s after a leader crash (docs/notes.md).
+    let ttl = num(&r.ttl, 25);
+    let loop_wait = num(&r.loop_wait, 5);
     let retry_timeout = num(&r.retry_timeout, 10);
     if loop_wait == 0 || retry_timeout == 0 {
         let pos = r

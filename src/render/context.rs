@@ -244,6 +244,9 @@ pub struct HaproxyContext {
     pub maxconn: u32,
     /// Check interval, ms.
     pub inter_ms: u32,
+    /// Check interval while a server changes state or is DOWN (`fastinter`, `downinter`), ms:
+    /// a promoted replica is seen UP within about `rise` × this.
+    pub fast_ms: u32,
     /// Checks to mark DOWN.
     pub fall: u32,
     /// Checks to mark UP.
@@ -509,6 +512,7 @@ pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
         stats_bind: format!("127.0.0.1:{}", h.stats_port.get()),
         maxconn: h.maxconn,
         inter_ms: h.check_interval_ms,
+        fast_ms: h.check_interval_ms.min(1000),
         fall: h.check_fall,
         rise: h.check_rise,
         ro_max_lag_bytes: h.ro_max_lag_bytes,
