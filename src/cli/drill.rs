@@ -17,7 +17,6 @@ use crate::drill::{Kind, Report, RunId, plan};
 use crate::inventory::{Inventory, Role};
 use crate::lab::LabPaths;
 use crate::lab::state::LabState;
-use crate::pki;
 use crate::render::paths;
 use crate::transport;
 
@@ -121,36 +120,11 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
         report::error(format!("the drill drives the lab: {e}"));
         return exit::FAILED;
     }
-    let state = pki::StateDir::for_inventory(&inv, args.state.as_deref());
-    let bundle = match pki::current_bundle(&state) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            report::error(format!(
-                "{}: no CA bundle; deploy first (pgha deploy {})",
-                state.root().display(),
-                args.inventory.display()
-            ));
-            return exit::FAILED;
-        }
-        Err(e) => {
-            report::error(&e);
-            return exit::FAILED;
-        }
-    };
-    let password = match pki::load_secrets(&state).map(|s| s.password(&pki::Account::Verify).cloned()) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            report::error(format!(
-                "{}: no password for pgha_verify; run pgha deploy first",
-                state.root().display()
-            ));
-            return exit::FAILED;
-        }
-        Err(e) => {
-            report::error(&e);
-            return exit::FAILED;
-        }
-    };
+    let (state, bundle, password) =
+        match super::verify::verify_credentials(&inv, args.state.as_deref(), &args.inventory) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
     let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
         report::error("the inventory has no pgbouncer host");
         return exit::INVALID_INPUT;

@@ -34,35 +34,9 @@ pub fn run(args: &VerifyArgs) -> u8 {
         Ok(i) => i,
         Err(code) => return code,
     };
-    let state = pki::StateDir::for_inventory(&inv, args.state.as_deref());
-    let bundle = match pki::current_bundle(&state) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            report::error(format!(
-                "{}: no CA bundle; deploy first (pgha deploy {})",
-                state.root().display(),
-                args.inventory.display()
-            ));
-            return exit::FAILED;
-        }
-        Err(e) => {
-            report::error(&e);
-            return exit::FAILED;
-        }
-    };
-    let password = match pki::load_secrets(&state).map(|s| s.password(&pki::Account::Verify).cloned()) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            report::error(format!(
-                "{}: no password for pgha_verify; run pgha deploy first",
-                state.root().display()
-            ));
-            return exit::FAILED;
-        }
-        Err(e) => {
-            report::error(&e);
-            return exit::FAILED;
-        }
+    let (state, bundle, password) = match verify_credentials(&inv, args.state.as_deref(), &args.inventory) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -110,4 +84,44 @@ pub fn run(args: &VerifyArgs) -> u8 {
         }
     }
     if failed.is_empty() { exit::OK } else { exit::FAILED }
+}
+
+/// The state directory, its newest trust bundle and `pgha_verify`'s password: what a client
+/// check needs. `Err` is the exit code, after saying what is missing (deploy first).
+pub fn verify_credentials(
+    inv: &crate::inventory::Inventory,
+    state: Option<&std::path::Path>,
+    inventory: &std::path::Path,
+) -> Result<(pki::StateDir, pki::TrustBundle, pki::Secret<String>), u8> {
+    let state = pki::StateDir::for_inventory(inv, state);
+    let bundle = match pki::current_bundle(&state) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            report::error(format!(
+                "{}: no CA bundle; deploy first (pgha deploy {})",
+                state.root().display(),
+                inventory.display()
+            ));
+            return Err(exit::FAILED);
+        }
+        Err(e) => {
+            report::error(&e);
+            return Err(exit::FAILED);
+        }
+    };
+    let password = match pki::load_secrets(&state).map(|s| s.password(&pki::Account::Verify).cloned()) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            report::error(format!(
+                "{}: no password for pgha_verify; run pgha deploy first",
+                state.root().display()
+            ));
+            return Err(exit::FAILED);
+        }
+        Err(e) => {
+            report::error(&e);
+            return Err(exit::FAILED);
+        }
+    };
+    Ok((state, bundle, password))
 }
