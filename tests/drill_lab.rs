@@ -172,4 +172,22 @@ fn drills_on_the_lab() {
     );
     assert_eq!(r["passed"], true, "partition: {}", r["failures"]);
     verify_eventually(&inv);
+
+    // Quorum loss again with failsafe_mode (Patroni 4, opt-in): every member still answers
+    // the leader, so the primary keeps taking writes while etcd is gone.
+    let mut text = std::fs::read_to_string(&inv).expect("inventory");
+    text.push_str("patroni:\n  failsafe_mode: true\n");
+    std::fs::write(&inv, text).expect("inventory");
+    ok(&["deploy", &inv]);
+    let r = drill(&inv, "quorum-loss");
+    assert_eq!(r["failsafe_mode"], true, "{r}");
+    assert!(
+        num(&r, "rw_refused_after_s").is_none(),
+        "failsafe: RW was refused while etcd was down: {}",
+        r["failures"]
+    );
+    let gap = num(&r, "rw_unavailable_s").unwrap_or(0.0);
+    eprintln!("failsafe quorum loss: longest RW gap {gap:.1} s");
+    assert_eq!(r["passed"], true, "failsafe quorum-loss: {}", r["failures"]);
+    verify_eventually(&inv);
 }

@@ -236,7 +236,8 @@ impl Session<'_> {
     fn tell_clients(&self) {
         if let Ok(Some(b)) = pki::current_bundle(self.state) {
             report::info(format!(
-                "application clients: trust {} (old + new CA) from now on; `pgha uri` points at it",
+                "application clients: trust {} (old + new CA, the same as {}) before the new leaves go out; `pgha uri` points at it",
+                self.state.current_bundle().display(),
                 self.state.bundle(b.generation).display()
             ));
         }
