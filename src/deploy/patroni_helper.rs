@@ -18,6 +18,8 @@ pub fn script(inv: &Inventory, host: &Host, ca_bundle: &str, data_dir: &str) -> 
 #   reload      SIGHUP Patroni if it runs, then wait until it has rewritten PostgreSQL's config
 #   pending     exit 0 when PostgreSQL has parameters waiting for a restart (pg_settings)
 #   is-primary  exit 0 when this member is the primary
+#   settled     exit 0 when the cluster (etcd) shows this member as the leader running, or a
+#               replica streaming: what `pgha verify` and HAProxy's users see
 #   restart     restart PostgreSQL (not Patroni) through Patroni, wait until it runs again
 #   switchover  hand the primary role to a healthy (synchronous) replica, wait for it
 #   dcs-in-sync exit 0 when Patroni's dynamic configuration matches bootstrap.dcs
@@ -104,6 +106,15 @@ case "${{1:-}}" in
     runuser -u postgres -- psql -XtAc 'select pg_reload_conf()' > /dev/null 2>&1 || true
     ;;
   pending) pg_pending ;;
+  settled)
+    call "$API/cluster" 2>/dev/null | python3 -c '
+import json, sys
+me = [m for m in json.load(sys.stdin)["members"] if m["name"] == sys.argv[1]]
+m = me[0] if me else {{}}
+leader = m.get("role") in ("leader", "master", "primary") and m.get("state") == "running"
+replica = m.get("state") == "streaming" or (m.get("state") == "running" and isinstance(m.get("lag"), int))
+sys.exit(0 if leader or replica else 1)' "$NAME"
+    ;;
   is-primary) member 'sys.exit(0 if d.get("role") in ("primary", "master") else 1)' ;;
   restart)
     # A switchover restarts the old primary as a replica, which may already have applied them.
@@ -159,7 +170,7 @@ print(ok[0]["name"] if ok else "")' "$NAME")
         ;;
     esac
     ;;
-  *) echo "usage: pgha-patroni reload|pending|is-primary|restart|switchover|dcs-in-sync|dcs-apply" >&2; exit 2 ;;
+  *) echo "usage: pgha-patroni reload|pending|is-primary|settled|restart|switchover|dcs-in-sync|dcs-apply" >&2; exit 2 ;;
 esac
 "#,
         name = host.name,
