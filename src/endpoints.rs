@@ -162,6 +162,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_tls_endpoint_of_the_reference_layout() {
+        let inv = crate::pki::testutil_inventory();
+        let eps = endpoints(&inv);
+        let count = |kind| eps.iter().filter(|e| e.kind == kind).count();
+        assert_eq!(eps.len(), 13, "{eps:?}");
+        assert_eq!(count(LeafKind::PostgresServer), 3);
+        assert_eq!(count(LeafKind::PatroniRest), 3);
+        assert_eq!(count(LeafKind::EtcdServer), 3);
+        assert_eq!(count(LeafKind::EtcdPeer), 3);
+        assert_eq!(count(LeafKind::PgbouncerServer), 1);
+        assert!(
+            eps.iter().all(|e| e.kind != LeafKind::HaproxyCheck),
+            "HAProxy passes TLS through"
+        );
+        let pgb = eps
+            .iter()
+            .find(|e| e.kind == LeafKind::PgbouncerServer)
+            .expect("pgbouncer");
+        assert_eq!((pgb.host.as_str(), pgb.port), ("pgbouncer", 6432));
+    }
+
+    #[test]
     fn sections_split_by_port() {
         let out = "== 5432\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n== 8008\n";
         let s = split_sections(out);

@@ -55,6 +55,12 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
+/// The eight-host reference inventory the PKI unit tests use (for other modules' tests).
+#[cfg(test)]
+pub fn testutil_inventory() -> crate::inventory::Inventory {
+    testutil::sample_inventory()
+}
+
 pub use assess::{Reason, Verdict, assess_leaf};
 pub use bundle::{TrustBundle, current as current_bundle, publish as publish_bundle};
 pub use ca::Ca;
