@@ -190,4 +190,5 @@ fn drills_on_the_lab() {
     eprintln!("failsafe quorum loss: longest RW gap {gap:.1} s");
     assert_eq!(r["passed"], true, "failsafe quorum-loss: {}", r["failures"]);
     verify_eventually(&inv);
+    ok(&["lab", "down"]);
 }

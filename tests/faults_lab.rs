@@ -166,4 +166,5 @@ fn deploy_survives_a_host_down_ctrl_c_and_a_host_killed_mid_run() {
     }
     assert!(!printed.contains("PRIVATE KEY"), "a private key was printed");
     eprintln!("{} bytes of pgha output checked for secrets", printed.len());
+    ok(&["lab", "down"]);
 }

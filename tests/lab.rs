@@ -187,6 +187,9 @@ fn lab_end_to_end() {
         "postgresql-17"
     };
     let _down_on_failure = DownOnDrop;
+    // From no lab at all (another test binary may have left its cluster up): hosts fresh from
+    // the base image, nothing installed yet.
+    ok(&["lab", "down"]);
     let cold_base = !Path::new(&format!("{}/base-{release}/.pgha-lab-base", lab_dir())).exists();
     let mem_before = mem_available_kib();
 
