@@ -420,4 +420,5 @@ fn rotations_under_load_keep_every_client_working() {
     eprintln!(
         "figures: leaf rotation {leaf_secs:.1} s, CA rotation {ca_secs:.1} s, resumed CA rotation {resume_secs:.1} s"
     );
+    ok(&["lab", "down"]);
 }
