@@ -118,16 +118,20 @@ pub fn run(args: &RotateArgs) -> u8 {
     }
     if args.remote.json {
         let rotation = pki::load_rotation(&state).ok().flatten();
-        report::json(&serde_json::json!({
-            "event": "rotate-certs",
-            "ca": args.ca,
-            "ok": code == exit::OK,
-            "exit_code": code,
-            "seconds": secs,
-            "renewed": session.renewed.get(),
-            "rotation_in_progress": rotation,
-            "client_bundle": state.current_bundle(),
-        }));
+        // One line, like the engine's events before it: the output stays JSON lines.
+        report::out(
+            serde_json::json!({
+                "event": "rotate-certs",
+                "ca": args.ca,
+                "ok": code == exit::OK,
+                "exit_code": code,
+                "seconds": secs,
+                "renewed": session.renewed.get(),
+                "rotation_in_progress": rotation,
+                "client_bundle": state.current_bundle(),
+            })
+            .to_string(),
+        );
     }
     rt.block_on(close_all(&conns));
     code
