@@ -25,7 +25,7 @@ use crate::transport::{Cmd, Conn, DEFAULT_TIMEOUT};
 /// Arguments of `pgha rotate-certs`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha rotate-certs inventory/prod.yaml                      # every leaf, from the same CA\n  pgha rotate-certs inventory/prod.yaml --expiring-within 30  # for a timer: only what is due\n  pgha rotate-certs inventory/prod.yaml --ca --check          # the CA rotation plan\n  pgha rotate-certs inventory/prod.yaml --ca --stop-after trust-both\n  pgha rotate-certs inventory/prod.yaml --ca                  # resumes where it stopped\n\nLeaves are applied by reloads only: Patroni SIGHUP (REST API and PostgreSQL), HAProxy reload,\nPgBouncer RELOAD then RECONNECT; etcd reads its certificate per handshake. A CA rotation goes\ntrust first: bundle old + new CA everywhere (etcd restarts one member at a time), leaves from\nthe new CA, drain, bundle of the new CA alone. Its phase is kept in STATE/rotation.json; the\nold CA is archived in STATE/ca/archive/. Application clients: during the rotation trust the\nbundle printed (old + new CA); `pgha uri` points at it.\n\nExit codes: 0 done (or planned), 1 a step failed (re-run to continue), 3 invalid inventory,\n130 interrupted (re-run to continue)."
+    after_help = "Examples:\n  pgha rotate-certs inventory/prod.yaml                      # every leaf, from the same CA\n  pgha rotate-certs inventory/prod.yaml --expiring-within 30  # for a timer: only what is due\n  pgha rotate-certs inventory/prod.yaml --ca --check          # the CA rotation plan\n  pgha rotate-certs inventory/prod.yaml --ca --stop-after trust-both\n  pgha rotate-certs inventory/prod.yaml --ca                  # resumes where it stopped\n\nLeaves are applied by reloads only: Patroni SIGHUP (REST API and PostgreSQL), HAProxy reload,\nPgBouncer PAUSE, RELOAD, RESUME (server connections renewed\nwithout failing a client); etcd reads its certificate per handshake. A CA rotation goes\ntrust first: bundle old + new CA everywhere (etcd restarts one member at a time), leaves from\nthe new CA, drain, bundle of the new CA alone. Its phase is kept in STATE/rotation.json; the\nold CA is archived in STATE/ca/archive/. Application clients: during the rotation trust the\nbundle printed (old + new CA); `pgha uri` points at it.\n\nExit codes: 0 done (or planned), 1 a step failed (re-run to continue), 3 invalid inventory,\n130 interrupted (re-run to continue)."
 )]
 pub struct RotateArgs {
     /// The inventory file.
@@ -286,45 +286,27 @@ impl Session<'_> {
         }
     }
 
-    /// PgBouncer: RECONNECT, so server connections are renewed (each closes once released).
+    /// PgBouncer: PAUSE then RESUME, so every server connection is renewed (each closes once
+    /// released) without failing a client (see `deploy::pgbouncer_helper`).
     async fn drain(&self) -> Result<(), String> {
-        let port = self.inv.pgbouncer.port.get().to_string();
-        let results = join_all(self.inv.hosts_with(Role::Pgbouncer).map(|h| {
-            let port = port.clone();
-            async move {
-                let conn = self
-                    .conns
-                    .get(h.name.as_str())
-                    .ok_or_else(|| format!("{}: not connected", h.name))?;
-                let cmd = Cmd::new("runuser").args([
-                    "-u",
-                    "postgres",
-                    "--",
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-h",
-                    crate::render::paths::SOCKET_DIR,
-                    "-p",
-                    &port,
-                    "-d",
-                    "pgbouncer",
-                    "-c",
-                    "RECONNECT",
-                ]);
-                let out = conn
-                    .exec(&cmd, None, DEFAULT_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if out.success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{}: PgBouncer RECONNECT failed: {}",
-                        h.name,
-                        out.stderr_tail(2)
-                    ))
-                }
+        let results = join_all(self.inv.hosts_with(Role::Pgbouncer).map(|h| async move {
+            let conn = self
+                .conns
+                .get(h.name.as_str())
+                .ok_or_else(|| format!("{}: not connected", h.name))?;
+            let cmd = Cmd::new(crate::deploy::pgbouncer_helper::PATH).arg("drain");
+            let out = conn
+                .exec(&cmd, None, DEFAULT_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: PgBouncer drain (PAUSE, RESUME) failed: {}",
+                    h.name,
+                    out.stderr_tail(2)
+                ))
             }
         }))
         .await;
@@ -448,7 +430,7 @@ fn plan(inv: &Inventory, state: &StateDir, args: &RotateArgs, rotation: Option<&
         }
     }
     report::out(format!(
-        "{n} certificate(s) to renew; then: install, Patroni SIGHUP (REST API, PostgreSQL), HAProxy reload, PgBouncer RELOAD + RECONNECT; check every TLS endpoint"
+        "{n} certificate(s) to renew; then: install, Patroni SIGHUP (REST API, PostgreSQL), HAProxy reload, PgBouncer PAUSE + RELOAD + RESUME; check every TLS endpoint"
     ));
     exit::OK
 }

@@ -3,6 +3,7 @@
 //! engine's managed files), the bootstrap SQL, and the variables the playbook uses.
 
 pub mod patroni_helper;
+pub mod pgbouncer_helper;
 pub mod preflight;
 pub mod sql;
 
@@ -97,6 +98,18 @@ pub fn host_inputs(
                     group: "postgres".into(),
                     mode: 0o600,
                     secret: true,
+                },
+            );
+        }
+        if host.has(Role::Pgbouncer) {
+            rendered.insert(
+                pgbouncer_helper::PATH.to_string(),
+                Managed {
+                    content: pgbouncer_helper::script(inv).into_bytes(),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: 0o755,
+                    secret: false,
                 },
             );
         }

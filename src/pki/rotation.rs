@@ -64,7 +64,7 @@ impl Phase {
                 "install the bundle of old + new CA on every host under a new name; etcd restarts one member at a time, Patroni, PostgreSQL, HAProxy and PgBouncer reload"
             }
             Phase::NewLeaves => {
-                "issue every leaf from the new CA and install it; reloads only (Patroni SIGHUP, PostgreSQL, HAProxy, PgBouncer RELOAD + RECONNECT; etcd re-reads per handshake)"
+                "issue every leaf from the new CA and install it; reloads only (Patroni SIGHUP, PostgreSQL, HAProxy, PgBouncer PAUSE + RELOAD + RESUME; etcd re-reads per handshake)"
             }
             Phase::TrustNew => {
                 "once every endpoint presents a new-CA certificate: install the bundle of the new CA alone; etcd rolling restart, reloads elsewhere"
