@@ -257,6 +257,22 @@ pub fn now_ms() -> i64 {
 /// Where progress lines go (the CLI prints them to stderr).
 pub type Progress = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Patroni's and HAProxy's stock timings (30/10/10, inter 3 s fall 3 rise 2), for tests.
+#[cfg(test)]
+pub(crate) fn sample_timings(failsafe_mode: bool, synchronous_mode: SyncMode) -> Timings {
+    Timings {
+        ttl: 30,
+        loop_wait: 10,
+        retry_timeout: 10,
+        haproxy_inter_ms: 3000,
+        haproxy_fall: 3,
+        haproxy_rise: 2,
+        synchronous_mode,
+        failsafe_mode,
+        maximum_lag_on_failover: 1_048_576,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,17 +289,7 @@ mod tests {
     }
 
     fn defaults() -> Timings {
-        Timings {
-            ttl: 30,
-            loop_wait: 10,
-            retry_timeout: 10,
-            haproxy_inter_ms: 3000,
-            haproxy_fall: 3,
-            haproxy_rise: 2,
-            synchronous_mode: SyncMode::On,
-            failsafe_mode: false,
-            maximum_lag_on_failover: 1_048_576,
-        }
+        sample_timings(false, SyncMode::On)
     }
 
     #[test]

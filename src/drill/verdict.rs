@@ -249,17 +249,7 @@ mod tests {
     use super::*;
 
     fn timings(failsafe: bool, sync: SyncMode) -> Timings {
-        Timings {
-            ttl: 30,
-            loop_wait: 10,
-            retry_timeout: 10,
-            haproxy_inter_ms: 3000,
-            haproxy_fall: 3,
-            haproxy_rise: 2,
-            synchronous_mode: sync,
-            failsafe_mode: failsafe,
-            maximum_lag_on_failover: 1_048_576,
-        }
+        crate::drill::sample_timings(failsafe, sync)
     }
 
     fn good_failover() -> Report {
