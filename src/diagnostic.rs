@@ -37,20 +37,46 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Every part may quote the input: never let it carry a raw control character (a newline,
+        // an escape sequence, a bidi override) to the terminal.
+        f.write_str(&escape_controls(&self.file.display().to_string()))?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
         f.write_str(": ")?;
         if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+            write!(f, "{}: ", escape_controls(&self.field))?;
         }
-        f.write_str(&self.message)?;
+        f.write_str(&escape_controls(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n\n  hint: {hint}")?;
+            write!(f, "\n\n  hint: {}", escape_controls(hint))?;
         }
         Ok(())
     }
+}
+
+/// Whether `c` must not reach a terminal or a configuration file raw: C0/C1 controls (newline,
+/// tab, ESC, NUL, DEL…), and the invisible characters that reorder or hide text (bidi
+/// overrides and isolates, zero-width marks, the line and paragraph separators).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `s` with every [`is_unsafe_char`] written as an escape (`\n`, `\u{1b}`), everything else as is.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(is_unsafe_char) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if is_unsafe_char(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Where a value sits in the file.
@@ -90,6 +116,26 @@ mod tests {
     fn suggests_close_words_only() {
         assert_eq!(did_you_mean("adress", ["address", "dc", "roles"]), Some("address"));
         assert_eq!(did_you_mean("zzz", ["address", "dc", "roles"]), None);
+    }
+
+    #[test]
+    fn display_escapes_control_characters_everywhere() {
+        let d = Diagnostic {
+            severity: Severity::Error,
+            file: "inv\u{1b}[2J.yaml".into(),
+            line: 1,
+            column: 2,
+            field: "hosts.a\nb".into(),
+            message: "`x\ny\u{202e}z\0` is bad".into(),
+            hint: Some("tab\there".into()),
+        };
+        let text = d.to_string();
+        assert_eq!(
+            text,
+            "inv\\u{1b}[2J.yaml:1:2: hosts.a\\nb: `x\\ny\\u{202e}z\\u{0}` is bad\n\n  hint: tab\\there"
+        );
+        assert_eq!(text.matches('\n').count(), 2, "only the separator before the hint");
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe_char(c)));
     }
 
     #[test]

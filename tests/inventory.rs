@@ -1,6 +1,9 @@
 //! `pgha validate` end to end: the example inventory, every broken inventory of the corpus
 //! (tests/inventories/broken/*.yaml, each naming what its message must contain in
-//! `# expect:` lines), and hostile inputs that must fail fast and never panic.
+//! `# expect:` lines), the hostile corpus (tests/inventories/hostile/*.yaml: values that could
+//! weaken TLS, inject into configs, SQL or ssh, or reach the terminal raw; each names the field
+//! its refusal must name in a `# field:` line), and hostile inputs that must fail fast and never
+//! panic.
 
 #![allow(clippy::disallowed_methods)] // tests run the real binary
 
@@ -97,6 +100,46 @@ fn every_broken_inventory_gets_its_message() {
             let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
             assert!(line > 0 && col > 0, "{}: no line:column in `{first}`", file.display());
         }
+    }
+}
+
+#[test]
+fn every_hostile_inventory_is_refused_cleanly() {
+    let dir = root().join("tests/inventories/hostile");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("hostile corpus dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 45, "hostile corpus shrank to {}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("corpus file is text");
+        let field = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# field: "))
+            .unwrap_or_else(|| panic!("{} has no `# field:` line", file.display()));
+        let out = validate(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = file.display();
+        assert_eq!(out.status.code(), Some(3), "{name}: exit {:?}: {stderr}", out.status.code());
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(first.starts_with("error: "), "{name}: {first}");
+        // file:line:column: field: …
+        let after = first.split(".yaml:").nth(1).unwrap_or("");
+        let mut parts = after.splitn(3, ':');
+        let line: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        assert!(line > 0 && col > 0, "{name}: no line:column in `{first}`");
+        assert!(
+            stderr.lines().any(|l| l.starts_with("error: ") && l.contains(&format!(": {field}"))),
+            "{name}: no error names `{field}`:\n{stderr}"
+        );
+        assert!(stderr.contains("hint: "), "{name}: no fix given:\n{stderr}");
+        let raw = stderr
+            .chars()
+            .find(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)));
+        assert!(raw.is_none(), "{name}: raw control character {raw:?} echoed:\n{stderr:?}");
     }
 }
 

@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 use super::model::*;
 use super::names::{DcName, HostName, Port, Role};
 use super::raw::*;
-use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
+use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean, escape_controls, is_unsafe_char};
 
 /// Collects diagnostics against one file.
 pub(crate) struct Findings {
@@ -61,8 +61,9 @@ const PROXY_PROTOCOL_HINT: &str = "remove `proxy_protocol`; pgha keeps the clien
 with PgBouncer `application_name_add_host = 1`, `log_connections` and %a/%r in `log_line_prefix` \
 (DESIGN.md §3, §7)";
 
-/// Parameters pgha sets itself; the inventory may not override them.
-const MANAGED_PARAMETERS: &[&str] = &[
+/// Parameters pgha sets itself (in Patroni's config or through Patroni); the inventory may not
+/// override them. `render::context::managed_parameters` must stay a subset (a test checks it).
+pub const MANAGED_PARAMETERS: &[&str] = &[
     "port",
     "listen_addresses",
     "data_directory",
@@ -73,11 +74,39 @@ const MANAGED_PARAMETERS: &[&str] = &[
     "ssl_cert_file",
     "ssl_key_file",
     "ssl_ca_file",
+    "ssl_min_protocol_version",
     "password_encryption",
     "synchronous_standby_names",
     "primary_conninfo",
     "cluster_name",
+    "log_connections",
+    "log_disconnections",
+    "log_line_prefix",
+    "unix_socket_directories",
 ];
+
+/// Why a TLS parameter of PostgreSQL 15–18 that pgha does not manage is refused (every `ssl*`
+/// name is refused; these say what the specific one could do). pgha's TLS is fixed: its own CA
+/// and leaves, TLS ≥ 1.2, OpenSSL's default cipher and group choice.
+fn tls_parameter_why(name: &str) -> &'static str {
+    match name {
+        "ssl_ciphers" | "ssl_tls13_ciphers" | "ssl_prefer_server_ciphers" => {
+            "it chooses the cipher suites every node offers, and could enable weak ones"
+        }
+        "ssl_max_protocol_version" => "it caps the TLS version every node speaks",
+        "ssl_passphrase_command" | "ssl_passphrase_command_supports_reload" => {
+            "it runs a command as `postgres` on every node (pgha's keys have no passphrase)"
+        }
+        "ssl_crl_file" | "ssl_crl_dir" => {
+            "pgha issues no revocation lists: it replaces certificates instead (`pgha rotate-certs`), and a stale list would refuse every client"
+        }
+        "ssl_ecdh_curve" | "ssl_groups" | "ssl_dh_params_file" => {
+            "it chooses the key exchange groups every node offers, and could weaken or break TLS"
+        }
+        "ssl_library" => "it is read-only (set by PostgreSQL at build time)",
+        _ => "pgha manages PostgreSQL's TLS from its own certificates",
+    }
+}
 
 /// Role names pgha creates and owns.
 pub const RESERVED_ROLES: &[&str] = &[
@@ -92,6 +121,9 @@ pub const RESERVED_ROLES: &[&str] = &[
 pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Option<Inventory> {
     let cluster_name = cluster_name(&raw.cluster, f);
     let defaults = raw.ssh.as_ref().map(|s| &s.value);
+    if let Some(d) = defaults {
+        check_ssh(d, "ssh", f);
+    }
     let hosts = hosts(&raw.hosts, defaults, f);
     let postgres = postgres(raw.postgres.as_ref(), f);
     let patroni = patroni(raw.patroni.as_ref(), hosts.len(), f);
@@ -138,19 +170,44 @@ fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
     name.value.clone()
 }
 
-fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>, field: &str, f: &mut Findings) -> SshSettings {
-    let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| over.and_then(get).or_else(|| defaults.and_then(get));
-    let user = pick(|s| s.user.as_ref());
-    if let Some(u) = user
-        && (u.value.is_empty() || u.value.chars().any(|c| c.is_whitespace() || c == '@' || c == ':'))
+/// Checks one `ssh:` section as written (the top-level defaults under `ssh`, a host's
+/// overrides under `hosts.<name>.ssh`), so that each value is reported once, where it is.
+fn check_ssh(raw: &RawSsh, field: &str, f: &mut Findings) {
+    if let Some(u) = &raw.user
+        && let Err(why) = check_ssh_user(&u.value)
     {
         f.error(
             Pos::of(u),
             &format!("{field}.user"),
-            format!("`{}` is not a valid SSH user name", u.value),
-            None,
+            format!("`{}` is not a valid SSH user name: {why}", u.value),
+            Some(
+                "use 1–32 letters, digits, `_`, `.` or `-`, starting with a letter or `_` (the name is passed to ssh and printed in hints)"
+                    .to_string(),
+            ),
         );
     }
+    for (name, value) in [("key", raw.key.as_ref()), ("known_hosts", raw.known_hosts.as_ref())] {
+        let Some(v) = value else { continue };
+        let field = format!("{field}.{name}");
+        if !plain_text(v, &field, f) {
+            continue;
+        }
+        if v.value.is_empty() {
+            f.error(Pos::of(v), &field, "an empty path", Some(format!("give the file's path, or remove `{name}`")));
+        } else if name == "known_hosts" && v.value.chars().any(char::is_whitespace) {
+            f.error(
+                Pos::of(v),
+                &field,
+                format!("`{}` contains whitespace", v.value),
+                Some("ssh splits UserKnownHostsFile at whitespace into several files; use a path without spaces".to_string()),
+            );
+        }
+    }
+}
+
+fn resolve_ssh(defaults: Option<&RawSsh>, over: Option<&RawSsh>) -> SshSettings {
+    let pick = |get: fn(&RawSsh) -> Option<&Spanned<String>>| over.and_then(get).or_else(|| defaults.and_then(get));
+    let user = pick(|s| s.user.as_ref());
     let port = over
         .and_then(|s| s.port.as_ref())
         .or_else(|| defaults.and_then(|s| s.port.as_ref()))
@@ -206,6 +263,18 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
         }
         let h = &host.value;
         let address = match h.address.value.trim().parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) => {
+                f.error(
+                    Pos::of(&h.address),
+                    &format!("{field}.address"),
+                    format!("IPv6 address `{a}` is not supported"),
+                    Some(
+                        "give the host's IPv4 address; pgha writes addresses into URLs, listen and pg_hba lines that do not bracket IPv6 yet, and preflight could never pass (docs/security.md)"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
             Ok(a) if a.is_unspecified() || a.is_multicast() => {
                 f.error(
                     Pos::of(&h.address),
@@ -242,7 +311,12 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
         let dc = match DcName::new(&h.dc.value) {
             Ok(d) => d,
             Err(why) => {
-                f.error(Pos::of(&h.dc), &format!("{field}.dc"), why, None);
+                f.error(
+                    Pos::of(&h.dc),
+                    &format!("{field}.dc"),
+                    why,
+                    Some("a data-centre label such as `dc1` or `eu-west-1a` (it becomes a Patroni tag)".to_string()),
+                );
                 DcName::new("invalid").expect("literal is valid")
             }
         };
@@ -279,10 +353,18 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
                     }
                     extra.push(hn);
                 }
-                Err(why) => f.error(Pos::of(n), &format!("{field}.names"), why, None),
+                Err(why) => f.error(
+                    Pos::of(n),
+                    &format!("{field}.names"),
+                    why,
+                    Some("list the exact DNS names clients use (no wildcards); each goes into the host's server certificates".to_string()),
+                ),
             }
         }
-        let ssh = resolve_ssh(defaults, h.ssh.as_ref().map(|s| &s.value), &format!("{field}.ssh"), f);
+        if let Some(over) = &h.ssh {
+            check_ssh(&over.value, &format!("{field}.ssh"), f);
+        }
+        let ssh = resolve_ssh(defaults, h.ssh.as_ref().map(|s| &s.value));
         if let Some(address) = address {
             out.push(Host {
                 name,
@@ -368,6 +450,67 @@ fn identifier(s: &Spanned<String>, field: &str, what: &str, f: &mut Findings) ->
     ok
 }
 
+/// Refuses a string holding a control or invisible formatting character (a newline would end a
+/// line of postgresql.conf, pgbouncer.ini or a shell command; an escape sequence would reach the
+/// terminal). The message shows the value escaped. Returns whether the value is clean.
+fn plain_text(s: &Spanned<String>, field: &str, f: &mut Findings) -> bool {
+    plain_str(&s.value, Pos::of(s), field, f)
+}
+
+fn plain_str(v: &str, pos: Pos, field: &str, f: &mut Findings) -> bool {
+    let Some((at, bad)) = v.char_indices().find(|(_, c)| is_unsafe_char(*c)) else {
+        return true;
+    };
+    f.error(
+        pos,
+        field,
+        format!(
+            "\"{}\" contains the control character `{}` at byte {at}",
+            escape_controls(v),
+            bad.escape_default()
+        ),
+        Some(
+            "remove it: values reach configuration files, SQL and commands on every host, where a newline or control character changes their meaning"
+                .to_string(),
+        ),
+    );
+    false
+}
+
+/// An SSH login name: 1–32 of `A-Z a-z 0-9 _ . -`, starting with a letter or `_` (never `-`,
+/// which ssh would read as an option), optionally ending in `$` (Samba machine accounts).
+pub(crate) fn check_ssh_user(s: &str) -> Result<(), String> {
+    let body = s.strip_suffix('$').unwrap_or(s);
+    if body.is_empty() || s.len() > 32 {
+        return Err("it must have 1 to 32 characters".into());
+    }
+    let first = body.chars().next().expect("non-empty checked above");
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(format!("it starts with `{}`", first.escape_default()));
+    }
+    if let Some(c) = body
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!("it contains `{}`", c.escape_default()));
+    }
+    Ok(())
+}
+
+/// A PostgreSQL parameter name as pgha accepts it: `name` or `extension.name`, each part
+/// `[a-z_][a-z0-9_]*`, at most 63 characters.
+fn parameter_name_ok(k: &str) -> bool {
+    let part = |p: &str| {
+        p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    k.len() <= 63
+        && match k.split_once('.') {
+            None => part(k),
+            Some((a, b)) => part(a) && part(b),
+        }
+}
+
 fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSettings {
     let empty = RawPostgres::default();
     let r = raw.map(|r| &r.value).unwrap_or(&empty);
@@ -375,15 +518,12 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
     let mut parameters = BTreeMap::new();
     for (k, v) in &r.parameters.0 {
         let field = format!("postgres.parameters.{k}");
-        let valid = !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
-        if !valid {
+        if !parameter_name_ok(k) {
             f.error(
                 Pos::of(v),
                 &field,
                 format!("`{k}` is not a PostgreSQL parameter name"),
-                None,
+                Some("use lowercase letters, digits and `_` (`extension.name` for an extension's parameter)".to_string()),
             );
         } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
             f.error(
@@ -392,6 +532,16 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 format!("`{k}` is set by pgha and cannot be overridden"),
                 Some(format!("remove it; pgha manages: {}", MANAGED_PARAMETERS.join(", "))),
             );
+        } else if k.starts_with("ssl") {
+            f.error(
+                Pos::of(v),
+                &field,
+                format!("`{k}` is refused: {}", tls_parameter_why(k)),
+                Some("remove it; pgha manages TLS itself (docs/security.md lists every TLS parameter and why)".to_string()),
+            );
+        }
+        if let ParamValue::Str(text) = &v.value {
+            plain_str(text, Pos::of(v), &field, f);
         }
         parameters.insert(k.clone(), v.value.to_string());
     }
@@ -403,6 +553,14 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
             continue;
         }
         let name = u.value.name.value.clone();
+        if name.starts_with("pg_") {
+            f.error(
+                Pos::of(&u.value.name),
+                &field,
+                format!("`{name}`: PostgreSQL reserves role names starting with `pg_`"),
+                Some("choose a name without the `pg_` prefix".to_string()),
+            );
+        }
         if RESERVED_ROLES.contains(&name.as_str()) {
             f.error(
                 Pos::of(&u.value.name),
@@ -425,7 +583,9 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 "createdb" => options.push("CREATEDB".to_string()),
                 "createrole" => options.push("CREATEROLE".to_string()),
                 other => {
-                    let hint = did_you_mean(other, ["createdb", "createrole"]).map(|s| format!("did you mean `{s}`?"));
+                    let hint = did_you_mean(other, ["createdb", "createrole"])
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .or(Some("pgha grants only createdb and createrole; grant anything else yourself, knowingly".to_string()));
                     f.error(
                         Pos::of(o),
                         &format!("postgres.users[{i}].options"),
@@ -451,6 +611,21 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                     continue;
                 }
                 let name = d.value.name.value.clone();
+                if matches!(name.as_str(), "template0" | "template1") {
+                    f.error(
+                        Pos::of(&d.value.name),
+                        &format!("{field}.name"),
+                        format!("`{name}` is a template database PostgreSQL keeps for itself"),
+                        Some("choose another name".to_string()),
+                    );
+                } else if name.len() > 60 {
+                    f.error(
+                        Pos::of(&d.value.name),
+                        &format!("{field}.name"),
+                        format!("`{name}` has {} characters; PgBouncer names it `{name}_rw`, which must fit 63", name.len()),
+                        Some("use at most 60 characters".to_string()),
+                    );
+                }
                 if !seen.insert(name.clone()) {
                     f.error(
                         Pos::of(&d.value.name),

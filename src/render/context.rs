@@ -780,6 +780,17 @@ mod tests {
     }
 
     #[test]
+    fn every_parameter_pgha_manages_is_refused_by_validate() {
+        let tls = TlsPaths::new("ca-bundle-1.pem");
+        for (name, _) in managed_parameters(&tls) {
+            assert!(
+                crate::inventory::MANAGED_PARAMETERS.contains(&name),
+                "{name} is set by render but an inventory may still set it"
+            );
+        }
+    }
+
+    #[test]
     fn pgha_managed_parameters_override_the_inventory() {
         let mut inv = example();
         inv.postgres.parameters.push(("ssl".into(), "off".into()));
