@@ -1,4 +1,4 @@
-//! The failure drills on the lab (root, `PGHA_LAB_TESTS=1`), run the way an operator would:
+//! The failure drills on the lab (root; `#[ignore]`d, .ci/test runs it), run the way an operator would:
 //! the lab cluster (deployed first when `pgha verify` does not pass on it), then
 //! `pgha drill … --yes --json` for failover (leader crash), quorum-loss (two of three etcd
 //! members down) and partition (leader cut off), each under a writer through PgBouncer. Every
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{gated, ok, pgha, text};
+use common::{ok, pgha, text};
 
 /// `pgha verify` passes within two minutes (replicas catch up, HAProxy rechecks, PgBouncer
 /// waits `server_login_retry` after failed logins).
@@ -115,10 +115,9 @@ fn new_leader_elsewhere(r: &Value, name: &str) {
 }
 
 #[test]
+#[ignore = "lab: needs root and the lab; .ci/test runs it (cargo test -- --include-ignored)"]
 fn drills_on_the_lab() {
-    if !gated("drill lab test") {
-        return;
-    }
+    let _scan = common::lab_test("drill lab test");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let inv = deployed_lab(&dir);
 

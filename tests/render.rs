@@ -480,7 +480,7 @@ fn patroni_validates_the_rendered_config() {
         let script = format!(
             "ip link set lo up; \
              /usr/bin/python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(64); time.sleep(60)' & \
-             l=$!; sleep 0.5; \
+             l=$!; i=0; until /usr/bin/python3 -c \"import socket; socket.create_connection(('127.0.0.1',{port}),1)\" 2>/dev/null || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; \
              rc=0; patroni --validate-config /etc/patroni/config.yml || rc=$?; kill $l; exit $rc"
         );
         let (ok, out) = in_overlay(&root.path().join("etc"), &script, true);
@@ -548,7 +548,8 @@ fn pgbouncer_starts_with_the_rendered_config() {
              mount -t tmpfs tmpfs /var/run/postgresql; mount -t tmpfs tmpfs /var/log/postgresql; \
              chown postgres:postgres /var/run/postgresql /var/log/postgresql; \
              ip link set lo up; ip addr add {addr} dev lo; \
-             pgbouncer -u postgres /etc/pgbouncer/pgbouncer.ini & p=$!; sleep 1; \
+             pgbouncer -u postgres /etc/pgbouncer/pgbouncer.ini & p=$!; \
+             i=0; until [ -S /var/run/postgresql/.s.PGSQL.{port} ] || [ $i -ge 100 ]; do i=$((i+1)); sleep 0.1; done; \
              echo ADMIN: $(timeout -s KILL 10 runuser -u postgres -- psql -X -w -h /var/run/postgresql -p {port} -U postgres -Atc 'SHOW VERSION' pgbouncer 2>&1 </dev/null); \
              echo APP: $(PGPASSWORD=app-password PGCONNECT_TIMEOUT=5 timeout -s KILL 10 psql -X -w \"host={name} port={port} dbname={db}_rw user=app sslmode=verify-full sslrootcert={bundle}\" -Atc 'SELECT 1' 2>&1 </dev/null); \
              echo WRONG: $(PGPASSWORD=wrong PGCONNECT_TIMEOUT=5 timeout -s KILL 10 psql -X -w \"host={name} port={port} dbname={db}_rw user=app sslmode=verify-full sslrootcert={bundle}\" -Atc 'SELECT 1' 2>&1 </dev/null); \

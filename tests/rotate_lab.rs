@@ -1,4 +1,4 @@
-//! `pgha rotate-certs` on a deployed lab cluster (root, `PGHA_LAB_TESTS=1`), under continuous
+//! `pgha rotate-certs` on a deployed lab cluster (root; `#[ignore]`d, .ci/test runs it), under continuous
 //! load as a user would run it: `pgbench -C` (a new verify-full TLS connection per transaction)
 //! writing through PgBouncer's `app_rw`, plus long-lived sessions through PgBouncer and through
 //! HAProxy. A leaf rotation, then a CA rotation, then a CA rotation interrupted after its first
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{gated, ok};
+use common::ok;
 
 /// One TLS endpoint as seen from this machine.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,8 +146,8 @@ fn pgbench_load(uri: String, password: String, script: PathBuf) -> Load {
     let handle = std::thread::spawn(move || {
         let (mut processed, mut failed, mut problems) = (0u64, 0u64, Vec::new());
         while !flag.load(Ordering::SeqCst) {
-            let out = Command::new("pgbench")
-                .args(["-n", "-C", "-c", "2", "-T", "5", "-f"])
+            let out = Command::new("timeout")
+                .args(["60", "pgbench", "-n", "-C", "-c", "2", "-T", "5", "-f"])
                 .arg(&script)
                 .arg(&uri)
                 .env("PGPASSWORD", &password)
@@ -257,8 +257,14 @@ fn rotate(inv: &str, args: &[&str], sessions: &mut [Session]) -> f64 {
         .stderr(Stdio::piped())
         .spawn()
         .expect("pgha runs");
-    // Keep the long-lived sessions busy while the rotation runs.
+    // Keep the long-lived sessions busy while the rotation runs (10 minutes at most: a
+    // rotation of the lab takes well under one).
+    let deadline = started + Duration::from_secs(600);
     while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pgha {} still running after 600 s", all.join(" "));
+        }
         for s in sessions.iter_mut() {
             s.ask();
         }
@@ -267,6 +273,7 @@ fn rotate(inv: &str, args: &[&str], sessions: &mut [Session]) -> f64 {
     let out = child.wait_with_output().expect("pgha output");
     let secs = started.elapsed().as_secs_f64();
     let (o, e) = common::text(&out);
+    common::record(&all, &o, &e);
     assert!(out.status.success(), "pgha {} failed:\n{o}\n{e}", all.join(" "));
     assert!(
         !o.contains("PRIVATE KEY") && !e.contains("PRIVATE KEY"),
@@ -285,10 +292,9 @@ fn password_of(uri: &str) -> (String, String) {
 }
 
 #[test]
+#[ignore = "lab: needs root and the lab; .ci/test runs it (cargo test -- --include-ignored)"]
 fn rotations_under_load_keep_every_client_working() {
-    if !gated("rotation lab test") {
-        return;
-    }
+    let _scan = common::lab_test("rotation lab test");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let inv_path = dir.join("rotate-lab.yaml");
     let inv = inv_path.display().to_string();
