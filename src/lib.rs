@@ -4,9 +4,13 @@
 //!
 //! - [`cli`]: clap types, one file per subcommand, and the only printers (`cli::report`,
 //!   `cli::output`). The only place `anyhow` is used.
-//! - [`deploy`], [`verify`]: what `pgha deploy` adds around the engine (preflight, per-host
-//!   targets and inputs, bootstrap SQL) and the end-to-end checks of a deployed cluster;
-//!   [`endpoints`]: the certificate each TLS endpoint presents, read on its host.
+//! - [`ops`]: what each command does (deploy/converge, plan, rotate-certs, status, verify, trust,
+//!   drill, uri, render, run): typed options in, typed result or `OpsError` out, progress
+//!   through `ops::Reporter`; no printing. The inventory loader, the connection pool and the
+//!   engine run with Ctrl-C live here once.
+//! - [`deploy`]: what `pgha deploy` adds around the engine (preflight, per-host targets and
+//!   inputs, bootstrap SQL); [`endpoints`]: the certificate each TLS endpoint presents, read
+//!   on its host.
 //! - [`drill`]: failure drills on a deployed cluster (leader crash, etcd quorum loss, partition)
 //!   with a writer, per-host samplers, and the verdict: RW downtime, rows lost, split brain.
 //!   Faults go through [`lab`] on the lab and `systemctl` over [`transport`] elsewhere.
@@ -34,10 +38,10 @@ pub mod facts;
 pub mod inventory;
 pub mod lab;
 pub mod modules;
+pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod render;
 pub mod transport;
-pub mod verify;
 pub mod yaml;

@@ -267,10 +267,11 @@ fn hostile_inputs_fail_cleanly() {
 fn directory_and_missing_file_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = validate(dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    // Unreadable is invalid input (3), as for every command.
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a regular file"));
     let out = validate(&dir.path().join("nope.yaml"));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("nope.yaml") && stderr.contains("cannot read"),

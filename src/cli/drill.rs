@@ -1,23 +1,15 @@
 //! `pgha drill`: arguments, the refusal without `--yes` (what the drill would do, to which
-//! hosts), Ctrl-C, and printing the progress and the report. The drill itself is
-//! `crate::drill::sequence`.
-
-use std::path::PathBuf;
-use std::sync::Arc;
+//! hosts), and printing the progress and the report. Running it is `ops::drill`; the drill
+//! itself is `crate::drill::sequence`.
 
 use clap::Args;
 
-use super::deploy::load_inventory;
+use super::args::{InventoryArgs, runtime};
+use super::output::CliReporter;
 use super::report::{self, exit};
-use super::run::runtime;
-use crate::drill::cluster::Hosts;
-use crate::drill::sequence::{self, LabTarget, Setup};
-use crate::drill::writer::{self, SqlTarget};
-use crate::drill::{Kind, Report, RunId, plan};
-use crate::inventory::{Inventory, Role};
+use crate::drill::{Kind, Report};
 use crate::lab::LabPaths;
-use crate::lab::state::LabState;
-use crate::render::paths;
+use crate::ops::drill::{self, DrillOptions};
 use crate::transport;
 
 /// Arguments of `pgha drill`.
@@ -44,17 +36,15 @@ Exit codes: 0 the drill passed its targets, 1 a target missed or a step failed (
 2 usage (no --yes: prints what the drill would do; or a drill this inventory cannot run),
 3 invalid inventory, 130 interrupted (the fault was undone).")]
 pub struct DrillArgs {
-    /// The inventory file.
-    pub inventory: PathBuf,
+    /// The inventory and state directory.
+    #[command(flatten)]
+    pub target: InventoryArgs,
     /// Which drill.
     #[arg(value_enum)]
     pub drill: Kind,
     /// Really do it (it crashes or cuts off production hosts); without it, say what it would do.
     #[arg(long)]
     pub yes: bool,
-    /// State directory of the PKI and secrets (default: .pgha beside the inventory).
-    #[arg(long)]
-    pub state: Option<PathBuf>,
     /// Print the report as one JSON object on stdout (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
@@ -71,119 +61,46 @@ pub fn run(args: &DrillArgs) -> u8 {
     run_with(args, &LabPaths::from_env())
 }
 
-/// The database behind `<db>_rw` / `<db>_ro` (the inventory's first, as `pgha verify` uses).
-fn database(inv: &Inventory) -> String {
-    inv.postgres
-        .databases
-        .first()
-        .map_or_else(|| "postgres".to_string(), |d| d.name.clone())
-}
-
-/// The lab's machine names when `inv` describes the lab that is up.
-fn lab_names(inv: &Inventory, lab: &LabPaths) -> Option<std::collections::BTreeMap<String, String>> {
-    match LabState::load(&lab.state()) {
-        Ok(Some(state)) => plan::lab_names(inv, &state),
-        Ok(None) => None,
-        Err(e) => {
-            report::info(format!("warning: {e}; treating the hosts as real hosts"));
-            None
-        }
-    }
-}
-
 /// Runs `pgha drill` against the lab in `lab` (if the inventory is that lab).
 pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
-    let inv = match load_inventory(&args.inventory, true) {
+    let inv = match args.target.load(true) {
         Ok(i) => i,
         Err(code) => return code,
     };
-    let names = lab_names(&inv, lab);
-    if let Err(e) = plan::check(args.drill, &inv, names.is_some()) {
-        report::error(e);
-        return exit::USAGE;
-    }
-    let db = database(&inv);
+    let rep = CliReporter::shared(true, false, false);
+    let o = DrillOptions {
+        kind: args.drill,
+        state: args.target.state.clone(),
+        transport: args.transport,
+        accept_new_host_keys: args.accept_new_host_keys,
+        lab: lab.clone(),
+    };
+    let prepared = match drill::prepare(&inv, &o, rep.as_ref()) {
+        Ok(p) => p,
+        Err(e) => return report::fail(&e),
+    };
     if !args.yes {
-        for line in plan::preview(args.drill, &inv, &db, names.is_some()) {
+        for line in drill::preview(&inv, &o, &prepared) {
             report::out(line);
         }
         report::error(format!(
             "pgha drill faults the cluster on purpose: re-run with --yes to run it (pgha drill {} {} --yes)",
-            args.inventory.display(),
+            args.target.inventory.display(),
             args.drill
         ));
         return exit::USAGE;
     }
-    if names.is_some()
-        && let Err(e) = crate::lab::preflight::require_root()
-    {
-        report::error(format!("the drill drives the lab: {e}"));
-        return exit::FAILED;
-    }
-    let (state, bundle, password) =
-        match super::verify::verify_credentials(&inv, args.state.as_deref(), &args.inventory) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-    let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
-        report::error("the inventory has no pgbouncer host");
-        return exit::INVALID_INPUT;
-    };
-    let ca = state.bundle(bundle.generation);
-    let port = inv.pgbouncer.port.get();
-    let sql = Arc::new(SqlTarget {
-        program: "psql".into(),
-        rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
-        ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
-        password,
-    });
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let report = rt.block_on(async {
-        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                report::info("interrupt: the drill undoes its fault, then exits (this can take a minute)");
-                let _ = cancel_tx.send(true);
-                // Further Ctrl-C are ignored while the fault is undone.
-                loop {
-                    if tokio::signal::ctrl_c().await.is_err() {
-                        break;
-                    }
-                    report::info("interrupt: still undoing the fault; wait");
-                }
-            }
-        });
-        let setup = Setup {
-            hosts: Hosts::new(&inv, args.transport, args.accept_new_host_keys),
-            kind: args.drill,
-            run: RunId::generate(),
-            lab: names.map(|names| LabTarget {
-                paths: lab.clone(),
-                names,
-            }),
-            sql,
-            db: db.clone(),
-            remote_ca: paths::ca_bundle(&bundle.file_name()),
-            progress: Arc::new(|line: &str| report::info(line)),
-            cancel,
-            pace: sequence::Pace::default(),
-            inv: inv.clone(),
-        };
-        report::info(format!(
-            "drill {}: run {} on {} ({})",
-            setup.kind,
-            setup.run,
-            if setup.lab.is_some() { "the lab" } else { "real hosts" },
-            inv.path.display()
-        ));
-        sequence::run(&setup).await
-    });
+    let report = match rt.block_on(drill::run(&inv, &o, prepared, &rep)) {
+        Ok(r) => r,
+        Err(e) => return report::fail(&e),
+    };
     print_report(&report, args.json);
     if report.interrupted {
-        130
+        exit::INTERRUPTED
     } else if report.passed {
         exit::OK
     } else {
@@ -364,8 +281,8 @@ mod tests {
     fn an_invalid_inventory_is_exit_3() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut a = args(dir.path(), "failover", &["--yes"]);
-        a.inventory = dir.path().join("bad.yaml");
-        std::fs::write(&a.inventory, "cluster: { name: t }\nhosts: {}\nbogus: 1\n").expect("write");
+        a.target.inventory = dir.path().join("bad.yaml");
+        std::fs::write(&a.target.inventory, "cluster: { name: t }\nhosts: {}\nbogus: 1\n").expect("write");
         assert_eq!(
             run_with(&a, &LabPaths::new(dir.path().join("no-lab"))),
             exit::INVALID_INPUT

@@ -1,6 +1,9 @@
-//! Command-line interface: clap types, one file per subcommand, and dispatch. Only this layer
-//! prints (through `report`), and only here is `anyhow` used.
+//! Command-line interface: clap types, one file per subcommand, and dispatch. Each subcommand
+//! file parses its arguments, calls one `ops` function and prints its result; shared arguments
+//! and the inventory loader are in `args`. Only this layer prints (through `report` and
+//! `output`), and only here is `anyhow` used; no file here starts a remote command.
 
+pub mod args;
 pub mod deploy;
 pub mod drill;
 pub mod lab;
@@ -11,7 +14,6 @@ pub mod report;
 pub mod rotate;
 pub mod run;
 pub mod status;
-pub mod trust;
 pub mod uri;
 pub mod validate;
 pub mod verify;

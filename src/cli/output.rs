@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::{Event, Recap, Reporter};
+use crate::ops;
 use crate::plan::Status;
 
 /// How to print.
@@ -95,12 +96,13 @@ impl Printer {
         )
     }
 
-    /// Clears the bars before the recap.
+    /// Clears the bars before the recap (a later run starts new ones).
     pub fn finish(&self) {
-        if let Ok(bars) = self.bars.lock() {
+        if let Ok(mut bars) = self.bars.lock() {
             for b in bars.values() {
                 b.finish_and_clear();
             }
+            bars.clear();
         }
         let _ = self.multi.clear();
     }
@@ -208,4 +210,45 @@ pub fn recap(style: Style, r: &Recap, timings: bool) {
     let t = r.total();
     drop(err);
     println!("total: ok={} changed={} failed={}", t.ok, t.changed, t.failed);
+}
+
+/// The CLI's [`ops::Reporter`]: engine events through the [`Printer`], information and
+/// errors through `report`, and the recap after each engine run.
+pub struct CliReporter {
+    printer: Printer,
+    style: Style,
+    timings: bool,
+}
+
+impl CliReporter {
+    /// A reporter for `--json`, `-v` and `--timings` as given.
+    pub fn shared(json: bool, verbose: bool, timings: bool) -> std::sync::Arc<dyn ops::Reporter> {
+        let style = Style::detect(json);
+        std::sync::Arc::new(Self {
+            printer: Printer::new(style, verbose),
+            style,
+            timings,
+        })
+    }
+}
+
+impl Reporter for CliReporter {
+    fn event(&self, e: &Event) {
+        self.printer.event(e);
+    }
+}
+
+impl ops::Reporter for CliReporter {
+    fn info(&self, line: &str) {
+        super::report::info(line);
+    }
+
+    fn error(&self, message: &dyn std::fmt::Display) {
+        super::report::error(message);
+    }
+
+    fn recap(&self, r: &Recap) {
+        self.printer.finish();
+        recap(self.style, r, self.timings);
+    }
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
+use super::args::{load_inventory, runtime};
 use super::report::{self, exit};
-use crate::inventory::{self, Inventory, LoadError};
+use crate::ops::{Connect, trust};
 use crate::pki::{self, CertStatus, LeafAction, Report, SecretsReport, StateDir};
 
 /// Arguments of `pgha pki`.
@@ -70,8 +71,9 @@ pub fn run(args: &PkiArgs) -> u8 {
 }
 
 fn status(args: &StatusArgs) -> u8 {
-    let Some(inv) = load(&args.inventory) else {
-        return exit::INVALID_INPUT;
+    let inv = match load_inventory(&args.inventory, false) {
+        Ok(i) => i,
+        Err(code) => return code,
     };
     let state = StateDir::for_inventory(&inv, args.state.as_deref());
     let rows = match pki::status(&inv, &state, OffsetDateTime::now_utc()) {
@@ -79,8 +81,8 @@ fn status(args: &StatusArgs) -> u8 {
         Err(e) => return fail(e),
     };
     let live = if args.live {
-        match super::run::runtime() {
-            Ok(rt) => Some(rt.block_on(super::trust::live(&inv, &state))),
+        match runtime() {
+            Ok(rt) => Some(rt.block_on(trust::live(&inv, &state, &Connect::default()))),
             Err(code) => return code,
         }
     } else {
@@ -95,7 +97,7 @@ fn status(args: &StatusArgs) -> u8 {
         return exit::OK;
     }
     report::out(report::table(&status_table(&rows)).trim_end());
-    for line in super::trust::summary(&state) {
+    for line in trust::summary(&state) {
         report::out(line);
     }
     if let Some(hosts) = live {
@@ -113,8 +115,9 @@ fn status(args: &StatusArgs) -> u8 {
 }
 
 fn issue(args: &IssueArgs) -> u8 {
-    let Some(inv) = load(&args.inventory) else {
-        return exit::INVALID_INPUT;
+    let inv = match load_inventory(&args.inventory, false) {
+        Ok(i) => i,
+        Err(code) => return code,
     };
     let state = StateDir::for_inventory(&inv, args.state.as_deref());
     let done = pki::ensure(&inv, &state, OffsetDateTime::now_utc())
@@ -125,24 +128,6 @@ fn issue(args: &IssueArgs) -> u8 {
             exit::OK
         }
         Err(e) => fail(e),
-    }
-}
-
-/// Loads the inventory, printing its diagnostics; `None` when it is unusable.
-fn load(path: &Path) -> Option<Inventory> {
-    match inventory::load(path) {
-        Ok(loaded) => {
-            loaded.warnings.iter().for_each(report::diagnostic);
-            Some(loaded.inventory)
-        }
-        Err(LoadError::Invalid { errors, warnings }) => {
-            errors.iter().chain(&warnings).for_each(report::diagnostic);
-            None
-        }
-        Err(e @ LoadError::Read(_)) => {
-            report::error(e);
-            None
-        }
     }
 }
 

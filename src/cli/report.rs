@@ -4,7 +4,9 @@
 
 use std::io::Write;
 
-use crate::inventory::{Diagnostic, Severity};
+use crate::inventory::{Diagnostic, LoadError, Severity};
+use crate::ops::OpsError;
+use crate::ops::error::ErrorKind;
 
 /// Exit codes: documented in `pgha --help` and the README.
 pub mod exit {
@@ -14,8 +16,60 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad command line (clap's own code).
     pub const USAGE: u8 = 2;
-    /// The inventory (or another input file) is invalid.
+    /// The inventory (or another input file) is invalid or unreadable.
     pub const INVALID_INPUT: u8 = 3;
+    /// Interrupted (Ctrl-C); re-run to converge.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The one mapping from an operation's error to the exit code.
+pub fn exit_code(e: &OpsError) -> u8 {
+    match e.kind() {
+        ErrorKind::Failed => exit::FAILED,
+        ErrorKind::Usage => exit::USAGE,
+        ErrorKind::InvalidInput => exit::INVALID_INPUT,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
+    }
+}
+
+/// Prints `e` (each detail of a list on its own line, then the summary) and returns its exit
+/// code.
+pub fn fail(e: &OpsError) -> u8 {
+    show(e);
+    exit_code(e)
+}
+
+/// Prints an operation's error: lists one line per item, then the summary as information;
+/// nothing for what was reported as it happened (a failed host's recap).
+pub fn show(e: &OpsError) {
+    match e {
+        OpsError::Inventory(LoadError::Invalid { errors, warnings }) => {
+            errors.iter().chain(warnings).for_each(diagnostic);
+        }
+        OpsError::Unreachable { errors, .. } => {
+            for err in errors {
+                error(err);
+            }
+            info(e.to_string());
+        }
+        OpsError::Preflight { problems } => {
+            for p in problems {
+                error(p);
+            }
+            info(e.to_string());
+        }
+        OpsError::PhaseNotApplied { source, .. } => {
+            show(source);
+            info(e.to_string());
+        }
+        OpsError::Problems(list) => {
+            for p in list {
+                error(p);
+            }
+        }
+        e if e.already_reported() => {}
+        e => error(e),
+    }
 }
 
 /// Prints a line of results to stdout.

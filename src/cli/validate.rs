@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::report::{self, exit};
-use crate::inventory::{self, LoadError, Role};
+use crate::inventory::{LoadError, Role};
+use crate::ops::{self, OpsError};
 
 /// Arguments of `pgha validate`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha validate inventory/prod.yaml --json | jq '.warnings[].message'\n\nExit codes: 0 valid (warnings may be printed), 3 invalid, 1 unreadable."
+    after_help = "Examples:\n  pgha validate inventory/example.yaml\n  pgha validate inventory/prod.yaml --json | jq '.warnings[].message'\n\nExit codes: 0 valid (warnings may be printed), 3 invalid or unreadable."
 )]
 pub struct ValidateArgs {
     /// The inventory file.
@@ -22,7 +23,7 @@ pub struct ValidateArgs {
 
 /// Runs `pgha validate`.
 pub fn run(args: &ValidateArgs) -> u8 {
-    match inventory::load(&args.inventory) {
+    match ops::load_inventory(&args.inventory) {
         Ok(loaded) => {
             if args.json {
                 report::json(&serde_json::json!({
@@ -51,7 +52,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
             }
             exit::OK
         }
-        Err(LoadError::Invalid { errors, warnings }) => {
+        Err(OpsError::Inventory(LoadError::Invalid { errors, warnings })) => {
             if args.json {
                 report::json(&serde_json::json!({ "valid": false, "errors": errors, "warnings": warnings }));
             } else {
@@ -66,13 +67,13 @@ pub fn run(args: &ValidateArgs) -> u8 {
             }
             exit::INVALID_INPUT
         }
-        Err(LoadError::Read(e)) => {
+        Err(e) => {
             if args.json {
                 report::json(&serde_json::json!({ "valid": false, "errors": [{"message": e.to_string()}] }));
+                report::exit_code(&e)
             } else {
-                report::error(&e);
+                report::fail(&e)
             }
-            exit::FAILED
         }
     }
 }

@@ -13,7 +13,7 @@ use super::DrillError;
 use crate::inventory::{Inventory, Role, SyncMode};
 use crate::render::{LeafKind, paths};
 use crate::transport::{self, Cmd, Conn, Endpoint, Output, TransportError};
-pub use crate::verify::Member;
+pub use crate::ops::verify::Member;
 
 /// How long to wait for an SSH connection during a drill.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,4 +1,4 @@
-//! `pgha verify`: the checks of DESIGN.md §6 against a deployed cluster, each a real client
+//! `pgha verify`: the end-to-end checks (docs/design.md, "Verification") against a deployed cluster, each a real client
 //! doing what an application or an operator would: etcd health over mutual TLS, Patroni's view
 //! (one leader, every replica streaming), HAProxy's RW pool (exactly one server UP), and SQL
 //! through PgBouncer and through HAProxy with `sslmode=verify-full` from this machine — a write
@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::pool::{self, Connect};
+use super::{OpsError, Reporter};
 use crate::inventory::{Host, Inventory, Role};
-use crate::pki::Secret;
+use crate::pki::{self, Secret};
 use crate::render::paths;
 use crate::transport::{Cmd, Conn, DEFAULT_TIMEOUT, local};
 
@@ -365,4 +367,67 @@ pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
         );
     }
     checks
+}
+
+/// What a client check needs from the state directory: the newest trust bundle and
+/// `pgha_verify`'s password.
+pub struct Credentials {
+    /// The state directory.
+    pub state: pki::StateDir,
+    /// Its newest trust bundle.
+    pub bundle: pki::TrustBundle,
+    /// `pgha_verify`'s password.
+    pub password: Secret<String>,
+}
+
+/// Reads [`Credentials`] from the state directory; [`OpsError::NotDeployed`] says what is
+/// missing (deploy first).
+pub fn credentials(inv: &Inventory, state: Option<&std::path::Path>) -> Result<Credentials, OpsError> {
+    let state = pki::StateDir::for_inventory(inv, state);
+    let bundle = pki::current_bundle(&state)?.ok_or_else(|| {
+        OpsError::NotDeployed(format!(
+            "{}: no CA bundle; deploy first (pgha deploy {})",
+            state.root().display(),
+            inv.path.display()
+        ))
+    })?;
+    let password = pki::load_secrets(&state)?
+        .password(&pki::Account::Verify)
+        .cloned()
+        .ok_or_else(|| {
+            OpsError::NotDeployed(format!(
+                "{}: no password for pgha_verify; run pgha deploy first",
+                state.root().display()
+            ))
+        })?;
+    Ok(Credentials {
+        state,
+        bundle,
+        password,
+    })
+}
+
+/// `pgha verify`: connects to every host and runs every check (an unreachable host is
+/// reported and its checks fail).
+pub async fn verify(
+    inv: &Inventory,
+    state: Option<&std::path::Path>,
+    connect: &Connect,
+    rep: &dyn Reporter,
+) -> Result<Vec<Check>, OpsError> {
+    let creds = credentials(inv, state)?;
+    let (conns, errors) = pool::connect_all(inv, connect).await;
+    for e in errors.values() {
+        rep.error(e);
+    }
+    let ctx = Ctx {
+        inv,
+        conns: &conns,
+        ca_file: creds.state.bundle(creds.bundle.generation),
+        remote_ca: paths::ca_bundle(&creds.bundle.file_name()),
+        password: creds.password,
+    };
+    let checks = run_all(&ctx).await;
+    pool::close_all(&conns).await;
+    Ok(checks)
 }

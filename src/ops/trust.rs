@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::deploy::{close_all, connect_all};
-use super::run::RemoteArgs;
+use super::pool::{Connect, close_all, connect_all};
 use crate::endpoints;
 use crate::inventory::Inventory;
 use crate::pki::{self, Ca, CertInfo, StateDir};
 use crate::render::paths;
-use crate::transport::{Cmd, DEFAULT_TIMEOUT, Kind};
+use crate::transport::{Cmd, DEFAULT_TIMEOUT};
 
 /// A CA the state directory knows, with the label used in reports.
 struct KnownCa {
@@ -113,16 +112,8 @@ pub struct HostTrust {
 }
 
 /// Connects to every host and reads which bundle its services use and what it presents.
-pub async fn live(inv: &Inventory, state: &StateDir) -> Vec<HostTrust> {
-    let remote = RemoteArgs {
-        transport: Kind::Openssh,
-        accept_new_host_keys: false,
-        limit: vec![],
-        json: false,
-        timings: false,
-        verbose: false,
-    };
-    let (conns, errors) = connect_all(inv, &remote).await;
+pub async fn live(inv: &Inventory, state: &StateDir, connect: &Connect) -> Vec<HostTrust> {
+    let (conns, errors) = connect_all(inv, connect).await;
     let cas = known_cas(state);
     let configs = [
         paths::ETCD_CONFIG,

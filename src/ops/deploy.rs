@@ -1,0 +1,112 @@
+//! `pgha deploy` and `pgha plan`: connect to every host once, check them (preflight), issue the
+//! PKI, render each host's files for its Debian release, then run the embedded deploy playbook
+//! (or only plan it). [`converge`] is the same over already open connections (rotate-certs
+//! converges several times over one pool).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use super::pool::{self, Conns};
+use super::{Connect, OpsError, Reporter, material, run};
+use crate::deploy::{self, preflight};
+use crate::engine::{Options, PreOpened, Recap};
+use crate::facts;
+use crate::inventory::Inventory;
+use crate::playbook;
+use crate::render::{Target, TemplateSource};
+
+/// What a deploy (or its plan) does besides the inventory.
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    /// State directory of the PKI and secrets (default beside the inventory).
+    pub state: Option<PathBuf>,
+    /// Where templates come from.
+    pub templates: TemplateSource,
+    /// Directory of playbooks overriding the embedded ones.
+    pub playbooks: Option<PathBuf>,
+    /// Plan only: change nothing on the hosts.
+    pub check: bool,
+    /// With `check`, diffs of files (secrets masked).
+    pub diff: bool,
+    /// Take over PostgreSQL or etcd data pgha did not configure.
+    pub adopt_existing_data: bool,
+    /// Report every command sent.
+    pub verbose: bool,
+    /// No preflight summary line (JSON output).
+    pub quiet: bool,
+    /// How to reach the hosts.
+    pub connect: Connect,
+}
+
+/// Connects to every host (or `--limit`), converges them, closes the connections.
+pub async fn deploy(inv: &Inventory, o: &DeployOptions, rep: &Arc<dyn Reporter>) -> Result<Recap, OpsError> {
+    o.connect.check_limit(inv)?;
+    let conns = pool::connect_every(inv, &o.connect, "deploy").await?;
+    let result = converge(inv, o, &conns, rep).await;
+    pool::close_all(&conns).await;
+    result
+}
+
+/// Preflight, PKI (issuing what is missing or stale), rendering, then the deploy playbook on
+/// `conns`. The connections stay open.
+pub async fn converge(
+    inv: &Inventory,
+    o: &DeployOptions,
+    conns: &Conns,
+    rep: &Arc<dyn Reporter>,
+) -> Result<Recap, OpsError> {
+    let pb = playbook::load("deploy", o.playbooks.as_deref(), inv)?;
+    let (material, verifiers) = material::from_state(inv, o.state.as_deref(), rep.as_ref())?;
+    // Preflight: one probe per host (it also tells each host's Debian release).
+    let q = preflight::query(inv);
+    let gathered = join_all(conns.iter().map(|(name, conn)| {
+        let q = q.clone();
+        async move { (name.clone(), facts::gather(conn.as_ref(), &q).await) }
+    }))
+    .await;
+    let mut all_facts = BTreeMap::new();
+    for (name, r) in gathered {
+        all_facts.insert(name, r?);
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let problems = preflight::check_all(inv, &all_facts, now, o.adopt_existing_data);
+    if !problems.is_empty() {
+        return Err(OpsError::Preflight { problems });
+    }
+    let targets: BTreeMap<String, Target> = all_facts
+        .iter()
+        .filter_map(|(h, f)| preflight::target(f).map(|t| (h.clone(), t)))
+        .collect();
+    let mut releases: Vec<&str> = targets.values().map(|t| t.as_str()).collect();
+    releases.sort();
+    releases.dedup();
+    if !o.quiet {
+        rep.info(&format!(
+            "preflight: {} host(s) ready ({})",
+            targets.len(),
+            releases.join(", ")
+        ));
+    }
+    let inputs = deploy::host_inputs(
+        inv,
+        &material,
+        &verifiers.auth,
+        &verifiers.verify,
+        &targets,
+        &o.templates,
+    )?;
+    let opts = Options {
+        check: o.check,
+        diff: o.diff,
+        verbose: o.verbose,
+        limit: o.connect.limit_set(),
+    };
+    let connector = PreOpened {
+        conns: conns.clone(),
+        errors: std::sync::Mutex::new(BTreeMap::new()),
+    };
+    run::execute(inv, &pb, &inputs, &opts, &connector, rep).await
+}

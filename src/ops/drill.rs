@@ -1,0 +1,139 @@
+//! `pgha drill`: what a drill would do (the preview shown without `--yes`), and running it:
+//! credentials, the writer's target, Ctrl-C (undo the fault, then stop), progress through the
+//! reporter. The drill itself is `crate::drill::sequence`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{OpsError, Reporter, verify};
+use crate::drill::cluster::Hosts;
+use crate::drill::sequence::{self, LabTarget, Setup};
+use crate::drill::writer::{self, SqlTarget};
+use crate::drill::{Kind, Report, RunId, plan};
+use crate::inventory::{Inventory, Role};
+use crate::lab::LabPaths;
+use crate::lab::state::LabState;
+use crate::render::paths;
+use crate::transport;
+
+/// What `pgha drill` runs.
+#[derive(Clone, Debug)]
+pub struct DrillOptions {
+    /// Which drill.
+    pub kind: Kind,
+    /// State directory (default beside the inventory).
+    pub state: Option<PathBuf>,
+    /// SSH implementation.
+    pub transport: transport::Kind,
+    /// Trust the host key of a host seen for the first time.
+    pub accept_new_host_keys: bool,
+    /// Where the lab lives (the inventory may describe it).
+    pub lab: LabPaths,
+}
+
+/// A drill checked against the inventory, before anything runs.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The lab's machine names when the inventory is the lab that is up.
+    pub lab_names: Option<BTreeMap<String, String>>,
+    /// The database behind `<db>_rw` / `<db>_ro`.
+    pub db: String,
+}
+
+/// The database behind `<db>_rw` / `<db>_ro` (the inventory's first, as `pgha verify` uses).
+fn database(inv: &Inventory) -> String {
+    inv.postgres
+        .databases
+        .first()
+        .map_or_else(|| "postgres".to_string(), |d| d.name.clone())
+}
+
+/// The lab's machine names when `inv` describes the lab that is up.
+fn lab_names(inv: &Inventory, lab: &LabPaths, rep: &dyn Reporter) -> Option<BTreeMap<String, String>> {
+    match LabState::load(&lab.state()) {
+        Ok(Some(state)) => plan::lab_names(inv, &state),
+        Ok(None) => None,
+        Err(e) => {
+            rep.info(&format!("warning: {e}; treating the hosts as real hosts"));
+            None
+        }
+    }
+}
+
+/// Checks that this inventory can run the drill ([`OpsError::Usage`] if not).
+pub fn prepare(inv: &Inventory, o: &DrillOptions, rep: &dyn Reporter) -> Result<Prepared, OpsError> {
+    let names = lab_names(inv, &o.lab, rep);
+    plan::check(o.kind, inv, names.is_some()).map_err(|e| OpsError::Usage(e.to_string()))?;
+    Ok(Prepared {
+        lab_names: names,
+        db: database(inv),
+    })
+}
+
+/// What the drill would do, line by line (shown without `--yes`).
+pub fn preview(inv: &Inventory, o: &DrillOptions, p: &Prepared) -> Vec<String> {
+    plan::preview(o.kind, inv, &p.db, p.lab_names.is_some())
+}
+
+/// Runs the drill. Ctrl-C undoes the fault before the report comes back (`interrupted`).
+pub async fn run(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn Reporter>) -> Result<Report, OpsError> {
+    if p.lab_names.is_some() {
+        crate::lab::preflight::require_root().map_err(|e| OpsError::Failed(format!("the drill drives the lab: {e}")))?;
+    }
+    let creds = verify::credentials(inv, o.state.as_deref())?;
+    let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
+        return Err(OpsError::InvalidInput("the inventory has no pgbouncer host".into()));
+    };
+    let ca = creds.state.bundle(creds.bundle.generation);
+    let port = inv.pgbouncer.port.get();
+    let db = p.db;
+    let sql = Arc::new(SqlTarget {
+        program: "psql".into(),
+        rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
+        ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
+        password: creds.password,
+    });
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let on_signal = rep.clone();
+    let listener = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.info("interrupt: the drill undoes its fault, then exits (this can take a minute)");
+            let _ = cancel_tx.send(true);
+            // Further Ctrl-C are ignored while the fault is undone.
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    break;
+                }
+                on_signal.info("interrupt: still undoing the fault; wait");
+            }
+        }
+    });
+    let progress = rep.clone();
+    let setup = Setup {
+        hosts: Hosts::new(inv, o.transport, o.accept_new_host_keys),
+        kind: o.kind,
+        run: RunId::generate(),
+        lab: p.lab_names.map(|names| LabTarget {
+            paths: o.lab.clone(),
+            names,
+        }),
+        sql,
+        db,
+        remote_ca: paths::ca_bundle(&creds.bundle.file_name()),
+        progress: Arc::new(move |line: &str| progress.info(line)),
+        cancel,
+        pace: sequence::Pace::default(),
+        inv: inv.clone(),
+    };
+    rep.info(&format!(
+        "drill {}: run {} on {} ({})",
+        setup.kind,
+        setup.run,
+        if setup.lab.is_some() { "the lab" } else { "real hosts" },
+        inv.path.display()
+    ));
+    let report = sequence::run(&setup).await;
+    listener.abort();
+    Ok(report)
+}

@@ -1,0 +1,108 @@
+//! `pgha status`: the cluster at a glance — etcd members and health, Patroni members (role,
+//! state, timeline, lag), HAProxy servers per port, PgBouncer pools — with anything unhealthy
+//! named. Read-only.
+
+use std::path::Path;
+
+use super::pool::{self, Connect};
+use super::verify::{self, Ctx};
+use super::OpsError;
+use crate::inventory::{Inventory, Role};
+use crate::pki;
+use crate::render::paths;
+use crate::transport::{Cmd, DEFAULT_TIMEOUT};
+
+/// What `pgha status` found.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// The picture: `etcd`, `patroni` (`check`, `members`), `haproxy` (servers per host),
+    /// `pgbouncer_pools` (SHOW POOLS per host).
+    pub status: serde_json::Value,
+    /// Everything unhealthy, one line each (empty: healthy).
+    pub problems: Vec<String>,
+}
+
+/// Reads the cluster's state from every host.
+pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) -> Result<Status, OpsError> {
+    let state = pki::StateDir::for_inventory(inv, state);
+    let Ok(Some(bundle)) = pki::current_bundle(&state) else {
+        return Err(OpsError::NotDeployed(format!(
+            "{}: no CA bundle; deploy first",
+            state.root().display()
+        )));
+    };
+    let (conns, errors) = pool::connect_all(inv, connect).await;
+    let mut problems: Vec<String> = errors.values().map(|e| e.to_string()).collect();
+    let ctx = Ctx {
+        inv,
+        conns: &conns,
+        ca_file: state.bundle(bundle.generation),
+        remote_ca: paths::ca_bundle(&bundle.file_name()),
+        password: pki::Secret::new(String::new()),
+    };
+    let etcd = verify::etcd(&ctx).await;
+    if !etcd.ok {
+        problems.push(format!("etcd: {}", etcd.detail));
+    }
+    let members = verify::patroni_members(&ctx).await;
+    let patroni = verify::patroni(&ctx).await;
+    if !patroni.ok {
+        problems.push(format!("patroni: {}", patroni.detail));
+    }
+    let mut haproxy = serde_json::Map::new();
+    for h in inv.hosts_with(Role::Haproxy) {
+        match verify::haproxy_servers(&ctx, h).await {
+            Ok(servers) => {
+                let up_rw = servers
+                    .iter()
+                    .filter(|(p, _, s)| p == "postgres_rw" && s.starts_with("UP"))
+                    .count();
+                if up_rw != 1 {
+                    problems.push(format!("haproxy {}: {up_rw} RW servers UP", h.name));
+                }
+                let list: Vec<serde_json::Value> = servers
+                    .iter()
+                    .map(|(p, s, st)| serde_json::json!({ "proxy": p, "server": s, "status": st }))
+                    .collect();
+                haproxy.insert(h.name.to_string(), serde_json::Value::Array(list));
+            }
+            Err(e) => problems.push(format!("haproxy {}: {e}", h.name)),
+        }
+    }
+    let mut pools = serde_json::Map::new();
+    for b in inv.hosts_with(Role::Pgbouncer) {
+        let cmd = Cmd::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-X",
+                "-A",
+                "-F",
+                "\t",
+                "-h",
+                paths::SOCKET_DIR,
+                "-p",
+            ])
+            .arg(inv.pgbouncer.port.to_string())
+            .args(["-U", "postgres", "pgbouncer", "-c", "SHOW POOLS"]);
+        if let Some(c) = conns.get(b.name.as_str()) {
+            match c.exec(&cmd, None, DEFAULT_TIMEOUT).await {
+                Ok(o) if o.success() => {
+                    pools.insert(b.name.to_string(), serde_json::Value::String(o.stdout_text()));
+                }
+                Ok(o) => problems.push(format!("pgbouncer {}: SHOW POOLS: {}", b.name, o.stderr_tail(2))),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    pool::close_all(&conns).await;
+    let status = serde_json::json!({
+        "etcd": etcd,
+        "patroni": { "check": patroni, "members": members.unwrap_or_default() },
+        "haproxy": haproxy,
+        "pgbouncer_pools": pools,
+    });
+    Ok(Status { status, problems })
+}
