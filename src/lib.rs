@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod conninfo;
 pub mod deploy;
 pub mod diagnostic;
 pub mod drill;

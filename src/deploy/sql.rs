@@ -16,6 +16,36 @@ fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// The roles PgBouncer serves, so the only ones whose SCRAM verifier `pgha.user_lookup` may
+/// return: the inventory's application users and `pgha_verify` (verify and drill connect
+/// through PgBouncer). Never replicator, rewind_user, the superuser, pgbouncer_auth itself or
+/// any role created outside pgha: PgBouncer's host must not be able to read their verifiers
+/// (a verifier is enough to log in as the role through PgBouncer's SCRAM pass-through, and
+/// to attack its password offline).
+pub fn served_roles<'a>(inv: &'a Inventory, verify: &'a str) -> Vec<&'a str> {
+    inv.postgres
+        .users
+        .iter()
+        .map(|u| u.name.as_str())
+        .chain(std::iter::once(verify))
+        .collect()
+}
+
+/// `pgha.user_lookup`: the verifier of `i_username` if it is one of `served` (and a login,
+/// non-superuser role still valid), otherwise no row, which PgBouncer treats as an unknown user.
+fn lookup_function(served: &[&str]) -> String {
+    let list = served.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ");
+    format!(
+        "CREATE OR REPLACE FUNCTION pgha.user_lookup(i_username text, OUT uname text, OUT phash text)\n\
+         RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
+         \x20 SELECT rolname::text, rolpassword::text FROM pg_catalog.pg_authid\n\
+         \x20 WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper\n\
+         \x20   AND rolname = ANY (ARRAY[{list}]::text[])\n\
+         \x20   AND (rolvaliduntil IS NULL OR rolvaliduntil > now())\n\
+         $$;\n"
+    )
+}
+
 /// A login role and its SCRAM verifier.
 pub struct Role<'a> {
     /// Role name.
@@ -70,14 +100,7 @@ pub fn bootstrap(inv: &Inventory, auth: Role<'_>, verify: Role<'_>, app_verifier
             "CREATE SCHEMA IF NOT EXISTS pgha_verify AUTHORIZATION {};\n",
             ident(verify.name)
         ));
-        s.push_str(
-            "CREATE OR REPLACE FUNCTION pgha.user_lookup(i_username text, OUT uname text, OUT phash text)\n\
-             RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$\n\
-             \x20 SELECT rolname::text, rolpassword::text FROM pg_catalog.pg_authid\n\
-             \x20 WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper\n\
-             \x20   AND (rolvaliduntil IS NULL OR rolvaliduntil > now())\n\
-             $$;\n",
-        );
+        s.push_str(&lookup_function(&served_roles(inv, verify.name)));
         s.push_str("REVOKE ALL ON FUNCTION pgha.user_lookup(text) FROM PUBLIC;\n");
         s.push_str(&format!("GRANT USAGE ON SCHEMA pgha TO {};\n", ident(auth.name)));
         s.push_str(&format!(
@@ -122,5 +145,25 @@ mod tests {
         assert_eq!(sql.matches("\\connect").count(), 2, "the function in every database");
         assert_eq!(sql.matches("pgha_verify AUTHORIZATION").count(), 2);
         assert!(sql.contains("NOT rolsuper") && sql.contains("rolvaliduntil"));
+        assert_eq!(
+            sql.matches("AND rolname = ANY (ARRAY['app', 'pgha_verify']::text[])").count(),
+            2,
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn the_lookup_serves_only_application_users_and_pgha_verify() {
+        let text = include_str!("../../inventory/example.yaml");
+        let inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
+        let served = served_roles(&inv, "pgha_verify");
+        assert_eq!(served, ["app", "pgha_verify"]);
+        for internal in crate::inventory::RESERVED_ROLES.iter().filter(|r| **r != "pgha_verify") {
+            assert!(!served.contains(internal), "{internal} must not be served");
+        }
+        let f = lookup_function(&served);
+        assert!(!f.contains("replicator") && !f.contains("rewind_user") && !f.contains("pgbouncer_auth"));
     }
 }

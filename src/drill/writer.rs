@@ -33,7 +33,8 @@ pub struct SqlTarget {
     pub rw: String,
     /// `<db>_ro` through PgBouncer.
     pub ro: String,
-    /// `pgha_verify`'s password (passed in `PGPASSWORD`, never on a command line).
+    /// `pgha_verify`'s password (passed in a private passfile, never on a command line or in
+    /// the environment).
     pub password: Secret<String>,
 }
 
@@ -71,12 +72,7 @@ impl SqlTarget {
 /// A libpq connection string to PgBouncer's `dbname` alias on `host`: dialled by address,
 /// verified by name, short connect timeout.
 pub fn conninfo(host: &Host, port: u16, dbname: &str, user: &str, ca: &Path) -> String {
-    format!(
-        "host={} hostaddr={} port={port} dbname={dbname} user={user} sslmode=verify-full sslrootcert={} connect_timeout=2 application_name=pgha-drill",
-        host.name,
-        host.address,
-        ca.display()
-    )
+    crate::conninfo::verify_full(host, port, dbname, user, ca, 2, "pgha-drill").to_keyword_string()
 }
 
 /// Creates the drill's table (idempotent) and drops rows of runs older than a week.
@@ -127,7 +123,10 @@ pub async fn psql(
     timeout: Duration,
 ) -> Result<String, String> {
     let cmd = Cmd::new(program).args([conninfo, "-XqtA", "-v", "ON_ERROR_STOP=1", "-c", sql]);
-    let out = local::run(&cmd, &[("PGPASSWORD", password.expose().as_str())], timeout).await?;
+    let passfile = crate::conninfo::PassFile::new(password.expose())
+        .map_err(|e| format!("cannot write a private passfile for psql: {e}"))?;
+    let passfile_path = passfile.path().to_string_lossy().into_owned();
+    let out = local::run(&cmd, &[("PGPASSFILE", passfile_path.as_str())], timeout).await?;
     if out.success() {
         Ok(out.stdout_text())
     } else {

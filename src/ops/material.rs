@@ -67,7 +67,7 @@ pub fn from_state(
         let read = |path: PathBuf| fs::read_to_string(&path).map_err(|source| MaterialError::Read { path, source });
         let leaf = Leaf {
             cert_pem: read(state.leaf_cert(&spec.host, spec.kind))?,
-            key_pem: read(state.leaf_key(&spec.host, spec.kind))?,
+            key_pem: state.read_leaf_key(&spec.host, spec.kind)?.expose().clone(),
         };
         leaves.insert((spec.host.clone(), spec.kind), leaf);
     }

@@ -108,15 +108,25 @@ pub fn uri(inv: &Inventory, via: Via, ro: bool, user: &str, db: &str, password: 
         }
     };
     let name = host.names.first().unwrap_or(&host.name);
-    let auth = match password {
-        Some(p) => format!("{user}:{p}"),
-        None => user.to_string(),
-    };
-    Some(format!(
-        "postgresql://{auth}@{name}:{port}/{dbname}?sslmode=verify-full&sslrootcert={}&hostaddr={}",
-        ca.display(),
-        host.address
-    ))
+    // Every component percent-encoded: a state directory under "My Clusters/" or a password
+    // holding `@`, `&` or `/` stays one value (src/conninfo.rs).
+    let mut parts = vec![("user", user.to_string())];
+    if let Some(p) = password {
+        parts.push(("password", p.to_string()));
+    }
+    parts.extend([
+        ("host", name.to_string()),
+        ("port", port.to_string()),
+        ("dbname", dbname.to_string()),
+        ("sslmode", "verify-full".to_string()),
+        ("sslrootcert", ca.display().to_string()),
+        ("hostaddr", host.address.to_string()),
+    ]);
+    let mut info = crate::conninfo::ConnInfo::new();
+    for (key, value) in parts {
+        info = info.with(key, value).ok()?;
+    }
+    Some(info.to_uri())
 }
 
 #[cfg(test)]
@@ -137,5 +147,11 @@ mod tests {
         );
         let u = uri(&inv, Via::Haproxy, true, "app", "app", Some("pw"), ca).expect("uri");
         assert!(u.starts_with("postgresql://app:pw@db.example.com:5001/app?"), "{u}");
+        let spaced = std::path::Path::new("/home/me/My Clusters/.pgha/trust/ca-bundle.pem");
+        let u = uri(&inv, Via::Pgbouncer, false, "app", "app", Some("a@b&c"), spaced).expect("uri");
+        assert_eq!(
+            u,
+            "postgresql://app:a%40b%26c@pool.example.com:6432/app_rw?sslmode=verify-full&sslrootcert=/home/me/My%20Clusters/.pgha/trust/ca-bundle.pem&hostaddr=198.51.100.41"
+        );
     }
 }

@@ -235,22 +235,15 @@ pub async fn haproxy(ctx: &Ctx<'_>, host: &Host) -> Check {
 
 /// A libpq connection string for `host` (dialled by address, verified by name).
 pub fn conninfo(host: &Host, port: u16, dbname: &str, user: &str, ca: &std::path::Path) -> String {
-    format!(
-        "host={} hostaddr={} port={port} dbname={dbname} user={user} sslmode=verify-full sslrootcert={} connect_timeout=5 application_name=pgha-verify",
-        host.name,
-        host.address,
-        ca.display()
-    )
+    crate::conninfo::verify_full(host, port, dbname, user, ca, 5, "pgha-verify").to_keyword_string()
 }
 
 async fn psql(ctx: &Ctx<'_>, conninfo: &str, sql: &str) -> Result<String, String> {
     let cmd = Cmd::new("psql").args([conninfo, "-XtA", "-v", "ON_ERROR_STOP=1", "-c", sql]);
-    let out = local::run(
-        &cmd,
-        &[("PGPASSWORD", ctx.password.expose().as_str())],
-        Duration::from_secs(30),
-    )
-    .await?;
+    let passfile = crate::conninfo::PassFile::new(ctx.password.expose())
+        .map_err(|e| format!("cannot write a private passfile for psql: {e}"))?;
+    let passfile_path = passfile.path().to_string_lossy().into_owned();
+    let out = local::run(&cmd, &[("PGPASSFILE", passfile_path.as_str())], Duration::from_secs(30)).await?;
     if out.success() {
         Ok(out.stdout_text().trim().to_string())
     } else {

@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use super::error::PkiError;
-use super::files::ensure_private_dir;
+use super::files::{FileMode, ensure_private_dir, read_optional, read_private_optional, write_atomic};
+use super::secret::Secret;
 use super::spec::LeafKind;
 use crate::inventory::{HostName, Inventory};
+
+/// What `.gitignore` in the state directory holds.
+const GITIGNORE: &str = "# Written by pgha: this directory holds the CA key and passwords; never commit it.\n*\n";
 
 /// The state directory (default `.pgha/` beside the inventory file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +37,9 @@ impl StateDir {
         &self.root
     }
 
-    /// Creates the directory tree, every directory mode 0700.
+    /// Creates the directory tree, every directory mode 0700, and a `.gitignore` holding `*`
+    /// so that the CA key and the secrets stay out of a repository the inventory lives in
+    /// (`git add .` skips the whole directory, the `.gitignore` included).
     pub fn create(&self) -> Result<(), PkiError> {
         for dir in [
             self.root.clone(),
@@ -43,7 +49,31 @@ impl StateDir {
         ] {
             ensure_private_dir(&dir)?;
         }
+        let ignore = self.gitignore();
+        if read_optional(&ignore)?.as_deref() != Some(GITIGNORE) {
+            write_atomic(&ignore, GITIGNORE.as_bytes(), FileMode::Public)?;
+        }
         Ok(())
+    }
+
+    /// `.gitignore`: `*`, the whole state directory.
+    pub fn gitignore(&self) -> PathBuf {
+        self.root.join(".gitignore")
+    }
+
+    /// Reads the private key of a leaf, refusing it when group or others can read it (as ssh
+    /// refuses a private key), so that a key copied in or restored with a loose mode is noticed
+    /// before pgha installs it on a host.
+    pub fn read_leaf_key(&self, host: &HostName, kind: LeafKind) -> Result<Secret<String>, PkiError> {
+        let path = self.leaf_key(host, kind);
+        match read_private_optional(&path)? {
+            Some(pem) => Ok(Secret::new(pem)),
+            None => Err(PkiError::io(
+                &path,
+                "read",
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            )),
+        }
     }
 
     /// `ca/`: the current CA.

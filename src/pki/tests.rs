@@ -218,6 +218,29 @@ fn modes_of_state_dir_keys_and_secrets() {
 }
 
 #[test]
+fn state_dir_is_ignored_by_git() {
+    let (f, _) = issued_fixture();
+    let text = read(&f.state.gitignore());
+    assert!(text.lines().any(|l| l == "*"), "{text}");
+}
+
+#[test]
+fn group_or_world_readable_leaf_keys_are_refused() {
+    let (f, _) = issued_fixture();
+    let spec = &leaf_specs(&f.inv)[0];
+    let key = f.state.leaf_key(&spec.host, spec.kind);
+    assert!(f.state.read_leaf_key(&spec.host, spec.kind).is_ok());
+    for loose in [0o640, 0o604, 0o644] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(loose)).expect("chmod");
+        let err = f.state.read_leaf_key(&spec.host, spec.kind).expect_err("loose mode refused");
+        let text = err.to_string();
+        assert!(text.contains(&key.display().to_string()) && text.contains("chmod 600"), "{text}");
+        let err = ensure(&f.inv, &f.state, now()).expect_err("ensure refuses it too");
+        assert!(matches!(err, PkiError::InsecureMode { .. }), "{err}");
+    }
+}
+
+#[test]
 fn second_run_issues_nothing_and_rewrites_nothing() {
     let (f, _) = issued_fixture();
     let before = snapshot(f.state.root());

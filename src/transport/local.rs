@@ -1,6 +1,7 @@
 //! Commands run on the controller itself (the `psql` of `pgha verify`): argv with extra
-//! environment (passwords go through `PGPASSWORD`, never on a command line), a timeout, and the
-//! child killed if it overruns.
+//! environment (passwords go through a private passfile named by `PGPASSFILE`, never on a
+//! command line or in `PGPASSWORD`: see `crate::conninfo::PassFile`), a timeout, and the child
+//! killed if it overruns.
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub async fn run(cmd: &Cmd, env: &[(&str, &str)], timeout: Duration) -> Result<O
     let argv = cmd.argv();
     let mut c = tokio::process::Command::new(&argv[0]);
     c.args(&argv[1..]).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    // An inherited PGPASSWORD would win over pgha's passfile (libpq reads it first).
+    c.env_remove("PGPASSWORD");
     for (k, v) in env {
         c.env(k, v);
     }
