@@ -269,7 +269,7 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
                     &format!("{field}.address"),
                     format!("IPv6 address `{a}` is not supported"),
                     Some(
-                        "give the host's IPv4 address; pgha writes addresses into URLs, listen and pg_hba lines that do not bracket IPv6 yet, and preflight could never pass (docs/security.md)"
+                        "give the host's IPv4 address: preflight resolves cluster names as IPv4 only, so an IPv6 host could never pass it, and pgha has not run over IPv6 end to end (docs/security.md)"
                             .to_string(),
                     ),
                 );
