@@ -3,9 +3,14 @@
 //! gather → plan → apply for every task, then its notified handlers. A failed host skips its
 //! later plays; other hosts carry on. Check mode plans everything and applies nothing.
 //!
-//! Facts are gathered in one round trip per host for every remaining play at once, updated in
-//! place after file writes, and re-gathered only after a change that makes them stale
-//! (packages, services, commands). A no-op run therefore costs one probe per host.
+//! Facts are gathered in one round trip per host for every play at once, before the first play,
+//! together with every task's read-only check (`unless` snippets, one pass of each `wait_for`):
+//! until something is changed on some host, tasks plan from that one probe, so a run with
+//! nothing to change costs exactly one round trip per host. The first change anywhere makes
+//! the checks run ahead stale for every host (a change on one host can change another's
+//! checks): from then on checks run live, as each task comes. Facts are updated in place after
+//! file writes, and re-gathered after a change that makes them stale (packages, services,
+//! commands).
 
 mod counting;
 pub mod events;
@@ -188,6 +193,45 @@ pub async fn run(
     }
 
     let empty = HostInput::default();
+    // Nothing changed yet: the checks run ahead are still true.
+    let dirty = AtomicBool::new(false);
+    // One probe per host, all at once, for every play.
+    let gathers = states.iter().map(|(name, state)| {
+        let host = wanted.iter().find(|h| h.name.as_str() == name.as_str());
+        let input = inputs.get(name.as_str()).unwrap_or(&empty);
+        let reporter = reporter.as_ref();
+        let dirty = &dirty;
+        let cancel = &cancel;
+        async move {
+            let Some(host) = host else { return };
+            let ctx = HostRun {
+                inv,
+                playbook,
+                play_index: 0,
+                host,
+                input,
+                opts,
+                reporter,
+                cancel,
+                dirty,
+            };
+            let mut st = state.lock().await;
+            if st.failed {
+                return;
+            }
+            if let Err(e) = ctx.facts(&mut st, 0).await {
+                st.failed = true;
+                st.counts.failed += 1;
+                reporter.event(&Event::HostFailed {
+                    host: name.clone(),
+                    play: "gather facts".into(),
+                    task: "gather facts".into(),
+                    error: e,
+                });
+            }
+        }
+    });
+    join_all(gathers).await;
     for (pi, play) in playbook.plays.iter().enumerate() {
         if cancel.load(Ordering::SeqCst) {
             recap.interrupted = true;
@@ -220,6 +264,7 @@ pub async fn run(
                     opts,
                     reporter: reporter.as_ref(),
                     cancel: &cancel,
+                    dirty: &dirty,
                 };
                 async move {
                     let mut st = state.lock().await;
@@ -269,6 +314,8 @@ struct HostRun<'a> {
     opts: &'a Options,
     reporter: &'a dyn Reporter,
     cancel: &'a AtomicBool,
+    /// Something was (or is being) changed on some host: checks gathered ahead are stale.
+    dirty: &'a AtomicBool,
 }
 
 /// How one task went.
@@ -287,8 +334,10 @@ impl HostRun<'_> {
         self.host.name.to_string()
     }
 
-    /// Facts every task from this play on may need (paths expanded with empty facts).
+    /// Facts every task from this play on may need (paths expanded with empty facts), and, while
+    /// nothing has changed, the tasks' read-only checks to run ahead.
     fn query(&self, from_play: usize, from_task: usize) -> Query {
+        let with_checks = !self.dirty.load(Ordering::SeqCst);
         let env = vars::environment();
         let ctx = vars::context(self.inv, self.host, &self.input.vars, &Facts::default());
         let mut q = Query::default();
@@ -297,7 +346,15 @@ impl HostRun<'_> {
                 continue;
             }
             let skip = if pi == from_play { from_task } else { 0 };
-            for t in play.tasks.iter().skip(skip).chain(play.handlers.iter()) {
+            for t in play.tasks.iter().skip(skip) {
+                if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
+                    q.merge(&modules::query(&spec));
+                    if with_checks && let Some(c) = modules::survey_check(&spec) {
+                        q.checks.insert(c.argv().to_vec());
+                    }
+                }
+            }
+            for t in &play.handlers {
                 if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
                     q.merge(&modules::query(&spec));
                 }
@@ -407,12 +464,18 @@ impl HostRun<'_> {
         let Some(conn) = st.conn.clone() else {
             return Outcome::Failed("not connected".into());
         };
-        let probed = match modules::probe(&spec) {
-            Some(cmd) => match conn.exec(&cmd, None, transport::DEFAULT_TIMEOUT).await {
+        // A check run ahead holds while nothing has changed anywhere; else probe live.
+        let ahead = match modules::survey_check(&spec) {
+            Some(c) if !self.dirty.load(Ordering::SeqCst) => facts.check(&c),
+            _ => None,
+        };
+        let probed = match (ahead, modules::probe(&spec)) {
+            (Some(passed), _) => Some(passed),
+            (None, Some(cmd)) => match conn.exec(&cmd, None, transport::DEFAULT_TIMEOUT).await {
                 Ok(out) => Some(out.success()),
                 Err(e) => return Outcome::Failed(e.to_string()),
             },
-            None => None,
+            (None, None) => None,
         };
         let plan = match modules::plan(&spec, &facts, &self.input.rendered, probed) {
             Ok(p) => p,
@@ -465,6 +528,7 @@ impl HostRun<'_> {
                         changed: true,
                     };
                 }
+                self.dirty.store(true, Ordering::SeqCst);
                 match modules::apply(&change.action, conn.as_ref()).await {
                     Ok(applied) => {
                         if let (Some((path, kind)), Some(f)) = (applied.file_update, st.facts.as_mut()) {

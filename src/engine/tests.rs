@@ -94,8 +94,16 @@ async fn run_with(
     rules: BTreeMap<String, Vec<Rule>>,
     check: bool,
 ) -> (Recap, Vec<Event>, BTreeMap<String, Vec<String>>) {
+    run_playbook(PLAYBOOK, rules, check).await
+}
+
+async fn run_playbook(
+    playbook: &str,
+    rules: BTreeMap<String, Vec<Rule>>,
+    check: bool,
+) -> (Recap, Vec<Event>, BTreeMap<String, Vec<String>>) {
     let inv = inv();
-    let pb = crate::playbook::parse(Path::new("pb.yaml"), PLAYBOOK.as_bytes(), &inv).expect("playbook");
+    let pb = crate::playbook::parse(Path::new("pb.yaml"), playbook.as_bytes(), &inv).expect("playbook");
     let connector = FakeConnector {
         rules,
         fakes: StdMutex::new(BTreeMap::new()),
@@ -243,4 +251,85 @@ async fn an_unreachable_host_is_reported_and_others_run() {
             .any(|e| matches!(e, Event::HostFailed { host, .. } if host == "b"))
     );
     assert!(!recap.success());
+}
+
+/// A guarded command, then a wait in a later play: both checks run ahead in the probe.
+const GUARDED: &str = "plays:
+  - name: guarded
+    hosts: all
+    tasks:
+      - name: init
+        command: { argv: [init-thing], unless: \"test -e /etc/inited\" }
+  - name: wait
+    hosts: all
+    tasks:
+      - name: up
+        wait_for: { sh: is-up, timeout_s: 5 }
+";
+
+/// The probe's answer with the checks' exit codes in their (sorted) order: `is-up`, then the
+/// `unless`.
+fn guarded_rules(is_up: u8, inited: u8) -> Vec<Rule> {
+    vec![
+        // Re-gathered after a change: no checks asked for any more.
+        answer(
+            "' pgha 0 0 0 0",
+            "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n",
+        ),
+        answer(
+        "@@pgha:os",
+        &format!(
+                "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n{is_up}\n{inited}\n"
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn checks_run_ahead_in_the_one_probe_when_nothing_changes() {
+    let table = [("a", guarded_rules(0, 0)), ("b", guarded_rules(0, 0))]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let (recap, _, cmds) = run_playbook(GUARDED, table, false).await;
+    assert_eq!(recap.total().changed, 0);
+    assert_eq!(recap.total().ok, 4, "both tasks ok on both hosts");
+    for host in ["a", "b"] {
+        assert_eq!(recap.hosts[host].round_trips, 1, "{:?}", cmds[host]);
+        let probe = &cmds[host][0];
+        assert!(probe.contains("test -e /etc/inited") && probe.contains("is-up"), "{probe}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_change_checks_run_live_on_every_host() {
+    // a's `unless` fails: it runs the command; from then on no check gathered ahead is trusted,
+    // so both hosts wait for `is-up` live although their probe said it was true.
+    let table = [("a", guarded_rules(0, 1)), ("b", guarded_rules(0, 0))]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let (recap, _, cmds) = run_playbook(GUARDED, table, false).await;
+    assert_eq!(recap.hosts["a"].changed, 1);
+    assert!(cmds["a"].iter().any(|c| c == "init-thing"), "{:?}", cmds["a"]);
+    assert!(!cmds["b"].iter().any(|c| c == "init-thing"), "{:?}", cmds["b"]);
+    for host in ["a", "b"] {
+        assert!(
+            cmds[host].iter().any(|c| c.contains("deadline=") && c.contains("is-up")),
+            "{host} waited live: {:?}",
+            cmds[host]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_check_ahead_waits_live_and_changes_nothing() {
+    let table = [("a", guarded_rules(1, 0)), ("b", guarded_rules(0, 0))]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let (recap, _, cmds) = run_playbook(GUARDED, table, false).await;
+    assert_eq!(recap.total().changed, 0);
+    assert_eq!(recap.hosts["a"].round_trips, 2, "probe + the wait: {:?}", cmds["a"]);
+    assert_eq!(recap.hosts["b"].round_trips, 1, "{:?}", cmds["b"]);
 }

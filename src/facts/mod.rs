@@ -21,6 +21,9 @@ pub struct Query {
     pub files: BTreeSet<String>,
     /// Host names to resolve (IPv4), as the host's services would.
     pub names: BTreeSet<String>,
+    /// Read-only checks (`unless` snippets, one pass of a `wait_for`) to run once each, so that
+    /// a run with nothing to change costs this one probe: argv of each, exit status wanted.
+    pub checks: BTreeSet<Vec<String>>,
 }
 
 impl Query {
@@ -30,6 +33,7 @@ impl Query {
         self.units.extend(other.units.iter().cloned());
         self.files.extend(other.files.iter().cloned());
         self.names.extend(other.names.iter().cloned());
+        self.checks.extend(other.checks.iter().cloned());
     }
 }
 
@@ -102,6 +106,9 @@ pub struct Facts {
     pub disk_free_kib: u64,
     /// Names asked about → the IPv4 address they resolve to (None: they do not resolve).
     pub resolved: BTreeMap<String, Option<std::net::IpAddr>>,
+    /// Checks asked about (argv) → whether each exited 0 when the probe ran.
+    #[serde(skip)]
+    pub checks: BTreeMap<Vec<String>, bool>,
 }
 
 impl Facts {
@@ -119,18 +126,38 @@ impl Facts {
     pub fn file(&self, path: &str) -> &FileKind {
         self.files.get(path).unwrap_or(&FileKind::Missing)
     }
+
+    /// Whether the check `cmd` passed when the probe ran (None: it was not asked about).
+    pub fn check(&self, cmd: &Cmd) -> Option<bool> {
+        self.checks.get(cmd.argv()).copied()
+    }
 }
 
 const MARK: &str = "@@pgha:";
 
+/// Seconds each check may take inside the probe before it counts as failed (`timeout`).
+pub const CHECK_TIMEOUT_S: u64 = 20;
+
 /// The probe: one `sh` script whose sections are separated by `@@pgha:<name>` lines. Names of
-/// packages, units and files travel as positional arguments (`NP NU NN p… u… n… f…`); the script
-/// only ever `eval`s positional references like `"${3}"`, never a value.
+/// packages, units and files, and the checks' argv, travel as positional arguments
+/// (`NP NU NN NC (K w1…wK)… p… u… n… f…`); the script only ever `eval`s positional references
+/// like `"${3}"`, never a value. The checks start first, all at once in the background (each a
+/// subshell with its own copy of the arguments, stdin from /dev/null, output discarded,
+/// bounded by [`CHECK_TIMEOUT_S`]), while the rest is read; their exit statuses, kept in a
+/// private `mktemp -d` directory, print in order at the end (255 when one is missing).
 pub fn probe(q: &Query) -> Cmd {
     let body = format!(
         r#"export LC_ALL=C
-np=$1 nu=$2 nn=$3; shift 3
+np=$1 nu=$2 nn=$3 nc=$4; shift 4
 refs() {{ [ "$1" -gt 0 ] && seq -f '"${{%.0f}}"' 1 "$1" | tr '\n' ' '; }}
+results=
+[ "$nc" -gt 0 ] && results=$(mktemp -d)
+i=0
+while [ "$i" -lt "$nc" ]; do
+  k=$1; shift
+  [ -n "$results" ] && ( eval "timeout {timeout} $(refs "$k")" </dev/null >/dev/null 2>&1; echo "$?" > "$results/$i" ) &
+  shift "$k"; i=$((i + 1))
+done
 echo '{MARK}os'; cat /etc/os-release 2>/dev/null
 echo '{MARK}clock'; date +%s
 echo '{MARK}disk'; df -Pk / | tail -n 1
@@ -146,15 +173,26 @@ echo '{MARK}resolve'
 shift "$nn"
 echo '{MARK}files'
 {stat}
+echo '{MARK}checks'
+wait
+i=0
+while [ "$i" -lt "$nc" ]; do cat "$results/$i" 2>/dev/null || echo 255; i=$((i + 1)); done
+[ -n "$results" ] && rm -rf -- "$results"
 exit 0
 "#,
-        stat = remote::STAT_BODY
+        stat = remote::STAT_BODY,
+        timeout = CHECK_TIMEOUT_S,
     );
     let mut args = vec![
         q.packages.len().to_string(),
         q.units.len().to_string(),
         q.names.len().to_string(),
+        q.checks.len().to_string(),
     ];
+    for c in &q.checks {
+        args.push(c.len().to_string());
+        args.extend(c.iter().cloned());
+    }
     args.extend(q.packages.iter().cloned());
     args.extend(q.units.iter().cloned());
     args.extend(q.names.iter().cloned());
@@ -221,6 +259,17 @@ pub fn parse(out: &str, q: &Query) -> Result<Facts, String> {
         if let Some((name, addr)) = line.split_once('\t') {
             facts.resolved.insert(name.to_string(), addr.parse().ok());
         }
+    }
+    let codes = get("checks");
+    if codes.len() != q.checks.len() {
+        return Err(format!(
+            "the probe printed {} check result(s) for {} check(s)",
+            codes.len(),
+            q.checks.len()
+        ));
+    }
+    for (c, code) in q.checks.iter().zip(codes) {
+        facts.checks.insert(c.clone(), code.trim() == "0");
     }
     facts.units = parse_units(&get("units"));
     for u in &q.units {
@@ -311,7 +360,8 @@ pub enum FactsError {
 /// Gathers facts in one round trip.
 pub async fn gather(t: &dyn Transport, q: &Query) -> Result<Facts, FactsError> {
     let cmd = probe(q);
-    let out = crate::transport::run_ok(t, &cmd, crate::transport::DEFAULT_TIMEOUT).await?;
+    let checks = std::time::Duration::from_secs(if q.checks.is_empty() { 0 } else { CHECK_TIMEOUT_S });
+    let out = crate::transport::run_ok(t, &cmd, crate::transport::DEFAULT_TIMEOUT + checks).await?;
     parse(&out.stdout_text(), q).map_err(|detail| FactsError::Parse {
         host: t.endpoint().name.clone(),
         detail,

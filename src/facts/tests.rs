@@ -17,6 +17,7 @@ fn query() -> Query {
             .map(|s| s.to_string())
             .collect(),
         names: Default::default(),
+        checks: Default::default(),
     }
 }
 
@@ -83,7 +84,7 @@ fn a_truncated_probe_is_an_error() {
 fn probe_passes_names_as_arguments() {
     let cmd = probe(&query());
     let argv = cmd.argv();
-    assert_eq!(&argv[4..7], ["3", "2", "0"]);
+    assert_eq!(&argv[4..8], ["3", "2", "0", "0"]);
     assert!(argv.iter().any(|a| a == "/etc/patroni/config.yml"));
     assert!(!argv[2].contains("haproxy"), "names never appear in the script text");
 }
@@ -103,6 +104,15 @@ fn probe_runs_on_a_real_debian_shell() {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        checks: [
+            vec!["true"],
+            vec!["sh", "-c", "exit 3"],
+            vec!["sh", "-c", "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l", "pgha", "a b", "$(x)"],
+            vec!["sh", "-c", "[ \"$#\" -eq 0 ]"],
+        ]
+        .iter()
+        .map(|c| c.iter().map(|w| w.to_string()).collect())
+        .collect(),
     };
     let cmd = probe(&q);
     let out = std::process::Command::new(&cmd.argv()[0])
@@ -128,4 +138,13 @@ fn probe_runs_on_a_real_debian_shell() {
         Some("127.0.0.1")
     );
     assert_eq!(f.resolved.get("no-such-host.invalid"), Some(&None));
+    let passed = |c: &[&str]| f.checks.get(&c.iter().map(|w| w.to_string()).collect::<Vec<_>>()).copied();
+    assert_eq!(passed(&["true"]), Some(true));
+    assert_eq!(passed(&["sh", "-c", "exit 3"]), Some(false));
+    assert_eq!(
+        passed(&["sh", "-c", "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l", "pgha", "a b", "$(x)"]),
+        Some(true),
+        "arguments reach the check verbatim, stdin is empty"
+    );
+    assert_eq!(passed(&["sh", "-c", "[ \"$#\" -eq 0 ]"]), Some(true), "each check gets only its own words");
 }

@@ -145,6 +145,18 @@ pub fn probe(spec: &ModuleSpec) -> Option<Cmd> {
     }
 }
 
+/// The read-only check of a task that the engine can run ahead, inside the one facts probe of a
+/// host: `command`'s `unless`, and one pass of a `wait_for` that always waits (an `if_changed`
+/// wait is skipped when nothing changed, so it needs none). Its exit status is what [`plan`]
+/// takes as `probed`.
+pub fn survey_check(spec: &ModuleSpec) -> Option<Cmd> {
+    match spec {
+        ModuleSpec::Command(a) => command::probe(a),
+        ModuleSpec::WaitFor(a) if a.if_changed != Some(true) => Some(wait_for::check_once(a)),
+        _ => None,
+    }
+}
+
 /// The facts a task needs.
 pub fn query(spec: &ModuleSpec) -> Query {
     let mut q = Query::default();
@@ -169,7 +181,8 @@ pub fn query(spec: &ModuleSpec) -> Query {
     q
 }
 
-/// Plans a task: no I/O. `probed` is the exit status of [`probe`]'s command when it has one.
+/// Plans a task: no I/O. `probed` is whether [`probe`]'s command (or, run ahead, the
+/// [`survey_check`]) exited 0, when it ran.
 pub fn plan(
     spec: &ModuleSpec,
     facts: &Facts,
@@ -182,7 +195,7 @@ pub fn plan(
         ModuleSpec::Directory(a) => Ok(directory::plan(a, facts)),
         ModuleSpec::Service(a) => Ok(service::plan(a, facts)),
         ModuleSpec::Command(a) => Ok(command::plan(a, facts, probed)),
-        ModuleSpec::WaitFor(a) => Ok(wait_for::plan(a)),
+        ModuleSpec::WaitFor(a) => Ok(wait_for::plan(a, probed)),
     }
 }
 

@@ -17,9 +17,38 @@ while :; do
   sleep 1
 done"#;
 
-pub(super) fn plan(a: &WaitForArgs) -> Plan<Action> {
+/// One pass of the wait's check (no loop): what the engine runs ahead in the facts probe.
+pub(super) fn check_once(a: &WaitForArgs) -> Cmd {
+    let (_, check) = check_of(a);
+    match check.split_first() {
+        Some((program, args)) => Cmd::new(program.clone()).args(args.iter().cloned()),
+        None => Cmd::new("true"),
+    }
+}
+
+/// Plans the wait: already true when its check passed ahead (`probed`), else the loop.
+pub(super) fn plan(a: &WaitForArgs, probed: Option<bool>) -> Plan<Action> {
     let timeout = a.timeout_s.unwrap_or(60);
-    let (what, check): (String, Vec<String>) = if let Some(port) = &a.port {
+    let (what, check) = check_of(a);
+    if probed == Some(true) {
+        return Plan::Satisfied {
+            why: format!("{what}: already true"),
+        };
+    }
+    let cmd = Cmd::script(LOOP, std::iter::once(timeout.to_string()).chain(check));
+    Plan::Check {
+        what: format!("wait for {what}"),
+        action: Action::Wait {
+            cmd,
+            what,
+            timeout: Duration::from_secs(timeout),
+        },
+    }
+}
+
+/// What is awaited (for messages) and the argv of one check.
+fn check_of(a: &WaitForArgs) -> (String, Vec<String>) {
+    if let Some(port) = &a.port {
         (
             format!("port {port} to listen"),
             vec![
@@ -50,15 +79,6 @@ pub(super) fn plan(a: &WaitForArgs) -> Plan<Action> {
             format!("`{}`", sh.lines().next().unwrap_or("")),
             vec!["sh".into(), "-c".into(), sh],
         )
-    };
-    let cmd = Cmd::script(LOOP, std::iter::once(timeout.to_string()).chain(check));
-    Plan::Check {
-        what: format!("wait for {what}"),
-        action: Action::Wait {
-            cmd,
-            what,
-            timeout: Duration::from_secs(timeout),
-        },
     }
 }
 
