@@ -161,6 +161,10 @@ pub struct PatroniContext {
     pub restapi_listen: String,
     /// `restapi.connect_address` (name:port, as in the REST certificate).
     pub restapi_connect: String,
+    /// `restapi.allowlist`: the PostgreSQL nodes' addresses, the only sources Patroni accepts
+    /// its unsafe endpoints from (switchover, restart, config…), so that HAProxy's host cannot
+    /// use them even with a certificate of the CA (docs/security.md).
+    pub restapi_allowlist: Vec<String>,
     /// `etcd3.hosts`.
     pub etcd_hosts: Vec<String>,
     /// `ttl`.
@@ -474,6 +478,7 @@ pub fn patroni(
         name: host.name.to_string(),
         restapi_listen: paths::addr_port(host.address, rest_port),
         restapi_connect: paths::host_port(host.name.as_str(), rest_port),
+        restapi_allowlist: inv.hosts_with(Role::Postgres).map(|n| paths::host_cidr(n.address)).collect(),
         etcd_hosts: inv
             .hosts_with(Role::Etcd)
             .map(|m| paths::host_port(m.name.as_str(), inv.etcd.client_port.get()))
