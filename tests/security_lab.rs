@@ -3,8 +3,9 @@
 //! and on this machine):
 //!
 //! - PostgreSQL's and PgBouncer's server certificates are refused by etcd (client and peer
-//!   ports) and by Patroni's REST API; HAProxy's check certificate is refused by etcd's peer port
-//!   and by Patroni's unsafe endpoints (even with the REST password: only the PostgreSQL nodes
+//!   ports) and by Patroni's REST API; HAProxy's check certificate and Patroni's client
+//!   certificate are refused by etcd's peer port (their SAN names no address), HAProxy's check
+//!   certificate by Patroni's unsafe endpoints (even with the REST password: only the PostgreSQL nodes
 //!   may use them), while it still passes the health checks; Patroni's own client certificate
 //!   still reads etcd and a member may still use the unsafe endpoints.
 //! - The state directory's path holds a space: `deploy`, `verify` (psql with quoted conninfo
@@ -58,18 +59,24 @@ fn curl_on(host: &str, args: &str) -> Probe {
     parse(&out)
 }
 
-/// curl on this machine with a certificate from the state directory.
-fn curl_here(state: &Path, cert_host: &str, kind: &str, url: &str) -> Probe {
+/// curl on this machine with a certificate from the state directory, to `https://host:port/path`
+/// (the name resolved to the inventory's address: this machine need not know the lab's names).
+fn curl_here(inv: &Path, state: &Path, cert_host: &str, kind: &str, target: (&str, u16, &str)) -> Probe {
+    let (host, port, path) = target;
+    let loaded = pgha::inventory::load(inv).expect("lab inventory loads");
+    let addr = loaded.inventory.host(host).expect("host in the lab inventory").address;
     let dir = state.join("certs").join(cert_host);
     let out = Command::new("curl")
         .args(["-sS", "--http1.1", "--max-time", "5", "-o", "/dev/null", "-w", "code=%{http_code} "])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:{addr}"))
         .arg("--cacert")
         .arg(state.join("trust/ca-bundle.pem"))
         .arg("--cert")
         .arg(dir.join(format!("{kind}.crt")))
         .arg("--key")
         .arg(dir.join(format!("{kind}.key")))
-        .arg(url)
+        .arg(format!("https://{host}:{port}{path}"))
         .output()
         .expect("curl runs");
     let text = format!(
@@ -138,10 +145,12 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
     // etcd's client port.
     let positive = curl_on("node1", &format!("{client} {ETCD_READ}"));
     assert!(positive.accepted() && positive.code == "200", "Patroni's client certificate reads etcd: {positive:?}");
+    let here = curl_here(&inv_path, &state, "node1", "patroni-client", ("etcd1", 2379, "/version"));
+    assert!(here.accepted(), "this machine reaches etcd with Patroni's client certificate: {here:?}");
     want_refused("PostgreSQL server cert → etcd client port", curl_on("node1", &format!("{pg} {ETCD_READ}")));
     want_refused(
         "PgBouncer server cert → etcd client port",
-        curl_here(&state, "pgbouncer", "pgbouncer-server", "https://etcd1:2379/version"),
+        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("etcd1", 2379, "/version")),
     );
     let hole = curl_on("haproxy", &format!("{check} {ETCD_READ}"));
     eprintln!(
@@ -155,7 +164,7 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
     want_refused("Patroni client cert → etcd peer port", curl_on("node1", &format!("{client} https://etcd1:2380/version")));
     want_refused(
         "PgBouncer server cert → etcd peer port",
-        curl_here(&state, "pgbouncer", "pgbouncer-server", "https://etcd1:2380/version"),
+        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("etcd1", 2380, "/version")),
     );
 
     // Patroni's REST API.
@@ -186,9 +195,13 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
     want_refused("PostgreSQL server cert → Patroni REST", curl_on("node1", &format!("{pg} https://node2:8008/health")));
     want_refused(
         "PgBouncer server cert → Patroni REST",
-        curl_here(&state, "pgbouncer", "pgbouncer-server", "https://node1:8008/health"),
+        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("node1", 8008, "/health")),
     );
 
+    // Refused by TLS, not unreachable: curl's 6 (no such name) and 7 (no connection) would
+    // prove nothing.
+    let unreachable: Vec<_> = refused.iter().filter(|(_, p)| matches!(p.rc, 6 | 7 | 28)).collect();
+    assert!(unreachable.is_empty(), "probes that never reached TLS: {unreachable:?}");
     let accepted: Vec<_> = refused.iter().filter(|(_, p)| p.accepted()).collect();
     assert!(accepted.is_empty(), "accepted where they must be refused: {accepted:?}");
     assert!(refused.len() >= 8, "{refused:?}");

@@ -17,7 +17,14 @@
 //!   name), so a client certificate would be unused.
 //! - **No replication client certificate**: replicas and pg_rewind authenticate with SCRAM over
 //!   TLS verify-full, as the table says.
-//! - Client certificates carry no SAN; their CN is the host name (Patroni's client CN = node).
+//! - Client-only certificates (Patroni's client, HAProxy's check) carry one DNS SAN that never
+//!   resolves, `<kind>.<host>.pgha.invalid` (RFC 6761 reserves `.invalid`), and their CN is the
+//!   host name. The SAN keeps them off etcd's peer port: etcd checks a peer client's SANs
+//!   against its remote address, but skips the check for a certificate without any SAN
+//!   (`checkCertSAN` in etcd's `pkg/transport/listener_tls.go`, 3.4 and 3.5), so without it any
+//!   client certificate of the CA could talk raft to the members (measured on the lab:
+//!   HAProxy's check certificate got HTTP 200 from `:2380/version`). Nothing checks a client
+//!   certificate's name otherwise (Patroni, etcd's client port), so the SAN changes nothing else.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -95,7 +102,9 @@ impl LeafKind {
     /// Subject alternative names for this kind on `host`.
     pub fn sans(self, host: &Host, inv: &Inventory) -> BTreeSet<San> {
         match self {
-            LeafKind::PatroniClient | LeafKind::HaproxyCheck => BTreeSet::new(),
+            LeafKind::PatroniClient | LeafKind::HaproxyCheck => {
+                [San::Dns(format!("{}.{}.pgha.invalid", self.as_str(), host.name))].into()
+            }
             LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer => own_names(host, false),
             LeafKind::PgbouncerServer => own_names(host, true),
             LeafKind::PostgresServer => {
@@ -244,12 +253,19 @@ pub(crate) mod tests {
         assert_eq!(rest.ekus, [Eku::ServerAuth].into());
 
         let client = spec(&specs, "node3", LeafKind::PatroniClient);
-        assert!(client.sans.is_empty());
+        assert_eq!(client.sans, [dns("patroni-client.node3.pgha.invalid")].into());
         assert_eq!(client.ekus, [Eku::ClientAuth].into());
         assert_eq!(client.common_name, "node3");
 
         let check = spec(&specs, "haproxy", LeafKind::HaproxyCheck);
-        assert!(check.sans.is_empty());
+        assert_eq!(check.sans, [dns("haproxy-check.haproxy.pgha.invalid")].into());
+        // Never an address nor a name any host has: etcd's peer port refuses it.
+        assert!(
+            specs
+                .iter()
+                .filter(|s| matches!(s.kind, LeafKind::PatroniClient | LeafKind::HaproxyCheck))
+                .all(|s| s.sans.iter().all(|n| matches!(n, San::Dns(d) if d.ends_with(".invalid"))))
+        );
         assert_eq!(check.ekus, [Eku::ClientAuth].into());
 
         let etcd = spec(&specs, "etcd2", LeafKind::EtcdServer);

@@ -305,7 +305,7 @@ fn changed_haproxy_address_reissues_postgres_server_certs_only() {
         .iter()
         .map(|h| (h.to_string(), LeafKind::PostgresServer, Reason::SansChanged))
         .collect();
-    assert_eq!(issued, want, "the HAProxy check cert has no SAN, so it is kept");
+    assert_eq!(issued, want, "the HAProxy check cert names no address, so it is kept");
 }
 
 #[test]
