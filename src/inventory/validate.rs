@@ -242,6 +242,15 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
     for (key, host) in &raw.value.0 {
         let field = format!("hosts.{key}");
         let name = match HostName::new(key) {
+            Ok(n) if n.as_str().ends_with(".invalid") || n.as_str() == "invalid" => {
+                f.error(
+                    Pos::of(host),
+                    &field,
+                    format!("`{n}` is under `.invalid`, the domain pgha reserves for names that must never resolve"),
+                    Some("give the host its real DNS name; pgha's client certificates carry `….pgha.invalid` names so that etcd's peer port refuses them (docs/security.md)".to_string()),
+                );
+                continue;
+            }
             Ok(n) => n,
             Err(why) => {
                 f.error(
@@ -342,6 +351,12 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
         let mut extra = Vec::new();
         for n in &h.names {
             match HostName::new(&n.value) {
+                Ok(hn) if hn.as_str().ends_with(".invalid") => f.error(
+                    Pos::of(n),
+                    &format!("{field}.names"),
+                    format!("`{hn}` is under `.invalid`, which pgha reserves for names that must never resolve"),
+                    Some("list the DNS names clients really use".to_string()),
+                ),
                 Ok(hn) => {
                     if let Some(first) = names.insert(hn.to_string(), field.clone()) {
                         f.error(
