@@ -2,6 +2,14 @@
 //! (they block: run on the blocking pool); service actions run `systemctl` over SSH, each
 //! guarded by a dead-man timer on the host (`systemd-run --on-active`) that starts the service
 //! again by itself if pgha dies before undoing it.
+//!
+//! A killed service must stay down until the drill brings it back: Debian's `patroni.service`
+//! has `Restart=on-failure`, so a bare `systemctl kill` is undone by systemd within a second and
+//! Patroni takes its leader key back before the TTL expires (nothing fails over). The kill
+//! therefore first adds a runtime drop-in (`/run/systemd/system/<unit>.d/`, gone at reboot)
+//! with `Restart=no`, and checks on the host that the unit went down and stayed down with
+//! `NRestarts` unchanged; if not, the drill fails at once saying the fault had no effect. The
+//! undo (and the dead-man timer) removes the drop-in before starting the unit.
 
 use std::time::Duration;
 
@@ -35,14 +43,54 @@ pub fn deadman_unit(run: &RunId, unit: &str) -> String {
     format!("pgha-drill-{run}-undo-{unit}")
 }
 
-/// Arms the dead-man timer: `systemctl start <unit>` in [`DEADMAN_S`] seconds.
+/// The runtime drop-in that keeps a killed unit from being restarted by systemd.
+pub const HOLD_DROPIN: &str = "pgha-drill-hold.conf";
+
+/// Removes the hold (if any) and starts the unit: the undo of a kill or a stop, and what the
+/// dead-man timer runs. `$1` is the unit.
+const START_SCRIPT: &str = r#"case "$1" in *.*) u=$1 ;; *) u=$1.service ;; esac
+if [ -e "/run/systemd/system/$u.d/pgha-drill-hold.conf" ]; then
+  rm -f "/run/systemd/system/$u.d/pgha-drill-hold.conf"
+  rmdir "/run/systemd/system/$u.d" 2>/dev/null
+  systemctl daemon-reload
+fi
+systemctl reset-failed "$u" 2>/dev/null
+systemctl start "$u""#;
+
+/// SIGKILLs every process of the unit with systemd's restart held off, then checks on the host
+/// that it went down and stayed down (exit 3 and says why when it did not). `$1` is the unit.
+const KILL_SCRIPT: &str = r#"case "$1" in *.*) u=$1 ;; *) u=$1.service ;; esac
+d=/run/systemd/system/$u.d
+mkdir -p "$d" || exit 1
+printf '[Service]\nRestart=no\n' > "$d/pgha-drill-hold.conf" || exit 1
+systemctl daemon-reload || exit 1
+n0=$(systemctl show -p NRestarts --value "$u")
+systemctl kill --kill-whom=all --signal=SIGKILL "$u" || exit 1
+i=0
+while :; do
+  st=$(systemctl show -p ActiveState --value "$u")
+  case "$st" in failed|inactive) break ;; esac
+  i=$((i+1))
+  if [ "$i" -ge 50 ]; then echo "the fault had no effect: $u is still $st 5 s after SIGKILL"; exit 3; fi
+  sleep 0.1
+done
+sleep 1
+st=$(systemctl show -p ActiveState --value "$u")
+n1=$(systemctl show -p NRestarts --value "$u")
+if [ "$st" != failed ] && [ "$st" != inactive ] || [ "$n1" != "$n0" ]; then
+  echo "the fault had no effect: systemd restarted $u (ActiveState=$st, NRestarts $n0 -> $n1)"
+  exit 3
+fi
+echo "$u is $st, held down (NRestarts=$n1)""#;
+
+/// Arms the dead-man timer: in [`DEADMAN_S`] seconds, remove the hold and start `unit`.
 pub fn arm_cmd(run: &RunId, unit: &str) -> Cmd {
     Cmd::new("systemd-run")
         .arg(format!("--unit={}", deadman_unit(run, unit)))
         .args(["--quiet", "--collect"])
         .arg(format!("--on-active={DEADMAN_S}"))
         .arg("--timer-property=AccuracySec=1s")
-        .args(["systemctl", "start", unit])
+        .args(["sh", "-c", START_SCRIPT, "pgha-deadman", unit])
 }
 
 /// Disarms it (no error when it is gone).
@@ -56,11 +104,7 @@ pub fn disarm_cmd(run: &RunId, unit: &str) -> Cmd {
 /// The command that injects a service action.
 pub fn inject_cmd(action: &Action) -> Option<Cmd> {
     match action {
-        Action::KillService { unit, .. } => Some(
-            Cmd::new("systemctl")
-                .args(["kill", "--kill-whom=all", "--signal=SIGKILL"])
-                .arg(*unit),
-        ),
+        Action::KillService { unit, .. } => Some(Cmd::script(KILL_SCRIPT, [*unit])),
         Action::StopService { unit, .. } => Some(Cmd::new("systemctl").arg("stop").arg(*unit)),
         _ => None,
     }
@@ -69,9 +113,7 @@ pub fn inject_cmd(action: &Action) -> Option<Cmd> {
 /// The command that undoes a service action.
 pub fn undo_cmd(action: &Action) -> Option<Cmd> {
     match action {
-        Action::KillService { unit, .. } | Action::StopService { unit, .. } => {
-            Some(Cmd::new("systemctl").arg("start").arg(*unit))
-        }
+        Action::KillService { unit, .. } | Action::StopService { unit, .. } => Some(Cmd::script(START_SCRIPT, [*unit])),
         _ => None,
     }
 }
@@ -128,14 +170,25 @@ impl Faulter<'_> {
         }
     }
 
-    /// Injects `action`.
+    /// Injects `action`; a kill that systemd undid (or that left the unit running) is an error
+    /// saying the fault had no effect.
     pub async fn inject(&self, action: &Action) -> Result<(), DrillError> {
         match inject_cmd(action) {
-            Some(cmd) => self
-                .hosts
-                .run_ok(action.host(), &cmd, SERVICE_TIMEOUT)
-                .await
-                .map(|_| ()),
+            Some(cmd) => {
+                let out = self.hosts.exec(action.host(), &cmd, SERVICE_TIMEOUT).await?;
+                if out.success() {
+                    return Ok(());
+                }
+                let said = out.stdout_text().trim().to_string();
+                Err(DrillError::Host {
+                    host: action.host().to_string(),
+                    detail: if said.is_empty() {
+                        format!("{} failed: {}", action.describe(), out.stderr_tail(5))
+                    } else {
+                        said
+                    },
+                })
+            }
             None => self.lab_op(action, false).await,
         }
     }
@@ -185,13 +238,21 @@ mod tests {
             host: "node1".into(),
             unit: "patroni",
         };
-        assert_eq!(
-            inject_cmd(&kill).map(|c| c.command_line(false)),
-            Some("systemctl kill --kill-whom=all --signal=SIGKILL patroni".into())
-        );
-        assert_eq!(
-            undo_cmd(&kill).map(|c| c.command_line(false)),
-            Some("systemctl start patroni".into())
+        let killing = inject_cmd(&kill).map(|c| c.command_line(false)).unwrap_or_default();
+        for part in [
+            "Restart=no",
+            "daemon-reload",
+            "systemctl kill --kill-whom=all --signal=SIGKILL",
+            "NRestarts",
+            "the fault had no effect",
+        ] {
+            assert!(killing.contains(part), "{part} in {killing}");
+        }
+        assert!(killing.ends_with(" pgha patroni"), "{killing}");
+        let undo = undo_cmd(&kill).map(|c| c.command_line(false)).unwrap_or_default();
+        assert!(
+            undo.contains("rm -f") && undo.contains(HOLD_DROPIN) && undo.contains("systemctl start \"$u\""),
+            "{undo}"
         );
         let stop = Action::StopService {
             host: "etcd1".into(),
@@ -201,9 +262,13 @@ mod tests {
             inject_cmd(&stop).map(|c| c.command_line(false)),
             Some("systemctl stop etcd".into())
         );
-        assert_eq!(
-            arm_cmd(&run, "etcd").command_line(true),
-            "sudo -n -- systemd-run --unit=pgha-drill-drill-1-undo-etcd --quiet --collect --on-active=600 --timer-property=AccuracySec=1s systemctl start etcd"
+        let arm = arm_cmd(&run, "etcd").command_line(true);
+        assert!(
+            arm.starts_with(
+                "sudo -n -- systemd-run --unit=pgha-drill-drill-1-undo-etcd --quiet --collect --on-active=600 --timer-property=AccuracySec=1s sh -c "
+            ) && arm.contains(HOLD_DROPIN)
+                && arm.ends_with(" pgha-deadman etcd"),
+            "{arm}"
         );
         assert!(
             disarm_cmd(&run, "etcd")

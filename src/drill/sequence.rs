@@ -268,6 +268,9 @@ async fn fault_phase(s: &Setup, r: &mut Report, writer: &Writer, clock: &Clock, 
             break;
         }
     }
+    // A fault that failed or had no effect (systemd restarted the killed unit) is reported at
+    // once: nothing to observe, nothing to wait for after the undo.
+    let inject_failed = inject_error.is_some();
     let observed = match inject_error {
         Some(e) => Err(e),
         None => observe(s, r, writer, clock, fault_ms, armed).await,
@@ -288,7 +291,7 @@ async fn fault_phase(s: &Setup, r: &mut Report, writer: &Writer, clock: &Clock, 
         r.rw_gap_during_quorum_loss_s =
             analysis::longest_gap_within(&writer.snapshot(), now_ms(), fault_ms, restore_ms).map(|g| g.secs());
     }
-    if !interrupted {
+    if !interrupted && !inject_failed {
         let back = match s.kind {
             Kind::Failover | Kind::Partition => wait_rejoin(s, r, clock, restore_ms).await,
             Kind::QuorumLoss => wait_rw_back(s, r, writer, clock, restore_ms).await,

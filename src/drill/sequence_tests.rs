@@ -49,6 +49,12 @@ case "$sql" in
 esac
 "#;
 
+/// Whether `line` is the undo of a kill or a stop of `unit` (the hold removed, then started),
+/// not the dead-man timer that would run the same later.
+fn is_start(line: &str, unit: &str) -> bool {
+    !line.contains("systemd-run") && line.contains("systemctl start") && line.ends_with(&format!(" pgha {unit}"))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Healthy,
@@ -71,6 +77,8 @@ struct World {
     log: Mutex<Vec<(String, String)>>,
     /// Ctrl-C, pressed this long after the kill.
     interrupt: Mutex<Option<(Duration, Arc<watch::Sender<bool>>)>>,
+    /// systemd restarts the killed unit (the host-side check of the kill reports it).
+    restarts: AtomicBool,
 }
 
 impl World {
@@ -93,6 +101,7 @@ impl World {
             etcd_down: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             interrupt: Mutex::new(None),
+            restarts: AtomicBool::new(false),
         })
     }
 
@@ -191,14 +200,14 @@ impl World {
             }
             return String::new();
         }
-        if line == "systemctl start patroni" && self.phase() == Phase::Promoted {
+        if is_start(line, "patroni") && self.phase() == Phase::Promoted {
             *self.phase.lock().expect("lock") = Phase::Rejoined;
         }
         if line == "systemctl stop etcd" {
             self.etcd_down.store(true, Ordering::SeqCst);
             self.set_down(true);
         }
-        if line == "systemctl start etcd" {
+        if is_start(line, "etcd") {
             self.etcd_down.store(false, Ordering::SeqCst);
             self.set_down(false);
         }
@@ -238,6 +247,14 @@ impl Transport for Scripted {
             .lock()
             .expect("lock")
             .push((self.ep.name.clone(), line.clone()));
+        if line.contains("systemctl kill") && self.world.restarts.load(Ordering::SeqCst) {
+            return Ok(Output {
+                code: Some(3),
+                stdout: b"the fault had no effect: systemd restarted patroni.service (ActiveState=active, NRestarts 0 -> 1)\n"
+                    .to_vec(),
+                stderr: Vec::new(),
+            });
+        }
         Ok(Output {
             code: Some(0),
             stdout: self.world.answer(&self.ep.name, &line).into_bytes(),
@@ -264,8 +281,20 @@ struct Drill {
 
 /// Runs a drill on scripted hosts; `interrupt_after`: Ctrl-C that long after the kill.
 async fn drill(kind: Kind, promote: bool, unhealthy: bool, interrupt_after: Option<Duration>) -> Drill {
+    drill_in(World::new, kind, promote, unhealthy, interrupt_after, false).await
+}
+
+async fn drill_in(
+    new: fn(&Path, bool, bool) -> Arc<World>,
+    kind: Kind,
+    promote: bool,
+    unhealthy: bool,
+    interrupt_after: Option<Duration>,
+    restarts: bool,
+) -> Drill {
     let dir = tempfile::tempdir().expect("tempdir");
-    let world = World::new(dir.path(), promote, unhealthy);
+    let world = new(dir.path(), promote, unhealthy);
+    world.restarts.store(restarts, Ordering::SeqCst);
     let inv = inventory();
     let conns: BTreeMap<String, Conn> = inv
         .hosts
@@ -346,7 +375,7 @@ async fn failover_on_real_hosts_kills_patroni_and_counts_every_row() {
     let started = w
         .commands()
         .iter()
-        .position(|(h, l)| h == "node1" && l == "systemctl start patroni")
+        .position(|(h, l)| h == "node1" && is_start(l, "patroni"))
         .expect("started");
     let disarmed = w
         .commands()
@@ -398,7 +427,7 @@ async fn ctrl_c_undoes_the_fault_before_returning() {
     let started = w
         .commands()
         .iter()
-        .position(|(h, l)| h == "node1" && l == "systemctl start patroni")
+        .position(|(h, l)| h == "node1" && is_start(l, "patroni"))
         .expect("Patroni started again");
     assert!(killed < started);
     assert!(d.progress.join("\n").contains("interrupted: undoing the fault"));
@@ -419,4 +448,25 @@ async fn an_unhealthy_cluster_is_not_faulted() {
         .filter(|(_, l)| l.contains("systemctl") || l.contains("systemd-run"))
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_that_systemd_undid_fails_the_drill_at_once() {
+    // The host-side check of the kill sees systemd restart Patroni: the drill says so and
+    // undoes, instead of waiting out the failover bound (minutes) for a leader that never moves.
+    let started = std::time::Instant::now();
+    let d = drill_in(World::new, Kind::Failover, false, false, None, true).await;
+    let r = &d.report;
+    assert!(!r.passed, "{r:?}");
+    assert!(
+        r.failures.iter().any(|f| f.contains("node1: the fault had no effect: systemd restarted patroni")),
+        "{:?}",
+        r.failures
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        d.world.commands().iter().any(|(h, l)| h == "node1" && is_start(l, "patroni")),
+        "undone anyway: {:?}",
+        d.world.commands()
+    );
 }
