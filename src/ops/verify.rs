@@ -183,7 +183,17 @@ pub async fn patroni(ctx: &Ctx<'_>) -> Check {
                 leaders.iter().map(|l| &l.name).collect::<Vec<_>>()
             ))
         } else if members.len() != expected {
-            Err(format!("{} member(s) registered, {expected} expected", members.len()))
+            let missing: Vec<String> = ctx
+                .inv
+                .hosts_with(Role::Postgres)
+                .filter(|h| !members.iter().any(|m| m.name == h.name.as_str()))
+                .map(|h| h.name.to_string())
+                .collect();
+            Err(format!(
+                "{} member(s) registered, {expected} expected (missing: {})",
+                members.len(),
+                missing.join(", ")
+            ))
         } else if !not_streaming.is_empty() {
             Err(not_streaming.join(", "))
         } else {
@@ -227,7 +237,12 @@ pub async fn haproxy(ctx: &Ctx<'_>, host: &Host) -> Check {
         if up.len() == 1 {
             Ok(format!("{} UP", up[0]))
         } else {
-            Err(format!("{} UP: {:?}", up.len(), up))
+            let states: Vec<String> = servers
+                .iter()
+                .filter(|(px, _, _)| px == "postgres_rw")
+                .map(|(_, s, st)| format!("{s} {st}"))
+                .collect();
+            Err(format!("{} UP ({})", up.len(), states.join(", ")))
         }
     });
     check(name, result)
