@@ -4,6 +4,7 @@
 //! `output`), and only here is `anyhow` used; no file here starts a remote command.
 
 pub mod args;
+pub mod completions;
 pub mod deploy;
 pub mod drill;
 pub mod lab;
@@ -64,6 +65,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Debian lab machines on this host (systemd-nspawn) for rehearsals and CI.
     Lab(lab::LabArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory.
+    Man(completions::ManArgs),
 }
 
 /// Parses arguments, runs the subcommand, returns the exit code.
@@ -81,6 +86,8 @@ pub fn run() -> ExitCode {
         Command::Uri(args) => uri::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
         Command::Lab(args) => {
             return lab::run(args).unwrap_or_else(|e| {
                 report::error(format!("{e:#}"));
