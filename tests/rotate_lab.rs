@@ -2,7 +2,10 @@
 //! load as a user would run it: `pgbench -C` (a new verify-full TLS connection per transaction)
 //! writing through PgBouncer's `app_rw`, plus long-lived sessions through PgBouncer and through
 //! HAProxy. A leaf rotation, then a CA rotation, then a CA rotation interrupted after its first
-//! phase and resumed: zero failed transactions, the sessions survive, every TLS endpoint (5432,
+//! phase and resumed, one interrupted by Ctrl-C during new-leaves and resumed, one with a
+//! replica's machine stopped during new-leaves and resumed once it is back, and a leaf
+//! rotation that must fail naming the endpoint still serving its old certificate (Patroni
+//! frozen, so its PostgreSQL is never reloaded): zero failed transactions, the sessions survive, every TLS endpoint (5432,
 //! 8008, 2379, 2380, 6432) serves a new certificate after each rotation (serials read with
 //! `openssl s_client`), all chain to the new CA only, and `pgha verify` passes.
 #![allow(clippy::disallowed_methods)] // runs pgha, pgbench, psql and openssl like a user
@@ -283,6 +286,87 @@ fn rotate(inv: &str, args: &[&str], sessions: &mut [Session]) -> f64 {
     secs
 }
 
+/// Runs `pgha rotate-certs` keeping the sessions busy; when a stderr line starts with
+/// `trigger`, runs `act` (with pgha's PID) once. Returns (exit code, stdout, stderr).
+fn rotate_with(
+    inv: &str,
+    args: &[&str],
+    sessions: &mut [Session],
+    trigger: &str,
+    act: impl FnOnce(u32),
+) -> (i32, String, String) {
+    let mut all = vec!["rotate-certs", inv];
+    all.extend_from_slice(args);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(&all)
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pgha runs");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let errs = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let outs = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut act = Some(act);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                if line.starts_with(trigger)
+                    && let Some(a) = act.take()
+                {
+                    a(pid);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                for s in sessions.iter_mut() {
+                    s.ask();
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pgha {} still running after 600 s", all.join(" "));
+        }
+    }
+    let status = child.wait().expect("pgha ends");
+    let (o, e) = (outs.join().expect("stdout"), errs.join().expect("stderr"));
+    common::record(&all, &o, &e);
+    assert!(act.is_none(), "never saw {trigger:?}:\n{o}\n{e}");
+    (status.code().unwrap_or(-1), o, e)
+}
+
+/// The PostgreSQL replica that is not the synchronous standby (stopping it delays no commit).
+fn async_replica() -> String {
+    let leader = common::NODES
+        .iter()
+        .find(|n| common::psql_on(n, "select pg_is_in_recovery()") == "f")
+        .expect("a primary");
+    let rows = common::psql_on(leader, "select application_name, sync_state from pg_stat_replication");
+    rows.lines()
+        .filter_map(|l| l.split_once('|'))
+        .find(|(_, state)| *state != "sync")
+        .map(|(name, _)| name.to_string())
+        .filter(|name| common::NODES.contains(&name.as_str()))
+        .unwrap_or_else(|| panic!("no asynchronous replica on {leader}: {rows}"))
+}
+
+fn pgha_ok(args: &[&str]) -> bool {
+    common::pgha(args).status.success()
+}
+
 fn password_of(uri: &str) -> (String, String) {
     // postgresql://user:password@host:port/db?...
     let rest = uri.strip_prefix("postgresql://").expect("a postgresql:// URI");
@@ -411,6 +495,66 @@ fn rotations_under_load_keep_every_client_working() {
         assert!(chains_to(e, &ca3), "{}:{} chains to the newest CA", e.host, e.port);
     }
     assert!(!state.join("rotation.json").exists());
+
+    // 4. Ctrl-C during new-leaves: exit 130, the phase kept; a re-run finishes it.
+    let s3b = serials(&eps);
+    let (code, o, e) = rotate_with(&inv, &["--ca"], &mut sessions, "phase new-leaves:", |pid| {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    });
+    assert_eq!(code, 130, "SIGINT during new-leaves:\n{o}\n{e}");
+    let phase = std::fs::read_to_string(state.join("rotation.json")).expect("a rotation in progress");
+    assert!(phase.contains("new-leaves"), "{phase}");
+    let (o, e) = ok(&["rotate-certs", &inv, "--ca", "--check"]);
+    assert!(o.contains("[done] trust-both") && o.contains("[todo] new-leaves"), "{o}\n{e}");
+    rotate(&inv, &["--ca"], &mut sessions);
+    assert!(!state.join("rotation.json").exists(), "the interrupted rotation finished");
+    let s4 = serials(&eps);
+    assert_all_new(&s3b, &s4, "CA rotation resumed after SIGINT");
+    for e in &eps {
+        assert!(chains_to(e, &state.join("ca/ca.crt")), "{}:{} chains to the newest CA", e.host, e.port);
+    }
+    let (o, _) = ok(&["verify", &inv]);
+    assert!(o.contains("checks passed"), "{o}");
+
+    // 5. A host down in the middle of new-leaves: the run fails naming it; once it is back a
+    // re-run finishes the rotation.
+    let victim = async_replica();
+    let (code, o, e) = rotate_with(&inv, &["--ca"], &mut sessions, "phase new-leaves:", |_| {
+        ok(&["lab", "stop", &victim]);
+    });
+    assert_eq!(code, 1, "{victim} down during new-leaves:\n{o}\n{e}");
+    assert!(e.contains(&victim), "the failure names {victim}:\n{e}");
+    assert!(state.join("rotation.json").exists(), "the rotation is still in progress");
+    ok(&["lab", "start", &victim]);
+    rotate(&inv, &["--ca"], &mut sessions);
+    assert!(!state.join("rotation.json").exists(), "the degraded rotation finished");
+    for e in &eps {
+        assert!(chains_to(e, &state.join("ca/ca.crt")), "{}:{} chains to the newest CA", e.host, e.port);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pgha_ok(&["verify", &inv]) {
+        assert!(Instant::now() < deadline, "verify still fails 120 s after {victim} came back");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+
+    // 6. A stale endpoint: Patroni frozen (SIGSTOP) on a replica, so its PostgreSQL is never
+    // reloaded and keeps serving the old certificate: the leaf rotation fails naming it.
+    let frozen = async_replica();
+    common::on(&frozen, &["systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", "patroni"]);
+    let (code, o, e) = rotate_with(&inv, &[], &mut sessions, "", |_| {});
+    common::on(&frozen, &["systemctl", "kill", "--kill-whom=main", "--signal=SIGCONT", "patroni"]);
+    assert_eq!(code, 1, "a stale endpoint on {frozen}:\n{o}\n{e}");
+    assert!(
+        e.lines().any(|l| l.contains(&format!("{frozen}:5432")) && l.contains("still presents")),
+        "the failure names {frozen}:5432 and its old certificate:\n{e}"
+    );
+    rotate(&inv, &[], &mut sessions);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pgha_ok(&["verify", &inv]) {
+        assert!(Instant::now() < deadline, "verify still fails 120 s after Patroni on {frozen} resumed");
+        std::thread::sleep(Duration::from_secs(5));
+    }
 
     // The workload never failed, and the sessions are the ones opened at the start.
     std::thread::sleep(Duration::from_secs(2));
