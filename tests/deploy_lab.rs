@@ -214,24 +214,35 @@ fn deploy_bare_hosts_then_converge() {
     let (o, e) = ok(&["deploy", &inv]);
     assert_eq!(changed(&o), 0, "{e}");
 
-    // An application connects with the URI pgha prints (TLS verify-full, SCRAM).
-    let (uri, _) = ok(&["uri", &inv, "--user", "app", "--database", "app", "--with-password"]);
+    // An application connects with the URI pgha prints (TLS verify-full, SCRAM), as a new user
+    // would: no --database, and its first CREATE TABLE works (the default is a database the
+    // user owns; in `postgres`, PostgreSQL 15+ refuses it: permission denied for schema public).
+    let (uri, _) = ok(&["uri", &inv, "--with-password"]);
     let psql = Command::new("psql")
         .args([
             uri.trim(),
             "-XtAc",
-            "create table if not exists t(x int); insert into t values (1); select current_user, pg_is_in_recovery()",
+            "create table if not exists t(x int); insert into t values (1); select current_user, current_database(), pg_is_in_recovery()",
         ])
         .output()
         .expect("psql runs");
     let (o, e) = text(&psql);
+    assert!(psql.status.success(), "CREATE TABLE through the default URI: {e}");
+    assert!(o.contains("app|app|f"), "{o}");
+    // --ro reaches a replica.
+    let (ro, _) = ok(&["uri", &inv, "--ro", "--with-password"]);
+    let psql = Command::new("psql")
+        .args([ro.trim(), "-XtAc", "select pg_is_in_recovery()"])
+        .output()
+        .expect("psql runs");
+    let (o, e) = text(&psql);
     assert!(psql.status.success(), "{e}");
-    assert!(o.contains("app|f"), "{o}");
+    assert_eq!(o.trim(), "t", "--ro lands on a replica");
     let (plain, _) = ok(&["uri", &inv, "--user", "app"]);
     assert!(
         plain
             .trim()
-            .starts_with("postgresql://app@pgbouncer:6432/postgres_rw?sslmode=verify-full"),
+            .starts_with("postgresql://app@pgbouncer:6432/app_rw?sslmode=verify-full"),
         "no password without --with-password: {plain}"
     );
 

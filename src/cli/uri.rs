@@ -28,7 +28,8 @@ pub struct UriArgs {
     /// Role to connect as (default: the inventory's first application user).
     #[arg(long)]
     pub user: Option<String>,
-    /// Database (default: the inventory's first database).
+    /// Database (default: the first database the user owns, so CREATE TABLE works; else the
+    /// inventory's first database).
     #[arg(long)]
     pub database: Option<String>,
     /// Include the password (from the state directory).

@@ -26,12 +26,24 @@ pub struct UriOptions {
     pub via: Via,
     /// Role (default: the inventory's first application user).
     pub user: Option<String>,
-    /// Database (default: the inventory's first database).
+    /// Database (default: [`default_database`]).
     pub database: Option<String>,
     /// Include the password (from the state directory).
     pub with_password: bool,
     /// State directory (default beside the inventory).
     pub state: Option<PathBuf>,
+}
+
+/// The database a URI for `user` names by default: the first of the inventory's databases that
+/// `user` owns, so that its first `CREATE TABLE` works (since PostgreSQL 15 only a database's
+/// owner may create in its `public` schema: in `postgres` an application user gets
+/// `permission denied for schema public`); else the first database; else `postgres`.
+pub fn default_database(inv: &Inventory, user: &str) -> String {
+    let dbs = &inv.postgres.databases;
+    dbs.iter()
+        .find(|d| d.owner == user)
+        .or_else(|| dbs.first())
+        .map_or_else(|| "postgres".to_string(), |d| d.name.clone())
 }
 
 /// The URI for `o`, reading the state directory for the bundle (and the password if asked).
@@ -46,11 +58,7 @@ pub fn connection_uri(inv: &Inventory, o: &UriOptions) -> Result<String, OpsErro
             inv.path.display()
         )));
     };
-    let db = o
-        .database
-        .clone()
-        .or_else(|| inv.postgres.databases.first().map(|d| d.name.clone()))
-        .unwrap_or_else(|| "postgres".into());
+    let db = o.database.clone().unwrap_or_else(|| default_database(inv, &user));
     let state = pki::StateDir::for_inventory(inv, o.state.as_deref());
     let ca = match pki::current_bundle(&state) {
         // The fixed name: it follows a CA rotation (old + new CA during the overlap).
