@@ -160,51 +160,55 @@ pub async fn patroni_members(ctx: &Ctx<'_>) -> Result<Vec<Member>, String> {
 /// Patroni: one leader, every other member a streaming replica.
 pub async fn patroni(ctx: &Ctx<'_>) -> Check {
     let name = "patroni: one leader, every replica streaming";
-    let result = patroni_members(ctx).await.and_then(|members| {
-        let leaders: Vec<&Member> = members
-            .iter()
-            .filter(|m| m.role == "leader" || m.role == "master" || m.role == "standby_leader")
-            .collect();
-        let not_streaming: Vec<String> = members
-            .iter()
-            .filter(|m| !leaders.iter().any(|l| l.name == m.name))
-            // Patroni 3.0 reports a streaming replica as `running` with its lag; 3.1+ says
-            // `streaming`.
-            .filter(|m| {
-                !(m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number())))
-            })
-            .map(|m| format!("{} is {}", m.name, m.state))
-            .collect();
-        let expected = ctx.inv.hosts_with(Role::Postgres).count();
-        if leaders.len() != 1 {
-            Err(format!(
-                "{} leader(s): {:?}",
-                leaders.len(),
-                leaders.iter().map(|l| &l.name).collect::<Vec<_>>()
-            ))
-        } else if members.len() != expected {
-            let missing: Vec<String> = ctx
-                .inv
-                .hosts_with(Role::Postgres)
-                .filter(|h| !members.iter().any(|m| m.name == h.name.as_str()))
-                .map(|h| h.name.to_string())
-                .collect();
-            Err(format!(
-                "{} member(s) registered, {expected} expected (missing: {})",
-                members.len(),
-                missing.join(", ")
-            ))
-        } else if !not_streaming.is_empty() {
-            Err(not_streaming.join(", "))
-        } else {
-            Ok(format!(
-                "leader {}, {} replica(s) streaming",
-                leaders[0].name,
-                members.len() - 1
-            ))
-        }
-    });
+    let expected: Vec<&str> = ctx.inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect();
+    let result = patroni_members(ctx)
+        .await
+        .and_then(|members| patroni_verdict(&members, &expected));
     check(name, result)
+}
+
+/// The Patroni check on `/cluster`'s members (pure): exactly one leader, every one of
+/// `expected` registered, every other member a streaming replica; the error names who is not.
+pub fn patroni_verdict(members: &[Member], expected: &[&str]) -> Result<String, String> {
+    let leaders: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.role == "leader" || m.role == "master" || m.role == "standby_leader")
+        .collect();
+    let not_streaming: Vec<String> = members
+        .iter()
+        .filter(|m| !leaders.iter().any(|l| l.name == m.name))
+        // Patroni 3.0 reports a streaming replica as `running` with its lag; 3.1+ says
+        // `streaming`.
+        .filter(|m| !(m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number()))))
+        .map(|m| format!("{} is {}", m.name, m.state))
+        .collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|h| !members.iter().any(|m| m.name == *h))
+        .collect();
+    if leaders.len() != 1 {
+        Err(format!(
+            "{} leader(s): {:?}",
+            leaders.len(),
+            leaders.iter().map(|l| &l.name).collect::<Vec<_>>()
+        ))
+    } else if members.len() != expected.len() || !missing.is_empty() {
+        Err(format!(
+            "{} member(s) registered, {} expected (missing: {})",
+            members.len(),
+            expected.len(),
+            missing.join(", ")
+        ))
+    } else if !not_streaming.is_empty() {
+        Err(not_streaming.join(", "))
+    } else {
+        Ok(format!(
+            "leader {}, {} replica(s) streaming",
+            leaders[0].name,
+            members.len() - 1
+        ))
+    }
 }
 
 /// HAProxy's servers of a proxy (`postgres_rw`, `postgres_ro`) and their status, per host.
@@ -214,37 +218,45 @@ pub async fn haproxy_servers(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<(String, 
         [paths::HAPROXY_ADMIN_SOCKET.to_string()],
     );
     let out = on_host(ctx, host, &cmd).await?;
-    Ok(out
-        .lines()
+    Ok(parse_show_stat(&out))
+}
+
+/// `(proxy, server, status)` of every server line of HAProxy's `show stat` CSV (pure).
+pub fn parse_show_stat(out: &str) -> Vec<(String, String, String)> {
+    out.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             (f.len() > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND")
                 .then(|| (f[0].to_string(), f[1].to_string(), f[17].to_string()))
         })
-        .collect())
+        .collect()
+}
+
+/// The HAProxy check on its servers (pure): exactly one `postgres_rw` server UP; the error
+/// lists every RW server with its status (DOWN, MAINT, …).
+pub fn rw_verdict(servers: &[(String, String, String)]) -> Result<String, String> {
+    let up: Vec<&str> = servers
+        .iter()
+        .filter(|(px, _, st)| px == "postgres_rw" && st.starts_with("UP"))
+        .map(|(_, s, _)| s.as_str())
+        .collect();
+    if up.len() == 1 {
+        Ok(format!("{} UP", up[0]))
+    } else {
+        let states: Vec<String> = servers
+            .iter()
+            .filter(|(px, _, _)| px == "postgres_rw")
+            .map(|(_, s, st)| format!("{s} {st}"))
+            .collect();
+        Err(format!("{} UP ({})", up.len(), states.join(", ")))
+    }
 }
 
 /// HAProxy: exactly one RW server UP on each HAProxy host.
 pub async fn haproxy(ctx: &Ctx<'_>, host: &Host) -> Check {
     let name = format!("haproxy {}: exactly one RW server UP", host.name);
-    let result = haproxy_servers(ctx, host).await.and_then(|servers| {
-        let up: Vec<&str> = servers
-            .iter()
-            .filter(|(px, _, st)| px == "postgres_rw" && st.starts_with("UP"))
-            .map(|(_, s, _)| s.as_str())
-            .collect();
-        if up.len() == 1 {
-            Ok(format!("{} UP", up[0]))
-        } else {
-            let states: Vec<String> = servers
-                .iter()
-                .filter(|(px, _, _)| px == "postgres_rw")
-                .map(|(_, s, st)| format!("{s} {st}"))
-                .collect();
-            Err(format!("{} UP ({})", up.len(), states.join(", ")))
-        }
-    });
+    let result = haproxy_servers(ctx, host).await.and_then(|servers| rw_verdict(&servers));
     check(name, result)
 }
 
@@ -438,4 +450,71 @@ pub async fn verify(
     let checks = run_all(&ctx).await;
     pool::close_all(&conns).await;
     Ok(checks)
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+
+    fn member(name: &str, role: &str, state: &str, lag: Option<i64>) -> Member {
+        Member {
+            name: name.into(),
+            role: role.into(),
+            state: state.into(),
+            timeline: Some(1),
+            lag: lag.map(serde_json::Value::from),
+        }
+    }
+
+    const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+    #[test]
+    fn patroni_passes_one_leader_and_streaming_replicas_only() {
+        let ok = [
+            member("node1", "leader", "running", None),
+            member("node2", "sync_standby", "streaming", Some(0)),
+            // Patroni 3.0: a streaming replica is `running` with a numeric lag.
+            member("node3", "replica", "running", Some(0)),
+        ];
+        assert_eq!(patroni_verdict(&ok, &NODES), Ok("leader node1, 2 replica(s) streaming".into()));
+        // A replica whose Patroni stopped is gone from /cluster: named as missing.
+        let err = patroni_verdict(&ok[..2], &NODES).expect_err("node3 missing");
+        assert!(err.contains("missing: node3"), "{err}");
+        // A member that is registered but not streaming is named with its state.
+        let stopped = [ok[0].clone(), ok[1].clone(), member("node3", "replica", "stopped", None)];
+        assert_eq!(patroni_verdict(&stopped, &NODES), Err("node3 is stopped".into()));
+        // `running` without a lag is not streaming.
+        let no_lag = [ok[0].clone(), ok[1].clone(), member("node3", "replica", "running", None)];
+        assert!(patroni_verdict(&no_lag, &NODES).is_err());
+        // Two leaders, or none.
+        let two = [ok[0].clone(), member("node2", "leader", "running", None), ok[2].clone()];
+        assert!(patroni_verdict(&two, &NODES).expect_err("two").starts_with("2 leader(s)"));
+        let none = [ok[1].clone(), ok[2].clone(), member("node1", "replica", "streaming", Some(0))];
+        assert!(patroni_verdict(&none, &NODES).expect_err("none").starts_with("0 leader(s)"));
+        // A stranger instead of an expected node.
+        let stranger = [ok[0].clone(), ok[1].clone(), member("node9", "replica", "streaming", Some(0))];
+        assert!(patroni_verdict(&stranger, &NODES).expect_err("stranger").contains("missing: node3"));
+    }
+
+    /// `show stat` as HAProxy prints it (header, then 18+ fields; the status is field 17).
+    const SHOW_STAT: &str = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+        postgres_rw,FRONTEND,,,0,1,2000,3,0,0,0,0,0,,,,,OPEN,\n\
+        postgres_rw,node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP,1\n\
+        postgres_rw,node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+        postgres_rw,node3,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+        postgres_rw,BACKEND,0,0,0,1,200,3,0,0,0,0,,0,0,0,0,UP,1\n\
+        postgres_ro,node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n";
+
+    #[test]
+    fn haproxy_passes_exactly_one_rw_server_up_and_names_the_others() {
+        let servers = parse_show_stat(SHOW_STAT);
+        assert_eq!(servers.len(), 4, "{servers:?}");
+        assert_eq!(rw_verdict(&servers), Ok("node1 UP".into()));
+        let maint = parse_show_stat(&SHOW_STAT.replace("node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP", "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,MAINT"));
+        assert_eq!(rw_verdict(&maint), Err("0 UP (node1 MAINT, node2 DOWN, node3 DOWN)".into()));
+        let two = parse_show_stat(&SHOW_STAT.replace("node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN", "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP"));
+        assert!(rw_verdict(&two).expect_err("two UP").starts_with("2 UP"));
+        // Nothing at all is a failure, not a pass.
+        assert!(rw_verdict(&parse_show_stat("")).is_err());
+    }
 }
