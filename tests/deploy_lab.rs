@@ -301,28 +301,36 @@ fn hardened(dir: &Path) {
         plain.contains("no encryption"),
         "plaintext to PostgreSQL must be refused by pg_hba: {plain}"
     );
-    let etcd = on(
-        "haproxy",
-        &[
-            "sh",
-            "-c",
-            "curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem https://etcd1:2379/health 2>&1; echo rc=$?",
-        ],
-    );
-    assert!(
-        !etcd.contains("\"health\":\"true\"") && !etcd.ends_with("rc=0"),
-        "etcd answered without a client certificate: {etcd}"
-    );
-    let rest = on(
-        "haproxy",
-        &[
-            "sh",
-            "-c",
-            "curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem https://node1:8008/health 2>&1; echo rc=$?",
-        ],
-    );
-    assert!(
-        !rest.ends_with("rc=0"),
-        "Patroni's API answered without a client certificate: {rest}"
-    );
+    // etcd and Patroni's API without a client certificate: refused in the TLS handshake (curl
+    // 35 or 56 with the server's alert), and the same request with a client certificate the
+    // CA issued answers (positive control: the refusal is the certificate's absence, not a
+    // wrong name, port or CA).
+    let curl = |url: &str, cert: bool| {
+        let cert = if cert {
+            "--cert /etc/pgha/tls/patroni-client.crt --key /etc/pgha/tls/patroni-client.key"
+        } else {
+            ""
+        };
+        on(
+            "node1",
+            &[
+                "sh",
+                "-c",
+                &format!("curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem {cert} {url} 2>&1; echo; echo rc=$?"),
+            ],
+        )
+    };
+    for url in ["https://etcd1:2379/health", "https://node1:8008/health"] {
+        let refused = curl(url, false);
+        let rc = refused.rsplit("rc=").next().unwrap_or("").trim().to_string();
+        assert!(
+            (rc == "35" || rc == "56") && refused.contains("alert"),
+            "{url} without a client certificate must be refused in the TLS handshake (curl 35/56, alert): {refused}"
+        );
+        let answered = curl(url, true);
+        assert!(
+            answered.ends_with("rc=0") && (url.contains("8008") || answered.contains("\"health\":\"true\"")),
+            "{url} with Patroni's client certificate must answer (positive control): {answered}"
+        );
+    }
 }

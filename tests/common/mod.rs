@@ -230,6 +230,17 @@ pub fn psql_on(host: &str, sql: &str) -> String {
     on(host, &["runuser", "-u", "postgres", "--", "psql", "-XtAc", sql])
 }
 
+/// The JSON lines of a `--json` run's stdout: at least one, and every line valid JSON (an
+/// empty output is a failure, not a vacuous pass).
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no JSON line on stdout");
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
 /// `(ok, changed, failed)` from a run's `total:` line.
 pub fn total(stdout: &str) -> (u32, u32, u32) {
     let line = stdout
