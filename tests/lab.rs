@@ -4,6 +4,11 @@
 //! up → SSH to every host with strict host key checking → systemd running → offline apt install
 //! resolves → stop/start keeps the disk → partition/heal → a second up changes nothing → down
 //! leaves nothing. It prints cold/warm `up` times and the machines' memory.
+//!
+//! `lab_of_any_shape` boots 16 machines from tests/inventories/lab-16.yaml, shrinks the lab to
+//! lab-8.yaml (the removed machines leave no namespace, veth, mount, directory or process; the
+//! kept ones keep their address and uptime), grows it back, turns it into the default lab, and
+//! takes it down. The two lab tests hold one mutex: there is one lab.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -166,6 +171,13 @@ impl Drop for DownOnDrop {
     }
 }
 
+/// One lab on the machine: the lab tests of this file run one at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lab_lock() -> std::sync::MutexGuard<'static, ()> {
+    LAB.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 #[ignore = "lab: needs root and the lab; .ci/test runs it (cargo test -- --include-ignored)"]
 fn lab_end_to_end() {
@@ -174,6 +186,7 @@ fn lab_end_to_end() {
         Ok("0"),
         "lab_end_to_end: PGHA_LAB_TESTS=0, yet asked to run (--include-ignored); without that flag it is listed as ignored"
     );
+    let _lab = lab_lock();
     // Prerequisites: a lab test that runs fails without them, it does not skip.
     assert_eq!(text(&sh("id", &["-u"])), "0", "the lab tests need root");
     for p in ["debootstrap", "systemd-nspawn", "ip", "ssh"] {
@@ -389,4 +402,201 @@ fn lab_end_to_end() {
     if let Some((pss, host)) = mem_pg {
         eprintln!("  with {pg} running on node1..3: {pss} MiB PSS; host MemAvailable dropped {host} MiB");
     }
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/inventories/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A host's name and address in a written lab inventory, read with pgha's own loader.
+fn hosts_of(inventory: &Path) -> Vec<(String, String)> {
+    let inv = pgha::inventory::load(inventory)
+        .unwrap_or_else(|e| panic!("{}: {e}", inventory.display()))
+        .inventory;
+    inv.hosts
+        .iter()
+        .map(|h| (h.name.to_string(), h.address.to_string()))
+        .collect()
+}
+
+fn machine_record(host: &str) -> String {
+    std::fs::read_to_string(format!("{}/hosts/{host}/machine.json", lab_dir()))
+        .unwrap_or_else(|e| panic!("machine.json of {host}: {e}"))
+}
+
+/// What is left of one lab host on the controller: namespace, veth, directory, mounts, process.
+fn traces_of(host: &str) -> Vec<String> {
+    let dir = format!("{}/hosts/{host}", lab_dir());
+    let mut left = Vec::new();
+    if Path::new(&format!("/run/netns/pgha-{host}")).exists() {
+        left.push(format!("netns pgha-{host}"));
+    }
+    if Path::new(&format!("/sys/class/net/pl-{host}")).exists() {
+        left.push(format!("link pl-{host}"));
+    }
+    if Path::new(&dir).exists() {
+        left.push(format!("directory {dir}"));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    left.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&format!("{dir}/")) || l.contains(&format!("/run/netns/pgha-{host} ")))
+            .map(|l| format!("mount {l}")),
+    );
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let c = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if c.starts_with("systemd-nspawn") && c.contains(&format!("{dir}/root")) {
+            left.push(format!("process {} {c}", e.file_name().to_string_lossy()));
+        }
+    }
+    left
+}
+
+/// Every host answers SSH (lab key, strict host keys) with its own hostname.
+fn all_answer(hosts: &[(String, String)]) {
+    for (name, addr) in hosts {
+        let o = ssh_direct(addr, "root", "hostname");
+        assert!(o.status.success(), "ssh root@{name} ({addr}): {}", stderr(&o));
+        assert_eq!(text(&o), *name, "hostname of {addr}");
+    }
+}
+
+#[test]
+#[ignore = "lab: needs root and the lab; .ci/test runs it (cargo test -- --include-ignored)"]
+fn lab_of_any_shape() {
+    assert_ne!(
+        std::env::var("PGHA_LAB_TESTS").as_deref(),
+        Ok("0"),
+        "lab_of_any_shape: PGHA_LAB_TESTS=0, yet asked to run (--include-ignored); without that flag it is listed as ignored"
+    );
+    let _lab = lab_lock();
+    assert_eq!(text(&sh("id", &["-u"])), "0", "the lab tests need root");
+    let _down_on_failure = DownOnDrop;
+    ok(&["lab", "down"]);
+    let release = std::env::var("PGHA_LAB_RELEASE").unwrap_or_else(|_| "trixie".to_string());
+    let inv_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inventory/shape.yaml");
+    let inv = inv_path.to_str().expect("utf-8 path");
+    let (sixteen, eight) = (fixture("lab-16.yaml"), fixture("lab-8.yaml"));
+    let mem_before = mem_available_kib();
+
+    // 16 machines from an inventory.
+    let t = Instant::now();
+    ok(&["lab", "up", "--release", &release, "--from", &sixteen, "--inventory", inv]);
+    let boot16 = t.elapsed();
+    let full = hosts_of(&inv_path);
+    assert_eq!(full.len(), 16, "one machine per host of lab-16.yaml");
+    let loaded = pgha::inventory::load(&inv_path).expect("loads").inventory;
+    assert_eq!(loaded.cluster_name, "shape16", "cluster name copied");
+    assert_eq!(loaded.patroni.synchronous_node_count, 2, "patroni settings copied");
+    assert_eq!(loaded.pgbouncer.default_pool_size, 15, "pgbouncer settings copied");
+    assert_eq!(loaded.postgres.databases.len(), 3, "databases copied");
+    assert!(
+        full.iter().all(|(_, a)| a.starts_with("10.213.77.")),
+        "addresses are the lab's: {full:?}"
+    );
+    let v = ok(&["validate", inv]);
+    assert!(text(&v).contains("16 hosts"), "pgha validate accepts it: {}", text(&v));
+    all_answer(&full);
+    let etc_hosts = text(&ok(&["lab", "ssh", "edge3", "--", "cat", "/etc/hosts"]));
+    assert!(full.iter().all(|(n, a)| etc_hosts.contains(&format!("{a}\t{n}"))), "{etc_hosts}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&ok(&["lab", "status", "--json"]).stdout).expect("status --json");
+    let st = st.as_array().expect("array");
+    assert_eq!(st.len(), 16);
+    assert!(
+        st.iter().all(|h| h["state"] == "running" && h["ssh"] == true),
+        "all 16 running: {st:?}"
+    );
+    let pss16 = status_memory_mib();
+    let host16 = mem_before.saturating_sub(mem_available_kib()) / 1024;
+
+    // The same shape again: seconds, nothing changed, nothing restarted.
+    let records: Vec<String> = full.iter().map(|(n, _)| machine_record(n)).collect();
+    let t = Instant::now();
+    let o = ok(&["lab", "up", "--from", &sixteen, "--inventory", inv]);
+    let warm16 = t.elapsed();
+    assert!(stderr(&o).contains("nothing changed"), "warm up changed something:\n{}", stderr(&o));
+    assert!(warm16 < Duration::from_secs(30), "warm up took {}", secs(warm16));
+    assert_eq!(full.iter().map(|(n, _)| machine_record(n)).collect::<Vec<_>>(), records);
+
+    // Shrink to eight: the others are gone without a trace; the kept keep address and uptime.
+    let t = Instant::now();
+    let o = ok(&["lab", "up", "--from", &eight, "--inventory", inv]);
+    let shrink = t.elapsed();
+    assert!(stderr(&o).contains("8 removed"), "{}", stderr(&o));
+    let small = hosts_of(&inv_path);
+    assert_eq!(small.len(), 8);
+    for (name, addr) in &small {
+        assert!(full.contains(&(name.clone(), addr.clone())), "{name} kept its address {addr}");
+        let i = full.iter().position(|(n, _)| n == name).expect("was there");
+        assert_eq!(machine_record(name), records[i], "{name} was not restarted");
+    }
+    let removed: Vec<&(String, String)> = full.iter().filter(|h| !small.contains(h)).collect();
+    assert_eq!(removed.len(), 8);
+    for (name, addr) in &removed {
+        let left = traces_of(name);
+        assert!(left.is_empty(), "{name} removed but left: {left:#?}");
+        assert!(!ssh_direct(addr, "root", "true").status.success(), "{name} ({addr}) still answers");
+    }
+    all_answer(&small);
+    let etc_hosts = text(&ok(&["lab", "ssh", "node1", "--", "cat", "/etc/hosts"]));
+    assert!(!etc_hosts.contains("edge3"), "removed hosts leave /etc/hosts: {etc_hosts}");
+    assert!(ok(&["validate", inv]).status.success());
+
+    // Grow back to sixteen: eight boots, the kept eight untouched.
+    let kept: Vec<String> = small.iter().map(|(n, _)| machine_record(n)).collect();
+    let t = Instant::now();
+    let o = ok(&["lab", "up", "--from", &sixteen, "--inventory", inv]);
+    let grow = t.elapsed();
+    assert!(stderr(&o).contains("8 booted"), "{}", stderr(&o));
+    assert_eq!(small.iter().map(|(n, _)| machine_record(n)).collect::<Vec<_>>(), kept);
+    let regrown = hosts_of(&inv_path);
+    assert_eq!(regrown.len(), 16);
+    all_answer(&regrown);
+
+    // Plain `up` turns it into the default eight (node1..3 and etcd1..3 kept).
+    ok(&["lab", "up", "--inventory", inv]);
+    let default = hosts_of(&inv_path);
+    let names: Vec<&str> = default.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, common::HOSTS, "the default lab again");
+    assert!(traces_of("edge3").is_empty() && traces_of("haproxy1").is_empty());
+    all_answer(&default);
+
+    let t = Instant::now();
+    ok(&["lab", "down"]);
+    let down = t.elapsed();
+    let left = leftovers();
+    assert!(left.is_empty(), "lab down left: {left:#?}");
+
+    eprintln!("lab of any shape ({release}, base image cached):");
+    eprintln!("  16 machines from lab-16.yaml: {}", secs(boot16));
+    eprintln!("  warm up of 16: {}", secs(warm16));
+    eprintln!("  shrink 16 -> 8: {}; grow 8 -> 16: {}; down: {}", secs(shrink), secs(grow), secs(down));
+    eprintln!("  16 booted: {pss16} MiB PSS of their processes; host MemAvailable dropped {host16} MiB");
+}
+
+/// A host name too long for the lab's interface names is refused before anything is created,
+/// with the file, line and field, exit code 3 (needs neither root nor a lab).
+#[test]
+fn lab_up_from_refuses_names_the_lab_cannot_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n  much-too-long-name: {address: 10.0.0.2, dc: x, roles: [postgres]}\n",
+    )
+    .expect("write");
+    let o = pgha(&["lab", "up", "--from", bad.to_str().expect("utf-8"), "--inventory", "/dev/null/x"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("bad.yaml:4:") && e.contains("hosts.much-too-long-name"), "{e}");
+    assert!(e.contains("pl-much-too-long-name") && e.contains("at most 12"), "{e}");
+    let o = pgha(&["lab", "up", "--from", "/nonexistent/inventory.yaml"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }

@@ -15,6 +15,7 @@ use crate::lab::{self, LabPaths, Login, Release, Subnet, UpOptions};
 #[command(after_help = "\
 Examples:
   pgha lab up                         # 8 trixie hosts, writes inventory/lab.yaml
+  pgha lab up --from my-cluster.yaml  # one machine per host of that inventory
   pgha lab up --release bookworm --subnet 10.99.0.0/24
   pgha lab status
   pgha lab ssh node1                  # a root shell on node1
@@ -41,8 +42,14 @@ Examples:
   pgha lab up --release bookworm
   pgha lab up --subnet 10.99.0.0/24 --inventory /tmp/lab.yaml
   pgha lab up --login pgha            # inventory logs in as pgha with become: true
+  pgha lab up --from tests/inventories/lab-16.yaml
+  pgha lab up --from tests/inventories/lab-8.yaml    # removes the 8 hosts no longer listed
 
-A second `up` only checks (seconds); after a reboot it boots the machines again from disk.")]
+A second `up` only checks (seconds); after a reboot it boots the machines again from disk.
+With --from, the lab has one machine per host of INVENTORY (its data centre and roles; the lab
+assigns the addresses) and the written inventory copies every other setting of INVENTORY. A
+later `up` with another shape (or none: the default eight) adds and removes machines; the ones
+kept keep their disk, address and uptime.")]
     Up {
         /// Debian release of the hosts: trixie or bookworm [default: trixie, or the running lab's].
         #[arg(long)]
@@ -59,6 +66,10 @@ A second `up` only checks (seconds); after a reboot it boots the machines again 
         /// Account the inventory logs in as: root, or pgha (with become: true).
         #[arg(long, default_value = "root", value_parser = ["root", "pgha"])]
         login: String,
+        /// Shape the lab after this pgha inventory: one machine per host [default: the eight
+        /// hosts of the reference topology].
+        #[arg(long, value_name = "INVENTORY")]
+        from: Option<PathBuf>,
     },
     /// Show each host's state, address, uptime and memory.
     #[command(after_help = "Examples:\n  pgha lab status\n  pgha lab status --json")]
@@ -137,6 +148,7 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
             mirror,
             inventory,
             login,
+            from,
         } => {
             let opts = UpOptions {
                 release: release.as_deref().map(str::parse::<Release>).transpose()?,
@@ -148,12 +160,27 @@ pub fn run(args: LabArgs) -> Result<ExitCode> {
                 } else {
                     Login::Root
                 },
+                from,
             };
-            let r = lab::ops::up(&paths, &opts, &progress)?;
-            let what = if r.booted.is_empty() && r.changed.is_empty() && !r.built_base {
-                "lab: up, nothing changed".to_string()
+            let r = match lab::ops::up(&paths, &opts, &progress) {
+                Ok(r) => r,
+                // A bad --from inventory is invalid input (exit 3), as with `pgha validate`.
+                Err(e @ (lab::LabError::Inventory(_) | lab::LabError::HostNames(_))) => {
+                    super::report::error(&e);
+                    return Ok(ExitCode::from(super::report::exit::INVALID_INPUT));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let what = if r.booted.is_empty() && r.removed.is_empty() && r.changed.is_empty() && !r.built_base {
+                format!("lab: up, {} hosts, nothing changed", r.hosts)
             } else {
-                format!("lab: up ({} booted, {} other changes)", r.booted.len(), r.changed.len())
+                format!(
+                    "lab: up, {} hosts ({} booted, {} removed, {} other changes)",
+                    r.hosts,
+                    r.booted.len(),
+                    r.removed.len(),
+                    r.changed.len()
+                )
             };
             progress(&format!(
                 "{what}; inventory {} ({:.1} s)",
@@ -219,7 +246,7 @@ fn print_out(s: &str) {
 
 fn status_table(hosts: &[lab::HostStatus]) -> String {
     let mut s = format!(
-        "{:<10} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
+        "{:<12} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
         "HOST", "STATE", "ADDRESS", "UPTIME", "SSH", "PROCS", "MEMORY"
     );
     for h in hosts {
@@ -232,7 +259,7 @@ fn status_table(hosts: &[lab::HostStatus]) -> String {
             format!("{} MiB", h.memory_kib / 1024)
         };
         s.push_str(&format!(
-            "{:<10} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
+            "{:<12} {:<12} {:<15} {:>9} {:<4} {:>6} {:>9}\n",
             h.name,
             h.state,
             h.address.to_string(),

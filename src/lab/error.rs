@@ -73,6 +73,31 @@ pub enum LabError {
         /// This lab's state file.
         state: PathBuf,
     },
+    /// The lab's subnet has fewer host numbers than hosts were asked for.
+    #[error("{hosts} hosts do not fit in the lab subnet {subnet} ({capacity} host addresses from .11)\n\nhint: take the lab down and bring it up with a larger --subnet, e.g. 10.213.64.0/20")]
+    SubnetFull {
+        /// The subnet.
+        subnet: String,
+        /// Hosts asked for.
+        hosts: usize,
+        /// Addresses available.
+        capacity: usize,
+    },
+    /// The inventory given with `--from` cannot be used (as `pgha validate` would say).
+    #[error("{0}")]
+    Inventory(#[from] crate::inventory::LoadError),
+    /// Host names of the `--from` inventory the lab cannot use.
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n\n"))]
+    HostNames(Vec<crate::diagnostic::Diagnostic>),
+    /// The lab inventory written from `--from` would not say what the source says: a pgha bug
+    /// (a setting the lab's writer does not know yet).
+    #[error("the lab inventory written from {} differs from it in `{field}`; refusing to write it\n\nhint: this is a pgha bug: src/lab/inventory.rs must copy `{field}`", source_path.display())]
+    InventoryCopy {
+        /// The `--from` inventory.
+        source_path: PathBuf,
+        /// The first field that differs.
+        field: String,
+    },
     /// A command was asked about a host the lab does not have.
     #[error("no lab host named `{name}`\n\nhint: lab hosts are: {known}")]
     UnknownHost {

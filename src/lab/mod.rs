@@ -1,4 +1,5 @@
-//! `pgha lab`: eight real Debian machines on one Linux host, for CI and rehearsals.
+//! `pgha lab`: real Debian machines on one Linux host, for CI and rehearsals: the default eight,
+//! or one per host of an inventory (`up --from`).
 //!
 //! Each lab host is a systemd-nspawn container booting systemd from an overlay root over one
 //! cached base image, in its own network namespace, joined to a lab bridge by a veth. `up` also
@@ -9,7 +10,8 @@
 //! - [`base`]: the cached base image; [`machine`]: overlay root, host identity, nspawn process;
 //! - [`net`]: bridge, namespaces, veths; [`sshkeys`]: lab key, host keys, known_hosts, ssh argv;
 //! - [`state`]: what is on disk; [`paths`]: where; [`inventory`]: the lab inventory;
-//! - [`topology`]: release, subnet, default hosts; [`mirror`]: the apt mirror;
+//! - [`topology`]: release, subnet, default hosts, address assignment and the add/remove diff;
+//!   [`from`]: the hosts of an `up --from` inventory; [`mirror`]: the apt mirror;
 //! - [`cgroup`]: one cgroup per machine;
 //! - [`preflight`]: checks before anything is created; [`procfs`], [`fsutil`], [`cmd`]: helpers.
 
@@ -17,6 +19,7 @@ pub mod base;
 pub mod cgroup;
 pub mod cmd;
 pub mod error;
+pub mod from;
 pub mod fsutil;
 pub mod inventory;
 pub mod machine;

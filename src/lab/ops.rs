@@ -12,8 +12,10 @@ use super::error::{LabError, Result};
 use super::inventory::{self, Login};
 use super::paths::LabPaths;
 use super::state::{BRIDGE, LabState};
-use super::topology::{DEFAULT_SUBNET, HostSpec, Release, Subnet, default_hosts};
-use super::{Progress, base, cmd, fsutil, machine, mirror, net, preflight, procfs, sshkeys};
+use super::topology::{
+    DEFAULT_SUBNET, HostSpec, Release, Subnet, WantedHost, assign_addresses, default_hosts, diff_hosts,
+};
+use super::{Progress, base, cmd, from, fsutil, machine, mirror, net, preflight, procfs, sshkeys};
 
 /// How long a host may take from boot to an answering sshd.
 const SSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,6 +33,8 @@ pub struct UpOptions {
     pub inventory: PathBuf,
     /// Account the inventory logs in as.
     pub login: Login,
+    /// One machine per host of this inventory, instead of the default eight.
+    pub from: Option<PathBuf>,
 }
 
 /// What `up` did.
@@ -40,6 +44,10 @@ pub struct UpReport {
     pub built_base: bool,
     /// Hosts this run booted.
     pub booted: Vec<String>,
+    /// Hosts this run removed (no longer wanted).
+    pub removed: Vec<String>,
+    /// How many hosts the lab has now.
+    pub hosts: usize,
     /// Other things this run created or changed.
     pub changed: Vec<String>,
     /// The inventory written.
@@ -53,9 +61,9 @@ fn require_state(paths: &LabPaths) -> Result<LabState> {
 }
 
 /// Settles the lab's settings: those on disk if a lab exists (refusing different ones), else the
-/// options or the defaults.
-fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> {
-    if let Some(s) = LabState::load(&paths.state())? {
+/// options or the defaults; and its hosts: those wanted, with the addresses of those it has.
+fn settle_state(old: Option<LabState>, opts: &UpOptions, wanted: &[WantedHost]) -> Result<(LabState, bool)> {
+    if let Some(mut s) = old {
         if let Some(r) = opts.release.filter(|r| *r != s.release) {
             return Err(LabError::SettingsDiffer {
                 what: "release",
@@ -70,6 +78,7 @@ fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> 
                 requested: n.to_string(),
             });
         }
+        s.hosts = assign_addresses(s.subnet()?, wanted, &s.hosts)?;
         return Ok((s, false));
     }
     let subnet = match opts.subnet {
@@ -80,26 +89,79 @@ fn settle_state(paths: &LabPaths, opts: &UpOptions) -> Result<(LabState, bool)> 
         release: opts.release.unwrap_or(Release::Trixie),
         subnet: subnet.to_string(),
         bridge: BRIDGE.to_string(),
-        hosts: default_hosts(subnet),
+        hosts: assign_addresses(subnet, wanted, &[])?,
         made_netns_dir_mount: !net::netns_dir_mounted(),
     };
     Ok((state, true))
 }
 
+/// The hosts this lab directory has machines (or leftovers) for: those of the state file and
+/// those with a host directory.
+fn present_hosts(paths: &LabPaths, state: Option<&LabState>) -> Vec<String> {
+    let mut names: Vec<String> = state
+        .map(|s| s.hosts.iter().map(|h| h.name.clone()).collect())
+        .unwrap_or_default();
+    if let Ok(rd) = std::fs::read_dir(paths.hosts()) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names
+}
+
+/// Removes one machine and everything of it: its process, veth, namespace, overlay mount and
+/// disk. The host directory goes last, so an interrupted removal is found and finished later.
+fn remove_host(paths: &LabPaths, name: &str, progress: Progress) -> Result<()> {
+    let hp = paths.host(name);
+    if machine::stop(&hp, name)? {
+        progress(&format!("lab: {name} powered off"));
+    }
+    net::remove_host_net(name)?;
+    fsutil::remove_tree(&hp.dir)
+}
+
 /// Brings the lab up, or completes it, or checks it; then writes the inventory.
 pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpReport> {
     let t0 = Instant::now();
+    // The inventory first: a bad one is refused before anything (even the root check).
+    let shape = opts.from.as_deref().map(from::read).transpose()?;
     preflight::require_root()?;
     let _lock = fsutil::lock(&paths.lock())?;
     preflight::require_tools()?;
-    let (state, fresh) = settle_state(paths, opts)?;
+    let old = LabState::load(&paths.state())?;
+    let present = present_hosts(paths, old.as_ref());
+    let wanted: Vec<WantedHost> = match &shape {
+        Some(s) => s.hosts.clone(),
+        None => {
+            // The default eight, at their default addresses unless a kept machine has another.
+            let subnet = match (&old, opts.subnet) {
+                (Some(s), _) => s.subnet()?,
+                (None, Some(n)) => n,
+                (None, None) => Subnet::parse_lab(DEFAULT_SUBNET)?,
+            };
+            default_hosts(subnet).iter().map(WantedHost::from).collect()
+        }
+    };
+    let (state, fresh) = settle_state(old, opts, &wanted)?;
+    let diff = diff_hosts(&present, &state.hosts);
     let subnet = state.subnet()?;
     let release = state.release;
     let need_base = !base::is_built(paths, release);
     // Base image ~0.5 GiB; a host with the cluster packages installed ~0.5-0.7 GiB of its own.
     preflight::require_disk(paths.root(), if need_base { 4096 } else { 3072 })?;
     if fresh {
-        refuse_foreign_network(paths, &state)?;
+        refuse_foreign_network(paths, &state.hosts, Some(&state.bridge))?;
+    } else {
+        let added: Vec<HostSpec> = state
+            .hosts
+            .iter()
+            .filter(|h| diff.add.contains(&h.name))
+            .cloned()
+            .collect();
+        refuse_foreign_network(paths, &added, None)?;
     }
     if !net::link_exists(&state.bridge) {
         net::check_subnet_free(subnet, &state.bridge)?;
@@ -111,10 +173,14 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     };
     // Everything is checked: from here on, record first, then create.
     std::fs::create_dir_all(paths.root()).map_err(LabError::io("creating", paths.root()))?;
-    if fresh {
-        state.save(&paths.state())?;
-    }
+    // Hosts no longer wanted keep their directory until they are removed (below), so an
+    // interrupted run still finds them.
+    state.save(&paths.state())?;
     let mut changed = Vec::new();
+    for name in &diff.remove {
+        progress(&format!("lab: removing {name}"));
+        remove_host(paths, name, progress)?;
+    }
     let mut built_base = false;
     if need_base {
         let m = mirror.as_deref().unwrap_or_default();
@@ -163,27 +229,36 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
         progress(&format!("lab: booting {}", booted.join(", ")));
     }
     wait_all_ssh(paths, &state.hosts, progress)?;
-    let text = inventory::render(paths, &state.hosts, opts.login);
+    let text = match &shape {
+        Some(s) => {
+            let text = inventory::render_from(paths, &state.hosts, opts.login, &s.source);
+            inventory::check_copy(&s.source, &opts.inventory, &text)?;
+            text
+        }
+        None => inventory::render(paths, &state.hosts, opts.login),
+    };
     if inventory::write(&opts.inventory, &text)? {
         changed.push(format!("inventory {}", opts.inventory.display()));
     }
     Ok(UpReport {
         built_base,
         booted,
+        removed: diff.remove,
+        hosts: state.hosts.len(),
         changed,
         inventory: opts.inventory.clone(),
         elapsed: t0.elapsed(),
     })
 }
 
-/// Before a new lab is made: its bridge and namespaces must not exist yet (another lab
-/// directory, or leftovers, would be disturbed or would disturb it).
-fn refuse_foreign_network(paths: &LabPaths, state: &LabState) -> Result<()> {
+/// Before a new lab or new hosts are made: their bridge and namespaces must not exist yet
+/// (another lab directory, or leftovers, would be disturbed or would disturb them).
+fn refuse_foreign_network(paths: &LabPaths, hosts: &[HostSpec], bridge: Option<&str>) -> Result<()> {
     let mut found = Vec::new();
-    if net::link_exists(&state.bridge) {
-        found.push(format!("bridge {}", state.bridge));
+    if let Some(b) = bridge.filter(|b| net::link_exists(b)) {
+        found.push(format!("bridge {b}"));
     }
-    for h in &state.hosts {
+    for h in hosts {
         if net::netns_exists(&h.name) {
             found.push(format!("network namespace {}", net::netns_name(&h.name)));
         }
@@ -242,25 +317,9 @@ pub fn down(paths: &LabPaths, purge: bool, progress: Progress) -> Result<()> {
     let state = LabState::load(&paths.state())?;
     // Network objects have global names: only touch those this lab directory shows it made
     // (its state file, or a host directory).
-    let mut names: Vec<String> = state
-        .as_ref()
-        .map(|s| s.hosts.iter().map(|h| h.name.clone()).collect())
-        .unwrap_or_default();
-    if let Ok(rd) = std::fs::read_dir(paths.hosts()) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if !names.contains(&n) {
-                names.push(n);
-            }
-        }
-    }
+    let names = present_hosts(paths, state.as_ref());
     for name in &names {
-        let hp = paths.host(name);
-        if machine::stop(&hp, name)? {
-            progress(&format!("lab: {name} powered off"));
-        }
-        fsutil::remove_tree(&hp.dir)?;
-        net::remove_host_net(name)?;
+        remove_host(paths, name, progress)?;
     }
     let _ = std::fs::remove_dir(paths.hosts());
     base::remove_stale(paths)?;
