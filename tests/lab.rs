@@ -489,6 +489,7 @@ fn lab_of_any_shape() {
     let t = Instant::now();
     ok(&["lab", "up", "--release", &release, "--from", &sixteen, "--inventory", inv]);
     let boot16 = t.elapsed();
+    eprintln!("  16 machines from lab-16.yaml: {}", secs(boot16));
     let full = hosts_of(&inv_path);
     assert_eq!(full.len(), 16, "one machine per host of lab-16.yaml");
     let loaded = pgha::inventory::load(&inv_path).expect("loads").inventory;
@@ -521,6 +522,7 @@ fn lab_of_any_shape() {
     let t = Instant::now();
     let o = ok(&["lab", "up", "--from", &sixteen, "--inventory", inv]);
     let warm16 = t.elapsed();
+    eprintln!("  warm up of 16: {}", secs(warm16));
     assert!(stderr(&o).contains("nothing changed"), "warm up changed something:\n{}", stderr(&o));
     assert!(warm16 < Duration::from_secs(30), "warm up took {}", secs(warm16));
     assert_eq!(full.iter().map(|(n, _)| machine_record(n)).collect::<Vec<_>>(), records);
@@ -529,6 +531,7 @@ fn lab_of_any_shape() {
     let t = Instant::now();
     let o = ok(&["lab", "up", "--from", &eight, "--inventory", inv]);
     let shrink = t.elapsed();
+    eprintln!("  shrink 16 -> 8: {}", secs(shrink));
     assert!(stderr(&o).contains("8 removed"), "{}", stderr(&o));
     let small = hosts_of(&inv_path);
     assert_eq!(small.len(), 8);
@@ -554,6 +557,7 @@ fn lab_of_any_shape() {
     let t = Instant::now();
     let o = ok(&["lab", "up", "--from", &sixteen, "--inventory", inv]);
     let grow = t.elapsed();
+    eprintln!("  grow 8 -> 16: {}", secs(grow));
     assert!(stderr(&o).contains("8 booted"), "{}", stderr(&o));
     assert_eq!(small.iter().map(|(n, _)| machine_record(n)).collect::<Vec<_>>(), kept);
     let regrown = hosts_of(&inv_path);
@@ -561,10 +565,15 @@ fn lab_of_any_shape() {
     all_answer(&regrown);
 
     // Plain `up` turns it into the default eight (node1..3 and etcd1..3 kept).
+    let t = Instant::now();
     ok(&["lab", "up", "--inventory", inv]);
+    eprintln!("  16 -> the default eight: {}", secs(t.elapsed()));
     let default = hosts_of(&inv_path);
-    let names: Vec<&str> = default.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, common::HOSTS, "the default lab again");
+    let mut names: Vec<&str> = default.iter().map(|(n, _)| n.as_str()).collect();
+    let mut want = common::HOSTS.to_vec();
+    names.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(names, want, "the default lab again");
     assert!(traces_of("edge3").is_empty() && traces_of("haproxy1").is_empty());
     all_answer(&default);
 
