@@ -293,6 +293,64 @@ mod tests {
         assert!(e.to_string().contains("hosts.node4"), "{e}");
     }
 
+    /// Every setting away from its default, so a setting the writer dropped would show.
+    const NO_DEFAULTS: &str = "\
+cluster: {name: nodefaults}
+hosts:
+  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer], names: [a.example.com]}
+  b: {address: 10.0.0.2, dc: y, roles: [postgres]}
+postgres:
+  port: 5433
+  parameters: {work_mem: 16MB, max_connections: 50}
+  users: [{name: app, options: [createdb, createrole]}]
+  databases: [{name: app, owner: app}]
+patroni:
+  rest_port: 8009
+  ttl: 40
+  loop_wait: 6
+  retry_timeout: 12
+  maximum_lag_on_failover: 1234567
+  synchronous_mode: quorum
+  synchronous_node_count: 1
+  failsafe_mode: true
+etcd: {client_port: 2479, peer_port: 2480}
+haproxy:
+  rw_port: 5100
+  ro_port: 5101
+  stats_port: 7100
+  ro_max_lag_bytes: 999
+  ro_primary_fallback: false
+  check_interval_ms: 700
+  check_fall: 4
+  check_rise: 3
+  maxconn: 777
+pgbouncer:
+  port: 6433
+  pool_mode: session
+  default_pool_size: 7
+  max_client_conn: 333
+  reserve_pool_size: 2
+tls: {ca_validity_days: 1000, leaf_validity_days: 100, renew_within_days: 10}
+";
+
+    #[test]
+    fn from_an_inventory_without_defaults_every_setting_is_copied() {
+        let shape = crate::lab::from::shape(Path::new("nd.yaml"), NO_DEFAULTS.as_bytes()).expect("valid");
+        let subnet = Subnet::parse_lab(DEFAULT_SUBNET).expect("valid");
+        let hosts = crate::lab::topology::assign_addresses(subnet, &shape.hosts, &[]).expect("fits");
+        let out = render_from(&LabPaths::new("/l"), &hosts, Login::Root, &shape.source);
+        check_copy(&shape.source, Path::new("lab.yaml"), &out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        // And the check itself compares against the defaults-free source, not the defaults.
+        let defaults = crate::inventory::parse(
+            Path::new("d.yaml"),
+            b"cluster: {name: nodefaults}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer], names: [a.example.com]}\n  b: {address: 10.0.0.2, dc: y, roles: [postgres]}\n",
+        )
+        .expect("valid")
+        .inventory;
+        let plain = render_from(&LabPaths::new("/l"), &hosts, Login::Root, &defaults);
+        assert!(check_copy(&shape.source, Path::new("lab.yaml"), &plain).is_err());
+    }
+
     #[test]
     fn from_the_defaults_only_inventory_round_trips() {
         let text = include_str!("../../tests/inventories/minimal.yaml");
