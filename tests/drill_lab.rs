@@ -86,7 +86,8 @@ impl Oracle {
                 tried += 1;
                 let sql = format!("insert into drill_oracle (drill, id) values ('{drill}', {tried}) returning id");
                 let out = Command::new("timeout")
-                    .args(["10", "psql", &uri, "-XtAc", &sql])
+                    // -q: no `INSERT 0 1` after the returned id.
+                    .args(["10", "psql", &uri, "-XqtAc", &sql])
                     .env("PGPASSWORD", &password)
                     .env("PGCONNECT_TIMEOUT", "3")
                     .output();
