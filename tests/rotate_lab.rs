@@ -527,6 +527,15 @@ fn rotations_under_load_keep_every_client_working() {
     assert!(e.contains(&victim), "the failure names {victim}:\n{e}");
     assert!(state.join("rotation.json").exists(), "the rotation is still in progress");
     ok(&["lab", "start", &victim]);
+    // Back: its PostgreSQL (Patroni) running again before the re-run checks its endpoints.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !common::pgha(&["lab", "ssh", &victim, "--", "runuser", "-u", "postgres", "--", "psql", "-XtAc", "select 1"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "{victim}'s PostgreSQL not back 180 s after lab start");
+        std::thread::sleep(Duration::from_secs(2));
+    }
     rotate(&inv, &["--ca"], &mut sessions);
     assert!(!state.join("rotation.json").exists(), "the degraded rotation finished");
     for e in &eps {
