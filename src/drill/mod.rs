@@ -237,13 +237,7 @@ impl Timings {
 }
 
 /// `synchronous_mode` as the inventory spells it.
-pub fn sync_word(mode: SyncMode) -> &'static str {
-    match mode {
-        SyncMode::Off => "off",
-        SyncMode::On => "on",
-        SyncMode::Quorum => "quorum",
-    }
-}
+pub use crate::facts::patroni::sync_word;
 
 /// Milliseconds since the Unix epoch on this machine (the writer's clock; the samplers use each
 /// host's clock, which the lab shares and real hosts keep in sync).

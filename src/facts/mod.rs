@@ -3,6 +3,11 @@
 //! free disk). `probe()` builds the command, `parse()` is pure and tested on recorded output.
 //! Facts are cached for the run and re-read only after a change made them stale.
 
+pub mod etcd;
+pub mod haproxy;
+pub mod patroni;
+pub mod pgbouncer;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;

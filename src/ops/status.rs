@@ -1,16 +1,17 @@
 //! `pgha status`: the cluster at a glance — etcd members and health, Patroni members (role,
 //! state, timeline, lag), HAProxy servers per port, PgBouncer pools — with anything unhealthy
-//! named. Read-only.
+//! named by the rules in `facts`. Read-only.
 
 use std::path::Path;
 
 use super::pool::{self, Connect};
 use super::verify::{self, Ctx};
 use super::OpsError;
+use crate::facts::{haproxy, patroni, pgbouncer};
 use crate::inventory::{Inventory, Role};
 use crate::pki;
 use crate::render::paths;
-use crate::transport::{Cmd, DEFAULT_TIMEOUT};
+use crate::transport::DEFAULT_TIMEOUT;
 
 /// What `pgha status` found.
 #[derive(Clone, Debug)]
@@ -45,52 +46,37 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
         problems.push(format!("etcd: {}", etcd.detail));
     }
     let members = verify::patroni_members(&ctx).await;
-    let patroni = verify::patroni(&ctx).await;
+    let patroni = verify::patroni(inv, &members);
     if !patroni.ok {
         problems.push(format!("patroni: {}", patroni.detail));
     }
+    let leader = members.as_ref().ok().and_then(|m| patroni::leader(m));
     let mut haproxy = serde_json::Map::new();
     for h in inv.hosts_with(Role::Haproxy) {
         match verify::haproxy_servers(&ctx, h).await {
             Ok(servers) => {
-                let up_rw = servers
-                    .iter()
-                    .filter(|(p, _, s)| p == "postgres_rw" && s.starts_with("UP"))
-                    .count();
-                if up_rw != 1 {
-                    problems.push(format!("haproxy {}: {up_rw} RW servers UP", h.name));
+                let up_rw = haproxy::rw_up(&servers);
+                if up_rw.len() != 1 {
+                    problems.push(format!("haproxy {}: {} RW servers UP", h.name, up_rw.len()));
+                } else if let Err(e) = haproxy::check_rw(&servers, leader) {
+                    problems.push(format!("haproxy {}: {e}", h.name));
                 }
-                let list: Vec<serde_json::Value> = servers
-                    .iter()
-                    .map(|(p, s, st)| serde_json::json!({ "proxy": p, "server": s, "status": st }))
-                    .collect();
-                haproxy.insert(h.name.to_string(), serde_json::Value::Array(list));
+                let list = serde_json::to_value(&servers).unwrap_or_default();
+                haproxy.insert(h.name.to_string(), list);
             }
             Err(e) => problems.push(format!("haproxy {}: {e}", h.name)),
         }
     }
     let mut pools = serde_json::Map::new();
     for b in inv.hosts_with(Role::Pgbouncer) {
-        let cmd = Cmd::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-A",
-                "-F",
-                "\t",
-                "-h",
-                paths::SOCKET_DIR,
-                "-p",
-            ])
-            .arg(inv.pgbouncer.port.to_string())
-            .args(["-U", "postgres", "pgbouncer", "-c", "SHOW POOLS"]);
         if let Some(c) = conns.get(b.name.as_str()) {
-            match c.exec(&cmd, None, DEFAULT_TIMEOUT).await {
+            match c.exec(&pgbouncer::pools_cmd(inv), None, DEFAULT_TIMEOUT).await {
                 Ok(o) if o.success() => {
-                    pools.insert(b.name.to_string(), serde_json::Value::String(o.stdout_text()));
+                    let text = o.stdout_text();
+                    if let Err(e) = pgbouncer::parse_pools(&text) {
+                        problems.push(format!("pgbouncer {}: {e}", b.name));
+                    }
+                    pools.insert(b.name.to_string(), serde_json::Value::String(text));
                 }
                 Ok(o) => problems.push(format!("pgbouncer {}: SHOW POOLS: {}", b.name, o.stderr_tail(2))),
                 Err(e) => problems.push(e.to_string()),

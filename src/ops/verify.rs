@@ -1,6 +1,7 @@
-//! `pgha verify`: the end-to-end checks (docs/design.md, "Verification") against a deployed cluster, each a real client
-//! doing what an application or an operator would: etcd health over mutual TLS, Patroni's view
-//! (one leader, every replica streaming), HAProxy's RW pool (exactly one server UP), and SQL
+//! `pgha verify`: the end-to-end checks (docs/design.md, "Verification") against a deployed
+//! cluster, each a real client doing what an application or an operator would: etcd health
+//! over mutual TLS, Patroni's view (one leader, every replica streaming), HAProxy's RW pool
+//! (exactly one server UP, the leader), judged by the rules in `facts`, and SQL
 //! through PgBouncer and through HAProxy with `sslmode=verify-full` from this machine — a write
 //! on `<db>_rw`, read back on a replica through `<db>_ro`.
 
@@ -12,6 +13,8 @@ use serde::Serialize;
 
 use super::pool::{self, Connect};
 use super::{OpsError, Reporter};
+pub use crate::facts::patroni::Member;
+use crate::facts::{etcd, haproxy, patroni};
 use crate::inventory::{Host, Inventory, Role};
 use crate::pki::{self, Secret};
 use crate::render::paths;
@@ -76,80 +79,29 @@ async fn on_host(ctx: &Ctx<'_>, host: &Host, cmd: &Cmd) -> Result<String, String
     }
 }
 
-/// etcd: every member healthy over mutual TLS.
+/// etcd: every member healthy over mutual TLS (`facts::etcd`).
 pub async fn etcd(ctx: &Ctx<'_>) -> Check {
     let name = "etcd: every member healthy (mutual TLS)";
     let Some(host) = ctx.inv.hosts_with(Role::Etcd).next() else {
         return check(name, Err("no etcd host".into()));
     };
-    let endpoints: Vec<String> = ctx
-        .inv
-        .hosts_with(Role::Etcd)
-        .map(|h| format!("https://{}:{}", h.name, ctx.inv.etcd.client_port))
-        .collect();
-    // etcdctl 3.4 prints `endpoint health` on stderr, 3.5 on stdout: read both.
-    let cmd = Cmd::script(
-        "ETCDCTL_API=3 etcdctl --endpoints=\"$1\" --cacert=\"$2\" --cert=\"$3\" --key=\"$4\" endpoint health 2>&1",
-        [
-            endpoints.join(","),
-            ctx.remote_ca.clone(),
-            paths::leaf_cert(crate::render::LeafKind::EtcdServer),
-            paths::leaf_key(crate::render::LeafKind::EtcdServer),
-        ],
-    );
-    let result = on_host(ctx, host, &cmd).await.and_then(|out| {
-        let healthy = out.lines().filter(|l| l.contains("is healthy")).count();
-        if healthy == endpoints.len() {
-            Ok(format!("{healthy}/{} healthy", endpoints.len()))
-        } else {
-            Err(format!("{healthy}/{} healthy: {}", endpoints.len(), out.trim()))
-        }
-    });
+    let expected = ctx.inv.hosts_with(Role::Etcd).count();
+    let result = on_host(ctx, host, &etcd::health_cmd(ctx.inv, &ctx.remote_ca))
+        .await
+        .and_then(|out| etcd::parse_health(&out).map_err(|e| e.to_string()))
+        .and_then(|h| etcd::check_health(&h, expected));
     check(name, result)
 }
 
-/// A member as Patroni's `/cluster` lists it.
-#[derive(Clone, Debug, Default, serde::Deserialize, Serialize)]
-pub struct Member {
-    /// Member name.
-    pub name: String,
-    /// leader, replica, sync_standby…
-    pub role: String,
-    /// running, streaming, starting…
-    pub state: String,
-    /// Timeline.
-    #[serde(default)]
-    pub timeline: Option<u64>,
-    /// Replication lag (bytes), when known.
-    #[serde(default)]
-    pub lag: Option<serde_json::Value>,
-}
-
-/// Patroni's `/cluster`, read on a PostgreSQL node with its client certificate.
+/// Patroni's `/cluster`, read on the first PostgreSQL node that answers, with its client
+/// certificate (`facts::patroni`).
 pub async fn patroni_members(ctx: &Ctx<'_>) -> Result<Vec<Member>, String> {
     let mut last = String::from("no PostgreSQL host");
     for host in ctx.inv.hosts_with(Role::Postgres) {
-        let cmd = Cmd::new("curl").args([
-            "-sS".to_string(),
-            "--max-time".into(),
-            "5".into(),
-            "--cacert".into(),
-            ctx.remote_ca.clone(),
-            "--cert".into(),
-            paths::leaf_cert(crate::render::LeafKind::PatroniClient),
-            "--key".into(),
-            paths::leaf_key(crate::render::LeafKind::PatroniClient),
-            format!("https://{}:{}/cluster", host.name, ctx.inv.patroni.rest_port),
-        ]);
+        let cmd = patroni::rest_cmd(ctx.inv, host.name.as_str(), &ctx.remote_ca, "/cluster");
         match on_host(ctx, host, &cmd).await {
             Ok(body) => {
-                #[derive(serde::Deserialize)]
-                struct Cluster {
-                    members: Vec<Member>,
-                }
-                return serde_json::from_str::<Cluster>(&body)
-                    .map(|c| c.members)
-                    .map_err(|e| format!("{}: /cluster: {e}", host.name));
+                return patroni::parse_cluster(&body).map_err(|e| format!("{}: {e}", host.name));
             }
             Err(e) => last = e,
         }
@@ -157,29 +109,26 @@ pub async fn patroni_members(ctx: &Ctx<'_>) -> Result<Vec<Member>, String> {
     Err(last)
 }
 
-/// Patroni: one leader, every other member a streaming replica.
-pub async fn patroni(ctx: &Ctx<'_>) -> Check {
+/// The PostgreSQL nodes of the inventory, by name.
+fn pg_names(inv: &Inventory) -> Vec<&str> {
+    inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect()
+}
+
+/// Patroni: one leader, every other member a streaming replica (`patroni::assess`).
+pub fn patroni(inv: &Inventory, members: &Result<Vec<Member>, String>) -> Check {
     let name = "patroni: one leader, every replica streaming";
-    let expected: Vec<&str> = ctx.inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect();
-    let result = patroni_members(ctx)
-        .await
-        .and_then(|members| patroni_verdict(&members, &expected));
+    let result = members.clone().and_then(|members| patroni_verdict(&members, &pg_names(inv)));
     check(name, result)
 }
 
-/// The Patroni check on `/cluster`'s members (pure): exactly one leader, every one of
-/// `expected` registered, every other member a streaming replica; the error names who is not.
+/// The Patroni check on `/cluster`'s members, on the rules of `facts::patroni`: exactly one
+/// leader, every one of `expected` registered, every other member a streaming replica; the
+/// error names who is not, in the words `pgha verify` prints.
 pub fn patroni_verdict(members: &[Member], expected: &[&str]) -> Result<String, String> {
-    let leaders: Vec<&Member> = members
-        .iter()
-        .filter(|m| m.role == "leader" || m.role == "master" || m.role == "standby_leader")
-        .collect();
+    let leaders: Vec<&Member> = members.iter().filter(|m| m.is_leader()).collect();
     let not_streaming: Vec<String> = members
         .iter()
-        .filter(|m| !leaders.iter().any(|l| l.name == m.name))
-        // Patroni 3.0 reports a streaming replica as `running` with its lag; 3.1+ says
-        // `streaming`.
-        .filter(|m| !(m.state == "streaming" || (m.state == "running" && m.lag.as_ref().is_some_and(|l| l.is_number()))))
+        .filter(|m| !m.is_leader() && !m.streams())
         .map(|m| format!("{} is {}", m.name, m.state))
         .collect();
     let missing: Vec<&str> = expected
@@ -211,52 +160,18 @@ pub fn patroni_verdict(members: &[Member], expected: &[&str]) -> Result<String, 
     }
 }
 
-/// HAProxy's servers of a proxy (`postgres_rw`, `postgres_ro`) and their status, per host.
-pub async fn haproxy_servers(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<(String, String, String)>, String> {
-    let cmd = Cmd::script(
-        "echo 'show stat' | socat stdio unix-connect:\"$1\"",
-        [paths::HAPROXY_ADMIN_SOCKET.to_string()],
-    );
-    let out = on_host(ctx, host, &cmd).await?;
-    Ok(parse_show_stat(&out))
+/// HAProxy's servers (`show stat`) on `host`.
+pub async fn haproxy_servers(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<haproxy::Server>, String> {
+    let out = on_host(ctx, host, &haproxy::stat_cmd()).await?;
+    haproxy::parse_stat(&out).map_err(|e| format!("{}: {e}", host.name))
 }
 
-/// `(proxy, server, status)` of every server line of HAProxy's `show stat` CSV (pure).
-pub fn parse_show_stat(out: &str) -> Vec<(String, String, String)> {
-    out.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f.len() > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND")
-                .then(|| (f[0].to_string(), f[1].to_string(), f[17].to_string()))
-        })
-        .collect()
-}
-
-/// The HAProxy check on its servers (pure): exactly one `postgres_rw` server UP; the error
-/// lists every RW server with its status (DOWN, MAINT, …).
-pub fn rw_verdict(servers: &[(String, String, String)]) -> Result<String, String> {
-    let up: Vec<&str> = servers
-        .iter()
-        .filter(|(px, _, st)| px == "postgres_rw" && st.starts_with("UP"))
-        .map(|(_, s, _)| s.as_str())
-        .collect();
-    if up.len() == 1 {
-        Ok(format!("{} UP", up[0]))
-    } else {
-        let states: Vec<String> = servers
-            .iter()
-            .filter(|(px, _, _)| px == "postgres_rw")
-            .map(|(_, s, st)| format!("{s} {st}"))
-            .collect();
-        Err(format!("{} UP ({})", up.len(), states.join(", ")))
-    }
-}
-
-/// HAProxy: exactly one RW server UP on each HAProxy host.
-pub async fn haproxy(ctx: &Ctx<'_>, host: &Host) -> Check {
+/// HAProxy: exactly one RW server UP on `host`, and it is the leader (`haproxy::check_rw`).
+pub async fn haproxy(ctx: &Ctx<'_>, host: &Host, leader: Option<&str>) -> Check {
     let name = format!("haproxy {}: exactly one RW server UP", host.name);
-    let result = haproxy_servers(ctx, host).await.and_then(|servers| rw_verdict(&servers));
+    let result = haproxy_servers(ctx, host)
+        .await
+        .and_then(|servers| haproxy::check_rw(&servers, leader));
     check(name, result)
 }
 
@@ -341,9 +256,11 @@ pub async fn write_then_read(ctx: &Ctx<'_>, via: &str, rw: String, ro: String, t
 
 /// Every check, in order.
 pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
-    let mut checks = vec![etcd(ctx).await, patroni(ctx).await];
+    let members = patroni_members(ctx).await;
+    let leader = members.as_ref().ok().and_then(|m| patroni::leader(m)).map(str::to_string);
+    let mut checks = vec![etcd(ctx).await, patroni(ctx.inv, &members)];
     for h in ctx.inv.hosts_with(Role::Haproxy) {
-        checks.push(haproxy(ctx, h).await);
+        checks.push(haproxy(ctx, h, leader.as_deref()).await);
     }
     let db = ctx
         .inv
@@ -463,6 +380,7 @@ mod verdict_tests {
             state: state.into(),
             timeline: Some(1),
             lag: lag.map(serde_json::Value::from),
+            pending_restart: false,
         }
     }
 
@@ -507,14 +425,16 @@ mod verdict_tests {
 
     #[test]
     fn haproxy_passes_exactly_one_rw_server_up_and_names_the_others() {
-        let servers = parse_show_stat(SHOW_STAT);
+        let parse = |text: &str| haproxy::parse_stat(text).expect("parses");
+        let servers = parse(SHOW_STAT);
         assert_eq!(servers.len(), 4, "{servers:?}");
-        assert_eq!(rw_verdict(&servers), Ok("node1 UP".into()));
-        let maint = parse_show_stat(&SHOW_STAT.replace("node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP", "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,MAINT"));
-        assert_eq!(rw_verdict(&maint), Err("0 UP (node1 MAINT, node2 DOWN, node3 DOWN)".into()));
-        let two = parse_show_stat(&SHOW_STAT.replace("node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN", "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP"));
-        assert!(rw_verdict(&two).expect_err("two UP").starts_with("2 UP"));
+        assert_eq!(haproxy::check_rw(&servers, None), Ok("node1 UP".into()));
+        let maint = parse(&SHOW_STAT.replace("node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP", "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,MAINT"));
+        assert_eq!(haproxy::check_rw(&maint, Some("node1")), Err("0 UP (node1 MAINT, node2 DOWN, node3 DOWN)".into()));
+        let two = parse(&SHOW_STAT.replace("node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN", "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP"));
+        assert!(haproxy::check_rw(&two, None).expect_err("two UP").starts_with("2 UP"));
         // Nothing at all is a failure, not a pass.
-        assert!(rw_verdict(&parse_show_stat("")).is_err());
+        assert!(haproxy::parse_stat("").is_err());
+        assert!(haproxy::check_rw(&[], None).is_err());
     }
 }
