@@ -27,6 +27,8 @@
 //! - [`inventory`], [`yaml`], [`diagnostic`]: strict YAML → validated inventory, with
 //!   file:line:column diagnostics.
 #![deny(missing_docs)]
+// Only `cli::report` prints (docs/design.md, "Rules").
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
 pub mod cli;
 pub mod conninfo;

@@ -1,10 +1,8 @@
 //! Printers for engine events: progress bars on a terminal (one line per host with its current
 //! task), plain timestamped lines otherwise (CI, pipes), or JSON lines with `--json`. Then the
-//! recap and the `total:` line.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//! recap and the `total:` line. Lines are written through `report`, the one printer.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -29,7 +27,7 @@ impl Style {
     pub fn detect(json: bool) -> Self {
         if json {
             Style::Json
-        } else if std::io::stderr().is_terminal()
+        } else if super::report::stderr_is_terminal()
             && std::env::var_os("CI").is_none()
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false)
         {
@@ -70,7 +68,7 @@ impl Printer {
                 let _ = self.multi.println(s);
             }
             _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{} {s}", now());
+                super::report::info(format!("{} {s}", now()));
             }
         }
     }
@@ -117,7 +115,7 @@ impl Reporter for Printer {
     fn event(&self, e: &Event) {
         if self.style == Style::Json {
             if let Ok(s) = serde_json::to_string(e) {
-                let _ = writeln!(std::io::stdout().lock(), "{s}");
+                super::report::out(s);
             }
             return;
         }
@@ -175,41 +173,38 @@ fn indent(s: &str) -> String {
 pub fn recap(style: Style, r: &Recap, timings: bool) {
     if style == Style::Json {
         if let Ok(s) = serde_json::to_string(&serde_json::json!({ "event": "recap", "recap": r, "total": r.total() })) {
-            println!("{s}");
+            super::report::out(s);
         }
         return;
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
+    let mut lines = vec![format!(
         "\nRECAP{}",
         if r.check {
             " (check mode: nothing was changed)"
         } else {
             ""
         }
-    );
+    )];
     for (host, c) in &r.hosts {
         let state = if c.unreachable { " UNREACHABLE" } else { "" };
-        let _ = writeln!(
-            err,
+        lines.push(format!(
             "{host:<12} ok={:<3} changed={:<3} failed={:<2} skipped={:<3} round-trips={}{state}",
             c.ok, c.changed, c.failed, c.skipped, c.round_trips
-        );
+        ));
     }
     if timings {
-        let _ = writeln!(err, "\nTIMINGS");
+        lines.push("\nTIMINGS".to_string());
         for (play, secs) in &r.plays {
-            let _ = writeln!(err, "{secs:>8.2}s  {play}");
+            lines.push(format!("{secs:>8.2}s  {play}"));
         }
-        let _ = writeln!(err, "{:>8.2}s  total", r.elapsed);
+        lines.push(format!("{:>8.2}s  total", r.elapsed));
     }
     if r.interrupted {
-        let _ = writeln!(err, "interrupted: stopped between tasks; re-run to converge");
+        lines.push("interrupted: stopped between tasks; re-run to converge".to_string());
     }
+    super::report::info(lines.join("\n"));
     let t = r.total();
-    drop(err);
-    println!("total: ok={} changed={} failed={}", t.ok, t.changed, t.failed);
+    super::report::out(format!("total: ok={} changed={} failed={}", t.ok, t.changed, t.failed));
 }
 
 /// The CLI's [`ops::Reporter`]: engine events through the [`Printer`], information and

@@ -1,6 +1,11 @@
 //! The only place pgha prints. Results go to stdout, diagnostics and progress to stderr, so
 //! `--json` output on stdout stays machine-readable. Output reads correctly without colour.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "the one printer: every line pgha shows goes through here"
+)]
 
 use std::io::Write;
 
@@ -81,6 +86,12 @@ pub fn out(line: impl AsRef<str>) {
 /// Prints a JSON value to stdout.
 pub fn json(value: &serde_json::Value) {
     out(serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()));
+}
+
+/// Whether stderr is a terminal (progress bars are drawn there).
+pub fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }
 
 /// Prints an informational line to stderr.
