@@ -8,7 +8,7 @@ use clap::Args;
 use super::args::{InventoryArgs, RemoteArgs, runtime};
 use super::output::CliReporter;
 use super::report::{self, exit};
-use crate::ops::deploy::{self, DeployOptions};
+use crate::ops::deploy::{self, DeployOptions, Deployed};
 use crate::render::TemplateSource;
 
 /// Arguments of `pgha deploy`.
@@ -94,7 +94,79 @@ pub fn deploy(args: &DeployArgs) -> u8 {
     };
     let rep = CliReporter::shared(args.remote.json, args.remote.verbose, args.remote.timings);
     match rt.block_on(deploy::deploy(&inv, &o, &rep)) {
-        Ok(_) => exit::OK,
+        Ok(d) => {
+            print_plan(&d, args.remote.json);
+            exit::OK
+        }
         Err(e) => report::fail(&e),
     }
+}
+
+/// With `--check`: what the state directory and the cluster itself would get.
+fn print_plan(d: &Deployed, json: bool) {
+    let (Some(pki), Some(cluster)) = (&d.issuance, &d.cluster) else {
+        return;
+    };
+    if json {
+        report::out(serde_json::json!({ "event": "plan", "pki": pki, "cluster": cluster }).to_string());
+        return;
+    }
+    let mut lines = vec!["\nPKI".to_string()];
+    if pki.is_empty() {
+        lines.push(format!("{}: nothing to issue", pki.state.display()));
+    } else {
+        lines.push(format!(
+            "{}: a deploy would issue (nothing was written):",
+            pki.state.display()
+        ));
+        if pki.ca_created {
+            lines.push("  the cluster CA (new)".into());
+        }
+        if let Some(b) = &pki.bundle_published {
+            lines.push(format!("  trust bundle {b}"));
+        }
+        for l in &pki.leaves {
+            lines.push(format!("  {} certificate for {} ({})", l.kind, l.host, l.reason.as_str()));
+        }
+        if !pki.passwords.is_empty() {
+            lines.push(format!("  passwords: {}", pki.passwords.join(", ")));
+        }
+    }
+    lines.push("\nCLUSTER".into());
+    if let Some(note) = &cluster.note {
+        lines.push(note.clone());
+    } else if cluster.is_empty() {
+        lines.push("Patroni's dynamic configuration is as wanted; no restart".into());
+    }
+    if !cluster.dcs.is_empty() {
+        lines.push("Patroni dynamic configuration (cluster-wide, applied once):".into());
+        let show = |v: &Option<serde_json::Value>| match v {
+            None => "(unset)".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        for c in &cluster.dcs {
+            let restart = if c.parameter().is_some_and(|p| cluster.restart_parameters.iter().any(|r| r == p)) {
+                " (needs a PostgreSQL restart)"
+            } else {
+                ""
+            };
+            lines.push(format!("  {}: {} → {}{restart}", c.key, show(&c.before), show(&c.after)));
+        }
+    }
+    if !cluster.pending_restart.is_empty() {
+        lines.push(format!("waiting for a restart already: {}", cluster.pending_restart.join(", ")));
+    }
+    if let Some(r) = &cluster.rolling_restart {
+        let handover = match &r.switchover_to {
+            Some(to) => format!("switchover {} → {to}", r.primary),
+            None => format!("switchover of {} once a replica streams", r.primary),
+        };
+        lines.push(format!(
+            "rolling restart of PostgreSQL: {} (one at a time), then {handover}, then {}",
+            if r.replicas.is_empty() { "no replica".to_string() } else { r.replicas.join(", ") },
+            r.primary
+        ));
+    }
+    report::info(lines.join("\n"));
 }

@@ -558,7 +558,9 @@ impl HostRun<'_> {
             return None;
         };
         let exists = matches!(facts.file(path), transport::FileKind::File { .. });
-        if *secret {
+        // Keys are never shown; other files holding secrets (passwords, SCRAM verifiers) show
+        // their diff with the secret values masked (`mask_secrets`).
+        if *secret && crate::plan::is_key_material(content) {
             return Some(unified_diff(path, None, content, true));
         }
         let old = if exists {

@@ -65,11 +65,20 @@ fn parse_error(what: &'static str, text: &str) -> ParseError {
     }
 }
 
-/// The first JSON document of `text` (etcdctl may print warnings around it).
-fn json_part(text: &str) -> Option<&str> {
-    let start = text.find(['[', '{'])?;
-    let end = text.rfind([']', '}'])?;
-    (end >= start).then(|| &text[start..=end])
+/// The first JSON document of type `T` in `text` that starts a line: etcdctl 3.5 logs warnings
+/// as JSON objects on stderr (kept with 2>&1) before its answer, and 3.4 writes `Error: …`
+/// after it.
+fn first_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(['[', '{'])
+            && let Some(Ok(v)) = serde_json::Deserializer::from_str(&text[offset..]).into_iter::<T>().next()
+        {
+            return Some(v);
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// One endpoint's health.
@@ -86,9 +95,7 @@ pub struct Health {
 
 /// Parses `endpoint health -w json`.
 pub fn parse_health(text: &str) -> Result<Vec<Health>, ParseError> {
-    json_part(text)
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(|| parse_error("endpoint health", text))
+    first_json(text).ok_or_else(|| parse_error("endpoint health", text))
 }
 
 /// The health rule: every one of `expected` endpoints healthy. `Ok` says `n/n healthy`.
@@ -130,11 +137,9 @@ pub struct Member {
 pub fn parse_members(text: &str) -> Result<Vec<Member>, ParseError> {
     #[derive(Deserialize)]
     struct List {
-        #[serde(default)]
         members: Vec<Member>,
     }
-    json_part(text)
-        .and_then(|j| serde_json::from_str::<List>(j).ok())
+    first_json::<List>(text)
         .map(|l| l.members)
         .ok_or_else(|| parse_error("member list", text))
 }
@@ -178,9 +183,7 @@ pub fn parse_status(text: &str) -> Result<Vec<EndpointStatus>, ParseError> {
         #[serde(rename = "Status")]
         status: Status,
     }
-    let entries: Vec<Entry> = json_part(text)
-        .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(|| parse_error("endpoint status", text))?;
+    let entries: Vec<Entry> = first_json(text).ok_or_else(|| parse_error("endpoint status", text))?;
     Ok(entries
         .into_iter()
         .map(|e| EndpointStatus {
@@ -214,6 +217,10 @@ mod tests {
         assert_eq!(check_health(&h[..1], 1), Ok("1/1 healthy".into()));
         assert!(check_health(&h[..1], 3).is_err());
         assert!(parse_health("Error: open /etc/ssl/x: no such file").is_err());
+        // etcdctl 3.5 logs a retry as JSON before the answer (stderr kept with 2>&1).
+        let logged = "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\"}\n[{\"endpoint\":\"https://e1:2379\",\"health\":true}]\nError: unhealthy cluster\n";
+        assert_eq!(parse_health(logged).expect("skips the log line").len(), 1);
+        assert!(parse_members("{\"level\":\"warn\"}\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! and drills call these; no other copy of these rules belongs anywhere (docs/design.md,
 //! "Where rules live").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,44 @@ pub fn rest_cmd(inv: &Inventory, host: &str, remote_ca: &str, path: &str) -> Cmd
         format!("https://{host}:{}{path}", inv.patroni.rest_port),
     ])
 }
+
+/// The names of PostgreSQL's settings that only a restart applies (`context = 'postmaster'`),
+/// read on a PostgreSQL node as the postgres user.
+pub fn postmaster_settings_cmd() -> Cmd {
+    Cmd::new("runuser").args([
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-XtA",
+        "-c",
+        "select name from pg_settings where context = 'postmaster' order by 1",
+    ])
+}
+
+/// Parses [`postmaster_settings_cmd`]'s output (one name per line).
+pub fn parse_postmaster_settings(text: &str) -> BTreeSet<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// When PostgreSQL cannot be asked: the restart-only settings an inventory commonly sets
+/// (PostgreSQL's documentation, "context: postmaster").
+pub const POSTMASTER_FALLBACK: &[&str] = &[
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_wal_senders",
+    "max_worker_processes",
+    "max_replication_slots",
+    "shared_buffers",
+    "shared_preload_libraries",
+    "track_commit_timestamp",
+    "wal_level",
+    "wal_log_hints",
+    "huge_pages",
+    "port",
+    "listen_addresses",
+];
 
 /// A member as Patroni's `/cluster` lists it (what etcd holds, refreshed by each member's loop).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -1,6 +1,7 @@
 //! `pgha deploy` and `pgha plan`: connect to every host once, check them (preflight), issue the
 //! PKI, render each host's files for its Debian release, then run the embedded deploy playbook
-//! (or only plan it). [`converge`] is the same over already open connections (rotate-certs
+//! (or only plan it: then nothing is written, locally or on the hosts, and the plan also says
+//! what the state directory and the cluster itself would get). [`converge`] is the same over already open connections (rotate-certs
 //! converges several times over one pool).
 
 use std::collections::BTreeMap;
@@ -10,9 +11,12 @@ use std::sync::Arc;
 use futures::future::join_all;
 
 use super::pool::{self, Conns};
+use super::material::Issuance;
+use super::plan::{self, ClusterPlan};
 use super::{Connect, OpsError, Reporter, material, run};
 use crate::deploy::{self, preflight};
 use crate::engine::{Options, PreOpened, Recap};
+use crate::render::paths;
 use crate::facts;
 use crate::inventory::Inventory;
 use crate::playbook;
@@ -41,8 +45,19 @@ pub struct DeployOptions {
     pub connect: Connect,
 }
 
+/// What a deploy did, or with `check`, what it would do.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The engine's recap.
+    pub recap: Recap,
+    /// With `check`: what the state directory would get (nothing was written).
+    pub issuance: Option<Issuance>,
+    /// With `check`: what would change in the cluster itself (DCS, rolling restart).
+    pub cluster: Option<ClusterPlan>,
+}
+
 /// Connects to every host (or `--limit`), converges them, closes the connections.
-pub async fn deploy(inv: &Inventory, o: &DeployOptions, rep: &Arc<dyn Reporter>) -> Result<Recap, OpsError> {
+pub async fn deploy(inv: &Inventory, o: &DeployOptions, rep: &Arc<dyn Reporter>) -> Result<Deployed, OpsError> {
     o.connect.check_limit(inv)?;
     let conns = pool::connect_every(inv, &o.connect, "deploy").await?;
     let result = converge(inv, o, &conns, rep).await;
@@ -51,15 +66,22 @@ pub async fn deploy(inv: &Inventory, o: &DeployOptions, rep: &Arc<dyn Reporter>)
 }
 
 /// Preflight, PKI (issuing what is missing or stale), rendering, then the deploy playbook on
-/// `conns`. The connections stay open.
+/// `conns`. The connections stay open. With `check`, nothing is written: the PKI material is
+/// computed in memory ([`material::preview`]) and the cluster-level changes are planned too.
 pub async fn converge(
     inv: &Inventory,
     o: &DeployOptions,
     conns: &Conns,
     rep: &Arc<dyn Reporter>,
-) -> Result<Recap, OpsError> {
+) -> Result<Deployed, OpsError> {
     let pb = playbook::load("deploy", o.playbooks.as_deref(), inv)?;
-    let (material, verifiers) = material::from_state(inv, o.state.as_deref(), rep.as_ref())?;
+    let (material, verifiers, issuance) = if o.check {
+        let (m, v, i) = material::preview(inv, o.state.as_deref())?;
+        (m, v, Some(i))
+    } else {
+        let (m, v) = material::from_state(inv, o.state.as_deref(), rep.as_ref())?;
+        (m, v, None)
+    };
     // Preflight: one probe per host (it also tells each host's Debian release).
     let q = preflight::query(inv);
     let gathered = join_all(conns.iter().map(|(name, conn)| {
@@ -108,5 +130,16 @@ pub async fn converge(
         conns: conns.clone(),
         errors: std::sync::Mutex::new(BTreeMap::new()),
     };
-    run::execute(inv, &pb, &inputs, &opts, &connector, rep).await
+    let recap = run::execute(inv, &pb, &inputs, &opts, &connector, rep).await?;
+    let cluster = if o.check {
+        let remote_ca = paths::ca_bundle(&material.ca_bundle_file);
+        Some(plan::read_cluster_plan(inv, conns, &inputs, &remote_ca).await)
+    } else {
+        None
+    };
+    Ok(Deployed {
+        recap,
+        issuance,
+        cluster,
+    })
 }

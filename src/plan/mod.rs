@@ -72,6 +72,11 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8], secret: bool) ->
         .to_string()
 }
 
+/// Whether `content` holds a private key (shown as a one-line note, never diffed).
+pub fn is_key_material(content: &[u8]) -> bool {
+    content.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----")
+}
+
 /// Masks the values of lines that look like secrets (`password:`, `key =`…) in a diff of a
 /// file that is not wholly secret, so that a config diff never shows a password.
 pub fn mask_secrets(diff: &str) -> String {
@@ -107,6 +112,13 @@ mod tests {
     fn secret_files_never_show_content() {
         let d = unified_diff("/etc/k", None, b"-----BEGIN PRIVATE KEY-----\nabc\n", true);
         assert!(!d.contains("abc") && !d.contains("BEGIN"), "{d}");
+    }
+
+    #[test]
+    fn only_key_material_is_hidden_whole() {
+        assert!(is_key_material(b"-----BEGIN PRIVATE KEY-----\nabc\n"));
+        assert!(is_key_material(b"-----BEGIN EC PRIVATE KEY-----\n"));
+        assert!(!is_key_material(b"postgresql:\n  password: x\n"));
     }
 
     #[test]
