@@ -27,7 +27,7 @@
 //! - [`inventory`], [`yaml`], [`diagnostic`]: strict YAML → validated inventory, with
 //!   file:line:column diagnostics.
 #![deny(missing_docs)]
-// Only `cli::report` prints (docs/design.md, "Rules").
+// Only `cli::report` prints (docs/design.md §11).
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
 pub mod cli;

@@ -254,7 +254,7 @@ fn deploy_bare_hosts_then_converge() {
     ok(&["lab", "down"]);
 }
 
-/// What DESIGN.md promises about secrets and TLS, checked on the deployed hosts.
+/// What docs/design.md promises about secrets and TLS, checked on the deployed hosts.
 fn hardened(dir: &Path) {
     // Key files and files holding passwords: 0600/0640, owned by their service user.
     let expect = [

@@ -48,7 +48,7 @@ fn example_inventory_is_valid_with_topology_warnings() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(stdout.contains("valid: cluster pgha-demo, 8 hosts"), "{stdout}");
-    // DESIGN.md §7: etcd 2+1 loses quorum with dc1; single HAProxy and PgBouncer.
+    // docs/design.md §7: etcd 2+1 loses quorum with dc1; single HAProxy and PgBouncer.
     assert!(stderr.contains("losing dc1 (2 of 3 etcd members"), "{stderr}");
     assert!(stderr.contains("haproxy is the only HAProxy host"), "{stderr}");
     assert!(stderr.contains("pgbouncer is the only PgBouncer host"), "{stderr}");

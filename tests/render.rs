@@ -251,7 +251,7 @@ fn can_run(tool: &str) -> bool {
     false
 }
 
-/// Real material: a throw-away ECDSA P-256 CA and every leaf with the SANs of DESIGN.md §3.
+/// Real material: a throw-away ECDSA P-256 CA and every leaf with the SANs of docs/design.md §3.
 fn real_material(inv: &Inventory) -> Material {
     use pgha::inventory::Role;
     use pgha::render::LeafKind;

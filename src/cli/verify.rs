@@ -1,4 +1,4 @@
-//! `pgha verify`: run the end-to-end checks (`ops::verify`, docs/design.md "Verification")
+//! `pgha verify`: run the end-to-end checks (`ops::verify`, docs/design.md §6)
 //! and print a table; non-zero exit naming the failed checks.
 
 use clap::Args;

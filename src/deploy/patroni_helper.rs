@@ -1,5 +1,5 @@
 //! `/usr/local/sbin/pgha-patroni`, rendered per PostgreSQL node: the deploy's reload and rolling
-//! restart steps (DESIGN.md §5). It never restarts Patroni itself (that stops PostgreSQL on an
+//! restart steps (docs/design.md §5). It never restarts Patroni itself (that stops PostgreSQL on an
 //! unpaused primary): it asks Patroni's REST API, over mutual TLS and with the REST password
 //! read from Patroni's config (passed to curl on stdin, never on a command line), to restart
 //! PostgreSQL for `pending_restart` parameters — replicas first, the primary after a switchover.

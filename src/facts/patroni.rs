@@ -3,8 +3,7 @@
 //! `/config`) differs from what the inventory wants. [`rest_cmd`] is the command (curl with
 //! Patroni's client certificate, mutual TLS); every `parse_*` is pure and tested on outputs
 //! captured from Patroni on the lab (tests/fixtures/patroni/). Deploy's waits, verify, status
-//! and drills call these; no other copy of these rules belongs anywhere (docs/design.md,
-//! "Where rules live").
+//! and drills call these; no other copy of these rules belongs anywhere (docs/design.md §10).
 
 use std::collections::{BTreeMap, BTreeSet};
 

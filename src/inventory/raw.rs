@@ -98,7 +98,7 @@ pub struct RawPostgres {
     pub users: Vec<Spanned<RawUser>>,
     /// Databases to create.
     pub databases: Option<Vec<Spanned<RawDatabase>>>,
-    /// Refused: see DESIGN.md §3.
+    /// Refused: see docs/design.md §3.
     pub proxy_protocol: Option<Spanned<ParamValue>>,
 }
 
@@ -177,7 +177,7 @@ pub struct RawHaproxy {
     pub check_rise: Option<Spanned<u32>>,
     /// Maximum client connections per frontend.
     pub maxconn: Option<Spanned<u32>>,
-    /// Refused: see DESIGN.md §3.
+    /// Refused: see docs/design.md §3.
     pub proxy_protocol: Option<Spanned<ParamValue>>,
 }
 
@@ -195,7 +195,7 @@ pub struct RawPgbouncer {
     pub max_client_conn: Option<Spanned<u32>>,
     /// Extra connections allowed when a pool is exhausted.
     pub reserve_pool_size: Option<Spanned<u32>>,
-    /// Refused: see DESIGN.md §3.
+    /// Refused: see docs/design.md §3.
     pub proxy_protocol: Option<Spanned<ParamValue>>,
 }
 

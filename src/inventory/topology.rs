@@ -1,4 +1,4 @@
-//! Topology analysis (DESIGN.md §7): warnings, never errors, about what a data-centre loss or a
+//! Topology analysis (docs/design.md §7): warnings, never errors, about what a data-centre loss or a
 //! single host failure would do to the cluster. Pure: reads a valid [`Inventory`].
 
 use std::collections::BTreeMap;

@@ -59,7 +59,7 @@ PostgreSQL rejects the header (\"invalid length of startup packet\") and every c
 behind PgBouncer a PROXY header would carry the pooler's address anyway";
 const PROXY_PROTOCOL_HINT: &str = "remove `proxy_protocol`; pgha keeps the client address visible \
 with PgBouncer `application_name_add_host = 1`, `log_connections` and %a/%r in `log_line_prefix` \
-(DESIGN.md §3, §7)";
+(docs/design.md §3, §7)";
 
 /// Parameters pgha sets itself (in Patroni's config or through Patroni); the inventory may not
 /// override them. `render::context::managed_parameters` must stay a subset (a test checks it).

@@ -354,7 +354,7 @@ pub fn diff_hosts(present: &[String], wanted: &[HostSpec]) -> HostDiff {
     d
 }
 
-/// The default topology of DESIGN.md §2 in `subnet`.
+/// The default topology of docs/design.md §2 in `subnet`.
 pub fn default_hosts(subnet: Subnet) -> Vec<HostSpec> {
     let h = |name: &str, n: u32, dc: &str, role: Role| HostSpec {
         name: name.to_string(),

@@ -5,7 +5,7 @@
 //! [`Reporter`] (never prints), and returns a typed result or an [`OpsError`]; `cli` parses
 //! arguments, calls one function here, prints the result and maps the error to an exit code.
 //! Shared plumbing lives here once: the inventory loader ([`load_inventory`]), the connection
-//! pool ([`pool`]) and the engine run with Ctrl-C ([`run`]). See docs/design.md, "Layers".
+//! pool ([`pool`]) and the engine run with Ctrl-C ([`run`]). See docs/design.md §9.
 
 pub mod deploy;
 pub mod drill;

@@ -1,5 +1,4 @@
-//! `pgha rotate-certs`: renew the leaves, or rotate the CA trust first (docs/design.md,
-//! "Certificate rotation"), with zero downtime. Each step changes the state directory, then
+//! `pgha rotate-certs`: renew the leaves, or rotate the CA trust first (docs/design.md §5), with zero downtime. Each step changes the state directory, then
 //! converges the hosts with the deploy playbook (whose handlers reload, never restart, except
 //! etcd one member at a time), then drains PgBouncer's server connections and reads back what
 //! every TLS endpoint presents. A CA rotation advances its recorded phase only once every host

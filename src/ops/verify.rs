@@ -1,4 +1,4 @@
-//! `pgha verify`: the end-to-end checks (docs/design.md, "Verification") against a deployed
+//! `pgha verify`: the end-to-end checks (docs/design.md §6) against a deployed
 //! cluster, each a real client doing what an application or an operator would: etcd health
 //! over mutual TLS, Patroni's view (one leader, every replica streaming), HAProxy's RW pool
 //! (exactly one server UP, the leader), judged by the rules in `facts`, and SQL

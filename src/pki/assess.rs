@@ -29,7 +29,7 @@ pub enum Reason {
     Expiring,
     /// Its SANs differ from what the inventory calls for (e.g. an HAProxy address changed).
     SansChanged,
-    /// Its extended key usages differ from DESIGN.md §3.
+    /// Its extended key usages differ from docs/design.md §3.
     EkusChanged,
     /// Its subject CN is not the host name.
     SubjectChanged,

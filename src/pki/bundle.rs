@@ -1,7 +1,7 @@
 //! [`TrustBundle`]: the versioned CA bundle hosts trust (`trust/ca-bundle-<N>.pem`).
 //!
 //! Hosts install the bundle under its versioned file name, so a new generation is a new path
-//! (Patroni ignores a same-path CA change on SIGHUP, DESIGN.md §5). A CA rotation (later issue)
+//! (Patroni ignores a same-path CA change on SIGHUP, docs/design.md §5). A CA rotation (later issue)
 //! publishes old + new CA with [`publish`], issues leaves from the new CA, then publishes the new
 //! CA alone: each step is one generation.
 

@@ -63,7 +63,7 @@ pub fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// A new ECDSA P-256 key (Ed25519 keys fail to load in OpenSSL 3.0: DESIGN.md §3).
+/// A new ECDSA P-256 key (Ed25519 keys fail to load in OpenSSL 3.0: docs/design.md §3).
 pub fn new_key(what: &str) -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| gen_error(what, e))
 }

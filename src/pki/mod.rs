@@ -1,6 +1,6 @@
 //! The cluster PKI and generated secrets, kept on the controller in the state directory.
 //!
-//! [`ensure`] creates the CA once and issues the leaves of DESIGN.md §3 (see [`spec`] for the
+//! [`ensure`] creates the CA once and issues the leaves of docs/design.md §3 (see [`spec`] for the
 //! table in code and the decisions beyond it), re-issuing a leaf only when it is missing,
 //! expiring within the renewal window, no longer matches the inventory, does not chain to the
 //! current CA, or does not match its key. [`status`] reports the same without writing.

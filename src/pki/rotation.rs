@@ -1,5 +1,5 @@
 //! Certificate rotation in the state directory: renewing leaves from the current CA
-//! ([`renew_leaves`]), and the CA rotation of DESIGN.md §5, trust first, as a sequence of
+//! ([`renew_leaves`]), and the CA rotation of docs/design.md §5, trust first, as a sequence of
 //! [`Phase`]s recorded in `rotation.json` so that an interrupted rotation resumes where it
 //! stopped. This module only changes files on the controller; applying each phase to the hosts
 //! (and advancing only once every host has it) is the caller's job.

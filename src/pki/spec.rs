@@ -1,8 +1,8 @@
 //! What certificates the inventory calls for: [`LeafKind`] and [`LeafSpec`], built from the
-//! inventory by [`leaf_specs`]. Pure data, no I/O and no cryptography: this file is DESIGN.md §3's
+//! inventory by [`leaf_specs`]. Pure data, no I/O and no cryptography: this file is docs/design.md §3's
 //! certificate table in code, and its tests check the table.
 //!
-//! Decisions beyond the table (keep these in sync with DESIGN.md):
+//! Decisions beyond the table (keep these in sync with docs/design.md):
 //!
 //! - **etcd server certificate carries serverAuth *and* clientAuth.** etcd's gRPC gateway (which
 //!   Patroni's etcd3 client talks to over `/v3/...`) dials the member's own client port with a
@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::inventory::{Host, HostName, Inventory, Role};
 
-/// One kind of leaf certificate of DESIGN.md §3; a host gets one per kind its roles need.
+/// One kind of leaf certificate of docs/design.md §3; a host gets one per kind its roles need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeafKind {

@@ -150,7 +150,7 @@ impl StateDir {
 }
 
 /// The versioned bundle file name hosts install (`ca-bundle-<generation>.pem`): a new name per
-/// generation, because Patroni ignores a CA change at the same path on SIGHUP (DESIGN.md §5).
+/// generation, because Patroni ignores a CA change at the same path on SIGHUP (docs/design.md §5).
 pub fn bundle_file_name(generation: u32) -> String {
     format!("ca-bundle-{generation}.pem")
 }

@@ -27,7 +27,7 @@ fn host(name: &str, addr: &str, dc: &str, role: Role, extra: &[&str]) -> Host {
     }
 }
 
-/// The eight-host inventory of DESIGN.md §2 on documentation addresses, with app users.
+/// The eight-host inventory of docs/design.md §2 on documentation addresses, with app users.
 pub fn sample_inventory() -> Inventory {
     Inventory {
         path: PathBuf::from("/nonexistent/inventory.yaml"),

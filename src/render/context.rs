@@ -377,7 +377,7 @@ pub fn synchronous_mode(mode: SyncMode, target: Target) -> Result<&'static str, 
 }
 
 /// Parameters pgha always sets: TLS from its material, SCRAM, and the client-address logging
-/// of DESIGN.md §3 (`%r` = client host:port, `%a` = application_name carrying PgBouncer's
+/// of docs/design.md §3 (`%r` = client host:port, `%a` = application_name carrying PgBouncer's
 /// `application_name_add_host`).
 pub fn managed_parameters(tls: &TlsPaths) -> Vec<(&'static str, String)> {
     vec![
@@ -463,7 +463,7 @@ pub fn patroni(
                     "patroni.failsafe_mode: Patroni {} has known etcd3 failsafe bugs",
                     target.versions().patroni
                 ),
-                hint: "set failsafe_mode: false for debian12 (DESIGN.md §1)".into(),
+                hint: "set failsafe_mode: false for debian12 (docs/design.md §1)".into(),
             });
         }
     };
@@ -541,7 +541,7 @@ pub fn haproxy_servers(inv: &Inventory) -> Vec<HaproxyServer> {
 }
 
 /// `[databases]`: `<db>_rw` and `<db>_ro` for each inventory database, through HAProxy by name
-/// (the name every PostgreSQL certificate carries, DESIGN.md §3).
+/// (the name every PostgreSQL certificate carries, docs/design.md §3).
 pub fn pgbouncer_databases(inv: &Inventory) -> Vec<PgbouncerDatabase> {
     let host = inv
         .hosts_with(Role::Haproxy)

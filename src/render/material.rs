@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::inventory::HostName;
 
-/// The kinds of leaf certificate of DESIGN.md §3: the PKI's own type (one concept, one type).
+/// The kinds of leaf certificate of docs/design.md §3: the PKI's own type (one concept, one type).
 pub use crate::pki::LeafKind;
 
 /// One issued leaf: the certificate and its private key, both PEM.
@@ -56,7 +56,7 @@ impl fmt::Debug for Secrets {
 /// Everything rendering needs from the PKI.
 #[derive(Clone, Debug, Default)]
 pub struct Material {
-    /// File name of the CA bundle on hosts, versioned (e.g. `ca-bundle-1.pem`, DESIGN.md §5):
+    /// File name of the CA bundle on hosts, versioned (e.g. `ca-bundle-1.pem`, docs/design.md §5):
     /// a new bundle gets a new name so that Patroni's SIGHUP picks it up.
     pub ca_bundle_file: String,
     /// The CA bundle, PEM (one or more CA certificates).

@@ -20,7 +20,7 @@ pub const CREATECLUSTER_DROPIN: &str = "/etc/postgresql-common/createcluster.d/p
 pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 /// systemd drop-in saving HAProxy's server state before each reload.
 pub const HAPROXY_DROPIN: &str = "/etc/systemd/system/haproxy.service.d/pgha.conf";
-/// HAProxy's server-state file (kept across reloads, DESIGN.md §3).
+/// HAProxy's server-state file (kept across reloads, docs/design.md §3).
 pub const HAPROXY_STATE_FILE: &str = "/var/lib/haproxy/server-state";
 /// HAProxy's admin socket (local only).
 pub const HAPROXY_ADMIN_SOCKET: &str = "/run/haproxy/admin.sock";

@@ -1,4 +1,4 @@
-//! The platforms pgha renders for (DESIGN.md §1) and the component versions each one ships.
+//! The platforms pgha renders for (docs/design.md §1) and the component versions each one ships.
 //! Templates branch on these facts, never on the release name alone.
 
 use std::fmt;
@@ -69,7 +69,7 @@ impl FromStr for Target {
     }
 }
 
-/// Component versions of one target (DESIGN.md §1), as the templates see them.
+/// Component versions of one target (docs/design.md §1), as the templates see them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Versions {
     /// PostgreSQL major version (paths `/usr/lib/postgresql/<v>/bin`).
