@@ -67,7 +67,7 @@ pub fn show(e: &OpsError) {
             show(source);
             info(e.to_string());
         }
-        OpsError::Problems(list) => {
+        OpsError::Endpoints(list) => {
             for p in list {
                 error(p);
             }

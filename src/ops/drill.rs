@@ -79,7 +79,7 @@ pub fn preview(inv: &Inventory, o: &DrillOptions, p: &Prepared) -> Vec<String> {
 /// Runs the drill. Ctrl-C undoes the fault before the report comes back (`interrupted`).
 pub async fn run(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn Reporter>) -> Result<Report, OpsError> {
     if p.lab_names.is_some() {
-        crate::lab::preflight::require_root().map_err(|e| OpsError::Failed(format!("the drill drives the lab: {e}")))?;
+        crate::lab::preflight::require_root()?;
     }
     let creds = verify::credentials(inv, o.state.as_deref())?;
     let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {

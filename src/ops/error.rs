@@ -76,12 +76,37 @@ pub enum OpsError {
     /// The engine run failed on some host; the recap has already shown which.
     #[error("a host failed")]
     HostsFailed,
-    /// One or more named problems (each one line).
-    #[error("{}", .0.join("\n"))]
-    Problems(Vec<String>),
-    /// A step failed.
+    /// A leaf renewal was asked while a CA rotation is in progress.
+    #[error(
+        "{}: a CA rotation is in progress (next phase: {phase}); finish it first: pgha rotate-certs --ca {}",
+        .rotation_file.display(),
+        .inventory.display()
+    )]
+    RotationInProgress {
+        /// STATE/rotation.json.
+        rotation_file: PathBuf,
+        /// Its next phase.
+        phase: Phase,
+        /// The inventory, for the command to run.
+        inventory: PathBuf,
+    },
+    /// Draining PgBouncer's server connections failed on a host.
     #[error("{0}")]
-    Failed(String),
+    Drain(String),
+    /// TLS endpoints still present other certificates than expected (one line each).
+    #[error("{}", .0.join("\n"))]
+    Endpoints(Vec<String>),
+    /// An application user has no password in the state directory.
+    #[error("no password for `{user}` in {}: is it in postgres.users?", .state.display())]
+    NoPassword {
+        /// The user.
+        user: String,
+        /// The state directory.
+        state: PathBuf,
+    },
+    /// The lab could not be driven (not root).
+    #[error("the drill drives the lab: {0}")]
+    Lab(#[from] crate::lab::LabError),
     /// A CA rotation phase failed (`source`); a re-run continues from it.
     #[error(
         "rotate-certs: phase {phase} is not applied everywhere; fix the cause and re-run `pgha rotate-certs --ca {}` to continue from it",

@@ -80,12 +80,11 @@ fn prepare(inv: &Inventory, o: &RotateOptions) -> Result<(StateDir, Option<Rotat
     if !o.ca
         && let Some(r) = &rotation
     {
-        return Err(OpsError::Failed(format!(
-            "{}: a CA rotation is in progress (next phase: {}); finish it first: pgha rotate-certs --ca {}",
-            state.rotation().display(),
-            r.phase,
-            inv.path.display()
-        )));
+        return Err(OpsError::RotationInProgress {
+            rotation_file: state.rotation(),
+            phase: r.phase,
+            inventory: inv.path.clone(),
+        });
     }
     Ok((state, rotation))
 }
@@ -255,8 +254,8 @@ impl Session<'_> {
             ..DeployOptions::default()
         };
         converge(self.inv, &opts, self.conns, self.rep).await?;
-        self.drain().await.map_err(OpsError::Failed)?;
-        let n = self.check_endpoints(expect).await.map_err(OpsError::Problems)?;
+        self.drain().await.map_err(OpsError::Drain)?;
+        let n = self.check_endpoints(expect).await.map_err(OpsError::Endpoints)?;
         self.info(format!("{what}: {n} TLS endpoint(s) present the expected certificate"));
         Ok(())
     }

@@ -78,10 +78,10 @@ pub fn connection_uri(inv: &Inventory, o: &UriOptions) -> Result<String, OpsErro
         match pki::load_secrets(&state)?.password(&account) {
             Some(p) => Some(p.expose().clone()),
             None => {
-                return Err(OpsError::Failed(format!(
-                    "no password for `{user}` in {}: is it in postgres.users?",
-                    state.root().display()
-                )));
+                return Err(OpsError::NoPassword {
+                    user,
+                    state: state.root().to_path_buf(),
+                });
             }
         }
     } else {
