@@ -33,9 +33,20 @@ pub fn etcdctl_cmd(inv: &Inventory, remote_ca: &str, args: &[&str]) -> Cmd {
     )
 }
 
-/// `endpoint health` of every member.
+/// `endpoint health` of every member, as JSON, and as text too when the JSON form failed
+/// (etcdctl exits non-zero when an endpoint is unhealthy, or if its release had no JSON form of
+/// this command; the text form is `<endpoint> is healthy: …` / `is unhealthy: …`, on stderr in
+/// 3.4 and stdout in 3.5).
 pub fn health_cmd(inv: &Inventory, remote_ca: &str) -> Cmd {
-    etcdctl_cmd(inv, remote_ca, &["endpoint", "health"])
+    Cmd::script(
+        "e=$1 ca=$2 cert=$3 key=$4; c() { ETCDCTL_API=3 etcdctl --endpoints=\"$e\" --cacert=\"$ca\" --cert=\"$cert\" --key=\"$key\" endpoint health \"$@\" 2>&1; }; c -w json || c || true",
+        [
+            endpoints(inv).join(","),
+            remote_ca.to_string(),
+            paths::leaf_cert(LeafKind::EtcdServer),
+            paths::leaf_key(LeafKind::EtcdServer),
+        ],
+    )
 }
 
 /// `endpoint status` of every member (leader, raft term, version).
@@ -93,9 +104,28 @@ pub struct Health {
     pub error: Option<String>,
 }
 
-/// Parses `endpoint health -w json`.
+/// Parses `endpoint health -w json`, or its text form when there is no JSON answer.
 pub fn parse_health(text: &str) -> Result<Vec<Health>, ParseError> {
-    first_json(text).ok_or_else(|| parse_error("endpoint health", text))
+    if let Some(h) = first_json(text) {
+        return Ok(h);
+    }
+    let h: Vec<Health> = text
+        .lines()
+        .filter_map(|l| {
+            let (endpoint, rest) = l.split_once(" is ")?;
+            let health = rest.starts_with("healthy");
+            (health || rest.starts_with("unhealthy")).then(|| Health {
+                endpoint: endpoint.trim().to_string(),
+                health,
+                error: (!health).then(|| rest.trim_start_matches("unhealthy:").trim().to_string()),
+            })
+        })
+        .collect();
+    if h.is_empty() {
+        Err(parse_error("endpoint health", text))
+    } else {
+        Ok(h)
+    }
 }
 
 /// The health rule: every one of `expected` endpoints healthy. `Ok` says `n/n healthy`.
@@ -221,6 +251,12 @@ mod tests {
         let logged = "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\"}\n[{\"endpoint\":\"https://e1:2379\",\"health\":true}]\nError: unhealthy cluster\n";
         assert_eq!(parse_health(logged).expect("skips the log line").len(), 1);
         assert!(parse_members("{\"level\":\"warn\"}\n").is_err());
+        // The text form (etcdctl 3.4 on stderr, kept with 2>&1).
+        let text = "https://e1:2379 is healthy: successfully committed proposal: took = 2.1ms\nhttps://e2:2379 is unhealthy: failed to commit proposal: context deadline exceeded\nError: unhealthy cluster\n";
+        let h = parse_health(text).expect("text form");
+        assert_eq!(h.len(), 2);
+        assert!(h[0].health && !h[1].health);
+        assert_eq!(h[1].error.as_deref(), Some("failed to commit proposal: context deadline exceeded"));
     }
 
     #[test]
