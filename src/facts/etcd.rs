@@ -270,4 +270,31 @@ mod tests {
         assert_eq!(s[1].member_id, 2);
         assert_eq!(agreed_leader(&[]), None);
     }
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/etcd/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_real_etcd_answers() {
+        let h = parse_health(&fixture("endpoint-health.json")).expect("parses");
+        assert_eq!(check_health(&h, 3), Ok("3/3 healthy".into()));
+        // etcd3 stopped: a JSON log line first, then the answer, then `Error: unhealthy cluster`.
+        let h = parse_health(&fixture("endpoint-health-one-down.txt")).expect("parses");
+        let e = check_health(&h, 3).expect_err("one down");
+        assert_eq!(e, "2/3 healthy: https://etcd3:2379: context deadline exceeded");
+        let s = parse_status(&fixture("endpoint-status.json")).expect("parses");
+        assert_eq!(s.len(), 3);
+        assert_eq!(agreed_leader(&s), Some(12590126685950953770));
+        assert!(s.iter().all(|x| x.version == "3.5.16" && x.raft_term == 2));
+        let down = parse_status(&fixture("endpoint-status-one-down.txt")).expect("parses");
+        assert_eq!(down.len(), 2);
+        assert_eq!(agreed_leader(&down), Some(12590126685950953770));
+        let m = parse_members(&fixture("member-list.json")).expect("parses");
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["etcd3", "etcd2", "etcd1"]);
+        assert_eq!(m[2].id, 12590126685950953770);
+        assert_eq!(m[0].peer_urls, ["https://etcd3:2380"]);
+    }
 }

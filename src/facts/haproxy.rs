@@ -126,4 +126,24 @@ postgres_ro,pg1_primary,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n";
         assert_eq!(check_rw(&none, Some("pg1")), Err("0 UP (pg2 DOWN)".into()));
         assert!(parse_stat("Unknown command\n").is_err());
     }
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/haproxy/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_real_show_stat_routes_writes_to_the_leader_only() {
+        let s = parse_stat(&fixture("show-stat.csv")).expect("parses");
+        assert_eq!(s.iter().filter(|x| x.proxy == RW_PROXY).count(), 3, "{s:?}");
+        assert_eq!(rw_up(&s), ["node1"]);
+        assert_eq!(check_rw(&s, Some("node1")), Ok("node1 UP".into()));
+        assert!(check_rw(&s, Some("node2")).is_err());
+        let ro_up: Vec<&str> = s.iter().filter(|x| x.proxy == RO_PROXY && x.is_up()).map(|x| x.server.as_str()).collect();
+        assert_eq!(ro_up, ["node2", "node3", "node1_primary"]);
+        // node3's Patroni stopped: RO routes around it, RW unchanged.
+        let s = parse_stat(&fixture("show-stat-replica-stopped.csv")).expect("parses");
+        assert_eq!(rw_up(&s), ["node1"]);
+        assert!(!s.iter().any(|x| x.proxy == RO_PROXY && x.server == "node3" && x.is_up()));
+    }
 }

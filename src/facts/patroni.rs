@@ -577,4 +577,53 @@ mod tests {
         let loose = serde_json::json!({"postgresql": {"parameters": {"max_connections": "200", "work_mem": "4MB"}}});
         assert!(dcs_changes(&loose, &serde_json::json!({"postgresql": {"parameters": {"max_connections": 200, "work_mem": "4MB"}}})).is_empty());
     }
+
+    /// Captured on the lab: tests/fixtures/patroni/.
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/patroni/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn the_real_cluster_is_healthy_and_its_dcs_parsed() {
+        let members = parse_cluster(&fixture("cluster.json")).expect("parses");
+        assert_eq!(leader(&members), Some("node1"));
+        let h = assess(&members, &["node1", "node2", "node3"], SyncMode::On).expect("healthy");
+        assert_eq!((h.leader.as_str(), h.sync.as_slice(), h.streaming), ("node1", &["node3".to_string()][..], 2));
+        assert!(["node1", "node2", "node3"].iter().all(|n| settled(&members, n)));
+        assert_eq!(switchover_candidate(&members, "node1"), Some("node3"));
+        let config = DcsConfig::parse(&fixture("config.json")).expect("parses");
+        assert_eq!((config.ttl, config.loop_wait, config.retry_timeout), (Some(25), Some(5), Some(10)));
+        assert_eq!(config.sync_mode(), SyncMode::On);
+        assert_eq!(config.parameters().get("work_mem"), Some(&serde_json::json!("4MB")));
+        // The DCS wants what it has: no change; a new parameter is one change.
+        assert!(dcs_changes(&config.raw, &config.raw).is_empty());
+        let mut want = config.raw.clone();
+        want["postgresql"]["parameters"]["max_connections"] = serde_json::json!("150");
+        let c = dcs_changes(&want, &config.raw);
+        assert_eq!((c.len(), c[0].parameter()), (1, Some("max_connections")));
+    }
+
+    #[test]
+    fn a_stopped_replica_is_not_streaming_nor_settled() {
+        let members = parse_cluster(&fixture("cluster-replica-stopped.json")).expect("parses");
+        let e = assess(&members, &["node1", "node2", "node3"], SyncMode::On).expect_err("node3 stopped");
+        assert_eq!(e, "not streaming: node3 is replica stopped");
+        assert!(!settled(&members, "node3") && !rejoined(&members, "node3"));
+        // Patroni 4 says `"lag": "unknown"` for it: not a number, so not streaming.
+        assert_eq!(members[2].lag, Some(serde_json::json!("unknown")));
+        assert_eq!(switchover_candidate(&members, "node1"), Some("node2"));
+    }
+
+    #[test]
+    fn the_restart_only_settings_come_from_pg_settings() {
+        let path = format!("{}/tests/fixtures/postgres/postmaster-settings.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let s = parse_postmaster_settings(&text);
+        assert!(s.contains("max_connections") && s.contains("shared_buffers"), "{s:?}");
+        assert!(!s.contains("work_mem"));
+        for name in POSTMASTER_FALLBACK {
+            assert!(s.contains(*name), "{name} is not postmaster-context on PostgreSQL 17");
+        }
+    }
 }

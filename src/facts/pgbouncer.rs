@@ -94,4 +94,14 @@ app_rw\tapp\t1\t2\t1\t0\npgbouncer\tpgbouncer\t1\t0\t0\t0\n(2 rows)\n";
         assert_eq!(p[1].count("sv_idle"), 0);
         assert!(parse_pools("psql: error: connection refused").is_err());
     }
+
+    #[test]
+    fn the_real_show_pools() {
+        let path = format!("{}/tests/fixtures/pgbouncer/show-pools.tsv", env!("CARGO_MANIFEST_DIR"));
+        let p = parse_pools(&std::fs::read_to_string(&path).expect("fixture")).expect("parses");
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].database.as_str(), p[0].user.as_str()), ("pgbouncer", "pgbouncer"));
+        assert_eq!((p[0].count("cl_active"), p[0].waiting()), (1, 0));
+        assert_eq!(p[0].columns.get("pool_mode").map(String::as_str), Some("statement"));
+    }
 }

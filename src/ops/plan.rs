@@ -256,6 +256,22 @@ mod tests {
         assert!(!d.contains("placeholder-"), "a secret shows in the diff: {d}");
         assert!(!whole.contains("placeholder-"), "a secret shows in the diff: {whole}");
         assert!(!crate::plan::is_key_material(new.as_bytes()));
+        // PgBouncer's auth file: the auth user's own password and the verifiers, whole-file.
+        let bouncer = inv.hosts_with(Role::Pgbouncer).next().expect("a pgbouncer host");
+        let userlist = &all[bouncer.name.as_str()]
+            .iter()
+            .find(|f| f.path == paths::PGBOUNCER_USERLIST)
+            .expect("userlist")
+            .content;
+        assert!(userlist.contains("placeholder-"), "{userlist}");
+        let whole = crate::plan::mask_secrets(&crate::plan::unified_diff(
+            paths::PGBOUNCER_USERLIST,
+            None,
+            userlist.as_bytes(),
+            false,
+        ));
+        assert!(!whole.contains("placeholder-"), "a secret shows in the diff: {whole}");
+        assert!(!whole.contains("SCRAM-SHA-256$4096:"), "a verifier shows in the diff: {whole}");
     }
 
     #[test]

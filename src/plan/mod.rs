@@ -77,14 +77,29 @@ pub fn is_key_material(content: &[u8]) -> bool {
     content.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----")
 }
 
-/// Masks the values of lines that look like secrets (`password:`, `key =`…) in a diff of a
-/// file that is not wholly secret, so that a config diff never shows a password.
+/// Masks the secret values in a diff, line by line, so that a config diff never shows a
+/// password: lines naming one (`password:`, `secret =`, a SCRAM verifier…) keep their key and
+/// lose their value; PgBouncer auth-file lines (`"user" "secret"`) keep the user. Settings that
+/// merely name passwords (`password_encryption`) stay visible.
 pub fn mask_secrets(diff: &str) -> String {
     const WORDS: [&str; 5] = ["password", "secret", "passwd", "private", "scram-sha-256$"];
+    const NOT_SECRET: [&str; 1] = ["password_encryption"];
     diff.lines()
         .map(|line| {
             let lower = line.to_ascii_lowercase();
-            if WORDS.iter().any(|w| lower.contains(w)) {
+            let body = line.get(1..).unwrap_or("").trim_start();
+            if let Some(rest) = body.strip_prefix('"')
+                && let Some(end) = rest.find("\" \"")
+                && !line.starts_with("---")
+                && !line.starts_with("+++")
+            {
+                // An auth file line: `"user" "password or verifier"`.
+                let keep = line.len() - body.len() + 1 + end + 1;
+                return format!("{} ***", &line[..keep]);
+            }
+            let named = WORDS.iter().any(|w| lower.contains(w));
+            let harmless = NOT_SECRET.iter().any(|w| lower.contains(w)) && !lower.contains("scram-sha-256$");
+            if named && !harmless {
                 match line.find([':', '=']) {
                     Some(i) => format!("{} ***", &line[..=i]),
                     None => format!("{} ***", &line[..1.min(line.len())]),
@@ -126,5 +141,8 @@ mod tests {
         let d = mask_secrets("+  password: hunter2\n+  port: 5432\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n");
         assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
         assert!(d.contains("port: 5432"));
+        let d = mask_secrets("-\"pgbouncer_auth\" \"hunter2\"\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n     password_encryption: scram-sha-256\n");
+        assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
+        assert!(d.contains("-\"pgbouncer_auth\" ***") && d.contains("password_encryption: scram-sha-256"), "{d}");
     }
 }
