@@ -85,8 +85,13 @@ impl SecretScan {
     pub fn check(&self) {
         let printed = PRINTED.with(|p| p.borrow().clone());
         let secrets = known_secrets(Path::new(env!("CARGO_TARGET_TMPDIR")));
+        // A test that deployed must find the passwords it deployed with (else the scan would
+        // look for nothing); one that only runs playbooks has none.
+        let deployed = printed
+            .iter()
+            .any(|o| ["$ pgha deploy ", "$ pgha rotate-certs ", "$ pgha verify "].iter().any(|c| o.starts_with(c)));
         assert!(
-            !secrets.passwords.is_empty(),
+            !deployed || !secrets.passwords.is_empty(),
             "{}: the secret scan found no secrets.json under {} to scan for",
             self.what,
             env!("CARGO_TARGET_TMPDIR")
