@@ -99,16 +99,19 @@ fn keys_and_password_files_are_0600_and_marked_secret() {
             for f in &files {
                 if f.path.ends_with(".key") || f.content.contains("PRIVATE KEY") {
                     assert!(f.secret, "{host}:{} holds a key but is not secret", f.path);
-                    assert_eq!(f.mode, 0o600, "{host}:{}", f.path);
+                    assert_eq!(f.mode, 0o640, "{host}:{}", f.path);
                 }
                 if f.secret {
+                    // Root-owned, readable by the service's group only (issue 12).
+                    assert_eq!(f.owner, "root", "{host}:{}", f.path);
                     assert_eq!(
-                        f.mode & 0o077,
+                        f.mode & 0o037,
                         0,
-                        "{host}:{} is secret but group/world readable",
+                        "{host}:{} is secret but group-writable or world readable",
                         f.path
                     );
                 }
+                assert_eq!(f.mode & 0o022, 0, "{host}:{} writable by a service user", f.path);
                 assert!(f.path.starts_with('/'), "{host}: {} is not absolute", f.path);
                 assert!(f.content.ends_with('\n'), "{host}:{} lacks a final newline", f.path);
             }
@@ -213,6 +216,7 @@ fn pgha_render_writes_the_tree_with_modes() {
     let cfg = out.path().join("haproxy/etc/haproxy/haproxy.cfg");
     assert!(cfg.is_file());
     let key = out.path().join("node1/etc/pgha/tls/postgres-server.key");
+    // `pgha render` writes secrets 0600 locally, whatever their mode on the host.
     assert_eq!(
         std::fs::metadata(&key).expect("key").permissions().mode() & 0o777,
         0o600
@@ -223,7 +227,7 @@ fn pgha_render_writes_the_tree_with_modes() {
         0o600
     );
     let manifest = std::fs::read_to_string(out.path().join("node1/MANIFEST")).expect("manifest");
-    assert!(manifest.contains("/etc/patroni/config.yml\tpostgres\tpostgres\t0600\tpatroni.service"));
+    assert!(manifest.contains("/etc/patroni/config.yml\troot\tpostgres\t0640\tpatroni.service"));
 }
 
 // ---------------------------------------------------------------------------------------------

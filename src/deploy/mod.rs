@@ -16,7 +16,8 @@ use crate::inventory::{Inventory, Role};
 use crate::modules::{Managed, Rendered};
 use crate::render::{self, Material, RenderError, Target, TemplateSource};
 
-/// Where the bootstrap SQL is installed on PostgreSQL nodes (postgres 0600: holds verifiers).
+/// Where the bootstrap SQL is installed on PostgreSQL nodes (root:postgres 0640: holds
+/// verifiers; `psql -f` reads it as postgres).
 pub const BOOTSTRAP_SQL: &str = "/etc/patroni/pgha-bootstrap.sql";
 
 /// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
@@ -94,9 +95,9 @@ pub fn host_inputs(
                 BOOTSTRAP_SQL.to_string(),
                 Managed {
                     content: sql.clone().into_bytes(),
-                    owner: "postgres".into(),
+                    owner: "root".into(),
                     group: "postgres".into(),
-                    mode: 0o600,
+                    mode: 0o640,
                     secret: true,
                 },
             );

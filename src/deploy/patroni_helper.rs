@@ -10,6 +10,17 @@ use crate::render::{LeafKind, paths};
 /// Where the helper is installed.
 pub const PATH: &str = "/usr/local/sbin/pgha-patroni";
 
+/// The Python that turns Patroni's REST credentials (from the config file, argv[1]) into the
+/// one curl config line `header = "Authorization: Basic …"`. Only base64 reaches curl's config
+/// parser, so no password can close the quoted string and add a curl option (the earlier
+/// `user = "name:password"` let a password holding `"` and a newline add `output = …`: root's
+/// curl then wrote a file of the attacker's choosing). No single quote inside (the helper
+/// quotes it for sh).
+pub const AUTH_PY: &str = r#"import base64, sys, yaml
+a = yaml.safe_load(open(sys.argv[1]))["restapi"]["authentication"]
+cred = ("%s:%s" % (a["username"], a["password"])).encode()
+print("header = \"Authorization: Basic %s\"" % base64.b64encode(cred).decode("ascii"))"#;
+
 /// The script for `host` (a PostgreSQL node).
 pub fn script(inv: &Inventory, host: &Host, ca_bundle: &str, data_dir: &str) -> String {
     format!(
@@ -35,8 +46,10 @@ CONFIG={config}
 DATA={data}
 call() {{ curl -sS --max-time 10 --cacert "$CA" --cert "$CERT" --key "$KEY" "$@"; }}
 member() {{ call "$API/patroni" | python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }}
+# The REST credentials go to curl as one config line holding only base64 (never the values
+# themselves, which could close the quoted string and add options), on stdin (never argv).
 authed() {{
-  python3 -c 'import sys,yaml; a=yaml.safe_load(open(sys.argv[1]))["restapi"]["authentication"]; print("user = \"%s:%s\"" % (a["username"], a["password"]))' "$CONFIG" \
+  python3 -c '{auth_py}' "$CONFIG" \
     | call --config - --fail-with-body -H 'Content-Type: application/json' "$@"
 }}
 wait_until() {{
@@ -180,5 +193,54 @@ esac
         key = paths::leaf_key(LeafKind::PatroniClient),
         config = paths::PATRONI_CONFIG,
         data = data_dir,
+        auth_py = AUTH_PY,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "restapi:\n  authentication:\n    username: patroni\n    password: \"x\\\"\\noutput = /tmp/pgha-pwned\\nurl = \\\"file:///etc/shadow\"\n";
+
+    /// The snippet before the fix, kept to show the injection it allowed.
+    const OLD_PY: &str = r#"import sys,yaml; a=yaml.safe_load(open(sys.argv[1]))["restapi"]["authentication"]; print("user = \"%s:%s\"" % (a["username"], a["password"]))"#;
+
+    #[allow(clippy::disallowed_methods)]
+    fn run_py(code: &str) -> String {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, HOSTILE).expect("write");
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(code)
+            .arg(&cfg)
+            .output()
+            .expect("python3 runs (apt-get install python3-yaml)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    #[test]
+    fn a_crafted_password_cannot_add_curl_options() {
+        use base64::Engine;
+        // Before: the password's quote and newlines became curl config lines of their own.
+        let old = run_py(OLD_PY);
+        assert!(old.lines().any(|l| l.starts_with("output = ")), "{old}");
+        // Now: one line, base64 only, decoding to exactly the credential.
+        let new = run_py(AUTH_PY);
+        let lines: Vec<&str> = new.lines().collect();
+        assert_eq!(lines.len(), 1, "{new}");
+        let b64 = lines[0]
+            .strip_prefix("header = \"Authorization: Basic ")
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("unexpected line {new}"));
+        assert!(b64.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)));
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        assert_eq!(
+            String::from_utf8(decoded).expect("utf-8"),
+            "patroni:x\"\noutput = /tmp/pgha-pwned\nurl = \"file:///etc/shadow"
+        );
+        assert!(!AUTH_PY.contains('\''), "the helper single-quotes the snippet for sh");
+    }
 }

@@ -48,8 +48,14 @@ pub(super) async fn apply(
     mode: u32,
     t: &dyn Transport,
 ) -> Result<Applied, ModuleError> {
+    // Only below directories only root can write, and never through a symlink: chown and chmod
+    // follow one (transport::remote::ROOT_ONLY).
+    let body = format!(
+        "set -e\n{}\nparent=$(readlink -f -- \"$(dirname -- \"$1\")\")\nroot_only \"$parent\" \"$1\"\n[ -L \"$1\" ] && {{ echo \"pgha: refusing: $1 is a symlink\" >&2; exit 4; }}\n[ -d \"$1\" ] || mkdir -m \"$4\" -- \"$1\"\nchown -- \"$2:$3\" \"$1\"\nchmod -- \"$4\" \"$1\"",
+        crate::transport::remote::ROOT_ONLY
+    );
     let cmd = Cmd::script(
-        "set -e\n[ -d \"$1\" ] || mkdir -m \"$4\" -- \"$1\"\nchown -- \"$2:$3\" \"$1\"\nchmod -- \"$4\" \"$1\"",
+        &body,
         [
             path.to_string(),
             owner.to_string(),

@@ -1,6 +1,11 @@
 //! The per-host file list: which template (or which piece of TLS material) lands at which
 //! absolute path, with owner, group, mode and the unit that must react when it changes.
 //! docs/files.md is the human-readable copy of this table; keep them in step.
+//!
+//! No path from a service user to root (issue 12): every file a service reads is owned by
+//! root and readable through the service's group (0640 for keys and passwords, which
+//! PostgreSQL accepts for a root-owned key), so a compromised `postgres`, `etcd` or `haproxy`
+//! can read what it already could, but cannot rewrite a file root later parses or installs.
 
 use serde::Serialize;
 
@@ -99,9 +104,9 @@ pub const TEMPLATES: &[TemplateFile] = &[
         role: Role::Postgres,
         template: "patroni/config.yml.j2",
         path: paths::PATRONI_CONFIG,
-        owner: "postgres",
+        owner: "root",
         group: "postgres",
-        mode: 0o600,
+        mode: 0o640,
         secret: true,
         unit: "patroni.service",
     },
@@ -129,7 +134,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         role: Role::Pgbouncer,
         template: "pgbouncer/pgbouncer.ini.j2",
         path: paths::PGBOUNCER_INI,
-        owner: "postgres",
+        owner: "root",
         group: "postgres",
         mode: 0o640,
         secret: false,
@@ -139,7 +144,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         role: Role::Pgbouncer,
         template: "pgbouncer/pg_hba.conf.j2",
         path: paths::PGBOUNCER_HBA,
-        owner: "postgres",
+        owner: "root",
         group: "postgres",
         mode: 0o640,
         secret: false,
@@ -149,23 +154,24 @@ pub const TEMPLATES: &[TemplateFile] = &[
         role: Role::Pgbouncer,
         template: "pgbouncer/userlist.txt.j2",
         path: paths::PGBOUNCER_USERLIST,
-        owner: "postgres",
+        owner: "root",
         group: "postgres",
-        mode: 0o600,
+        mode: 0o640,
         secret: true,
         unit: "pgbouncer.service",
     },
 ];
 
-/// A certificate (and key) a role needs: its owner and the unit that reads it.
+/// A certificate (and key) a role needs: the group of the service that reads it (files are
+/// root-owned) and the unit that reads it.
 #[derive(Clone, Copy, Debug)]
 pub struct LeafFile {
     /// Role whose hosts get it.
     pub role: Role,
     /// Leaf kind.
     pub kind: LeafKind,
-    /// Service user owning it.
-    pub owner: &'static str,
+    /// Group of the service user reading it (owner: root).
+    pub group: &'static str,
     /// Unit that reads it.
     pub unit: &'static str,
 }
@@ -175,43 +181,43 @@ pub const LEAVES: &[LeafFile] = &[
     LeafFile {
         role: Role::Etcd,
         kind: LeafKind::EtcdServer,
-        owner: "etcd",
+        group: "etcd",
         unit: "etcd.service",
     },
     LeafFile {
         role: Role::Etcd,
         kind: LeafKind::EtcdPeer,
-        owner: "etcd",
+        group: "etcd",
         unit: "etcd.service",
     },
     LeafFile {
         role: Role::Postgres,
         kind: LeafKind::PostgresServer,
-        owner: "postgres",
+        group: "postgres",
         unit: "patroni.service",
     },
     LeafFile {
         role: Role::Postgres,
         kind: LeafKind::PatroniRest,
-        owner: "postgres",
+        group: "postgres",
         unit: "patroni.service",
     },
     LeafFile {
         role: Role::Postgres,
         kind: LeafKind::PatroniClient,
-        owner: "postgres",
+        group: "postgres",
         unit: "patroni.service",
     },
     LeafFile {
         role: Role::Haproxy,
         kind: LeafKind::HaproxyCheck,
-        owner: "haproxy",
+        group: "haproxy",
         unit: "haproxy.service",
     },
     LeafFile {
         role: Role::Pgbouncer,
         kind: LeafKind::PgbouncerServer,
-        owner: "postgres",
+        group: "postgres",
         unit: "pgbouncer.service",
     },
 ];

@@ -88,8 +88,8 @@ fn leaf_files(material: &Material, host: &Host, l: &files::LeafFile) -> Result<V
     let file = |path: String, content: String, mode: u32, secret: bool| RenderedFile {
         path,
         content,
-        owner: l.owner,
-        group: l.owner,
+        owner: "root",
+        group: l.group,
         mode,
         secret,
         unit: Some(l.unit),
@@ -101,11 +101,11 @@ fn leaf_files(material: &Material, host: &Host, l: &files::LeafFile) -> Result<V
             pem.push('\n');
         }
         pem.push_str(&leaf.key_pem);
-        return Ok(vec![file(paths::haproxy_check_pem(), pem, 0o600, true)]);
+        return Ok(vec![file(paths::haproxy_check_pem(), pem, 0o640, true)]);
     }
     Ok(vec![
         file(paths::leaf_cert(l.kind), leaf.cert_pem.clone(), 0o644, false),
-        file(paths::leaf_key(l.kind), leaf.key_pem.clone(), 0o600, true),
+        file(paths::leaf_key(l.kind), leaf.key_pem.clone(), 0o640, true),
     ])
 }
 
