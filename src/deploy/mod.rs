@@ -20,6 +20,32 @@ use crate::render::{self, Material, RenderError, Target, TemplateSource};
 /// verifiers; `psql -f` reads it as postgres).
 pub const BOOTSTRAP_SQL: &str = "/etc/patroni/pgha-bootstrap.sql";
 
+/// The variables deploy.yaml sees as `vars.*`: one typed struct, so a playbook naming a
+/// variable that does not exist fails at expansion (strict undefined) and the list lives here.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeployVars {
+    /// `debian13` or `debian12`.
+    pub target: &'static str,
+    /// PostgreSQL major version of the target (package names).
+    pub pg_version: u32,
+    /// The versioned CA bundle path.
+    pub ca_bundle: String,
+    /// Shell test: this etcd member is healthy over mutual TLS (empty off etcd hosts).
+    pub etcd_member_healthy: String,
+    /// Directory of certificates and keys.
+    pub tls_dir: &'static str,
+    /// Every etcd client URL, comma-separated.
+    pub etcd_endpoints: String,
+    /// Where the bootstrap SQL is installed.
+    pub bootstrap_sql: &'static str,
+    /// First 16 hex digits of the bootstrap SQL's SHA-256 (recorded in the cluster).
+    pub bootstrap_sql_sha: String,
+    /// PostgreSQL data directory.
+    pub data_dir: String,
+    /// etcd data directory.
+    pub etcd_data_dir: String,
+}
+
 /// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
 /// nodes, and `vars` (PostgreSQL version, CA bundle path, etcd endpoints, SQL marker).
 pub fn host_inputs(
@@ -75,22 +101,6 @@ pub fn host_inputs(
             })
             .collect();
         if host.has(Role::Postgres) {
-            let helper = patroni_helper::script(
-                inv,
-                host,
-                &render::paths::ca_bundle(&material.ca_bundle_file),
-                &render::paths::pg_data_dir(target, &inv.cluster_name),
-            );
-            rendered.insert(
-                patroni_helper::PATH.to_string(),
-                Managed {
-                    content: helper.into_bytes(),
-                    owner: "root".into(),
-                    group: "root".into(),
-                    mode: 0o755,
-                    secret: false,
-                },
-            );
             rendered.insert(
                 BOOTSTRAP_SQL.to_string(),
                 Managed {
@@ -102,32 +112,20 @@ pub fn host_inputs(
                 },
             );
         }
-        if host.has(Role::Pgbouncer) {
-            rendered.insert(
-                pgbouncer_helper::PATH.to_string(),
-                Managed {
-                    content: pgbouncer_helper::script(inv).into_bytes(),
-                    owner: "root".into(),
-                    group: "root".into(),
-                    mode: 0o755,
-                    secret: false,
-                },
-            );
-        }
-        let v = target.versions();
         let ca_bundle = render::paths::ca_bundle(&material.ca_bundle_file);
-        let vars = serde_json::json!({
-            "target": target.as_str(),
-            "pg_version": v.postgres,
-            "ca_bundle": &ca_bundle,
-            "etcd_member_healthy": etcd_member_healthy(inv, host, &ca_bundle),
-            "tls_dir": render::paths::TLS_DIR,
-            "etcd_endpoints": etcd_endpoints.join(","),
-            "bootstrap_sql": BOOTSTRAP_SQL,
-            "bootstrap_sql_sha": &sql_sha[..16],
-            "data_dir": render::paths::pg_data_dir(target, &inv.cluster_name),
-            "etcd_data_dir": render::paths::etcd_data_dir(&inv.cluster_name),
-        });
+        let vars = DeployVars {
+            target: target.as_str(),
+            pg_version: target.versions().postgres,
+            etcd_member_healthy: etcd_member_healthy(inv, host, &ca_bundle),
+            ca_bundle,
+            tls_dir: render::paths::TLS_DIR,
+            etcd_endpoints: etcd_endpoints.join(","),
+            bootstrap_sql: BOOTSTRAP_SQL,
+            bootstrap_sql_sha: sql_sha[..16].to_string(),
+            data_dir: render::paths::pg_data_dir(target, &inv.cluster_name),
+            etcd_data_dir: render::paths::etcd_data_dir(&inv.cluster_name),
+        };
+        let vars = serde_json::to_value(&vars).expect("a struct of strings and numbers always serializes");
         out.insert(host.name.to_string(), HostInput { rendered, vars });
     }
     Ok(out)

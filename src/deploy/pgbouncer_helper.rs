@@ -8,41 +8,11 @@
 //! RESUME opens new server connections (the drain: new TLS sessions, verified against the
 //! current bundle).
 
-use crate::inventory::Inventory;
+//!
+//! The script itself is rendered from templates/pgbouncer/pgha-pgbouncer.j2 with every other
+//! installed file (`render::files::TEMPLATES`; snapshot in tests/render.rs).
+
 use crate::render::paths;
 
 /// Where the helper is installed.
-pub const PATH: &str = "/usr/local/sbin/pgha-pgbouncer";
-
-/// The script for a PgBouncer host.
-pub fn script(inv: &Inventory) -> String {
-    format!(
-        r#"#!/bin/sh
-# pgha-pgbouncer: installed by pgha; do not edit.
-#   reload  PAUSE (server connections closed once released), RELOAD, RESUME
-#   drain   PAUSE, RESUME: every server connection renewed, no client failed
-set -u
-admin() {{ runuser -u postgres -- psql -X -q -h {socket} -p {port} -d pgbouncer "$@"; }}
-# Not reachable on the admin console (not running yet, or Debian's own config): plain reload.
-if ! admin -c 'SHOW VERSION' > /dev/null 2>&1; then
-  case "${{1:-}}" in
-    reload) exec systemctl reload pgbouncer ;;
-    drain) exit 0 ;;
-  esac
-fi
-case "${{1:-}}" in
-  reload) set -- -c PAUSE -c RELOAD ;;
-  drain) set -- -c PAUSE ;;
-  *) echo "usage: pgha-pgbouncer reload|drain" >&2; exit 2 ;;
-esac
-rc=0
-# PAUSE waits for running transactions: bounded, and RESUME whatever happened.
-timeout 60 runuser -u postgres -- psql -X -q -h {socket} -p {port} -d pgbouncer "$@" > /dev/null || rc=$?
-admin -c RESUME > /dev/null 2>&1 || true
-[ "$rc" -eq 0 ] || echo "pgha-pgbouncer: PAUSE did not complete within 60 s (a transaction still running?); nothing reloaded" >&2
-exit "$rc"
-"#,
-        socket = paths::SOCKET_DIR,
-        port = inv.pgbouncer.port.get(),
-    )
-}
+pub const PATH: &str = paths::PGBOUNCER_HELPER;

@@ -2,14 +2,30 @@
 //! when the read-only `unless` snippet exits 0 (probed before planning). Without a guard it is
 //! not idempotent and says so: it runs every time.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::facts::Facts;
 use crate::plan::{Change, Plan};
-use crate::playbook::CommandArgs;
 use crate::transport::{Cmd, FileKind, Transport};
 
 use super::{Action, Applied, ModuleError};
+
+/// `command:` a command guarded so that it runs only when needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandArgs {
+    /// The command as argv.
+    pub argv: Option<Vec<String>>,
+    /// Or a POSIX sh script.
+    pub sh: Option<String>,
+    /// Skip when this path exists.
+    pub creates: Option<String>,
+    /// Skip when this sh snippet exits 0.
+    pub unless: Option<String>,
+    /// Seconds before giving up (default 300).
+    pub timeout_s: Option<u64>,
+}
 
 fn cmd_of(a: &CommandArgs) -> Cmd {
     match (&a.argv, &a.sh) {

@@ -1,11 +1,26 @@
 //! `directory`: a directory with owner, group and mode (its parent must exist).
 
+use super::Mode;
 use crate::facts::Facts;
 use crate::plan::{Change, Plan};
-use crate::playbook::DirectoryArgs;
 use crate::transport::{Cmd, FileKind, Transport};
+use serde::{Deserialize, Serialize};
 
 use super::{Action, Applied, ModuleError};
+
+/// `directory:` a directory with owner, group and mode (parents must exist).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryArgs {
+    /// Absolute path.
+    pub path: String,
+    /// Owner (default root).
+    pub owner: Option<String>,
+    /// Group (default root).
+    pub group: Option<String>,
+    /// Mode (default "0755").
+    pub mode: Option<Mode>,
+}
 
 pub(super) fn plan(a: &DirectoryArgs, facts: &Facts) -> Plan<Action> {
     let owner = a.owner.clone().unwrap_or_else(|| "root".into());

@@ -1,14 +1,37 @@
 //! `file`: exact content, owner, group and mode; compares sha256 from facts, writes atomically
 //! (temp file, fsync, rename) only when something differs.
 
+use super::Mode;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::facts::Facts;
 use crate::plan::{Change, Plan};
-use crate::playbook::FileArgs;
 use crate::transport::{self, FileKind, Transport};
 
 use super::{Action, Applied, Managed, ModuleError, Rendered};
+
+/// `file:` a file with exact content, owner, group and mode. Without `content`, the content
+/// (and owner, group, mode) come from pgha's rendered files for that path on that host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArgs {
+    /// Absolute path on the host.
+    pub path: String,
+    /// Inline content.
+    pub content: Option<String>,
+    /// Owner (default root).
+    pub owner: Option<String>,
+    /// Group (default root).
+    pub group: Option<String>,
+    /// Mode (default "0644").
+    pub mode: Option<Mode>,
+    /// Never show the content in diffs.
+    pub secret: Option<bool>,
+    /// Check the new file before it replaces the old one: an argv where `{}` is the new file,
+    /// e.g. `[haproxy, -c, -f, "{}"]`.
+    pub validate: Option<Vec<String>>,
+}
 
 /// The wanted file: inline content, or pgha's rendered file for that path.
 fn wanted(a: &FileArgs, rendered: &Rendered) -> Result<Managed, ModuleError> {

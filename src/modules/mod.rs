@@ -5,7 +5,9 @@
 //! `package` (apt, missing only) · `file` (sha256 compare, atomic write, owner, mode) ·
 //! `directory` · `service` (enabled, started; restart or reload on demand) · `command` (guarded
 //! by `creates` / `unless`) · `wait_for` (TCP port, HTTPS status with a client certificate, or
-//! a command), each in its own file.
+//! a command), each in its own file — with its argument type as written in a playbook
+//! (strictly deserialized, unknown keys refused; `playbook` parses into these, modules never
+//! import `playbook`).
 
 mod command;
 mod directory;
@@ -14,13 +16,103 @@ mod package;
 pub mod service;
 mod wait_for;
 
+pub use command::CommandArgs;
+pub use directory::DirectoryArgs;
+pub use file::FileArgs;
+pub use package::PackageArgs;
+pub use service::{ServiceArgs, ServiceState};
+pub use wait_for::WaitForArgs;
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::facts::{Facts, Query};
 use crate::plan::Plan;
-use crate::playbook::ModuleSpec;
 use crate::transport::{Cmd, FileKind, Transport, TransportError};
+
+/// A file mode written as an octal string, e.g. "0640" (a YAML integer 0640 would be read as
+/// decimal 640 by YAML 1.2, so integers are refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal mode in quotes, e.g. \"0640\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mode, E> {
+                let ok = !v.is_empty() && v.len() <= 4 && v.chars().all(|c| ('0'..='7').contains(&c));
+                match u32::from_str_radix(v, 8) {
+                    Ok(m) if ok => Ok(Mode(m)),
+                    _ => Err(E::custom(format!(
+                        "expected an octal mode such as \"0640\", found \"{v}\""
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mode, E> {
+                Err(E::custom(format!(
+                    "write the mode as a quoted octal string (\"0{v}\"), not the number {v}"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Mode, E> {
+                Err(E::custom(format!(
+                    "write the mode as a quoted octal string, not the number {v}"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mode, E> {
+                Err(E::custom(format!(
+                    "write the mode as a quoted octal string, not the number {v}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A task's module and its arguments.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleSpec {
+    /// apt packages.
+    Package(PackageArgs),
+    /// A file.
+    File(FileArgs),
+    /// A directory.
+    Directory(DirectoryArgs),
+    /// A systemd unit.
+    Service(ServiceArgs),
+    /// A guarded command.
+    Command(CommandArgs),
+    /// A wait.
+    WaitFor(WaitForArgs),
+}
+
+impl ModuleSpec {
+    /// The module's name as written in playbooks.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModuleSpec::Package(_) => "package",
+            ModuleSpec::File(_) => "file",
+            ModuleSpec::Directory(_) => "directory",
+            ModuleSpec::Service(_) => "service",
+            ModuleSpec::Command(_) => "command",
+            ModuleSpec::WaitFor(_) => "wait_for",
+        }
+    }
+}
 
 /// A file pgha renders for a host (owner, group, mode decided by `render`).
 #[derive(Clone, Debug, PartialEq, Eq)]

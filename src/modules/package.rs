@@ -4,10 +4,18 @@
 
 use crate::facts::Facts;
 use crate::plan::{Change, Plan};
-use crate::playbook::PackageArgs;
 use crate::transport::{Cmd, Transport};
+use serde::{Deserialize, Serialize};
 
 use super::{Action, Applied, ModuleError};
+
+/// `package:` install Debian packages that are missing (apt, offline-capable).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageArgs {
+    /// Package names.
+    pub names: Vec<String>,
+}
 
 pub(super) fn plan(a: &PackageArgs, facts: &Facts) -> Plan<Action> {
     let missing: Vec<String> = a.names.iter().filter(|n| !facts.installed(n)).cloned().collect();

@@ -3,10 +3,36 @@
 
 use crate::facts::Facts;
 use crate::plan::{Change, Plan};
-use crate::playbook::{ServiceArgs, ServiceState};
 use crate::transport::{Cmd, Transport};
+use serde::{Deserialize, Serialize};
 
 use super::{Action, Applied, ModuleError};
+
+/// What a service should be doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Running (started if not).
+    Started,
+    /// Not running.
+    Stopped,
+    /// Restart (in handlers; as a task it always restarts).
+    Restarted,
+    /// Reload (in handlers; as a task it always reloads).
+    Reloaded,
+}
+
+/// `service:` a systemd unit's state and whether it starts at boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceArgs {
+    /// Unit name (`.service` added when no suffix is given).
+    pub name: String,
+    /// Wanted state.
+    pub state: Option<ServiceState>,
+    /// Start at boot.
+    pub enabled: Option<bool>,
+}
 
 /// `patroni` → `patroni.service`; names with a suffix are kept.
 pub fn unit_name(name: &str) -> String {

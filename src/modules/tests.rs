@@ -4,7 +4,6 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::facts::{Package, Unit};
-use crate::playbook::*;
 
 fn facts() -> Facts {
     let mut f = Facts::default();

@@ -2,13 +2,37 @@
 //! the expected status (with a client certificate), or a snippet exits 0. The loop runs on the
 //! host in one command, so waiting costs one round trip.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::plan::Plan;
-use crate::playbook::WaitForArgs;
 use crate::transport::{Cmd, Transport};
 
 use super::{Action, Applied, ModuleError};
+
+/// `wait_for:` wait until a port listens, an HTTPS endpoint answers, or a command succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForArgs {
+    /// A TCP port that must be listening on the host.
+    pub port: Option<String>,
+    /// A URL fetched with curl on the host.
+    pub url: Option<String>,
+    /// Expected HTTP status (default 200).
+    pub status: Option<u16>,
+    /// CA bundle for the URL.
+    pub ca: Option<String>,
+    /// Client certificate for the URL.
+    pub cert: Option<String>,
+    /// Client key for the URL.
+    pub key: Option<String>,
+    /// Or a sh snippet that must exit 0.
+    pub sh: Option<String>,
+    /// Seconds before giving up (default 60).
+    pub timeout_s: Option<u64>,
+    /// Only wait when an earlier task of the play changed something on this host.
+    pub if_changed: Option<bool>,
+}
 
 const LOOP: &str = r#"deadline=$(( $(date +%s) + $1 )); shift
 while :; do

@@ -64,8 +64,8 @@ pub struct TemplateFile {
     pub mode: u32,
     /// Contains passwords.
     pub secret: bool,
-    /// Unit reacting to changes.
-    pub unit: &'static str,
+    /// Unit reacting to changes (None: a helper script, read when run).
+    pub unit: Option<&'static str>,
 }
 
 /// Every templated file, in install order per role.
@@ -78,7 +78,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "etcd",
         mode: 0o640,
         secret: false,
-        unit: "etcd.service",
+        unit: Some("etcd.service"),
     },
     TemplateFile {
         role: Role::Etcd,
@@ -88,7 +88,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "root",
         mode: 0o644,
         secret: false,
-        unit: "etcd.service",
+        unit: Some("etcd.service"),
     },
     TemplateFile {
         role: Role::Postgres,
@@ -98,7 +98,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "root",
         mode: 0o644,
         secret: false,
-        unit: "postgresql.service",
+        unit: Some("postgresql.service"),
     },
     TemplateFile {
         role: Role::Postgres,
@@ -108,7 +108,17 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "postgres",
         mode: 0o640,
         secret: true,
-        unit: "patroni.service",
+        unit: Some("patroni.service"),
+    },
+    TemplateFile {
+        role: Role::Postgres,
+        template: "patroni/pgha-patroni.j2",
+        path: paths::PATRONI_HELPER,
+        owner: "root",
+        group: "root",
+        mode: 0o755,
+        secret: false,
+        unit: None,
     },
     TemplateFile {
         role: Role::Haproxy,
@@ -118,7 +128,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "haproxy",
         mode: 0o640,
         secret: false,
-        unit: "haproxy.service",
+        unit: Some("haproxy.service"),
     },
     TemplateFile {
         role: Role::Haproxy,
@@ -128,7 +138,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "root",
         mode: 0o644,
         secret: false,
-        unit: "haproxy.service",
+        unit: Some("haproxy.service"),
     },
     TemplateFile {
         role: Role::Pgbouncer,
@@ -138,7 +148,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "postgres",
         mode: 0o640,
         secret: false,
-        unit: "pgbouncer.service",
+        unit: Some("pgbouncer.service"),
     },
     TemplateFile {
         role: Role::Pgbouncer,
@@ -148,7 +158,7 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "postgres",
         mode: 0o640,
         secret: false,
-        unit: "pgbouncer.service",
+        unit: Some("pgbouncer.service"),
     },
     TemplateFile {
         role: Role::Pgbouncer,
@@ -158,7 +168,17 @@ pub const TEMPLATES: &[TemplateFile] = &[
         group: "postgres",
         mode: 0o640,
         secret: true,
-        unit: "pgbouncer.service",
+        unit: Some("pgbouncer.service"),
+    },
+    TemplateFile {
+        role: Role::Pgbouncer,
+        template: "pgbouncer/pgha-pgbouncer.j2",
+        path: paths::PGBOUNCER_HELPER,
+        owner: "root",
+        group: "root",
+        mode: 0o755,
+        secret: false,
+        unit: None,
     },
 ];
 

@@ -67,7 +67,7 @@ pub fn render_host(
                 group: t.group,
                 mode: t.mode,
                 secret: t.secret,
-                unit: Some(t.unit),
+                unit: t.unit,
                 template: Some(t.template),
             });
         }

@@ -30,6 +30,10 @@ pub const PGBOUNCER_INI: &str = "/etc/pgbouncer/pgbouncer.ini";
 pub const PGBOUNCER_USERLIST: &str = "/etc/pgbouncer/userlist.txt";
 /// PgBouncer's HBA file.
 pub const PGBOUNCER_HBA: &str = "/etc/pgbouncer/pg_hba.conf";
+/// The deploy's reload and rolling-restart helper on PostgreSQL nodes (templates/patroni).
+pub const PATRONI_HELPER: &str = "/usr/local/sbin/pgha-patroni";
+/// The PgBouncer reload-and-drain helper (templates/pgbouncer).
+pub const PGBOUNCER_HELPER: &str = "/usr/local/sbin/pgha-pgbouncer";
 /// Unix socket directory of PostgreSQL and PgBouncer (Debian's default).
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 
