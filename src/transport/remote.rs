@@ -202,6 +202,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)] // says why it did not run
     fn install_refuses_a_directory_another_user_can_write() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let base = tempfile::Builder::new()
