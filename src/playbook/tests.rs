@@ -103,3 +103,25 @@ fn role_slices_pick_hosts_in_inventory_order() {
     assert_eq!(names(0), ["e1"]);
     assert_eq!(names(1), ["e2", "e3"]);
 }
+
+/// The fresh deploy installs every role's packages in one play, on all hosts at once, before
+/// any play configures a service: no host waits for another's apt-get.
+#[test]
+fn deploy_installs_every_package_in_one_play_first() {
+    let pb = load("deploy", None, &inv()).expect("deploy loads");
+    let with_packages: Vec<&str> = pb
+        .plays
+        .iter()
+        .filter(|p| p.tasks.iter().any(|t| matches!(t.module, ModuleSpec::Package(_))))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(with_packages, ["packages"]);
+    let at = pb.plays.iter().position(|p| p.name == "packages").expect("packages play");
+    assert_eq!(pb.plays[at].select(&inv()).len(), inv().hosts.len(), "on every host");
+    let services = pb
+        .plays
+        .iter()
+        .position(|p| p.tasks.iter().any(|t| matches!(t.module, ModuleSpec::Service(_))))
+        .expect("a service play");
+    assert!(at < services);
+}
