@@ -250,39 +250,15 @@ impl Session {
 }
 
 fn rotate(inv: &str, args: &[&str], sessions: &mut [Session]) -> f64 {
-    let mut all = vec!["rotate-certs", inv];
-    all.extend_from_slice(args);
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(&all)
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgha runs");
-    // Keep the long-lived sessions busy while the rotation runs (10 minutes at most: a
-    // rotation of the lab takes well under one).
-    let deadline = started + Duration::from_secs(600);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("pgha {} still running after 600 s", all.join(" "));
-        }
-        for s in sessions.iter_mut() {
-            s.ask();
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let out = child.wait_with_output().expect("pgha output");
+    let (code, o, e) = rotate_with(inv, args, sessions, "", |_| {});
     let secs = started.elapsed().as_secs_f64();
-    let (o, e) = common::text(&out);
-    common::record(&all, &o, &e);
-    assert!(out.status.success(), "pgha {} failed:\n{o}\n{e}", all.join(" "));
+    assert_eq!(code, 0, "pgha rotate-certs {inv} {} failed:\n{o}\n{e}", args.join(" "));
     assert!(
         !o.contains("PRIVATE KEY") && !e.contains("PRIVATE KEY"),
         "no key material printed"
     );
-    eprintln!("pgha {}: {secs:.1} s", all.join(" "));
+    eprintln!("pgha rotate-certs {} {}: {secs:.1} s", inv, args.join(" "));
     secs
 }
 
@@ -318,10 +294,14 @@ fn rotate_with(
         text
     });
     let outs = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    // stdout and stderr are read as they come (a rotation prints a line per task and host:
+    // more than a pipe holds); the long-lived sessions are asked every half second; ten
+    // minutes at most (a rotation of the lab takes well under one).
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut next_ask = Instant::now();
     let mut act = Some(act);
     loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
                 if line.starts_with(trigger)
                     && let Some(a) = act.take()
@@ -329,16 +309,21 @@ fn rotate_with(
                     a(pid);
                 }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                for s in sessions.iter_mut() {
-                    s.ask();
-                }
-            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_ask {
+            for s in sessions.iter_mut() {
+                s.ask();
+            }
+            next_ask = Instant::now() + Duration::from_millis(500);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("pgha {} still running after 600 s", all.join(" "));
+            let _ = child.wait();
+            let e = errs.join().unwrap_or_default();
+            let tail: Vec<&str> = e.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("pgha {} still running after 600 s; its last lines:\n{}", all.join(" "), tail.join("\n"));
         }
     }
     let status = child.wait().expect("pgha ends");
