@@ -12,11 +12,14 @@ pub mod drill;
 pub mod lab;
 pub mod output;
 pub mod pki;
+pub mod reinit;
 pub mod render;
 pub mod report;
+pub mod restart;
 pub mod rotate;
 pub mod run;
 pub mod status;
+pub mod switchover;
 pub mod uri;
 pub mod validate;
 pub mod verify;
@@ -32,7 +35,7 @@ use clap::{Parser, Subcommand};
     name = "pgha",
     version,
     about,
-    after_help = "Examples:\n  pgha lab up                                  # eight Debian machines on this host\n  pgha validate inventory/lab.yaml\n  pgha deploy inventory/lab.yaml               # idempotent: a second run changes nothing\n  pgha plan inventory/lab.yaml                 # what deploy would change, with diffs\n  pgha verify inventory/lab.yaml               # end to end, psql with sslmode=verify-full\n  pgha drill inventory/lab.yaml failover --yes # crash the leader under writes: downtime, rows lost\n  psql \"$(pgha uri inventory/lab.yaml --database app --with-password)\"\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory, playbook),\n130 interrupted (re-run to converge)."
+    after_help = "Examples:\n  pgha lab up                                  # eight Debian machines on this host\n  pgha validate inventory/lab.yaml\n  pgha deploy inventory/lab.yaml               # idempotent: a second run changes nothing\n  pgha plan inventory/lab.yaml                 # what deploy would change, with diffs\n  pgha verify inventory/lab.yaml               # end to end, psql with sslmode=verify-full\n  pgha switchover inventory/lab.yaml --to node2 --yes  # PgBouncer paused: no client fails\n  pgha drill inventory/lab.yaml failover --yes # crash the leader under writes: downtime, rows lost\n  psql \"$(pgha uri inventory/lab.yaml --database app --with-password)\"\n\nExit codes: 0 success, 1 failure, 2 usage error, 3 invalid input (inventory, playbook),\n130 interrupted (re-run to converge)."
 )]
 pub struct Cli {
     /// What to do.
@@ -61,6 +64,12 @@ pub enum Command {
     Status(status::StatusArgs),
     /// A libpq URI for applications (verify-full TLS; password only when asked).
     Uri(uri::UriArgs),
+    /// Hand the primary role to a streaming replica (PgBouncer paused: no client fails).
+    Switchover(switchover::SwitchoverArgs),
+    /// Rolling PostgreSQL restart through Patroni: replicas, switchover, old primary.
+    Restart(restart::RestartArgs),
+    /// Rebuild a replica from the leader (refuses the leader).
+    Reinit(reinit::ReinitArgs),
     /// Failure drill under writes: crash the leader, lose etcd quorum, or partition the leader.
     Drill(drill::DrillArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
@@ -86,6 +95,9 @@ pub fn run() -> ExitCode {
         Command::RotateCerts(args) => rotate::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Uri(args) => uri::run(&args),
+        Command::Switchover(args) => switchover::run(&args),
+        Command::Restart(args) => restart::run(&args),
+        Command::Reinit(args) => reinit::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Completions(args) => completions::completions(&args),

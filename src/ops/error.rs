@@ -120,6 +120,13 @@ pub enum OpsError {
         /// Why.
         source: Box<OpsError>,
     },
+    /// A day-2 operation (switchover, restart, reinit) refused to start: the cluster is not in
+    /// a state where it is safe (the sentence says why).
+    #[error("{0}")]
+    Refused(String),
+    /// A day-2 operation failed on the way (a Patroni call refused, a bounded wait gave up).
+    #[error("{0}")]
+    Day2(String),
     /// Interrupted (Ctrl-C) between steps; re-run to converge.
     #[error("interrupted")]
     Interrupted,

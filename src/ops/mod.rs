@@ -1,5 +1,5 @@
 //! What each command does, as library functions: deploy/converge, plan, rotate-certs, status,
-//! verify, trust inspection, drills, URIs, rendering to a directory, running a playbook.
+//! verify, trust inspection, drills, URIs, day-2 operations (switchover, rolling restart, reinit), rendering to a directory, running a playbook.
 //!
 //! Each takes the validated inventory and a typed options struct, reports progress through a
 //! [`Reporter`] (never prints), and returns a typed result or an [`OpsError`]; `cli` parses
@@ -13,11 +13,14 @@ pub mod error;
 pub mod material;
 pub mod plan;
 pub mod pool;
+pub mod reinit;
 pub mod render;
 pub mod report;
+pub mod restart;
 pub mod rotate;
 pub mod run;
 pub mod status;
+pub mod switchover;
 pub mod trust;
 pub mod uri;
 pub mod verify;
