@@ -32,11 +32,7 @@ pub fn run(args: &StatusArgs) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let st = match rt.block_on(status::status(
-        &inv,
-        args.target.state.as_deref(),
-        &args.remote.connect(),
-    )) {
+    let st = match rt.block_on(status::status(&inv, args.target.state.as_deref(), &args.remote.connect())) {
         Ok(s) => s,
         Err(e) => return report::fail(&e),
     };

@@ -277,8 +277,8 @@ fn guarded_rules(is_up: u8, inited: u8) -> Vec<Rule> {
             "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n",
         ),
         answer(
-            "@@pgha:os",
-            &format!(
+        "@@pgha:os",
+        &format!(
                 "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n{is_up}\n{inited}\n"
             ),
         ),
@@ -297,10 +297,7 @@ async fn checks_run_ahead_in_the_one_probe_when_nothing_changes() {
     for host in ["a", "b"] {
         assert_eq!(recap.hosts[host].round_trips, 1, "{:?}", cmds[host]);
         let probe = &cmds[host][0];
-        assert!(
-            probe.contains("test -e /etc/inited") && probe.contains("is-up"),
-            "{probe}"
-        );
+        assert!(probe.contains("test -e /etc/inited") && probe.contains("is-up"), "{probe}");
     }
 }
 
@@ -318,9 +315,7 @@ async fn after_a_change_checks_run_live_on_every_host() {
     assert!(!cmds["b"].iter().any(|c| c == "init-thing"), "{:?}", cmds["b"]);
     for host in ["a", "b"] {
         assert!(
-            cmds[host]
-                .iter()
-                .any(|c| c.contains("deadline=") && c.contains("is-up")),
+            cmds[host].iter().any(|c| c.contains("deadline=") && c.contains("is-up")),
             "{host} waited live: {:?}",
             cmds[host]
         );

@@ -158,78 +158,35 @@ mod tests {
     fn every_hostile_class_is_refused_with_its_field() {
         let hosts = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "",
-                "postgres: {parameters: {ssl_ciphers: 'NULL'}}",
-                "postgres.parameters.ssl_ciphers",
-            ),
-            (
-                "",
-                "postgres: {parameters: {ssl_passphrase_command: 'id'}}",
-                "postgres.parameters.ssl_passphrase_command",
-            ),
-            (
-                "",
-                "postgres: {parameters: {ssl_crl_file: /x}}",
-                "postgres.parameters.ssl_crl_file",
-            ),
-            (
-                "",
-                "postgres: {parameters: {ssl_max_protocol_version: TLSv1}}",
-                "postgres.parameters.ssl_max_protocol_version",
-            ),
-            (
-                "",
-                "postgres: {parameters: {ssl_min_protocol_version: TLSv1}}",
-                "postgres.parameters.ssl_min_protocol_version",
-            ),
-            (
-                "",
-                "postgres: {parameters: {ssl_groups: X25519}}",
-                "postgres.parameters.ssl_groups",
-            ),
-            (
-                "",
-                "postgres: {parameters: {work_mem: \"4MB\\nx = 1\"}}",
-                "postgres.parameters.work_mem",
-            ),
-            (
-                "",
-                "postgres: {parameters: {application_name: \"a\\u202Eb\"}}",
-                "postgres.parameters.application_name",
-            ),
+            ("", "postgres: {parameters: {ssl_ciphers: 'NULL'}}", "postgres.parameters.ssl_ciphers"),
+            ("", "postgres: {parameters: {ssl_passphrase_command: 'id'}}", "postgres.parameters.ssl_passphrase_command"),
+            ("", "postgres: {parameters: {ssl_crl_file: /x}}", "postgres.parameters.ssl_crl_file"),
+            ("", "postgres: {parameters: {ssl_max_protocol_version: TLSv1}}", "postgres.parameters.ssl_max_protocol_version"),
+            ("", "postgres: {parameters: {ssl_min_protocol_version: TLSv1}}", "postgres.parameters.ssl_min_protocol_version"),
+            ("", "postgres: {parameters: {ssl_groups: X25519}}", "postgres.parameters.ssl_groups"),
+            ("", "postgres: {parameters: {work_mem: \"4MB\\nx = 1\"}}", "postgres.parameters.work_mem"),
+            ("", "postgres: {parameters: {application_name: \"a\\u202Eb\"}}", "postgres.parameters.application_name"),
             ("", "postgres: {parameters: {\"a'b\": 1}}", "postgres.parameters.a'b"),
             ("ssh: {user: -oProxyCommand=x}\n", "", "ssh.user"),
             ("ssh: {user: \"a\\nb\"}\n", "", "ssh.user"),
             ("ssh: {key: \"/k\\u001b\"}\n", "", "ssh.key"),
             ("ssh: {known_hosts: /a b}\n", "", "ssh.known_hosts"),
             ("", "postgres: {users: [{name: pg_x}]}", "postgres.users[0].name"),
-            (
-                "",
-                "postgres: {databases: [{name: template0}]}",
-                "postgres.databases[0].name",
-            ),
+            ("", "postgres: {databases: [{name: template0}]}", "postgres.databases[0].name"),
         ];
         for (top, tail, field) in cases {
             let text = format!("cluster: {{name: t}}\n{top}{hosts}{tail}\n");
             let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
                 panic!("{field}: must be refused:\n{text}")
             };
-            assert!(
-                errors.iter().any(|e| e.field == *field && e.hint.is_some()),
-                "{field}: {errors:?}"
-            );
+            assert!(errors.iter().any(|e| e.field == *field && e.hint.is_some()), "{field}: {errors:?}");
             assert!(errors.iter().all(|e| e.line > 0 && e.column > 0), "{field}: {errors:?}");
         }
         let v6 = "cluster: {name: t}\nhosts:\n  a: {address: '2001:db8::1', dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
         let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), v6.as_bytes()) else {
             panic!("IPv6 must be refused")
         };
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.field == "hosts.a.address" && e.message.contains("IPv6"))
-        );
+        assert!(errors.iter().any(|e| e.field == "hosts.a.address" && e.message.contains("IPv6")));
     }
 
     #[test]
@@ -237,18 +194,7 @@ mod tests {
         for ok in ["root", "ops", "deploy-user", "first.last", "_svc", "host$"] {
             assert!(validate::check_ssh_user(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "-oX",
-            "a b",
-            "a@b",
-            "a:b",
-            "1abc",
-            "$",
-            &"a".repeat(33),
-            "a\nb",
-            "ä",
-        ] {
+        for bad in ["", "-oX", "a b", "a@b", "a:b", "1abc", "$", &"a".repeat(33), "a\nb", "ä"] {
             assert!(validate::check_ssh_user(bad).is_err(), "{bad:?}");
         }
     }

@@ -193,21 +193,13 @@ fn check_ssh(raw: &RawSsh, field: &str, f: &mut Findings) {
             continue;
         }
         if v.value.is_empty() {
-            f.error(
-                Pos::of(v),
-                &field,
-                "an empty path",
-                Some(format!("give the file's path, or remove `{name}`")),
-            );
+            f.error(Pos::of(v), &field, "an empty path", Some(format!("give the file's path, or remove `{name}`")));
         } else if name == "known_hosts" && v.value.chars().any(char::is_whitespace) {
             f.error(
                 Pos::of(v),
                 &field,
                 format!("`{}` contains whitespace", v.value),
-                Some(
-                    "ssh splits UserKnownHostsFile at whitespace into several files; use a path without spaces"
-                        .to_string(),
-                ),
+                Some("ssh splits UserKnownHostsFile at whitespace into several files; use a path without spaces".to_string()),
             );
         }
     }
@@ -525,8 +517,7 @@ pub(crate) fn check_ssh_user(s: &str) -> Result<(), String> {
 fn parameter_name_ok(k: &str) -> bool {
     let part = |p: &str| {
         p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     };
     k.len() <= 63
         && match k.split_once('.') {
@@ -547,9 +538,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(v),
                 &field,
                 format!("`{k}` is not a PostgreSQL parameter name"),
-                Some(
-                    "use lowercase letters, digits and `_` (`extension.name` for an extension's parameter)".to_string(),
-                ),
+                Some("use lowercase letters, digits and `_` (`extension.name` for an extension's parameter)".to_string()),
             );
         } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
             f.error(
@@ -563,10 +552,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(v),
                 &field,
                 format!("`{k}` is refused: {}", tls_parameter_why(k)),
-                Some(
-                    "remove it; pgha manages TLS itself (docs/security.md lists every TLS parameter and why)"
-                        .to_string(),
-                ),
+                Some("remove it; pgha manages TLS itself (docs/security.md lists every TLS parameter and why)".to_string()),
             );
         }
         if let ParamValue::Str(text) = &v.value {
@@ -614,10 +600,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 other => {
                     let hint = did_you_mean(other, ["createdb", "createrole"])
                         .map(|s| format!("did you mean `{s}`?"))
-                        .or(Some(
-                            "pgha grants only createdb and createrole; grant anything else yourself, knowingly"
-                                .to_string(),
-                        ));
+                        .or(Some("pgha grants only createdb and createrole; grant anything else yourself, knowingly".to_string()));
                     f.error(
                         Pos::of(o),
                         &format!("postgres.users[{i}].options"),
@@ -654,10 +637,7 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                     f.error(
                         Pos::of(&d.value.name),
                         &format!("{field}.name"),
-                        format!(
-                            "`{name}` has {} characters; PgBouncer names it `{name}_rw`, which must fit 63",
-                            name.len()
-                        ),
+                        format!("`{name}` has {} characters; PgBouncer names it `{name}_rw`, which must fit 63", name.len()),
                         Some("use at most 60 characters".to_string()),
                     );
                 }

@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
+use super::pool::{self, Conns};
 use super::material::Issuance;
 use super::plan::{self, ClusterPlan};
-use super::pool::{self, Conns};
 use super::{Connect, OpsError, Reporter, material, run};
 use crate::deploy::{self, preflight};
 use crate::engine::{Options, PreOpened, Recap};
+use crate::render::paths;
 use crate::facts;
 use crate::inventory::Inventory;
 use crate::playbook;
-use crate::render::paths;
 use crate::render::{Target, TemplateSource};
 
 /// What a deploy (or its plan) does besides the inventory.

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use super::OpsError;
 use super::pool::{self, Connect};
 use super::verify::{self, Ctx};
+use super::OpsError;
 use crate::facts::{haproxy, patroni, pgbouncer};
 use crate::inventory::{Inventory, Role};
 use crate::pki;

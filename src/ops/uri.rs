@@ -92,15 +92,7 @@ pub fn connection_uri(inv: &Inventory, o: &UriOptions) -> Result<String, OpsErro
 }
 
 /// The URI (password included only when given).
-pub fn uri(
-    inv: &Inventory,
-    via: Via,
-    ro: bool,
-    user: &str,
-    db: &str,
-    password: Option<&str>,
-    ca: &Path,
-) -> Option<String> {
+pub fn uri(inv: &Inventory, via: Via, ro: bool, user: &str, db: &str, password: Option<&str>, ca: &Path) -> Option<String> {
     let (host, port, dbname) = match via {
         Via::Pgbouncer => {
             let h = inv.hosts_with(Role::Pgbouncer).next()?;

@@ -257,11 +257,7 @@ pub async fn write_then_read(ctx: &Ctx<'_>, via: &str, rw: String, ro: String, t
 /// Every check, in order.
 pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
     let members = patroni_members(ctx).await;
-    let leader = members
-        .as_ref()
-        .ok()
-        .and_then(|m| patroni::leader(m))
-        .map(str::to_string);
+    let leader = members.as_ref().ok().and_then(|m| patroni::leader(m)).map(str::to_string);
     let mut checks = vec![etcd(ctx).await, patroni(ctx.inv, &members)];
     for h in ctx.inv.hosts_with(Role::Haproxy) {
         checks.push(haproxy(ctx, h, leader.as_deref()).await);
