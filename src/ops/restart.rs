@@ -130,7 +130,19 @@ pub async fn restart(
             run.restarted.push(r.clone());
         }
         if p.primary {
-            let sp = c.plan(None, None).await?;
+            // A restarted synchronous standby takes a Patroni loop or two to be one again:
+            // wait (bounded) for a candidate the checks accept.
+            let deadline = Instant::now() + super::switchover::SWITCH_WAIT;
+            let sp = loop {
+                match c.plan(None, None).await {
+                    Ok(sp) => break sp,
+                    Err(OpsError::Refused(e)) if Instant::now() < deadline => {
+                        rep.info(&format!("waiting for a switchover candidate: {e}"));
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             run.switchover = Some(c.switch(&sp).await?);
             let members = c.members().await?;
             let still = members.iter().any(|m| m.name == p.leader && m.pending_restart);
