@@ -249,11 +249,16 @@ impl<'a> Cluster<'a> {
 
     /// An unsafe REST call (`POST path` with a JSON `body`) to `member`'s Patroni, sent from
     /// that member itself (a PostgreSQL node, which the REST allowlist accepts) with the client
-    /// certificate and the REST password read from Patroni's config (on curl's stdin, never on
-    /// a command line). Returns Patroni's answer.
+    /// certificate and the REST password read from Patroni's config (base64 in an Authorization
+    /// header on curl's stdin, never on a command line). Returns Patroni's answer.
     pub async fn post(&self, member: &str, path: &str, body: &str, max_time: u32) -> Result<String, OpsError> {
         self.host(member)?;
-        let script = r#"python3 -c 'import sys,yaml; a=yaml.safe_load(open(sys.argv[1]))["restapi"]["authentication"]; print("user = \"%s:%s\"" % (a["username"], a["password"]))' "$1" | curl -sS --fail-with-body --max-time "$2" --cacert "$3" --cert "$4" --key "$5" --config - -H 'Content-Type: application/json' -X POST -d "$6" "$7""#;
+        // The credentials reach curl as one config line holding only base64 (never the values
+        // themselves, which could close the quoted string and add options), on stdin.
+        let script = r#"python3 -c 'import base64, sys, yaml
+a = yaml.safe_load(open(sys.argv[1]))["restapi"]["authentication"]
+cred = ("%s:%s" % (a["username"], a["password"])).encode()
+print("header = \"Authorization: Basic %s\"" % base64.b64encode(cred).decode("ascii"))' "$1" | curl -sS --fail-with-body --max-time "$2" --cacert "$3" --cert "$4" --key "$5" --config - -H 'Content-Type: application/json' -X POST -d "$6" "$7""#;
         let cmd = Cmd::script(
             script,
             [
