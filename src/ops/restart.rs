@@ -168,7 +168,15 @@ pub async fn restart(
 async fn restart_one(c: &Cluster<'_>, member: &str, body: &str) -> Result<(), OpsError> {
     let t = Instant::now();
     // Synchronous: Patroni answers once PostgreSQL is back (a checkpoint can take a while).
-    let answer = c.post(member, "/restart", body, 300).await?;
+    let answer = match c.post(member, "/restart", body, 300).await {
+        // `restart_pending` and nothing pending any more (the flag in /cluster lags a loop):
+        // nothing to restart.
+        Err(OpsError::Day2(e)) if body.contains("restart_pending") && e.contains("restart conditions are not satisfied") => {
+            c.rep.info(&format!("{member}: no restart pending any more; left alone"));
+            return Ok(());
+        }
+        r => r?,
+    };
     c.wait_rejoined(member).await?;
     c.rep.info(&format!(
         "{member}: restarted ({answer}) and streaming again in {:.1} s",
