@@ -145,21 +145,26 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     let mut c = cmd::command("systemd-nspawn", &args);
     c.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
     let cg = cgroup::create(name, &hp.cgroup_scratch())?;
-    if let Some(cg) = &cg {
-        let fds: Vec<i32> = cg.procs.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: runs in the forked child before exec; it only calls write(2), which is
-        // async-signal-safe, on descriptors opened by the parent (the Vec is only read).
-        unsafe {
-            c.pre_exec(move || {
-                // Writing "0" to cgroup.procs moves the writing process into that cgroup.
-                for &fd in &fds {
-                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+    let fds: Vec<i32> = cg.iter().flat_map(|cg| cg.procs.iter().map(|f| f.as_raw_fd())).collect();
+    // SAFETY: runs in the forked child before exec; it only calls write(2) and close_range(2),
+    // which are async-signal-safe, on descriptors opened by the parent (the Vec is only read).
+    unsafe {
+        c.pre_exec(move || {
+            // Writing "0" to cgroup.procs moves the writing process into that cgroup.
+            for &fd in &fds {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
-            });
-        }
+            }
+            // The machine outlives this process: it must not keep any descriptor it inherited
+            // (a caller's lock file, a test harness's pipe), or that lock stays held and that
+            // pipe never reaches EOF while the lab is up. Every descriptor above stderr closes
+            // at exec; std's own exec-error pipe is close-on-exec already.
+            if libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let text = cmd::describe(&c);
     let child = c.spawn().map_err(|source| LabError::Spawn { command: text, source })?;
