@@ -495,10 +495,23 @@ fn lab_of_any_shape() {
     let (sixteen, eight) = (fixture("lab-16.yaml"), fixture("lab-8.yaml"));
     let mem_before = mem_available_kib();
 
-    // 16 machines from an inventory.
+    // 16 machines from an inventory, booted under `flock` (as a CI job or a user serializing
+    // lab runs would): pgha inherits the lock's descriptor, and the machines must not, or the
+    // lock stays held for as long as the lab is up.
+    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shape.lock");
+    let lock = lock.to_str().expect("utf-8 path");
     let t = Instant::now();
-    ok(&["lab", "up", "--release", &release, "--from", &sixteen, "--inventory", inv]);
+    let pgha_bin = env!("CARGO_BIN_EXE_pgha");
+    let args = ["lab", "up", "--release", &release, "--from", &sixteen, "--inventory", inv];
+    let mut under_lock = vec![lock, pgha_bin];
+    under_lock.extend(args);
+    let out = sh("flock", &under_lock);
+    assert!(out.status.success(), "flock pgha lab up failed: {}", String::from_utf8_lossy(&out.stderr));
     let boot16 = t.elapsed();
+    assert!(
+        sh("flock", &["-n", lock, "true"]).status.success(),
+        "the lab's machines kept the caller's lock descriptor: the lock is still held after `pgha lab up` returned"
+    );
     eprintln!("  16 machines from lab-16.yaml: {}", secs(boot16));
     let full = hosts_of(&inv_path);
     assert_eq!(full.len(), 16, "one machine per host of lab-16.yaml");
