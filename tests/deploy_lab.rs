@@ -335,7 +335,7 @@ fn hardened(dir: &Path) {
             &[
                 "sh",
                 "-c",
-                &format!("curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem {cert} {url} 2>&1; echo; echo rc=$?"),
+                &format!("curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem {cert} {url} 2>&1; rc=$?; echo; echo rc=$rc"),
             ],
         )
     };
