@@ -205,24 +205,33 @@ mod tests {
     #[allow(clippy::print_stderr)] // says why it did not run
     fn install_refuses_a_directory_another_user_can_write() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let base = tempfile::Builder::new()
-            .prefix(".pgha-install-test")
-            .tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/target"))
-            .expect("tmp");
         // The refusal is about ownership, which only root can set up (as on the hosts), below
-        // directories only root can write (skipped elsewhere).
-        let root_only = base.path().ancestors().all(|a| {
-            std::fs::metadata(a).is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0)
-        });
-        if !root_only {
+        // directories only root can write: the checkout's target/ if it is such a place (a
+        // checkout under /tmp is not), else /var/lib (root's on Debian).
+        let root_only = |dir: &std::path::Path| {
+            dir.ancestors()
+                .all(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0))
+        };
+        let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let place = [
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target")),
+            std::path::Path::new("/var/lib"),
+        ]
+        .into_iter()
+        .find(|d| is_root && d.is_dir() && root_only(d));
+        let Some(place) = place else {
             assert_ne!(
                 std::env::var("CI").as_deref(),
                 Ok("true"),
-                "CI=true: run as root in a checkout only root can write"
+                "CI=true: run as root (the test chowns), with target/ or /var/lib writable only by root"
             );
-            eprintln!("not run: needs root and a checkout only root can write (chown)");
+            eprintln!("not run: needs root and a directory only root can write (chown)");
             return;
-        }
+        };
+        let base = tempfile::Builder::new()
+            .prefix(".pgha-install-test")
+            .tempdir_in(place)
+            .expect("tmp");
         std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let ok_dir = base.path().join("root-only");
         std::fs::create_dir(&ok_dir).expect("mkdir");
