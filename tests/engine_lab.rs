@@ -134,18 +134,18 @@ fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
             "--",
             "rm",
             "-f",
-            "/tmp/pgha-slow-done",
-            "/tmp/pgha-after",
+            "/root/pgha-slow-done",
+            "/root/pgha-after",
         ]);
     }
     let playbook = dir.join("slow.yaml");
     std::fs::write(
         &playbook,
-        "plays:\n  - name: slow\n    hosts: [node1, etcd1]\n    tasks:\n      - name: slow step\n        command: { sh: \"sleep 3; touch /tmp/pgha-slow-done\", creates: /tmp/pgha-slow-done }\n      - name: after\n        file: { path: /tmp/pgha-after, content: \"x\\n\" }\n",
+        "plays:\n  - name: slow\n    hosts: [node1, etcd1]\n    tasks:\n      - name: slow step\n        command: { sh: \"sleep 3; touch /root/pgha-slow-done\", creates: /root/pgha-slow-done }\n      - name: after\n        file: { path: /root/pgha-after, content: \"x\\n\" }\n",
     )
     .expect("playbook");
     let pb = playbook.display().to_string();
-    // -v prints each command as it is sent: SIGINT once both hosts have started the slow
+    // -v prints each command as it is sent (`HH:MM:SS host $ cmd`): SIGINT once both hosts have started the slow
     // step (3 s long), so the interrupt lands inside a running task, not before it.
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
         .args(["run", &inv, &pb, "-v"])
@@ -174,7 +174,7 @@ fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("both hosts start the slow step within 120 s");
         for h in ["node1", "etcd1"] {
-            if line.starts_with(h) && line.contains("sleep 3") && !started.contains(&h) {
+            if line.split_whitespace().any(|w| w == h) && line.contains("sleep 3") && !started.contains(&h) {
                 started.push(h);
             }
         }
@@ -203,7 +203,7 @@ fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
             "--",
             "sh",
             "-c",
-            "ls /tmp/pgha-slow-done /tmp/pgha-after 2>/dev/null | wc -l",
+            "ls /root/pgha-slow-done /root/pgha-after 2>/dev/null | wc -l",
         ]);
         assert_eq!(
             done.trim(),

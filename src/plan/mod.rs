@@ -97,6 +97,11 @@ pub fn mask_secrets(diff: &str) -> String {
                 let keep = line.len() - body.len() + 1 + end + 1;
                 return format!("{} ***", &line[..keep]);
             }
+            // A verifier is cut where it starts, whatever precedes it (`PASSWORD 'SCRAM-…'`):
+            // its iteration count and salt are as private as the rest.
+            if let Some(at) = lower.find("scram-sha-256$") {
+                return format!("{}***", &line[..at]);
+            }
             let named = WORDS.iter().any(|w| lower.contains(w));
             let harmless = NOT_SECRET.iter().any(|w| lower.contains(w)) && !lower.contains("scram-sha-256$");
             if named && !harmless {
@@ -144,5 +149,12 @@ mod tests {
         let d = mask_secrets("-\"pgbouncer_auth\" \"hunter2\"\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n     password_encryption: scram-sha-256\n");
         assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
         assert!(d.contains("-\"pgbouncer_auth\" ***") && d.contains("password_encryption: scram-sha-256"), "{d}");
+    }
+
+    #[test]
+    fn verifiers_in_sql_are_cut_where_they_start() {
+        let d = mask_secrets("+ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b';\n");
+        assert!(!d.to_ascii_lowercase().contains("scram-sha-256$") && !d.contains("4096"), "{d}");
+        assert!(d.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD '***"), "{d}");
     }
 }
