@@ -179,10 +179,24 @@ impl ConnInfo {
             }
             uri.push('@');
         }
-        if let Some(host) = self.get("host") {
+        // Several hosts (libpq's comma-separated `host`): `h1:p1,h2:p2` in the authority, each
+        // part encoded on its own (a `%2C` would make one host of them); one port is every
+        // host's.
+        let hosts: Vec<&str> = self.get("host").map(|h| h.split(',').collect()).unwrap_or_default();
+        let ports: Vec<&str> = self.get("port").map(|p| p.split(',').collect()).unwrap_or_default();
+        for (i, host) in hosts.iter().enumerate() {
+            if i > 0 {
+                uri.push(',');
+            }
             uri.push_str(&percent_encode(host, false));
+            if let Some(port) = ports.get(i).or(if ports.len() == 1 { ports.first() } else { None }) {
+                uri.push(':');
+                uri.push_str(&percent_encode(port, false));
+            }
         }
-        if let Some(port) = self.get("port") {
+        if hosts.is_empty()
+            && let Some(port) = self.get("port")
+        {
             uri.push(':');
             uri.push_str(&percent_encode(port, false));
         }

@@ -10,7 +10,7 @@ use crate::ops::uri::{self, UriOptions, Via};
 /// Arguments of `pgha uri`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha uri inventory/lab.yaml                       # read-write through PgBouncer\n  pgha uri inventory/lab.yaml --ro --via haproxy\n  psql \"$(pgha uri inventory/lab.yaml --user app --with-password)\"\n\nThe URI carries hostaddr= so it works without DNS for the cluster's names; TLS still\nverifies the name. The password is printed only with --with-password."
+    after_help = "Examples:\n  pgha uri inventory/lab.yaml                       # read-write through PgBouncer\n  pgha uri inventory/lab.yaml --ro --via haproxy\n  psql \"$(pgha uri inventory/lab.yaml --user app --with-password)\"\n  pgha uri inventory/lab.yaml --multi-host         # every PgBouncer host, libpq tries them in turn\n\nThe URI carries hostaddr= so it works without DNS for the cluster's names; TLS still\nverifies the name. The password is printed only with --with-password."
 )]
 pub struct UriArgs {
     /// The inventory and state directory.
@@ -35,6 +35,11 @@ pub struct UriArgs {
     /// Include the password (from the state directory).
     #[arg(long)]
     pub with_password: bool,
+    /// List every entry host (libpq multi-host: tried in turn, `target_session_attrs=read-write`
+    /// for RW, `load_balance_hosts=random` for RO, which needs libpq 16) instead of one host or
+    /// the VIP.
+    #[arg(long)]
+    pub multi_host: bool,
 }
 
 /// Runs `pgha uri`.
@@ -49,10 +54,15 @@ pub fn run(args: &UriArgs) -> u8 {
         user: args.user.clone(),
         database: args.database.clone(),
         with_password: args.with_password,
+        multi_host: args.multi_host,
         state: args.target.state.clone(),
     };
     match uri::connection_uri(&inv, &o) {
         Ok(u) => {
+            let shape = if args.multi_host { uri::Shape::MultiHost } else { uri::Shape::Single };
+            if let Some(v) = uri::libpq_needed(shape, args.ro) {
+                report::info(format!("note: this URI needs libpq {v} or later (load_balance_hosts); older clients refuse it"));
+            }
             report::out(u);
             exit::OK
         }

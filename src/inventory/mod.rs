@@ -190,6 +190,51 @@ mod tests {
     }
 
     #[test]
+    fn the_vip_example_has_no_single_point_of_failure() {
+        let text = include_str!("../../inventory/entry-vip.yaml");
+        let loaded = parse(Path::new("inventory/entry-vip.yaml"), text.as_bytes()).expect("valid");
+        let vip = loaded.inventory.vip.as_ref().expect("a vip");
+        assert_eq!((vip.address.to_string(), vip.virtual_router_id, vip.interface.as_str()), ("192.0.2.30".into(), 30, "eth0"));
+        assert_eq!(vip.client_name(), "db.example.com");
+        assert_eq!(loaded.inventory.entry_hosts().count(), 2);
+        assert!(
+            loaded.warnings.iter().all(|w| !w.message.contains("single point of failure")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(example().warnings.iter().any(|w| w.message.contains("single point of failure")));
+    }
+
+    #[test]
+    fn vip_mistakes_are_refused_with_their_field() {
+        let two = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd]}\n  e1: {address: 10.0.0.31, dc: x, roles: [haproxy, pgbouncer]}\n  e2: {address: 10.0.0.32, dc: y, roles: [haproxy, pgbouncer]}\n";
+        let split = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd]}\n  e1: {address: 10.0.0.31, dc: x, roles: [haproxy]}\n  e2: {address: 10.0.0.32, dc: y, roles: [pgbouncer]}\n";
+        let one = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
+        let cases: &[(&str, &str, &str)] = &[
+            (two, "vip: {address: 10.0.0.31}", "vip.address"),
+            (two, "vip: {address: '2001:db8::1'}", "vip.address"),
+            (two, "vip: {address: 224.0.0.1}", "vip.address"),
+            (two, "vip: {address: 10.0.0.30, names: [e1]}", "vip.names"),
+            (two, "vip: {address: 10.0.0.30, interface: 'eth0; x'}", "vip.interface"),
+            (two, "vip: {address: 10.0.0.30, virtual_router_id: 256}", "vip.virtual_router_id"),
+            (two, "vip: {address: 10.0.0.30, virtual_router_id: 0}", "vip.virtual_router_id"),
+            (two, "vip: {address: 10.0.0.30, password: x}", "vip"),
+            (split, "vip: {address: 10.0.0.30}", "vip"),
+            (one, "vip: {address: 10.0.0.30}", "vip"),
+        ];
+        for (hosts, tail, field) in cases {
+            let text = format!("cluster: {{name: t}}\n{hosts}{tail}\n");
+            let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
+                panic!("{field}: must be refused:\n{text}")
+            };
+            assert!(errors.iter().any(|e| e.field.starts_with(field)), "{field}: {errors:?}");
+        }
+        let text = format!("cluster: {{name: t}}\n{two}vip: {{address: 10.0.0.30}}\n");
+        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
+        assert_eq!(inv.vip.map(|v| (v.virtual_router_id, v.interface)), Some((30, "eth0".to_string())));
+    }
+
+    #[test]
     fn ssh_user_grammar() {
         for ok in ["root", "ops", "deploy-user", "first.last", "_svc", "host$"] {
             assert!(validate::check_ssh_user(ok).is_ok(), "{ok}");

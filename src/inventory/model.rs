@@ -31,6 +31,31 @@ pub struct Inventory {
     pub pgbouncer: PgbouncerSettings,
     /// Certificate settings.
     pub tls: TlsSettings,
+    /// The virtual IP over the entry hosts, if any.
+    pub vip: Option<Vip>,
+}
+
+/// A virtual IP held by one entry host at a time (keepalived, VRRP with unicast peers). Every
+/// entry host (HAProxy and PgBouncer, co-located) is a candidate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Vip {
+    /// The address clients dial.
+    pub address: IpAddr,
+    /// DNS names resolving to it; clients verify these (they go into the certificates).
+    pub names: Vec<HostName>,
+    /// The interface carrying it on every entry host.
+    pub interface: String,
+    /// VRRP virtual router id (unique per L2 segment).
+    pub virtual_router_id: u8,
+}
+
+impl Vip {
+    /// The name a client verifies: the first DNS name, else the address.
+    pub fn client_name(&self) -> String {
+        self.names
+            .first()
+            .map_or_else(|| self.address.to_string(), |n| n.to_string())
+    }
 }
 
 /// One host with its SSH settings resolved (host overrides over defaults).
@@ -233,6 +258,13 @@ impl Inventory {
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name.as_str() == name)
+    }
+
+    /// The hosts a VIP moves between: every host running HAProxy or PgBouncer, in file order.
+    pub fn entry_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts
+            .iter()
+            .filter(|h| h.has(Role::Haproxy) || h.has(Role::Pgbouncer))
     }
 
     /// The directory holding the inventory file (the default state dir is `<dir>/.pgha`).

@@ -39,6 +39,24 @@ pub struct RawInventory {
     /// Certificate settings.
     #[serde(default)]
     pub tls: Option<Spanned<RawTls>>,
+    /// A virtual IP over the entry hosts (keepalived), docs/entry-points.md.
+    #[serde(default)]
+    pub vip: Option<Spanned<RawVip>>,
+}
+
+/// `vip:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVip {
+    /// The virtual IPv4 address clients connect to.
+    pub address: Spanned<String>,
+    /// DNS names that resolve to it (added to the entry points' certificates).
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+    /// The interface carrying it on every entry host (default `eth0`).
+    pub interface: Option<Spanned<String>>,
+    /// VRRP virtual router id, 1–255 (default: the address's last octet).
+    pub virtual_router_id: Option<Spanned<u32>>,
 }
 
 /// `cluster:`

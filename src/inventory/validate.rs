@@ -131,6 +131,7 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
     let haproxy = haproxy(raw.haproxy.as_ref(), f);
     let pgbouncer = pgbouncer(raw.pgbouncer.as_ref(), f);
     let tls = tls(raw.tls.as_ref(), f);
+    let vip = raw.vip.as_ref().and_then(|v| vip(v, &hosts, f));
     let inv = Inventory {
         path: file.to_path_buf(),
         cluster_name,
@@ -141,6 +142,7 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
         haproxy,
         pgbouncer,
         tls,
+        vip,
     };
     roles_present(&inv, &raw.hosts, f);
     port_clashes(&inv, &raw.hosts, f);
@@ -898,6 +900,127 @@ fn tls(raw: Option<&Spanned<RawTls>>, f: &mut Findings) -> TlsSettings {
         );
     }
     t
+}
+
+/// `vip:`: an IPv4 address no host has, valid names no host uses, an interface name, a router
+/// id 1–255; and a layout keepalived can serve: at least two entry hosts, each running both
+/// HAProxy and PgBouncer (one VRRP instance whose track script checks both services).
+fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
+    let r = &raw.value;
+    let mut ok = true;
+    let address = match r.address.value.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) if !a.is_unspecified() && !a.is_multicast() && !a.is_broadcast() && !a.is_loopback() => {
+            if let Some(h) = hosts.iter().find(|h| h.address == IpAddr::V4(a)) {
+                f.error(
+                    Pos::of(&r.address),
+                    "vip.address",
+                    format!("{a} is the address of host {}", h.name),
+                    Some("the VIP must be a free address in the entry hosts' subnet, held by one of them at a time".to_string()),
+                );
+                ok = false;
+            }
+            IpAddr::V4(a)
+        }
+        _ => {
+            f.error(
+                Pos::of(&r.address),
+                "vip.address",
+                format!("expected a unicast IPv4 address, found \"{}\"", r.address.value),
+                Some("a free IPv4 address on the entry hosts' L2 segment, e.g. 198.51.100.30 (keepalived's VRRPv2 with authentication is IPv4 only)".to_string()),
+            );
+            return None;
+        }
+    };
+    let mut names = Vec::new();
+    for n in &r.names {
+        match HostName::new(&n.value) {
+            Ok(hn) if hn.as_str().ends_with(".invalid") => {
+                f.error(Pos::of(n), "vip.names", format!("`{hn}` is under `.invalid`, which pgha reserves"), None);
+                ok = false;
+            }
+            Ok(hn) if hosts.iter().any(|h| h.dns_names().contains(&hn)) => {
+                f.error(
+                    Pos::of(n),
+                    "vip.names",
+                    format!("`{hn}` is already a host's name"),
+                    Some("a VIP name must resolve to the VIP only, or clients would reach one host and lose it with that host".to_string()),
+                );
+                ok = false;
+            }
+            Ok(hn) => names.push(hn),
+            Err(why) => {
+                f.error(Pos::of(n), "vip.names", why, Some("the exact DNS names that resolve to the VIP".to_string()));
+                ok = false;
+            }
+        }
+    }
+    let interface = match &r.interface {
+        None => "eth0".to_string(),
+        Some(i) => {
+            let v = i.value.as_str();
+            let valid = !v.is_empty()
+                && v.len() <= 15
+                && !v.starts_with('-')
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+            if !valid {
+                f.error(
+                    Pos::of(i),
+                    "vip.interface",
+                    format!("`{}` is not a network interface name", escape_controls(v)),
+                    Some("the interface holding the entry hosts' addresses, as `ip -o addr` shows it (1-15 of a-z A-Z 0-9 . _ -)".to_string()),
+                );
+                ok = false;
+            }
+            v.to_string()
+        }
+    };
+    let virtual_router_id = match &r.virtual_router_id {
+        Some(v) => match u8::try_from(v.value) {
+            Ok(id) if id >= 1 => id,
+            _ => {
+                f.error(Pos::of(v), "vip.virtual_router_id", format!("expected 1–255, found {}", v.value), Some("VRRP router ids are 1–255 and unique per network segment".to_string()));
+                ok = false;
+                1
+            }
+        },
+        None => match address {
+            IpAddr::V4(a) => match a.octets()[3] {
+                0 => 51,
+                n => n,
+            },
+            IpAddr::V6(_) => 51,
+        },
+    };
+    let entry: Vec<&Host> = hosts
+        .iter()
+        .filter(|h| h.has(Role::Haproxy) || h.has(Role::Pgbouncer))
+        .collect();
+    for h in &entry {
+        if !(h.has(Role::Haproxy) && h.has(Role::Pgbouncer)) {
+            f.error(
+                Pos::of(raw),
+                "vip",
+                format!("{} runs {} only: with a VIP every entry host runs both HAProxy and PgBouncer", h.name, if h.has(Role::Haproxy) { "HAProxy" } else { "PgBouncer" }),
+                Some("co-locate HAProxy and PgBouncer on each entry host (roles: [haproxy, pgbouncer]); separate HAProxy and PgBouncer hosts behind two VIPs are not supported yet".to_string()),
+            );
+            ok = false;
+        }
+    }
+    if entry.len() < 2 {
+        f.error(
+            Pos::of(raw),
+            "vip",
+            format!("a VIP needs at least two entry hosts to move between; the inventory has {}", entry.len()),
+            Some("add a second host with roles [haproxy, pgbouncer], ideally in another data centre, or remove `vip`".to_string()),
+        );
+        ok = false;
+    }
+    ok.then_some(Vip {
+        address,
+        names,
+        interface,
+        virtual_router_id,
+    })
 }
 
 /// Every listening port each host would open, per role; two services on one port is an error.

@@ -231,7 +231,8 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: Progress) -> Result<UpRe
     wait_all_ssh(paths, &state.hosts, progress)?;
     let text = match &shape {
         Some(s) => {
-            let text = inventory::render_from(paths, &state.hosts, opts.login, &s.source);
+            let subnet = state.subnet()?;
+            let text = inventory::render_from(paths, &state.hosts, opts.login, &s.source, subnet);
             inventory::check_copy(&s.source, &opts.inventory, &text)?;
             text
         }

@@ -1,6 +1,8 @@
 //! `pgha uri`: a libpq connection URI for applications, with `sslmode=verify-full` and
 //! `sslrootcert=` the CA bundle (its fixed name, which follows a CA rotation); the password
-//! only when asked.
+//! only when asked. With a VIP in the inventory the URI names the VIP; `--multi-host` lists
+//! every entry host instead (libpq tries them in turn: `target_session_attrs=read-write` for
+//! RW, `load_balance_hosts=random` for RO, which needs libpq ≥ 16).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,9 @@ pub struct UriOptions {
     pub database: Option<String>,
     /// Include the password (from the state directory).
     pub with_password: bool,
+    /// Every entry host of the kind, for libpq's multi-host failover, instead of one host or
+    /// the VIP.
+    pub multi_host: bool,
     /// State directory (default beside the inventory).
     pub state: Option<PathBuf>,
 }
@@ -87,35 +92,65 @@ pub fn connection_uri(inv: &Inventory, o: &UriOptions) -> Result<String, OpsErro
     } else {
         None
     };
-    uri(inv, o.via, o.ro, &user, &db, password.as_deref(), &ca)
+    let shape = if o.multi_host { Shape::MultiHost } else { Shape::Single };
+    uri(inv, o.via, o.ro, shape, &user, &db, password.as_deref(), &ca)
         .ok_or_else(|| OpsError::InvalidInput("the inventory has no host for that entry point".into()))
 }
 
+/// How many hosts the URI names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// The VIP when the inventory has one, else the first entry host.
+    Single,
+    /// Every host of the entry point, in inventory order.
+    MultiHost,
+}
+
+/// The minimum libpq a URI of `shape` and `ro` needs, when above what pgha assumes anyway (14):
+/// `load_balance_hosts` arrived in libpq 16.
+pub fn libpq_needed(shape: Shape, ro: bool) -> Option<u32> {
+    (shape == Shape::MultiHost && ro).then_some(16)
+}
+
 /// The URI (password included only when given).
-pub fn uri(inv: &Inventory, via: Via, ro: bool, user: &str, db: &str, password: Option<&str>, ca: &Path) -> Option<String> {
-    let (host, port, dbname) = match via {
-        Via::Pgbouncer => {
-            let h = inv.hosts_with(Role::Pgbouncer).next()?;
-            (
-                h,
-                inv.pgbouncer.port.get(),
-                format!("{db}_{}", if ro { "ro" } else { "rw" }),
-            )
-        }
-        Via::Haproxy => {
-            let h = inv.hosts_with(Role::Haproxy).next()?;
-            (
-                h,
-                if ro {
-                    inv.haproxy.ro_port.get()
-                } else {
-                    inv.haproxy.rw_port.get()
-                },
-                db.to_string(),
-            )
-        }
+#[allow(clippy::too_many_arguments)]
+pub fn uri(
+    inv: &Inventory,
+    via: Via,
+    ro: bool,
+    shape: Shape,
+    user: &str,
+    db: &str,
+    password: Option<&str>,
+    ca: &Path,
+) -> Option<String> {
+    let (role, port, dbname) = match via {
+        Via::Pgbouncer => (
+            Role::Pgbouncer,
+            inv.pgbouncer.port.get(),
+            format!("{db}_{}", if ro { "ro" } else { "rw" }),
+        ),
+        Via::Haproxy => (
+            Role::Haproxy,
+            if ro {
+                inv.haproxy.ro_port.get()
+            } else {
+                inv.haproxy.rw_port.get()
+            },
+            db.to_string(),
+        ),
     };
-    let name = host.names.first().unwrap_or(&host.name);
+    let entries: Vec<_> = inv.hosts_with(role).collect();
+    // (name verified, address dialled) per host.
+    let targets: Vec<(String, String)> = match (shape, &inv.vip) {
+        (Shape::Single, Some(vip)) => vec![(vip.client_name(), vip.address.to_string())],
+        (Shape::Single, None) => entries.iter().take(1).map(|h| name_addr(h)).collect(),
+        (Shape::MultiHost, _) => entries.iter().map(|h| name_addr(h)).collect(),
+    };
+    if targets.is_empty() {
+        return None;
+    }
+    let join = |f: fn(&(String, String)) -> &String| targets.iter().map(f).cloned().collect::<Vec<_>>().join(",");
     // Every component percent-encoded: a state directory under "My Clusters/" or a password
     // holding `@`, `&` or `/` stays one value (src/conninfo.rs).
     let mut parts = vec![("user", user.to_string())];
@@ -123,18 +158,36 @@ pub fn uri(inv: &Inventory, via: Via, ro: bool, user: &str, db: &str, password: 
         parts.push(("password", p.to_string()));
     }
     parts.extend([
-        ("host", name.to_string()),
+        ("host", join(|t| &t.0)),
         ("port", port.to_string()),
         ("dbname", dbname.to_string()),
         ("sslmode", "verify-full".to_string()),
         ("sslrootcert", ca.display().to_string()),
-        ("hostaddr", host.address.to_string()),
+        ("hostaddr", join(|t| &t.1)),
     ]);
+    if shape == Shape::MultiHost {
+        parts.push(("connect_timeout", "3".to_string()));
+        if ro {
+            // Spread sessions over the entry hosts (libpq ≥ 16); each one balances over the
+            // replicas itself.
+            parts.push(("load_balance_hosts", "random".to_string()));
+        } else {
+            // Every RW entry reaches the same primary; this refuses a session that is not
+            // writable (an entry host routing to a demoted primary) and tries the next host.
+            parts.push(("target_session_attrs", "read-write".to_string()));
+        }
+    }
     let mut info = crate::conninfo::ConnInfo::new();
     for (key, value) in parts {
         info = info.with(key, value).ok()?;
     }
     Some(info.to_uri())
+}
+
+/// The name a client verifies for `host` (its first extra name, else its own) and its address.
+fn name_addr(host: &crate::inventory::Host) -> (String, String) {
+    let name = host.names.first().unwrap_or(&host.name);
+    (name.to_string(), host.address.to_string())
 }
 
 #[cfg(test)]
@@ -148,18 +201,47 @@ mod tests {
             .expect("valid")
             .inventory;
         let ca = std::path::Path::new("/s/trust/ca-bundle-1.pem");
-        let u = uri(&inv, Via::Pgbouncer, false, "app", "app", None, ca).expect("uri");
+        let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", None, ca).expect("uri");
         assert_eq!(
             u,
             "postgresql://app@pool.example.com:6432/app_rw?sslmode=verify-full&sslrootcert=/s/trust/ca-bundle-1.pem&hostaddr=198.51.100.41"
         );
-        let u = uri(&inv, Via::Haproxy, true, "app", "app", Some("pw"), ca).expect("uri");
+        let u = uri(&inv, Via::Haproxy, true, Shape::Single, "app", "app", Some("pw"), ca).expect("uri");
         assert!(u.starts_with("postgresql://app:pw@db.example.com:5001/app?"), "{u}");
         let spaced = std::path::Path::new("/home/me/My Clusters/.pgha/trust/ca-bundle.pem");
-        let u = uri(&inv, Via::Pgbouncer, false, "app", "app", Some("a@b&c"), spaced).expect("uri");
+        let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", Some("a@b&c"), spaced).expect("uri");
         assert_eq!(
             u,
             "postgresql://app:a%40b%26c@pool.example.com:6432/app_rw?sslmode=verify-full&sslrootcert=/home/me/My%20Clusters/.pgha/trust/ca-bundle.pem&hostaddr=198.51.100.41"
         );
+    }
+
+    #[test]
+    fn multi_host_and_vip_uris() {
+        let text = include_str!("../../inventory/entry-vip.yaml");
+        let mut inv = crate::inventory::parse(std::path::Path::new("e.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
+        let ca = std::path::Path::new("/s/ca.pem");
+        let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", None, ca).expect("uri");
+        assert_eq!(
+            u,
+            "postgresql://app@db.example.com:6432/app_rw?sslmode=verify-full&sslrootcert=/s/ca.pem&hostaddr=192.0.2.30"
+        );
+        let u = uri(&inv, Via::Pgbouncer, false, Shape::MultiHost, "app", "app", None, ca).expect("uri");
+        assert_eq!(
+            u,
+            "postgresql://app@entry1:6432,entry2:6432/app_rw?sslmode=verify-full&sslrootcert=/s/ca.pem&hostaddr=192.0.2.31%2C192.0.2.32&connect_timeout=3&target_session_attrs=read-write"
+        );
+        let u = uri(&inv, Via::Haproxy, true, Shape::MultiHost, "app", "app", None, ca).expect("uri");
+        assert!(
+            u.starts_with("postgresql://app@entry1:5001,entry2:5001/app?") && u.ends_with("&load_balance_hosts=random"),
+            "{u}"
+        );
+        assert_eq!(libpq_needed(Shape::MultiHost, true), Some(16));
+        assert_eq!(libpq_needed(Shape::MultiHost, false), None);
+        inv.vip = None;
+        let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", None, ca).expect("uri");
+        assert!(u.starts_with("postgresql://app@entry1:6432/app_rw?"), "{u}");
     }
 }

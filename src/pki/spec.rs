@@ -106,12 +106,19 @@ impl LeafKind {
                 [San::Dns(format!("{}.{}.pgha.invalid", self.as_str(), host.name))].into()
             }
             LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer => own_names(host, false),
-            LeafKind::PgbouncerServer => own_names(host, true),
+            LeafKind::PgbouncerServer => {
+                let mut sans = own_names(host, true);
+                sans.extend(vip_names(inv));
+                sans
+            }
             LeafKind::PostgresServer => {
                 let mut sans = own_names(host, false);
                 for proxy in inv.hosts_with(Role::Haproxy) {
                     sans.extend(own_names(proxy, true));
                 }
+                // Clients dialling HAProxy through the VIP verify the node's certificate
+                // (HAProxy passes TLS through).
+                sans.extend(vip_names(inv));
                 sans
             }
         }
@@ -122,6 +129,20 @@ impl fmt::Display for LeafKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The VIP's names and address (none without a VIP): every entry point's certificate carries
+/// them, since any entry host may hold the VIP.
+fn vip_names(inv: &Inventory) -> BTreeSet<San> {
+    inv.vip
+        .iter()
+        .flat_map(|v| {
+            v.names
+                .iter()
+                .map(|n| San::Dns(n.as_str().to_owned()))
+                .chain(std::iter::once(San::Ip(v.address)))
+        })
+        .collect()
 }
 
 /// The node name and address; with `extra`, also the host's extra DNS names.
@@ -282,6 +303,24 @@ pub(crate) mod tests {
             [dns("pgbouncer"), dns("pool.example.com"), ip("192.0.2.51")].into()
         );
         assert_eq!(bouncer.ekus, [Eku::ServerAuth].into());
+    }
+
+    #[test]
+    fn the_vip_is_in_every_entry_point_certificate() {
+        let mut inv = sample_inventory();
+        inv.vip = Some(crate::inventory::Vip {
+            address: "192.0.2.30".parse().expect("ip"),
+            names: vec![HostName::new("db-vip.example.com").expect("name")],
+            interface: "eth0".into(),
+            virtual_router_id: 30,
+        });
+        let specs = leaf_specs(&inv);
+        for (host, kind) in [("node1", LeafKind::PostgresServer), ("pgbouncer", LeafKind::PgbouncerServer)] {
+            let s = spec(&specs, host, kind);
+            assert!(s.sans.contains(&dns("db-vip.example.com")) && s.sans.contains(&ip("192.0.2.30")), "{host}: {:?}", s.sans);
+        }
+        let rest = spec(&specs, "node1", LeafKind::PatroniRest);
+        assert!(!rest.sans.contains(&ip("192.0.2.30")));
     }
 
     #[test]

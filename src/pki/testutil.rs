@@ -97,5 +97,6 @@ pub fn sample_inventory() -> Inventory {
             leaf_validity_days: 365,
             renew_within_days: 30,
         },
+        vip: None,
     }
 }
