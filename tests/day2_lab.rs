@@ -10,88 +10,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{NODES, ok, on, psql_on};
-
-/// `pgbench -C` in back-to-back runs with a per-transaction log, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<(u64, u64, Vec<String>)>,
-    logs: PathBuf,
-}
-
-fn pgbench_load(uri: String, password: String, script: PathBuf, logs: PathBuf) -> Load {
-    std::fs::create_dir_all(&logs).expect("log dir");
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let dir = logs.clone();
-    let handle = std::thread::spawn(move || {
-        let (mut processed, mut failed, mut problems, mut n) = (0u64, 0u64, Vec::new(), 0u32);
-        while !flag.load(Ordering::SeqCst) {
-            n += 1;
-            let out = Command::new("timeout")
-                .args(["180", "pgbench", "-n", "-C", "-c", "2", "-T", "8", "-l"])
-                .arg(format!("--log-prefix={}/run{n}", dir.display()))
-                .arg("-f")
-                .arg(&script)
-                .arg(&uri)
-                .env("PGPASSWORD", &password)
-                .output()
-                .expect("pgbench runs");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            let num = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(key))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|n| n.split('/').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-            };
-            processed += num("number of transactions actually processed:").unwrap_or(0);
-            failed += num("number of failed transactions:").unwrap_or(0);
-            if !out.status.success() || err.contains("aborted") || err.contains("error") {
-                failed += 1;
-                problems.push(format!("pgbench exited {}: {err}", out.status));
-            }
-        }
-        (processed, failed, problems)
-    });
-    Load { stop, handle, logs }
-}
-
-impl Load {
-    fn finish(self) -> (u64, u64, Vec<String>, f64) {
-        self.stop.store(true, Ordering::SeqCst);
-        let (p, f, problems) = self.handle.join().expect("load thread");
-        (p, f, problems, longest_gap(&self.logs))
-    }
-}
-
-/// The longest time (seconds) in which no transaction completed, over every pgbench log
-/// (`client_id transaction_no time script_no time_epoch time_us …`).
-fn longest_gap(dir: &Path) -> f64 {
-    let mut ends: Vec<u64> = Vec::new();
-    for e in std::fs::read_dir(dir).expect("logs").flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        for l in text.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if let (Some(s), Some(us)) = (f.get(4), f.get(5))
-                && let (Ok(s), Ok(us)) = (s.parse::<u64>(), us.parse::<u64>())
-            {
-                ends.push(s * 1_000_000 + us);
-            }
-        }
-    }
-    ends.sort_unstable();
-    assert!(ends.len() > 100, "pgbench logged transactions: {}", ends.len());
-    ends.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e6
-}
 
 fn password_of(uri: &str) -> (String, String) {
     let rest = uri.strip_prefix("postgresql://").expect("a postgresql:// URI");
@@ -206,7 +129,7 @@ fn switchover_restart_and_reinit_fail_no_client() {
     assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
     let script = dir.join("load.sql");
     std::fs::write(&script, "insert into day2_load default values;\n").expect("script");
-    let load = pgbench_load(rw.clone(), password.clone(), script, dir.join("pgbench-logs"));
+    let load = common::load::pgbench(rw.clone(), password.clone(), script, 8, Some(dir.join("pgbench-logs")));
     std::thread::sleep(Duration::from_secs(3));
 
     // 1. Switchover to the named replica.
@@ -305,7 +228,13 @@ fn switchover_restart_and_reinit_fail_no_client() {
     assert_eq!(primary(), leader2, "reinit left the primary alone");
 
     std::thread::sleep(Duration::from_secs(2));
-    let (processed, failed, problems, gap) = load.finish();
+    let common::load::Totals {
+        processed,
+        failed,
+        problems,
+        longest_pause,
+    } = load.finish();
+    let gap = longest_pause.expect("logged");
     eprintln!(
         "pgbench -C through PgBouncer: {processed} transactions, {failed} failed; longest time without a completed transaction: {gap:.2} s"
     );

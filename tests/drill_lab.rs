@@ -19,7 +19,6 @@
 //! a certificate the cluster's CA did not issue.
 #![allow(clippy::disallowed_methods)] // runs the real binary, psql and openssl
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -402,28 +401,11 @@ fn verify_fails_when_broken(inv: &str) {
 fn deadman_restores_patroni(inv: &str) {
     let leader = primary_now();
     let n0 = on(&leader, &["systemctl", "show", "-p", "NRestarts", "--value", "patroni"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(["drill", inv, "failover", "--yes"])
-        .env("CI", "true")
-        .env("PGHA_LAB_DIR", "/nonexistent/pgha-lab")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgha runs");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let mut run = common::stream::spawn(&["drill", inv, "failover", "--yes"], &[("PGHA_LAB_DIR", "/nonexistent/pgha-lab")]);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let line = rx
+        let line = run
+            .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the drill reaches the kill within 180 s");
         if line.contains("systemctl kill") {
@@ -432,10 +414,8 @@ fn deadman_restores_patroni(inv: &str) {
     }
     // The kill's own check takes ~1 s on the host; then pgha dies without undoing anything.
     std::thread::sleep(Duration::from_secs(3));
-    child.kill().expect("SIGKILL pgha");
-    let _ = child.wait();
-    let printed = reader.join().expect("stderr");
-    common::record(&["drill", inv, "failover", "--yes"], "", &printed);
+    run.child.kill().expect("SIGKILL pgha");
+    let (_, _, printed) = run.finish();
     let state = || on(&leader, &["systemctl", "show", "-p", "ActiveState", "--value", "patroni"]);
     std::thread::sleep(Duration::from_secs(5));
     let (st, n1) = (state(), on(&leader, &["systemctl", "show", "-p", "NRestarts", "--value", "patroni"]));

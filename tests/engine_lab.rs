@@ -4,9 +4,7 @@
 //! mode changes nothing and shows a diff; an unreachable host is named and the others go on.
 #![allow(clippy::disallowed_methods)] // runs the real binary
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -147,30 +145,12 @@ fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
     let pb = playbook.display().to_string();
     // -v prints each command as it is sent (`HH:MM:SS host $ cmd`): SIGINT once both hosts have started the slow
     // step (3 s long), so the interrupt lands inside a running task, not before it.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(["run", &inv, &pb, "-v"])
-        .env("CI", "true")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pgha runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let errs = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let outs = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let run = common::stream::spawn(&["run", &inv, &pb, "-v"], &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut started: Vec<&str> = Vec::new();
     while started.len() < 2 {
-        let line = rx
+        let line = run
+            .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("both hosts start the slow step within 120 s");
         for h in ["node1", "etcd1"] {
@@ -179,18 +159,11 @@ fn interrupted_run_stops_between_tasks_and_a_rerun_converges() {
             }
         }
     }
-    let pid = i32::try_from(child.id()).expect("pid fits");
+    let pid = i32::try_from(run.pid()).expect("pid fits");
     // SAFETY: signalling a child process this test started, by its PID.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = child.wait().expect("pgha exits");
-    let (o, e) = (outs.join().expect("stdout"), errs.join().expect("stderr"));
-    common::record(&["run", &inv, &pb, "-v"], &o, &e);
-    let out = std::process::Output {
-        status,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    };
-    assert_eq!(out.status.code(), Some(130), "{o}\n{e}");
+    let (status, o, e) = run.finish();
+    assert_eq!(status.code(), Some(130), "{o}\n{e}");
     assert!(
         e.contains("interrupted") && o.contains("total: "),
         "recap printed: {o}\n{e}"

@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{ok, on, pgha, text};
@@ -19,41 +17,19 @@ use common::{ok, on, pgha, text};
 /// Runs `pgha deploy` with plain output; when a progress line contains `trigger`, runs `act`
 /// (with the child's PID). Returns (exit code, stdout, stderr).
 fn deploy_with(inv: &str, trigger: &str, act: impl FnOnce(u32)) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(["deploy", inv])
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgha runs");
-    let pid = child.id();
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
     // Progress lines and the recap go to stderr, the total line to stdout.
-    let (tx, rx) = mpsc::channel::<String>();
-    let errs = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let run = common::stream::spawn(&["deploy", inv], &[]);
+    let pid = run.pid();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut act = Some(act);
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    while let Ok(line) = run.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if line.contains(trigger)
             && let Some(a) = act.take()
         {
             a(pid);
         }
     }
-    let status = child.wait().expect("pgha ends");
-    let out = reader.join().expect("reader");
-    let err = errs.join().expect("stderr reader");
-    common::record(&["deploy", inv], &out, &err);
+    let (status, out, err) = run.finish();
     assert!(act.is_none(), "never saw {trigger:?} in:\n{out}\n{err}");
     (status.code().unwrap_or(-1), out, err)
 }

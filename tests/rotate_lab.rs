@@ -16,9 +16,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::ok;
@@ -137,53 +135,6 @@ fn assert_all_new(before: &BTreeMap<Endpoint, String>, after: &BTreeMap<Endpoint
     eprintln!("{what}: all {} TLS endpoints serve a new certificate", after.len());
 }
 
-/// `pgbench -C` in back-to-back 5-second runs until stopped; counts transactions.
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<(u64, u64, Vec<String>)>,
-}
-
-fn pgbench_load(uri: String, password: String, script: PathBuf) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let (mut processed, mut failed, mut problems) = (0u64, 0u64, Vec::new());
-        while !flag.load(Ordering::SeqCst) {
-            let out = Command::new("timeout")
-                .args(["60", "pgbench", "-n", "-C", "-c", "2", "-T", "5", "-f"])
-                .arg(&script)
-                .arg(&uri)
-                .env("PGPASSWORD", &password)
-                .output()
-                .expect("pgbench runs");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            let num = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(key))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|n| n.split('/').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-            };
-            processed += num("number of transactions actually processed:").unwrap_or(0);
-            failed += num("number of failed transactions:").unwrap_or(0);
-            if !out.status.success() || err.contains("aborted") || err.contains("error") {
-                failed += 1;
-                problems.push(format!("pgbench exited {}: {err}", out.status));
-            }
-        }
-        (processed, failed, problems)
-    });
-    Load { stop, handle }
-}
-
-impl Load {
-    fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("load thread")
-    }
-}
-
 /// A psql session kept open, asked a question every half second.
 struct Session {
     name: &'static str,
@@ -273,27 +224,8 @@ fn rotate_with(
 ) -> (i32, String, String) {
     let mut all = vec!["rotate-certs", inv];
     all.extend_from_slice(args);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(&all)
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pgha runs");
-    let pid = child.id();
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let errs = std::thread::spawn(move || {
-        let mut text = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
-    let outs = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let mut run = common::stream::spawn(&all, &[]);
+    let pid = run.pid();
     // stdout and stderr are read as they come (a rotation prints a line per task and host:
     // more than a pipe holds); the long-lived sessions are asked every half second; ten
     // minutes at most (a rotation of the lab takes well under one).
@@ -301,7 +233,7 @@ fn rotate_with(
     let mut next_ask = Instant::now();
     let mut act = Some(act);
     loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
+        match run.lines.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
                 if line.starts_with(trigger)
                     && let Some(a) = act.take()
@@ -319,16 +251,13 @@ fn rotate_with(
             next_ask = Instant::now() + Duration::from_millis(500);
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let e = errs.join().unwrap_or_default();
+            let _ = run.child.kill();
+            let (_, _, e) = run.finish();
             let tail: Vec<&str> = e.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
             panic!("pgha {} still running after 600 s; its last lines:\n{}", all.join(" "), tail.join("\n"));
         }
     }
-    let status = child.wait().expect("pgha ends");
-    let (o, e) = (outs.join().expect("stdout"), errs.join().expect("stderr"));
-    common::record(&all, &o, &e);
+    let (status, o, e) = run.finish();
     assert!(act.is_none(), "never saw {trigger:?}:\n{o}\n{e}");
     (status.code().unwrap_or(-1), o, e)
 }
@@ -407,7 +336,7 @@ fn rotations_under_load_keep_every_client_working() {
         Session::open("session through PgBouncer", &rw, &rw_password),
         Session::open("session through HAProxy", &direct, &rw_password),
     ];
-    let load = pgbench_load(rw.clone(), rw_password.clone(), script.clone());
+    let load = common::load::pgbench(rw.clone(), rw_password.clone(), script.clone(), 5, None);
     std::thread::sleep(Duration::from_secs(3));
 
     // 1. Leaves, same CA.
@@ -557,7 +486,12 @@ fn rotations_under_load_keep_every_client_working() {
 
     // The workload never failed, and the sessions are the ones opened at the start.
     std::thread::sleep(Duration::from_secs(2));
-    let (processed, failed, problems) = load.finish();
+    let common::load::Totals {
+        processed,
+        failed,
+        problems,
+        ..
+    } = load.finish();
     for s in sessions {
         s.close();
     }

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)] // the fixture starts sshd and ssh-keygen
 
 use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +50,21 @@ impl Sshd {
             "sshd missing: apt-get install openssh-server (.ci/test installs it)"
         );
         std::fs::create_dir_all("/run/sshd").expect("privilege separation dir");
-        let dir = tempfile::tempdir().expect("tempdir");
+        // Below a directory only root can write: `install` refuses targets whose ancestors
+        // another user could swap (a checkout under /tmp, /tmp itself), so /var/lib (root's on
+        // Debian) unless the checkout's target/ is such a place.
+        let root_only = |dir: &Path| {
+            dir.ancestors()
+                .all(|a| std::fs::metadata(a).is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o022 == 0))
+        };
+        let place = [Path::new(env!("CARGO_TARGET_TMPDIR")), Path::new("/var/lib")]
+            .into_iter()
+            .find(|d| d.is_dir() && root_only(d))
+            .expect("a directory only root can write (target/tmp or /var/lib): run as root");
+        let dir = tempfile::Builder::new()
+            .prefix(".pgha-transport-test")
+            .tempdir_in(place)
+            .expect("tempdir");
         let d = dir.path();
         keygen(&d.join("host_key"));
         keygen(&d.join("client_key"));

@@ -77,6 +77,13 @@ pub fn load_inventory(path: &Path, quiet_warnings: bool) -> Result<Inventory, u8
     }
 }
 
+/// What a command that talks to hosts needs first: the inventory (warnings printed unless
+/// `quiet_warnings`) and a runtime; `Err` is the exit code.
+pub fn prepare(target: &InventoryArgs, quiet_warnings: bool) -> Result<(Inventory, tokio::runtime::Runtime), u8> {
+    let inv = target.load(quiet_warnings)?;
+    Ok((inv, runtime()?))
+}
+
 /// A runtime for commands that talk to hosts; `Err` is the exit code.
 pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()

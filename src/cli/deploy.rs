@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::ops::deploy::{self, DeployOptions, Deployed};
@@ -70,12 +70,8 @@ pub fn plan(args: &PlanArgs) -> u8 {
 
 /// Runs `pgha deploy`.
 pub fn deploy(args: &DeployArgs) -> u8 {
-    let inv = match args.target.load(args.remote.json) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, args.remote.json) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let o = DeployOptions {

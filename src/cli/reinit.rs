@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::ops::reinit::{self, ReinitOptions};
@@ -29,16 +29,12 @@ pub struct ReinitArgs {
 
 /// Runs `pgha reinit`.
 pub fn run(args: &ReinitArgs) -> u8 {
-    let inv = match args.target.load(args.remote.json) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
     if !args.remote.limit.is_empty() {
         report::error("reinit names its node: --limit is not accepted");
         return exit::USAGE;
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, args.remote.json) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let o = ReinitOptions {
@@ -51,13 +47,7 @@ pub fn run(args: &ReinitArgs) -> u8 {
     let (plan, secs) = match rt.block_on(reinit::reinit(&inv, &o, &rep)) {
         Ok(r) => r,
         Err(e) => {
-            let code = report::fail(&e);
-            if args.remote.json {
-                report::json(
-                    &serde_json::json!({"event": "reinit", "ok": false, "exit_code": code, "error": e.to_string()}),
-                );
-            }
-            return code;
+            return report::fail_event("reinit", args.remote.json, &e);
         }
     };
     if args.remote.json {
@@ -76,7 +66,6 @@ pub fn run(args: &ReinitArgs) -> u8 {
     if secs.is_some() {
         exit::OK
     } else {
-        report::info("reinit: nothing done; re-run with --yes to do it");
-        exit::USAGE
+        report::nothing_done_without_yes("reinit")
     }
 }

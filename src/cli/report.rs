@@ -44,6 +44,22 @@ pub fn fail(e: &OpsError) -> u8 {
     exit_code(e)
 }
 
+/// [`fail`] for a command with a `--json` final line: with `json`, also prints
+/// `{"event": event, "ok": false, "exit_code", "error"}` so scripts see how it ended.
+pub fn fail_event(event: &str, json: bool, e: &OpsError) -> u8 {
+    let code = fail(e);
+    if json {
+        self::json(&serde_json::json!({"event": event, "ok": false, "exit_code": code, "error": e.to_string()}));
+    }
+    code
+}
+
+/// The end of a destructive command run without `--yes` (its plan printed): says so, exit 2.
+pub fn nothing_done_without_yes(verb: &str) -> u8 {
+    info(format!("{verb}: nothing done; re-run with --yes to do it"));
+    exit::USAGE
+}
+
 /// Prints an operation's error: lists one line per item, then the summary as information;
 /// nothing for what was reported as it happened (a failed host's recap).
 pub fn show(e: &OpsError) {

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::ops::restart::{self, RestartOptions};
@@ -30,12 +30,8 @@ pub struct RestartArgs {
 
 /// Runs `pgha restart`.
 pub fn run(args: &RestartArgs) -> u8 {
-    let inv = match args.target.load(args.remote.json) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, args.remote.json) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let o = RestartOptions {
@@ -49,13 +45,7 @@ pub fn run(args: &RestartArgs) -> u8 {
     let (plan, run) = match rt.block_on(restart::restart(&inv, &o, &rep)) {
         Ok(r) => r,
         Err(e) => {
-            let code = report::fail(&e);
-            if args.remote.json {
-                report::json(
-                    &serde_json::json!({"event": "restart", "ok": false, "exit_code": code, "error": e.to_string()}),
-                );
-            }
-            return code;
+            return report::fail_event("restart", args.remote.json, &e);
         }
     };
     if args.remote.json {
@@ -94,7 +84,6 @@ pub fn run(args: &RestartArgs) -> u8 {
     if run.is_some() {
         exit::OK
     } else {
-        report::info("restart: nothing done; re-run with --yes to do it");
-        exit::USAGE
+        report::nothing_done_without_yes("restart")
     }
 }

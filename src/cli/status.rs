@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::report::{self, exit};
 use crate::ops::status;
 
@@ -24,12 +24,8 @@ pub struct StatusArgs {
 
 /// Runs `pgha status`.
 pub fn run(args: &StatusArgs) -> u8 {
-    let inv = match args.target.load(true) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, true) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let st = match rt.block_on(status::status(&inv, args.target.state.as_deref(), &args.remote.connect())) {

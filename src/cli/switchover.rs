@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::ops::switchover::{self, SwitchoverOptions, SwitchoverPlan};
@@ -50,16 +50,12 @@ pub fn print_plan(p: &SwitchoverPlan) {
 
 /// Runs `pgha switchover`.
 pub fn run(args: &SwitchoverArgs) -> u8 {
-    let inv = match args.target.load(args.remote.json) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
     if !args.remote.limit.is_empty() {
         report::error("switchover concerns the whole cluster: --limit is not accepted");
         return exit::USAGE;
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, args.remote.json) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let o = SwitchoverOptions {
@@ -73,13 +69,7 @@ pub fn run(args: &SwitchoverArgs) -> u8 {
     let (plan, run) = match rt.block_on(switchover::switchover(&inv, &o, &rep)) {
         Ok(r) => r,
         Err(e) => {
-            let code = report::fail(&e);
-            if args.remote.json {
-                report::json(
-                    &serde_json::json!({"event": "switchover", "ok": false, "exit_code": code, "error": e.to_string()}),
-                );
-            }
-            return code;
+            return report::fail_event("switchover", args.remote.json, &e);
         }
     };
     if args.remote.json {
@@ -104,7 +94,6 @@ pub fn run(args: &SwitchoverArgs) -> u8 {
     if run.is_some() {
         exit::OK
     } else {
-        report::info("switchover: nothing done; re-run with --yes to do it");
-        exit::USAGE
+        report::nothing_done_without_yes("switchover")
     }
 }

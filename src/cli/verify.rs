@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::args::{InventoryArgs, RemoteArgs, runtime};
+use super::args::{InventoryArgs, RemoteArgs, prepare};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::ops::verify;
@@ -24,12 +24,8 @@ pub struct VerifyArgs {
 
 /// Runs `pgha verify`.
 pub fn run(args: &VerifyArgs) -> u8 {
-    let inv = match args.target.load(true) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (inv, rt) = match prepare(&args.target, true) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     let rep = CliReporter::shared(args.remote.json, args.remote.verbose, args.remote.timings);

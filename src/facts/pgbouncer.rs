@@ -8,24 +8,20 @@ use crate::inventory::Inventory;
 use crate::render::paths;
 use crate::transport::Cmd;
 
+/// `psql` on PgBouncer's admin console (local socket, as the postgres user) running `command`,
+/// with `format` options before it (e.g. `-A -F '\t'` for parseable rows, `-q` for none).
+pub fn admin_cmd(inv: &Inventory, format: &[&str], command: &str) -> Cmd {
+    Cmd::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-X"])
+        .args(format.iter().copied())
+        .args(["-h", paths::SOCKET_DIR, "-p"])
+        .arg(inv.pgbouncer.port.to_string())
+        .args(["-U", "postgres", "-d", "pgbouncer", "-c", command])
+}
+
 /// `SHOW POOLS` as tab-separated rows with a header line (psql `-A -F '\t'`).
 pub fn pools_cmd(inv: &Inventory) -> Cmd {
-    Cmd::new("runuser")
-        .args([
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-X",
-            "-A",
-            "-F",
-            "\t",
-            "-h",
-            paths::SOCKET_DIR,
-            "-p",
-        ])
-        .arg(inv.pgbouncer.port.to_string())
-        .args(["-U", "postgres", "pgbouncer", "-c", "SHOW POOLS"])
+    admin_cmd(inv, &["-A", "-F", "\t"], "SHOW POOLS")
 }
 
 /// One pool: a (database, user) pair with its client and server connection counts.

@@ -361,20 +361,7 @@ print("header = \"Authorization: Basic %s\"" % base64.b64encode(cred).decode("as
     }
 
     fn admin_cmd(&self, command: &str) -> Cmd {
-        Cmd::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-q",
-                "-h",
-                paths::SOCKET_DIR,
-                "-p",
-            ])
-            .arg(self.inv.pgbouncer.port.to_string())
-            .args(["-U", "postgres", "-d", "pgbouncer", "-c", command])
+        crate::facts::pgbouncer::admin_cmd(self.inv, &["-q"], command)
     }
 
     /// The checks and the plan.

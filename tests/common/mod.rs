@@ -8,9 +8,12 @@
 //! returns a guard that scans everything pgha printed in the test for secrets when it ends.
 #![allow(dead_code, clippy::disallowed_methods)] // each test file uses a subset; they run the real binary
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::cell::RefCell;
+
+pub mod load;
+pub mod stream;
 
 /// The default lab topology's hosts.
 pub const HOSTS: [&str; 8] = [
