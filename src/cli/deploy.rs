@@ -14,7 +14,7 @@ use crate::render::TemplateSource;
 /// Arguments of `pgha deploy`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha deploy inventory/lab.yaml\n  pgha deploy inventory/prod.yaml --check --diff     # same as pgha plan\n  pgha deploy inventory/prod.yaml --limit pgbouncer\n  pgha deploy inventory/prod.yaml --json > deploy.jsonl\n\nExit codes: 0 deployed (or planned), 1 a host failed or preflight refused, 3 invalid\ninventory, 130 interrupted (re-run to converge)."
+    after_help = "Examples:\n  pgha deploy inventory/lab.yaml\n  pgha deploy inventory/prod.yaml --check --diff     # same as pgha plan\n  pgha deploy inventory/prod.yaml --limit pgbouncer\n  pgha deploy inventory/prod.yaml --json > deploy.jsonl\n  pgha deploy inventory/prod.yaml --remove-members    # after removing hosts from it\n\nExit codes: 0 deployed (or planned), 1 a host failed, preflight or a membership check refused,\n2 a removal without --remove-members (or with --limit), 3 invalid inventory, 130 interrupted\n(re-run to converge)."
 )]
 pub struct DeployArgs {
     /// The inventory and state directory.
@@ -36,6 +36,11 @@ pub struct DeployArgs {
     /// (otherwise the deploy refuses to touch it).
     #[arg(long)]
     pub adopt_existing_data: bool,
+    /// Carry out the removals the inventory asks for: etcd members and PostgreSQL nodes it no
+    /// longer lists are removed from the cluster and stopped (their data is kept). Without
+    /// it, a deploy that would remove a member changes nothing and exits 2.
+    #[arg(long)]
+    pub remove_members: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -64,6 +69,7 @@ pub fn plan(args: &PlanArgs) -> u8 {
         templates: None,
         playbooks: None,
         adopt_existing_data: false,
+        remove_members: false,
         remote: args.remote.clone(),
     })
 }
@@ -87,6 +93,7 @@ pub fn deploy(args: &DeployArgs) -> u8 {
         verbose: args.remote.verbose,
         quiet: args.remote.json,
         connect: args.remote.connect(),
+        remove_members: args.remove_members,
     };
     let rep = CliReporter::shared(args.remote.json, args.remote.verbose, args.remote.timings);
     match rt.block_on(deploy::deploy(&inv, &o, &rep)) {
@@ -149,6 +156,18 @@ fn print_plan(d: &Deployed, json: bool) {
             };
             lines.push(format!("  {}: {} → {}{restart}", c.key, show(&c.before), show(&c.after)));
         }
+    }
+    if !cluster.members.is_empty() {
+        lines.push("members (one at a time):".into());
+        for l in cluster.members.lines() {
+            lines.push(format!("  {l}"));
+        }
+        if cluster.members.removes() {
+            lines.push("  removals need `pgha deploy --remove-members`".into());
+        }
+    }
+    for r in &cluster.members.refusals {
+        lines.push(format!("refused: {r}"));
     }
     if !cluster.pending_restart.is_empty() {
         lines.push(format!("waiting for a restart already: {}", cluster.pending_restart.join(", ")));

@@ -66,6 +66,24 @@ fn print_text(v: &serde_json::Value) {
     }
     report::out("\nPATRONI");
     report::out(report::table(&rows).trim_end());
+    let changing: Vec<String> = v["membership"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["state"] != "member")
+        .map(|m| {
+            format!(
+                "{} {} {}",
+                m["layer"].as_str().unwrap_or("?"),
+                m["name"].as_str().unwrap_or("?"),
+                m["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    report::out(format!(
+        "\nMEMBERS   {}",
+        if changing.is_empty() { "as the inventory lists them".to_string() } else { changing.join(", ") }
+    ));
     report::out("\nHAPROXY");
     let mut rows = vec![vec![
         "haproxy".to_string(),

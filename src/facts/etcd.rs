@@ -20,8 +20,14 @@ pub fn endpoints(inv: &Inventory) -> Vec<String> {
 /// is unhealthy and then writes its JSON to stdout all the same, and errors on stderr: both are
 /// kept (2>&1) and the exit status is not, so that the answer can be read.
 pub fn etcdctl_cmd(inv: &Inventory, remote_ca: &str, args: &[&str]) -> Cmd {
+    etcdctl_at(&endpoints(inv), remote_ca, args)
+}
+
+/// [`etcdctl_cmd`] against the given client URLs only (a membership change talks to the
+/// members that run, not to the inventory's list).
+pub fn etcdctl_at(endpoints: &[String], remote_ca: &str, args: &[&str]) -> Cmd {
     let mut argv = vec![
-        endpoints(inv).join(","),
+        endpoints.join(","),
         remote_ca.to_string(),
         paths::leaf_cert(LeafKind::EtcdServer),
         paths::leaf_key(LeafKind::EtcdServer),
@@ -38,10 +44,15 @@ pub fn etcdctl_cmd(inv: &Inventory, remote_ca: &str, args: &[&str]) -> Cmd {
 /// this command; the text form is `<endpoint> is healthy: …` / `is unhealthy: …`, on stderr in
 /// 3.4 and stdout in 3.5).
 pub fn health_cmd(inv: &Inventory, remote_ca: &str) -> Cmd {
+    health_at(&endpoints(inv), remote_ca)
+}
+
+/// [`health_cmd`] of the given client URLs only.
+pub fn health_at(endpoints: &[String], remote_ca: &str) -> Cmd {
     Cmd::script(
         "e=$1 ca=$2 cert=$3 key=$4; c() { ETCDCTL_API=3 etcdctl --endpoints=\"$e\" --cacert=\"$ca\" --cert=\"$cert\" --key=\"$key\" endpoint health \"$@\" 2>&1; }; c -w json || c || true",
         [
-            endpoints(inv).join(","),
+            endpoints.join(","),
             remote_ca.to_string(),
             paths::leaf_cert(LeafKind::EtcdServer),
             paths::leaf_key(LeafKind::EtcdServer),

@@ -12,6 +12,7 @@ use futures::future::join_all;
 
 use super::pool::{self, Conns};
 use super::material::Issuance;
+use super::members::{self, MemberPlan};
 use super::plan::{self, ClusterPlan};
 use super::{Connect, OpsError, Reporter, material, run};
 use crate::deploy::{self, preflight};
@@ -43,6 +44,9 @@ pub struct DeployOptions {
     pub quiet: bool,
     /// How to reach the hosts.
     pub connect: Connect,
+    /// Carry out membership removals the inventory asks for (members it no longer lists):
+    /// without it, a deploy whose plan removes a member refuses before changing anything.
+    pub remove_members: bool,
 }
 
 /// What a deploy did, or with `check`, what it would do.
@@ -112,7 +116,26 @@ pub async fn converge(
             releases.join(", ")
         ));
     }
-    let inputs = deploy::host_inputs(
+    let remote_ca = paths::ca_bundle(&material.ca_bundle_file);
+    let state_root = crate::pki::StateDir::for_inventory(inv, o.state.as_deref()).root().to_path_buf();
+    let record = members::read_record(&state_root)?;
+    let live = members::read_live(inv, conns, &remote_ca).await;
+    let member_plan = members::plan(inv, &live, &record);
+    check_members(inv, o, &member_plan, rep.as_ref())?;
+    let mut material = material;
+    material.etcd_bootstrap = member_plan
+        .bootstrap
+        .iter()
+        .filter_map(|(n, b)| Some((inv.host(n)?.name.clone(), b.clone())))
+        .collect();
+    if !o.check && !member_plan.etcd_join.is_empty() {
+        // The joiners' bootstrap is recorded before they start: an interrupted run renders
+        // the same config again.
+        let mut r = record.clone();
+        r.etcd_bootstrap.extend(member_plan.bootstrap.clone());
+        members::write_record(&state_root, &r)?;
+    }
+    let mut inputs = deploy::host_inputs(
         inv,
         &material,
         &verifiers.auth,
@@ -120,6 +143,12 @@ pub async fn converge(
         &targets,
         &o.templates,
     )?;
+    for (host, input) in inputs.iter_mut() {
+        let extra = serde_json::to_value(member_plan.vars(host)).expect("plain fields serialize");
+        if let (Some(vars), serde_json::Value::Object(extra)) = (input.vars.as_object_mut(), extra) {
+            vars.extend(extra);
+        }
+    }
     let opts = Options {
         check: o.check,
         diff: o.diff,
@@ -132,9 +161,26 @@ pub async fn converge(
     };
     let recap = run::execute(inv, &pb, &inputs, &opts, &connector, rep).await?;
     let cluster = if o.check {
-        let remote_ca = paths::ca_bundle(&material.ca_bundle_file);
-        Some(plan::read_cluster_plan(inv, conns, &inputs, &remote_ca).await)
+        let mut c = plan::read_cluster_plan(inv, conns, &inputs, &remote_ca).await;
+        c.members = member_plan;
+        Some(c)
     } else {
+        {
+            if member_plan.removes() {
+                let removal = members::Removal {
+                    inv,
+                    conns,
+                    record: &record,
+                    remote_ca: remote_ca.clone(),
+                    connect: &o.connect,
+                    rep,
+                };
+                members::remove_departed(&removal, &member_plan).await?;
+            }
+            if o.connect.limit.is_empty() {
+                members::write_record(&state_root, &members::record_after(inv, &member_plan))?;
+            }
+        }
         None
     };
     Ok(Deployed {
@@ -142,4 +188,36 @@ pub async fn converge(
         issuance,
         cluster,
     })
+}
+
+/// Refuses a membership change that is unsafe (the plan's refusals), that `--limit` would do
+/// half, or that removes a member without `--remove-members`; otherwise says what changes.
+fn check_members(inv: &Inventory, o: &DeployOptions, p: &MemberPlan, rep: &dyn super::Reporter) -> Result<(), OpsError> {
+    if !p.refusals.is_empty() {
+        return Err(OpsError::Refused(format!(
+            "membership change refused; nothing was changed:\n  {}",
+            p.refusals.join("\n  ")
+        )));
+    }
+    if p.is_empty() || o.check {
+        return Ok(());
+    }
+    if !o.connect.limit.is_empty() {
+        return Err(OpsError::Usage(format!(
+            "members join or leave ({}); that needs a deploy of every host: run it without --limit",
+            p.lines().join("; ")
+        )));
+    }
+    if p.removes() && !o.remove_members {
+        return Err(OpsError::Usage(format!(
+            "the inventory no longer lists some members; nothing was changed:\n  {}\n\n  hint: check `pgha plan {}`, then run `pgha deploy {} --remove-members`",
+            p.lines().join("\n  "),
+            inv.path.display(),
+            inv.path.display()
+        )));
+    }
+    for l in p.lines() {
+        rep.info(&format!("members: {l}"));
+    }
+    Ok(())
 }

@@ -97,6 +97,7 @@ pub fn from_state(
     let auth_verifier = verifier(&pki::Account::PgbouncerAuth, "the PgBouncer auth user")?;
     let verify_verifier = verifier(&pki::Account::Verify, "the verify role")?;
     let material = Material {
+        etcd_bootstrap: Default::default(),
         ca_bundle_file: bundle.file_name(),
         ca_bundle_pem: bundle.pem,
         leaves,
@@ -240,6 +241,7 @@ pub fn preview(inv: &Inventory, state: Option<&Path>) -> Result<(Material, Verif
         app_verifiers.insert(user.name.clone(), verifier(&pki::Account::App(user.name.clone()))?);
     }
     let material = Material {
+        etcd_bootstrap: Default::default(),
         ca_bundle_file: bundle.file_name(),
         ca_bundle_pem: bundle.pem,
         leaves,

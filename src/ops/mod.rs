@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod drill;
 pub mod error;
 pub mod material;
+pub mod members;
 pub mod plan;
 pub mod pool;
 pub mod reinit;

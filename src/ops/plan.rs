@@ -40,12 +40,14 @@ pub struct ClusterPlan {
     pub rolling_restart: Option<RollingRestart>,
     /// Why the cluster could not be planned (not bootstrapped yet, no PostgreSQL host reached).
     pub note: Option<String>,
+    /// Members joining or leaving (`ops::members`).
+    pub members: super::members::MemberPlan,
 }
 
 impl ClusterPlan {
     /// Nothing changes in the cluster.
     pub fn is_empty(&self) -> bool {
-        self.dcs.is_empty() && self.rolling_restart.is_none()
+        self.dcs.is_empty() && self.rolling_restart.is_none() && self.members.is_empty()
     }
 }
 
@@ -98,6 +100,7 @@ pub fn cluster_plan(
         pending_restart,
         rolling_restart,
         note: None,
+        members: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `pgha status`: the cluster at a glance — etcd members and health, Patroni members (role,
-//! state, timeline, lag), HAProxy servers per port, PgBouncer pools — with anything unhealthy
-//! named by the rules in `facts`. Read-only.
+//! state, timeline, lag), members joining or leaving (the cluster's members against the
+//! inventory, `ops::members::standings`), HAProxy servers per port, PgBouncer pools — with
+//! anything unhealthy named by the rules in `facts`. Read-only.
 
 use std::path::Path;
 
@@ -50,6 +51,20 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
     if !patroni.ok {
         problems.push(format!("patroni: {}", patroni.detail));
     }
+    let live = super::members::read_live(inv, &conns, &ctx.remote_ca).await;
+    let standings = super::members::standings(inv, &live);
+    for s in standings.iter().filter(|s| s.state != "member") {
+        problems.push(match s.state {
+            "leaving" => format!(
+                "members: {} {} is a member the inventory no longer lists (leaving: pgha deploy --remove-members)",
+                s.layer, s.name
+            ),
+            _ => format!(
+                "members: {} {} is joining (in the inventory, not a settled member yet: pgha deploy)",
+                s.layer, s.name
+            ),
+        });
+    }
     let leader = members.as_ref().ok().and_then(|m| patroni::leader(m));
     let mut haproxy = serde_json::Map::new();
     for h in inv.hosts_with(Role::Haproxy) {
@@ -87,6 +102,7 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
     let status = serde_json::json!({
         "etcd": etcd,
         "patroni": { "check": patroni, "members": members.unwrap_or_default() },
+        "membership": standings,
         "haproxy": haproxy,
         "pgbouncer_pools": pools,
     });

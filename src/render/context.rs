@@ -148,8 +148,11 @@ pub struct EtcdContext {
     pub listen_peer_urls: String,
     /// `initial-advertise-peer-urls`.
     pub initial_advertise_peer_urls: String,
-    /// `initial-cluster`: every member with its https peer URL.
+    /// `initial-cluster`: every member with its https peer URL (for a member that joined a
+    /// formed cluster, the members at its join).
     pub initial_cluster: String,
+    /// `initial-cluster-state`: `new`, or `existing` for a member that joined a formed cluster.
+    pub initial_cluster_state: String,
 }
 
 /// Patroni and PostgreSQL configuration of one node.
@@ -323,7 +326,7 @@ pub fn build(inv: &Inventory, material: &Material, host: &Host, target: Target) 
         },
         tls: TlsPaths::new(&material.ca_bundle_file),
         users: USERS,
-        etcd: host.has(Role::Etcd).then(|| etcd(inv, host)),
+        etcd: host.has(Role::Etcd).then(|| etcd_member(inv, material, host)),
         patroni: match host.has(Role::Postgres) {
             true => Some(patroni(inv, material, host, target)?),
             false => None,
@@ -338,6 +341,16 @@ pub fn build(inv: &Inventory, material: &Material, host: &Host, target: Target) 
 
 fn https(host: &str, port: u16) -> String {
     format!("https://{}", paths::host_port(host, port))
+}
+
+/// [`etcd`], with the bootstrap the membership record fixes for `host`, if any.
+pub fn etcd_member(inv: &Inventory, material: &Material, host: &Host) -> EtcdContext {
+    let mut e = etcd(inv, host);
+    if let Some(b) = material.etcd_bootstrap.get(&host.name) {
+        e.initial_cluster = b.initial_cluster.clone();
+        e.initial_cluster_state = b.state.clone();
+    }
+    e
 }
 
 /// etcd member settings: listen on the address, advertise the name (as in its certificates).
@@ -357,6 +370,7 @@ pub fn etcd(inv: &Inventory, host: &Host) -> EtcdContext {
         listen_peer_urls: https(&host.address.to_string(), peer),
         initial_advertise_peer_urls: https(host.name.as_str(), peer),
         initial_cluster,
+        initial_cluster_state: "new".to_owned(),
     }
 }
 

@@ -65,6 +65,20 @@ pub struct Material {
     pub leaves: BTreeMap<(HostName, LeafKind), Leaf>,
     /// Passwords and verifiers.
     pub secrets: Secrets,
+    /// etcd members whose bootstrap settings are fixed by the membership record (a member that
+    /// joined a formed cluster: `existing` and the members at its join). Others: `new` and
+    /// every inventory member.
+    pub etcd_bootstrap: BTreeMap<HostName, EtcdBootstrap>,
+}
+
+/// How an etcd member bootstraps: `initial-cluster-state` and `initial-cluster` (read by etcd
+/// only at its first start; kept the same afterwards so its config never changes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EtcdBootstrap {
+    /// `new` (forming the cluster) or `existing` (joining it after `member add`).
+    pub state: String,
+    /// `name=peer-url,…`: for a joining member, exactly the members after its `member add`.
+    pub initial_cluster: String,
 }
 
 impl Material {

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 pub use env::TemplateSource;
 pub use error::RenderError;
 pub use files::RenderedFile;
-pub use material::{Leaf, LeafKind, Material, Secrets};
+pub use material::{EtcdBootstrap, Leaf, LeafKind, Material, Secrets};
 pub use target::{Target, Versions};
 
 use crate::inventory::{Host, Inventory, Role};

@@ -43,6 +43,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
         })
         .collect();
     Material {
+        etcd_bootstrap: Default::default(),
         ca_bundle_file: PLACEHOLDER_BUNDLE.to_owned(),
         ca_bundle_pem: "-----BEGIN CERTIFICATE-----\nPLACEHOLDER CA\n-----END CERTIFICATE-----\n".to_owned(),
         leaves,

@@ -1,0 +1,290 @@
+//! Membership changes by editing the inventory and re-running deploy, on the lab (root;
+//! `#[ignore]`d, .ci/test runs it), under `pgbench -C` through PgBouncer (a new verify-full TLS
+//! connection per transaction): 3 → 4 PostgreSQL nodes and 3 → 5 etcd members
+//! (tests/inventories/lab-members-{3,5}.yaml, `pgha lab up --from`), then back. Oracles of
+//! their own, not pgha's output: `etcdctl member list` on a member, `pg_stat_replication`,
+//! `pg_replication_slots` and `pg_hba_file_rules` on the primary, HAProxy's `show stat`,
+//! `systemctl` on the departed hosts, pgbench's failed-transaction count (0). Refusals: a
+//! removal without `--remove-members` (exit 2, nothing changed), removing the leader (exit 1).
+#![allow(clippy::disallowed_methods)] // runs pgha, pgbench and psql like a user
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{ok, on, psql_on};
+
+const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inventories");
+
+/// `pgbench -C` in back-to-back runs until stopped: (processed, failed, problems).
+struct Load {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(u64, u64, Vec<String>)>,
+}
+
+fn pgbench_load(uri: String, password: String, script: PathBuf) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let (mut processed, mut failed, mut problems) = (0u64, 0u64, Vec::new());
+        while !flag.load(Ordering::SeqCst) {
+            let out = Command::new("timeout")
+                .args(["180", "pgbench", "-n", "-C", "-c", "2", "-T", "5"])
+                .arg("-f")
+                .arg(&script)
+                .arg(&uri)
+                .env("PGPASSWORD", &password)
+                .output()
+                .expect("pgbench runs");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            let num = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(key))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|n| n.split('/').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            processed += num("number of transactions actually processed:").unwrap_or(0);
+            failed += num("number of failed transactions:").unwrap_or(0);
+            if !out.status.success() || err.contains("aborted") || err.contains("error") {
+                failed += 1;
+                problems.push(format!("pgbench exited {}: {err}", out.status));
+            }
+        }
+        (processed, failed, problems)
+    });
+    Load { stop, handle }
+}
+
+impl Load {
+    fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("load thread")
+    }
+}
+
+fn password_of(uri: &str) -> (String, String) {
+    let rest = uri.strip_prefix("postgresql://").expect("a postgresql:// URI");
+    let (cred, after) = rest.split_once('@').expect("credentials");
+    let (user, password) = cred.split_once(':').expect("user:password");
+    (format!("postgresql://{user}@{after}"), password.to_string())
+}
+
+fn code(args: &[&str]) -> (i32, String, String) {
+    let out = common::pgha(args);
+    let (o, e) = common::text(&out);
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+/// etcd's own member list, read with etcdctl on `host` (names, sorted).
+fn etcd_members(host: &str) -> Vec<String> {
+    let out = on(
+        host,
+        &[
+            "etcdctl",
+            &format!("--endpoints=https://{host}:2379"),
+            "--cacert=/etc/pgha/tls/ca-bundle.pem",
+            "--cert=/etc/pgha/tls/etcd-server.crt",
+            "--key=/etc/pgha/tls/etcd-server.key",
+            "member",
+            "list",
+            "-w",
+            "simple",
+        ],
+    );
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(", ").nth(2).map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The primary (`pg_is_in_recovery()` false) among `nodes`.
+fn primary(nodes: &[&str]) -> String {
+    let p: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| psql_on(n, "select pg_is_in_recovery()") == "f")
+        .collect();
+    assert_eq!(p.len(), 1, "exactly one primary: {p:?}");
+    p[0].to_string()
+}
+
+/// Replicas streaming from `primary` (application names), sorted; waits (bounded) for `want`.
+fn streaming(primary: &str, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql_on(
+            primary,
+            "select application_name from pg_stat_replication where state = 'streaming' order by 1",
+        );
+        let s: Vec<String> = out.lines().map(str::to_string).collect();
+        if s.len() == want || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// HAProxy's servers (`show stat`) on the proxy: `proxy/server` names.
+fn haproxy_servers() -> Vec<String> {
+    let out = on(
+        "proxy1",
+        &["sh", "-c", "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock"],
+    );
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() > 2 && f[0].starts_with("postgres_") && f[1] != "FRONTEND" && f[1] != "BACKEND")
+                .then(|| format!("{}/{}", f[0], f[1]))
+        })
+        .collect()
+}
+
+fn address_of(inv: &str, host: &str) -> String {
+    let text = std::fs::read_to_string(inv).expect("lab inventory");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{host}:")))
+        .unwrap_or_else(|| panic!("{host} in {inv}"));
+    line.split("address: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("an address")
+        .trim()
+        .to_string()
+}
+
+fn step(t: &mut Instant, what: &str) {
+    eprintln!("step: {what}: {:.1} s", t.elapsed().as_secs_f64());
+    *t = Instant::now();
+}
+
+#[test]
+#[ignore = "lab: needs root and the lab; .ci/test runs it (cargo test -- --include-ignored)"]
+fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
+    let _scan = common::lab_test("membership lab test");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("members");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Both lab inventories in one directory: one state directory (.pgha) for the cluster.
+    let small = dir.join("small.yaml").display().to_string();
+    let big = dir.join("big.yaml").display().to_string();
+    let total = Instant::now();
+    let mut t = Instant::now();
+    ok(&["lab", "down"]);
+    ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-3.yaml"), "--inventory", &small]);
+    step(&mut t, "lab up (4 machines)");
+    ok(&["deploy", &small]);
+    step(&mut t, "deploy 3 PostgreSQL nodes, 3 etcd members");
+    assert_eq!(etcd_members("node1"), ["node1", "node2", "node3"]);
+    let nodes3 = ["node1", "node2", "node3"];
+    let leader = primary(&nodes3);
+
+    // The workload: one row per new TLS connection through PgBouncer, for the whole test.
+    let (rw, password) = password_of(ok(&["uri", &small, "--database", "app", "--with-password"]).0.trim());
+    let setup = Command::new("psql")
+        .args([&rw, "-XtAc", "create table if not exists members_load (id bigserial primary key)"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .expect("psql");
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let script = dir.join("load.sql");
+    std::fs::write(&script, "insert into members_load default values;\n").expect("script");
+    let load = pgbench_load(rw, password, script);
+
+    // Grow: node4, etcd4, etcd5 (the lab keeps the other machines and their addresses).
+    ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-5.yaml"), "--inventory", &big]);
+    step(&mut t, "lab up --from the bigger inventory (+3 machines)");
+    let (plan, _) = ok(&["plan", &big]);
+    for want in ["etcd: etcd4 joins", "etcd: etcd5 joins", "postgres: node4 joins as a streaming replica"] {
+        assert!(plan.contains(want), "the plan shows `{want}`:\n{plan}");
+    }
+    ok(&["deploy", &big]);
+    step(&mut t, "deploy: node4 joins, etcd 3 → 5");
+    assert_eq!(etcd_members("etcd5"), ["etcd4", "etcd5", "node1", "node2", "node3"]);
+    let conf = on("etcd4", &["cat", "/etc/etcd/etcd.conf.yml"]);
+    assert!(conf.contains("initial-cluster-state: existing"), "{conf}");
+    let nodes4 = ["node1", "node2", "node3", "node4"];
+    assert_eq!(primary(&nodes4), leader, "the primary stayed");
+    let s = streaming(&leader, 3);
+    assert!(s.iter().any(|n| n == "node4"), "node4 streams from {leader}: {s:?}");
+    assert!(
+        haproxy_servers().iter().any(|s| s == "postgres_rw/node4"),
+        "HAProxy lists node4"
+    );
+    assert_eq!(psql_on("node4", "select pg_is_in_recovery()"), "t");
+    let (o, _) = ok(&["deploy", &big]);
+    assert_eq!(common::total(&o).1, 0, "a second deploy changes nothing:\n{o}");
+    step(&mut t, "second deploy (changed=0)");
+    let (o, _) = ok(&["verify", &big]);
+    assert!(o.contains("checks passed"), "{o}");
+    let (o, _) = ok(&["status", &big]);
+    assert!(o.contains("as the inventory lists them"), "{o}");
+
+    // Shrink back, with the small lab inventory (same machines and addresses).
+    let node4 = address_of(&big, "node4");
+    let (c, o, e) = code(&["deploy", &small]);
+    assert_eq!(c, 2, "a removal without --remove-members exits 2:\n{o}\n{e}");
+    assert!(e.contains("--remove-members") && e.contains("node4 leaves"), "{e}");
+    assert_eq!(etcd_members("node1").len(), 5, "nothing changed");
+    let (c, o, _) = code(&["status", &small]);
+    assert_eq!(c, 1, "status flags the members the inventory no longer lists:\n{o}");
+    assert!(o.contains("patroni node4 leaving") && o.contains("etcd etcd5 leaving"), "{o}");
+    // The leader cannot leave: switch over to node4, then try to remove it.
+    ok(&["switchover", &big, "--to", "node4", "--yes"]);
+    let (c, o, e) = code(&["deploy", &small, "--remove-members"]);
+    assert_eq!(c, 1, "removing the leader is refused:\n{o}\n{e}");
+    assert!(e.contains("node4 is the leader") && e.contains("pgha switchover"), "{e}");
+    ok(&["switchover", &big, "--to", &leader, "--yes"]);
+    step(&mut t, "refusals (no flag; the leader) and two switchovers");
+    let (plan, _) = ok(&["plan", &small]);
+    assert!(plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"), "{plan}");
+    ok(&["deploy", &small, "--remove-members"]);
+    step(&mut t, "deploy --remove-members: node4 leaves, etcd 5 → 3");
+    assert_eq!(etcd_members("node2"), ["node1", "node2", "node3"]);
+    let leader = primary(&nodes3);
+    assert_eq!(streaming(&leader, 2).len(), 2, "two replicas stream");
+    assert!(!haproxy_servers().iter().any(|s| s.contains("node4")), "HAProxy no longer lists node4");
+    assert_eq!(
+        psql_on(&leader, &format!("select count(*) from pg_hba_file_rules where address = '{node4}'")),
+        "0",
+        "pg_hba no longer lists node4 ({node4})"
+    );
+    assert_eq!(
+        psql_on(&leader, "select count(*) from pg_replication_slots where slot_name = 'node4'"),
+        "0",
+        "node4's replication slot is gone"
+    );
+    let state = |h: &str, unit: &str| {
+        let out = common::pgha(&["lab", "ssh", h, "--", "systemctl", "is-active", unit]);
+        let en = common::pgha(&["lab", "ssh", h, "--", "systemctl", "is-enabled", unit]);
+        format!("{} {}", common::text(&out).0.trim(), common::text(&en).0.trim())
+    };
+    assert_eq!(state("node4", "patroni"), "inactive disabled", "Patroni stopped and disabled on node4");
+    assert_eq!(state("etcd4", "etcd"), "inactive disabled", "etcd stopped and disabled on etcd4");
+    assert_eq!(
+        on("node4", &["sh", "-c", "ls /var/lib/postgresql/*/*/PG_VERSION | wc -l"]),
+        "1",
+        "node4's data is kept"
+    );
+    let (o, _) = ok(&["deploy", &small]);
+    assert_eq!(common::total(&o).1, 0, "a second deploy changes nothing:\n{o}");
+    step(&mut t, "second deploy (changed=0)");
+    let (o, _) = ok(&["verify", &small]);
+    assert!(o.contains("checks passed"), "{o}");
+
+    let (processed, failed, problems) = load.finish();
+    eprintln!("pgbench -C through PgBouncer during grow and shrink: {processed} transactions, {failed} failed");
+    assert!(processed > 100, "the load ran: {processed}");
+    assert_eq!(failed, 0, "zero failed transactions: {problems:?}");
+    eprintln!("members lab test: {:.1} s in all", total.elapsed().as_secs_f64());
+    ok(&["lab", "down"]);
+}
