@@ -203,7 +203,8 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     // Grow: node4, etcd4, etcd5 (the lab keeps the other machines and their addresses).
     ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-5.yaml"), "--inventory", &big]);
     step(&mut t, "lab up --from the bigger inventory (+3 machines)");
-    let (plan, _) = ok(&["plan", &big]);
+    let (o, e) = ok(&["plan", &big]);
+    let plan = format!("{o}{e}");
     for want in ["etcd: etcd4 joins", "etcd: etcd5 joins", "postgres: node4 joins as a streaming replica"] {
         assert!(plan.contains(want), "the plan shows `{want}`:\n{plan}");
     }
@@ -245,7 +246,8 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     assert!(e.contains("node4 is the leader") && e.contains("pgha switchover"), "{e}");
     ok(&["switchover", &big, "--to", &leader, "--yes"]);
     step(&mut t, "refusals (no flag; the leader) and two switchovers");
-    let (plan, _) = ok(&["plan", &small]);
+    let (o, e) = ok(&["plan", &small]);
+    let plan = format!("{o}{e}");
     assert!(plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"), "{plan}");
     ok(&["deploy", &small, "--remove-members"]);
     step(&mut t, "deploy --remove-members: node4 leaves, etcd 5 → 3");

@@ -929,6 +929,31 @@ mod tests {
     }
 
     #[test]
+    fn a_joining_member_renders_existing_and_the_others_keep_their_config() {
+        let i = hosts(&["n1", "n2", "n3"], &["e1", "e2", "e3", "e4", "e5"]);
+        let p = plan(&i, &three(), &Record::default());
+        let mut material = crate::render::placeholder::placeholder_material(&i);
+        let conf = |m: &crate::render::Material, name: &str| {
+            let host = i.host(name).expect("host");
+            crate::render::render_host(&i, m, host, crate::render::Target::Debian13, &crate::render::TemplateSource::Embedded)
+                .expect("renders")
+                .into_iter()
+                .find(|f| f.path == paths::ETCD_CONFIG)
+                .expect("etcd config")
+                .content
+        };
+        let before = conf(&material, "e1");
+        material.etcd_bootstrap = p.bootstrap.iter().map(|(n, b)| (i.host(n).expect("host").name.clone(), b.clone())).collect();
+        let e4 = conf(&material, "e4");
+        assert!(e4.contains("initial-cluster-state: existing\n"), "{e4}");
+        assert!(e4.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380,e4=https://e4:2380\""), "{e4}");
+        let e1 = conf(&material, "e1");
+        assert!(e1.contains("initial-cluster-state: new\n"), "{e1}");
+        assert!(e1.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380\""), "{e1}");
+        assert_ne!(before, e1, "without the record e1 would list all five (and restart)");
+    }
+
+    #[test]
     fn the_record_round_trips() {
         let dir = std::env::temp_dir().join(format!("pgha-members-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
