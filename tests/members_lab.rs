@@ -12,62 +12,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{ok, on, psql_on};
 
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inventories");
-
-/// `pgbench -C` in back-to-back runs until stopped: (processed, failed, problems).
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<(u64, u64, Vec<String>)>,
-}
-
-fn pgbench_load(uri: String, password: String, script: PathBuf) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let (mut processed, mut failed, mut problems) = (0u64, 0u64, Vec::new());
-        while !flag.load(Ordering::SeqCst) {
-            let out = Command::new("timeout")
-                .args(["180", "pgbench", "-n", "-C", "-c", "2", "-T", "5"])
-                .arg("-f")
-                .arg(&script)
-                .arg(&uri)
-                .env("PGPASSWORD", &password)
-                .output()
-                .expect("pgbench runs");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            let num = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(key))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|n| n.split('/').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-            };
-            processed += num("number of transactions actually processed:").unwrap_or(0);
-            failed += num("number of failed transactions:").unwrap_or(0);
-            if !out.status.success() || err.contains("aborted") || err.contains("error") {
-                failed += 1;
-                problems.push(format!("pgbench exited {}: {err}", out.status));
-            }
-        }
-        (processed, failed, problems)
-    });
-    Load { stop, handle }
-}
-
-impl Load {
-    fn finish(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("load thread")
-    }
-}
 
 fn password_of(uri: &str) -> (String, String) {
     let rest = uri.strip_prefix("postgresql://").expect("a postgresql:// URI");
@@ -198,7 +147,7 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
     let script = dir.join("load.sql");
     std::fs::write(&script, "insert into members_load default values;\n").expect("script");
-    let load = pgbench_load(rw, password, script);
+    let load = common::load::pgbench(rw, password, script, 5, None);
 
     // Grow: node4, etcd4, etcd5 (the lab keeps the other machines and their addresses).
     ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-5.yaml"), "--inventory", &big]);
@@ -283,7 +232,12 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let (o, _) = ok(&["verify", &small]);
     assert!(o.contains("checks passed"), "{o}");
 
-    let (processed, failed, problems) = load.finish();
+    let common::load::Totals {
+        processed,
+        failed,
+        problems,
+        ..
+    } = load.finish();
     eprintln!("pgbench -C through PgBouncer during grow and shrink: {processed} transactions, {failed} failed");
     assert!(processed > 100, "the load ran: {processed}");
     assert_eq!(failed, 0, "zero failed transactions: {problems:?}");
