@@ -47,7 +47,8 @@ pub struct DeployVars {
 }
 
 /// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
-/// nodes, and `vars` (PostgreSQL version, CA bundle path, etcd endpoints, SQL marker).
+/// nodes, and `vars` (PostgreSQL version, CA bundle path, etcd endpoints, SQL marker). Hosts
+/// missing from `targets` are rendered for Debian 13.
 pub fn host_inputs(
     inv: &Inventory,
     material: &Material,
@@ -56,37 +57,78 @@ pub fn host_inputs(
     targets: &BTreeMap<String, Target>,
     templates: &TemplateSource,
 ) -> Result<BTreeMap<String, HostInput>, RenderError> {
-    let app: Vec<(String, String)> = material
-        .secrets
-        .app_verifiers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let auth = sql::Role {
-        name: render::paths::PGBOUNCER_AUTH_USER,
-        verifier: auth_verifier,
-    };
-    let verify = sql::Role {
-        name: render::paths::VERIFY_USER,
-        verifier: verify_verifier,
-    };
-    let body = sql::bootstrap(inv, auth, verify, &app);
-    let sql_sha = hex::encode(Sha256::digest(body.as_bytes()));
-    // The last statement records which script ran, in the cluster itself (a role comment is
-    // cluster-wide and replicated), so a new primary after a switchover does not run it again.
-    let sql = format!(
-        "{body}COMMENT ON ROLE {} IS 'pgha-sql {}';\n",
-        render::paths::PGBOUNCER_AUTH_USER,
-        &sql_sha[..16]
-    );
-    let etcd_endpoints: Vec<String> = inv
-        .hosts_with(Role::Etcd)
-        .map(|h| format!("https://{}:{}", h.name, inv.etcd.client_port))
-        .collect();
+    let inputs = Inputs::new(inv, material, auth_verifier, verify_verifier, templates);
     let mut out = BTreeMap::new();
     for host in &inv.hosts {
         let target = targets.get(host.name.as_str()).copied().unwrap_or(Target::Debian13);
-        let files = render::render_host(inv, material, host, target, templates)?;
+        out.insert(host.name.to_string(), inputs.host(host, target)?);
+    }
+    Ok(out)
+}
+
+/// What every host's input is made from (the bootstrap SQL is built once), so that one host
+/// can be rendered again for another target (deploy guesses a host's release before its
+/// first probe, and re-renders the host when the probe says otherwise).
+pub struct Inputs<'a> {
+    inv: &'a Inventory,
+    material: &'a Material,
+    templates: &'a TemplateSource,
+    sql: String,
+    sql_sha: String,
+    etcd_endpoints: String,
+}
+
+impl<'a> Inputs<'a> {
+    /// Builds the bootstrap SQL (verifiers of the PgBouncer auth user, the verify role and the
+    /// inventory's users).
+    pub fn new(
+        inv: &'a Inventory,
+        material: &'a Material,
+        auth_verifier: &str,
+        verify_verifier: &str,
+        templates: &'a TemplateSource,
+    ) -> Self {
+        let app: Vec<(String, String)> = material
+            .secrets
+            .app_verifiers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let auth = sql::Role {
+            name: render::paths::PGBOUNCER_AUTH_USER,
+            verifier: auth_verifier,
+        };
+        let verify = sql::Role {
+            name: render::paths::VERIFY_USER,
+            verifier: verify_verifier,
+        };
+        let body = sql::bootstrap(inv, auth, verify, &app);
+        let sql_sha = hex::encode(Sha256::digest(body.as_bytes()));
+        // The last statement records which script ran, in the cluster itself (a role comment is
+        // cluster-wide and replicated), so a new primary after a switchover does not run it again.
+        let sql = format!(
+            "{body}COMMENT ON ROLE {} IS 'pgha-sql {}';\n",
+            render::paths::PGBOUNCER_AUTH_USER,
+            &sql_sha[..16]
+        );
+        let etcd_endpoints: Vec<String> = inv
+            .hosts_with(Role::Etcd)
+            .map(|h| format!("https://{}:{}", h.name, inv.etcd.client_port))
+            .collect();
+        Inputs {
+            inv,
+            material,
+            templates,
+            sql,
+            sql_sha,
+            etcd_endpoints: etcd_endpoints.join(","),
+        }
+    }
+
+    /// One host's input for `target`.
+    pub fn host(&self, host: &crate::inventory::Host, target: Target) -> Result<HostInput, RenderError> {
+        let (inv, material) = (self.inv, self.material);
+        let files = render::render_host(inv, material, host, target, self.templates)?;
         let mut rendered: Rendered = files
             .into_iter()
             .map(|f| {
@@ -104,7 +146,7 @@ pub fn host_inputs(
             rendered.insert(
                 BOOTSTRAP_SQL.to_string(),
                 Managed {
-                    content: sql.clone().into_bytes(),
+                    content: self.sql.clone().into_bytes(),
                     owner: "root".into(),
                     group: "postgres".into(),
                     mode: 0o640,
@@ -119,16 +161,15 @@ pub fn host_inputs(
             etcd_member_healthy: etcd_member_healthy(inv, host, &ca_bundle),
             ca_bundle,
             tls_dir: render::paths::TLS_DIR,
-            etcd_endpoints: etcd_endpoints.join(","),
+            etcd_endpoints: self.etcd_endpoints.clone(),
             bootstrap_sql: BOOTSTRAP_SQL,
-            bootstrap_sql_sha: sql_sha[..16].to_string(),
+            bootstrap_sql_sha: self.sql_sha[..16].to_string(),
             data_dir: render::paths::pg_data_dir(target, &inv.cluster_name),
             etcd_data_dir: render::paths::etcd_data_dir(&inv.cluster_name),
         };
         let vars = serde_json::to_value(&vars).expect("a struct of strings and numbers always serializes");
-        out.insert(host.name.to_string(), HostInput { rendered, vars });
+        Ok(HostInput { rendered, vars })
     }
-    Ok(out)
 }
 
 /// Shell test: this etcd member answers a linearizable health check over mutual TLS (it is part

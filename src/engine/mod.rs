@@ -45,6 +45,61 @@ pub struct Options {
     pub verbose: bool,
     /// Only these hosts (None: all).
     pub limit: Option<BTreeSet<String>>,
+    /// Facts the caller already gathered, by host, in a probe that included [`first_query`]
+    /// (deploy merges its preflight into that one probe): those hosts start from them instead
+    /// of probing again.
+    pub gathered: BTreeMap<String, Gathered>,
+}
+
+/// Facts gathered by the caller for [`Options::gathered`].
+#[derive(Clone, Debug, Default)]
+pub struct Gathered {
+    /// The facts, read with (at least) [`first_query`] of the host.
+    pub facts: Facts,
+    /// Round trips that took (counted in the host's recap).
+    pub round_trips: u32,
+}
+
+/// What the engine's first probe of `host` asks (every play's facts and, nothing having
+/// changed yet, every task's read-only check), for a caller that probes the host itself and
+/// hands the facts over in [`Options::gathered`].
+pub fn first_query(inv: &Inventory, playbook: &Playbook, host: &Host, input: &HostInput) -> Query {
+    query_for(inv, playbook, host, input, (0, 0), true)
+}
+
+/// Facts every task from play `from.0`, task `from.1` on may need (paths expanded with empty
+/// facts), and, `with_checks`, the tasks' read-only checks to run ahead.
+fn query_for(
+    inv: &Inventory,
+    playbook: &Playbook,
+    host: &Host,
+    input: &HostInput,
+    (from_play, from_task): (usize, usize),
+    with_checks: bool,
+) -> Query {
+    let env = vars::environment();
+    let ctx = vars::context(inv, host, &input.vars, &Facts::default());
+    let mut q = Query::default();
+    for (pi, play) in playbook.plays.iter().enumerate().skip(from_play) {
+        if !play.select(inv).iter().any(|h| h.name == host.name) {
+            continue;
+        }
+        let skip = if pi == from_play { from_task } else { 0 };
+        for t in play.tasks.iter().skip(skip) {
+            if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
+                q.merge(&modules::query(&spec));
+                if with_checks && let Some(c) = modules::survey_check(&spec) {
+                    q.checks.insert(c.argv().to_vec());
+                }
+            }
+        }
+        for t in &play.handlers {
+            if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
+                q.merge(&modules::query(&spec));
+            }
+        }
+    }
+    q
 }
 
 /// Opens connections (SSH in real runs, fakes in tests).
@@ -81,6 +136,8 @@ struct HostState {
     stale: bool,
     failed: bool,
     counts: Counts,
+    /// Round trips the caller made for [`Options::gathered`].
+    probed_ahead: u32,
 }
 
 /// What the caller gives each host: its rendered files and extra variables (`vars` in
@@ -152,14 +209,16 @@ pub async fn run(
     let states: BTreeMap<String, Mutex<HostState>> = wanted
         .iter()
         .map(|h| {
+            let gathered = opts.gathered.get(h.name.as_str());
             (
                 h.name.to_string(),
                 Mutex::new(HostState {
                     conn: None,
-                    facts: None,
+                    facts: gathered.map(|g| g.facts.clone()),
                     stale: false,
                     failed: false,
                     counts: Counts::default(),
+                    probed_ahead: gathered.map(|g| g.round_trips).unwrap_or(0),
                 }),
             )
         })
@@ -298,7 +357,7 @@ pub async fn run(
     for (name, s) in states {
         let st = s.into_inner();
         let mut counts = st.counts;
-        counts.round_trips = st.conn.as_ref().map(|c| c.count()).unwrap_or(0);
+        counts.round_trips = st.probed_ahead + st.conn.as_ref().map(|c| c.count()).unwrap_or(0);
         recap.hosts.insert(name, counts);
     }
     recap.elapsed = start.elapsed().as_secs_f64();
@@ -334,33 +393,11 @@ impl HostRun<'_> {
         self.host.name.to_string()
     }
 
-    /// Facts every task from this play on may need (paths expanded with empty facts), and, while
-    /// nothing has changed, the tasks' read-only checks to run ahead.
+    /// Facts every task from this play on may need and, while nothing has changed, the tasks'
+    /// read-only checks to run ahead.
     fn query(&self, from_play: usize, from_task: usize) -> Query {
         let with_checks = !self.dirty.load(Ordering::SeqCst);
-        let env = vars::environment();
-        let ctx = vars::context(self.inv, self.host, &self.input.vars, &Facts::default());
-        let mut q = Query::default();
-        for (pi, play) in self.playbook.plays.iter().enumerate().skip(from_play) {
-            if !play.select(self.inv).iter().any(|h| h.name == self.host.name) {
-                continue;
-            }
-            let skip = if pi == from_play { from_task } else { 0 };
-            for t in play.tasks.iter().skip(skip) {
-                if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
-                    q.merge(&modules::query(&spec));
-                    if with_checks && let Some(c) = modules::survey_check(&spec) {
-                        q.checks.insert(c.argv().to_vec());
-                    }
-                }
-            }
-            for t in &play.handlers {
-                if let Ok(spec) = vars::expand(&env, &ctx, &t.module) {
-                    q.merge(&modules::query(&spec));
-                }
-            }
-        }
-        q
+        query_for(self.inv, self.playbook, self.host, self.input, (from_play, from_task), with_checks)
     }
 
     async fn facts(&self, st: &mut HostState, task_index: usize) -> Result<(), String> {

@@ -333,3 +333,42 @@ async fn a_failed_check_ahead_waits_live_and_changes_nothing() {
     assert_eq!(recap.hosts["a"].round_trips, 2, "probe + the wait: {:?}", cmds["a"]);
     assert_eq!(recap.hosts["b"].round_trips, 1, "{:?}", cmds["b"]);
 }
+
+#[tokio::test]
+async fn facts_gathered_by_the_caller_replace_the_first_probe() {
+    let inv = inv();
+    let pb = crate::playbook::parse(Path::new("pb.yaml"), PLAYBOOK.as_bytes(), &inv).expect("playbook");
+    let input = HostInput::default();
+    let mut gathered = BTreeMap::new();
+    for h in &inv.hosts {
+        let q = first_query(&inv, &pb, h, &input);
+        assert!(q.files.contains("/etc/app.conf") && q.units.contains("app.service"), "{q:?}");
+        let facts = crate::facts::parse(&probe_output(h.name.as_str(), true, true), &q).expect("parses");
+        gathered.insert(h.name.to_string(), Gathered { facts, round_trips: 1 });
+    }
+    // The hosts answer nothing: any command sent would fail the run.
+    let connector = FakeConnector {
+        rules: [("a", vec![]), ("b", vec![])]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        fakes: StdMutex::new(BTreeMap::new()),
+    };
+    let opts = Options {
+        gathered,
+        ..Options::default()
+    };
+    let rec = Arc::new(Recorder(StdMutex::new(Vec::new())));
+    let recap = run(&inv, &pb, &BTreeMap::new(), &opts, &connector, rec, Arc::new(AtomicBool::new(false))).await;
+    let cmds: BTreeMap<String, Vec<String>> = connector
+        .fakes
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(k, f)| (k.clone(), f.commands()))
+        .collect();
+    assert_eq!(recap.total().failed, 0, "{cmds:?}");
+    assert_eq!(recap.total().changed, 0);
+    assert!(cmds.values().all(|c| c.is_empty()), "no command sent: {cmds:?}");
+    assert_eq!(recap.hosts["a"].round_trips, 1, "the caller's probe is counted");
+}

@@ -36,6 +36,7 @@ pub async fn run_playbook(inv: &Inventory, o: &RunOptions, rep: &Arc<dyn Reporte
         diff: o.diff,
         verbose: o.verbose,
         limit: o.connect.limit_set(),
+        ..Options::default()
     };
     let connector = SshConnector {
         kind: o.connect.transport,
