@@ -138,6 +138,7 @@ impl<'a> Inputs<'a> {
                     group: f.group.to_string(),
                     mode: f.mode,
                     secret: f.secret,
+                    unit: f.unit.map(str::to_string),
                 };
                 (f.path, managed)
             })
@@ -151,6 +152,7 @@ impl<'a> Inputs<'a> {
                     group: "postgres".into(),
                     mode: 0o640,
                     secret: true,
+                    unit: None,
                 },
             );
         }
@@ -185,4 +187,66 @@ fn etcd_member_healthy(inv: &Inventory, host: &crate::inventory::Host, ca_bundle
         render::paths::leaf_cert(render::LeafKind::EtcdServer),
         render::paths::leaf_key(render::LeafKind::EtcdServer),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::vars;
+    use crate::facts::Facts;
+    use crate::playbook::ModuleSpec;
+
+    /// Units whose rendered files need no reaction from the deploy: the createcluster drop-in
+    /// only matters while the postgresql package installs (no `main` cluster).
+    const NO_HANDLER: &[&str] = &["postgresql.service"];
+
+    /// Render is the only list of installed files: deploy.yaml names no handler per path, and
+    /// every rendered file it installs that a unit reacts to has a handler for that unit in the
+    /// same play (else a change would silently not be applied).
+    #[test]
+    fn every_rendered_unit_has_its_handler_in_the_play_that_installs_it() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/example.yaml");
+        let inv = crate::inventory::load(&path).expect("example inventory").inventory;
+        let material = render::placeholder::placeholder_material(&inv);
+        let pb = crate::playbook::load("deploy", None, &inv).expect("deploy playbook");
+        let inputs = host_inputs(&inv, &material, "v1", "v2", &BTreeMap::new(), &TemplateSource::Embedded)
+            .expect("renders");
+        let env = vars::environment();
+        let mut installed = 0;
+        for host in &inv.hosts {
+            let input = &inputs[host.name.as_str()];
+            let ctx = vars::context(&inv, host, &input.vars, &Facts::default());
+            for play in pb.plays.iter().filter(|p| p.select(&inv).iter().any(|h| h.name == host.name)) {
+                for task in &play.tasks {
+                    assert!(task.notify.is_empty(), "{}: `{}` lists handlers by hand", play.name, task.name);
+                    if let Some(w) = &task.when
+                        && !vars::when(&env, &ctx, w).expect("a valid `when`")
+                    {
+                        continue;
+                    }
+                    let Ok(ModuleSpec::File(f)) = vars::expand(&env, &ctx, &task.module) else {
+                        continue;
+                    };
+                    if f.content.is_some() {
+                        continue;
+                    }
+                    let m = input
+                        .rendered
+                        .get(&f.path)
+                        .unwrap_or_else(|| panic!("{}: {} is not rendered for {}", play.name, f.path, host.name));
+                    installed += 1;
+                    let Some(unit) = m.unit.as_deref().filter(|u| !NO_HANDLER.contains(u)) else {
+                        continue;
+                    };
+                    assert!(
+                        play.handlers.iter().any(|h| h.handles.as_deref() == Some(unit)),
+                        "play `{}` installs {} (unit {unit}) but no handler `handles: {unit}`",
+                        play.name,
+                        f.path
+                    );
+                }
+            }
+        }
+        assert!(installed > 20, "only {installed} rendered files installed");
+    }
 }

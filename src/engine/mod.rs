@@ -384,6 +384,8 @@ enum Outcome {
         summary: String,
         diff: Option<String>,
         changed: bool,
+        /// The file it wrote (or in check mode would write).
+        wrote: Option<String>,
     },
     Failed(String),
 }
@@ -433,6 +435,10 @@ impl HostRun<'_> {
         }
         let mut changed_in_play = false;
         let mut notified: BTreeSet<String> = BTreeSet::new();
+        // Units whose rendered files changed (their `handles:` handlers run), and whether a
+        // unit file or drop-in changed (systemd must re-read them first).
+        let mut units: BTreeSet<String> = BTreeSet::new();
+        let mut daemon_reload = false;
         for (ti, task) in play.tasks.iter().enumerate() {
             if self.cancel.load(Ordering::SeqCst) {
                 return;
@@ -446,17 +452,25 @@ impl HostRun<'_> {
                     summary,
                     diff,
                     changed,
+                    wrote,
                 } => {
                     self.done(st, play, task, status, summary, diff);
                     if changed {
                         changed_in_play = true;
                         notified.extend(task.notify.iter().cloned());
+                        if let Some(path) = wrote {
+                            units.extend(self.input.rendered.get(&path).and_then(|m| m.unit.clone()));
+                            daemon_reload |= handlers::is_unit_file(&path);
+                        }
                     }
                 }
                 Outcome::Failed(e) => return self.fail(st, play, &task.name, e),
             }
         }
-        for handler in handlers::to_run(&play.handlers, &notified) {
+        let builtin = handlers::daemon_reload();
+        let explicit = handlers::to_run(&play.handlers, &notified, &units);
+        let first = (daemon_reload && !explicit.iter().any(|h| handlers::is_daemon_reload(h))).then_some(&builtin);
+        for handler in first.into_iter().chain(explicit) {
             if self.cancel.load(Ordering::SeqCst) {
                 return;
             }
@@ -489,6 +503,7 @@ impl HostRun<'_> {
                         summary: format!("when `{w}` is false"),
                         diff: None,
                         changed: false,
+                        wrote: None,
                     };
                 }
                 Err(e) => return Outcome::Failed(e),
@@ -524,12 +539,14 @@ impl HostRun<'_> {
                 summary: why,
                 diff: None,
                 changed: false,
+                wrote: None,
             },
             Plan::Skip { why } => Outcome::Done {
                 status: Status::Skipped,
                 summary: why,
                 diff: None,
                 changed: false,
+                wrote: None,
             },
             Plan::Check { what, action } => {
                 let if_changed = matches!(&spec, ModuleSpec::WaitFor(w) if w.if_changed == Some(true));
@@ -539,6 +556,7 @@ impl HostRun<'_> {
                         summary: format!("{what}: not needed"),
                         diff: None,
                         changed: false,
+                        wrote: None,
                     };
                 }
                 match modules::apply(&action, conn.as_ref()).await {
@@ -547,11 +565,16 @@ impl HostRun<'_> {
                         summary: what,
                         diff: None,
                         changed: false,
+                        wrote: None,
                     },
                     Err(e) => Outcome::Failed(e.to_string()),
                 }
             }
             Plan::Change(change) => {
+                let wrote = match &change.action {
+                    Action::Write { path, .. } => Some(path.clone()),
+                    _ => None,
+                };
                 if self.opts.check {
                     let diff = if self.opts.diff {
                         self.diff_of(&change.action, conn.as_ref(), &facts).await
@@ -563,6 +586,7 @@ impl HostRun<'_> {
                         summary: change.summary,
                         diff,
                         changed: true,
+                        wrote,
                     };
                 }
                 self.dirty.store(true, Ordering::SeqCst);
@@ -578,6 +602,7 @@ impl HostRun<'_> {
                             summary: change.summary,
                             diff: None,
                             changed: applied.changed,
+                            wrote,
                         }
                     }
                     Err(e) => Outcome::Failed(e.to_string()),

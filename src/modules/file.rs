@@ -42,6 +42,7 @@ fn wanted(a: &FileArgs, rendered: &Rendered) -> Result<Managed, ModuleError> {
             group: a.group.clone().unwrap_or_else(|| "root".into()),
             mode: a.mode.map(|m| m.0).unwrap_or(0o644),
             secret: a.secret.unwrap_or(false),
+            unit: None,
         }),
         None => {
             let mut m = rendered.get(&a.path).cloned().ok_or_else(|| {

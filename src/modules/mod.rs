@@ -127,6 +127,9 @@ pub struct Managed {
     pub mode: u32,
     /// Keys and passwords: never shown in diffs.
     pub secret: bool,
+    /// The systemd unit that must react when it changes (render decides): the engine runs the
+    /// play's handlers that `handles:` it.
+    pub unit: Option<String>,
 }
 
 /// Rendered files of one host, by absolute path.

@@ -106,6 +106,7 @@ fn file_from_render_uses_its_owner_and_mode() {
             group: "postgres".into(),
             mode: 0o600,
             secret: true,
+            unit: None,
         },
     );
     let spec = ModuleSpec::File(FileArgs {

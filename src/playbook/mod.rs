@@ -100,6 +100,9 @@ pub struct Task {
     pub when: Option<String>,
     /// Handlers to notify.
     pub notify: Vec<String>,
+    /// Handlers only: the unit (`etcd.service`) whose rendered files, when a task of the play
+    /// changes one, make this handler run.
+    pub handles: Option<String>,
     /// What it does.
     pub module: ModuleSpec,
 }
@@ -230,6 +233,14 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
         let handlers = tasks_of(&p.handlers, &format!("{field}.handlers"), &mut err);
         let handler_names: BTreeSet<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
         for (ti, t) in p.tasks.iter().enumerate() {
+            if let Some(h) = &t.value.handles {
+                err(
+                    Pos::of(h),
+                    format!("{field}.tasks[{ti}].handles"),
+                    "only a handler takes `handles:` (the unit it reacts for)".into(),
+                    Some("move the task under `handlers:`, or drop `handles:`".into()),
+                );
+            }
             for n in &t.value.notify {
                 if !handler_names.contains(n.value.as_str()) {
                     let hint =
@@ -336,6 +347,7 @@ fn tasks_of(
             line: rt.referenced.line(),
             when: t.when.as_ref().map(|w| w.value.clone()),
             notify: t.notify.iter().map(|n| n.value.clone()).collect(),
+            handles: t.handles.as_ref().map(|u| crate::modules::unit_name(&u.value)),
             module,
         });
     }

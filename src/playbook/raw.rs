@@ -55,6 +55,9 @@ pub struct RawTask {
     /// Handlers to notify when this task changed something.
     #[serde(default)]
     pub notify: Vec<Spanned<String>>,
+    /// Handlers only: the systemd unit this handler reacts for. It runs when a task of the play
+    /// changed a rendered file whose unit (decided by `render`) is this one, with no `notify:`.
+    pub handles: Option<Spanned<String>>,
     /// package module.
     pub package: Option<PackageArgs>,
     /// file module.
