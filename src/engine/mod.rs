@@ -518,7 +518,9 @@ impl HostRun<'_> {
         };
         // A check run ahead holds while nothing has changed anywhere; else probe live.
         let ahead = match modules::survey_check(&spec) {
-            Some(c) if !self.dirty.load(Ordering::SeqCst) => facts.check(&c),
+            Some(c) if !self.dirty.load(Ordering::SeqCst) => {
+                facts.check_output(&c).map(|(passed, out)| modules::verdict(&spec, passed, out))
+            }
             _ => None,
         };
         let probed = match (ahead, modules::probe(&spec)) {

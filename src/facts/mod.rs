@@ -114,6 +114,9 @@ pub struct Facts {
     /// Checks asked about (argv) → whether each exited 0 when the probe ran.
     #[serde(skip)]
     pub checks: BTreeMap<Vec<String>, bool>,
+    /// Checks asked about (argv) → their standard output (for rules judged in Rust).
+    #[serde(skip)]
+    pub outputs: BTreeMap<Vec<String>, String>,
 }
 
 impl Facts {
@@ -136,6 +139,12 @@ impl Facts {
     pub fn check(&self, cmd: &Cmd) -> Option<bool> {
         self.checks.get(cmd.argv()).copied()
     }
+
+    /// Whether the check `cmd` passed when the probe ran, and what it printed.
+    pub fn check_output(&self, cmd: &Cmd) -> Option<(bool, &str)> {
+        let passed = self.check(cmd)?;
+        Some((passed, self.outputs.get(cmd.argv()).map(String::as_str).unwrap_or("")))
+    }
 }
 
 const MARK: &str = "@@pgha:";
@@ -143,13 +152,18 @@ const MARK: &str = "@@pgha:";
 /// Seconds each check may take inside the probe before it counts as failed (`timeout`).
 pub const CHECK_TIMEOUT_S: u64 = 20;
 
+/// Bytes of each check's standard output the probe keeps (a rule judged in Rust reads them,
+/// e.g. Patroni's `/cluster`).
+pub const CHECK_MAX_OUTPUT: usize = 256 * 1024;
+
 /// The probe: one `sh` script whose sections are separated by `@@pgha:<name>` lines. Names of
 /// packages, units and files, and the checks' argv, travel as positional arguments
 /// (`NP NU NN NC (K w1…wK)… p… u… n… f…`); the script only ever `eval`s positional references
 /// like `"${3}"`, never a value. The checks start first, all at once in the background (each a
 /// subshell with its own copy of the arguments, stdin from /dev/null, output discarded,
 /// bounded by [`CHECK_TIMEOUT_S`]), while the rest is read; their exit statuses, kept in a
-/// private `mktemp -d` directory, print in order at the end (255 when one is missing).
+/// private `mktemp -d` directory, print in order at the end (255 when one is missing), then
+/// each one's standard output (bounded by [`CHECK_MAX_OUTPUT`]) in an `out.<i>` section.
 pub fn probe(q: &Query) -> Cmd {
     let body = format!(
         r#"export LC_ALL=C
@@ -160,7 +174,7 @@ results=
 i=0
 while [ "$i" -lt "$nc" ]; do
   k=$1; shift
-  [ -n "$results" ] && ( eval "timeout {timeout} $(refs "$k")" </dev/null >/dev/null 2>&1; echo "$?" > "$results/$i" ) &
+  [ -n "$results" ] && ( eval "timeout {timeout} $(refs "$k")" </dev/null >"$results/$i.out" 2>/dev/null; echo "$?" > "$results/$i" ) &
   shift "$k"; i=$((i + 1))
 done
 echo '{MARK}os'; cat /etc/os-release 2>/dev/null
@@ -182,11 +196,14 @@ echo '{MARK}checks'
 wait
 i=0
 while [ "$i" -lt "$nc" ]; do cat "$results/$i" 2>/dev/null || echo 255; i=$((i + 1)); done
+i=0
+while [ "$i" -lt "$nc" ]; do echo "{MARK}out.$i"; head -c {max_out} "$results/$i.out" 2>/dev/null; echo; i=$((i + 1)); done
 [ -n "$results" ] && rm -rf -- "$results"
 exit 0
 "#,
         stat = remote::STAT_BODY,
         timeout = CHECK_TIMEOUT_S,
+        max_out = CHECK_MAX_OUTPUT,
     );
     let mut args = vec![
         q.packages.len().to_string(),
@@ -273,8 +290,11 @@ pub fn parse(out: &str, q: &Query) -> Result<Facts, String> {
             q.checks.len()
         ));
     }
-    for (c, code) in q.checks.iter().zip(codes) {
+    for (i, (c, code)) in q.checks.iter().zip(codes).enumerate() {
         facts.checks.insert(c.clone(), code.trim() == "0");
+        if let Some(out) = sections.get(format!("out.{i}").as_str()) {
+            facts.outputs.insert(c.clone(), out.join("\n"));
+        }
     }
     facts.units = parse_units(&get("units"));
     for u in &q.units {

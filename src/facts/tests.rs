@@ -109,6 +109,7 @@ fn probe_runs_on_a_real_debian_shell() {
             vec!["sh", "-c", "exit 3"],
             vec!["sh", "-c", "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l", "pgha", "a b", "$(x)"],
             vec!["sh", "-c", "[ \"$#\" -eq 0 ]"],
+            vec!["sh", "-c", "printf '{\"a\": 1}\\n@x\\n'; exit 4"],
         ]
         .iter()
         .map(|c| c.iter().map(|w| w.to_string()).collect())
@@ -147,4 +148,9 @@ fn probe_runs_on_a_real_debian_shell() {
         "arguments reach the check verbatim, stdin is empty"
     );
     assert_eq!(passed(&["sh", "-c", "[ \"$#\" -eq 0 ]"]), Some(true), "each check gets only its own words");
+    let printed = Cmd::new("sh").arg("-c").arg("printf '{\"a\": 1}\\n@x\\n'; exit 4");
+    let (ok, out) = f.check_output(&printed).expect("asked about");
+    assert!(!ok, "its own exit status, not the capture's");
+    assert_eq!(out.trim_end(), "{\"a\": 1}\n@x", "what the check printed, for rules judged in Rust");
+    assert_eq!(f.check_output(&Cmd::new("true")), Some((true, "")));
 }

@@ -21,7 +21,7 @@ pub use directory::DirectoryArgs;
 pub use file::FileArgs;
 pub use package::PackageArgs;
 pub use service::{ServiceArgs, ServiceState};
-pub use wait_for::WaitForArgs;
+pub use wait_for::{WaitForArgs, WaitRule};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -177,6 +177,17 @@ pub enum Action {
         /// Its timeout.
         timeout: Duration,
     },
+    /// Wait until a rule holds on what a fetch prints (it loops here, one fetch a second).
+    WaitRule {
+        /// One fetch.
+        fetch: Cmd,
+        /// The rule on its output.
+        rule: wait_for::WaitRule,
+        /// What is awaited (for messages).
+        what: String,
+        /// Overall timeout.
+        timeout: Duration,
+    },
     /// Wait until a check command succeeds (it loops on the host).
     Wait {
         /// The looping check.
@@ -252,6 +263,15 @@ pub fn survey_check(spec: &ModuleSpec) -> Option<Cmd> {
     }
 }
 
+/// Whether a [`survey_check`] that exited `passed` and printed `out` means the task's check
+/// holds (a `wait_for` with a `rule` judges the output; every other check is its exit status).
+pub fn verdict(spec: &ModuleSpec, passed: bool, out: &str) -> bool {
+    match spec {
+        ModuleSpec::WaitFor(a) => wait_for::verdict(a, passed, out),
+        _ => passed,
+    }
+}
+
 /// The facts a task needs.
 pub fn query(spec: &ModuleSpec) -> Query {
     let mut q = Query::default();
@@ -316,6 +336,12 @@ pub async fn apply(action: &Action, t: &dyn Transport) -> Result<Applied, Module
         Action::Systemctl(calls) => service::apply(calls, t).await,
         Action::Run { cmd, timeout } => command::apply(cmd, *timeout, t).await,
         Action::Wait { cmd, what, timeout } => wait_for::apply(cmd, what, *timeout, t).await,
+        Action::WaitRule {
+            fetch,
+            rule,
+            what,
+            timeout,
+        } => wait_for::apply_rule(fetch, rule, what, *timeout, t).await,
     }
 }
 

@@ -247,6 +247,7 @@ fn waits_are_checks_not_changes() {
         sh: None,
         timeout_s: Some(5),
         if_changed: None,
+        rule: None,
     });
     assert!(matches!(plan_of(&spec), Plan::Check { .. }));
 }

@@ -374,6 +374,9 @@ fn check_module(m: &ModuleSpec) -> Option<String> {
         {
             Some("give exactly one of `port`, `url` or `sh`".into())
         }
+        ModuleSpec::WaitFor(a) if a.rule.is_some() && a.url.is_none() => {
+            Some("a `rule` judges what `url` answers: give the `url`".into())
+        }
         _ => None,
     }
 }
