@@ -50,6 +50,7 @@ pub fn daemon_reload() -> Task {
             sh: None,
             creates: None,
             unless: None,
+            unless_rule: None,
             timeout_s: None,
         }),
     }

@@ -519,14 +519,14 @@ impl HostRun<'_> {
         // A check run ahead holds while nothing has changed anywhere; else probe live.
         let ahead = match modules::survey_check(&spec) {
             Some(c) if !self.dirty.load(Ordering::SeqCst) => {
-                facts.check_output(&c).map(|(passed, out)| modules::verdict(&spec, passed, out))
+                facts.check_output(&c).map(|(passed, out)| modules::verdict(&spec, &self.input.rendered, passed, out))
             }
             _ => None,
         };
         let probed = match (ahead, modules::probe(&spec)) {
             (Some(passed), _) => Some(passed),
             (None, Some(cmd)) => match conn.exec(&cmd, None, transport::DEFAULT_TIMEOUT).await {
-                Ok(out) => Some(out.success()),
+                Ok(out) => Some(modules::verdict(&spec, &self.input.rendered, out.success(), &out.stdout_text())),
                 Err(e) => return Outcome::Failed(e.to_string()),
             },
             (None, None) => None,

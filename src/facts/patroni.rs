@@ -329,6 +329,16 @@ pub fn sync_word(mode: SyncMode) -> &'static str {
     }
 }
 
+/// `bootstrap.dcs` of a rendered Patroni config.yml: what the DCS should hold.
+pub fn wanted_dcs(config_yml: &[u8]) -> Result<serde_json::Value, String> {
+    let file = "/etc/patroni/config.yml";
+    let text = std::str::from_utf8(config_yml).map_err(|e| format!("{file}: {e}"))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    doc.pointer("/bootstrap/dcs")
+        .cloned()
+        .ok_or_else(|| format!("{file}: no bootstrap.dcs"))
+}
+
 /// One setting that differs between the DCS and what is wanted.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DcsChange {

@@ -1,6 +1,7 @@
 //! `command`: runs a command only when needed — skipped when `creates` exists (from facts) or
-//! when the read-only `unless` snippet exits 0 (probed before planning). Without a guard it is
-//! not idempotent and says so: it runs every time.
+//! when the read-only `unless` snippet exits 0, or what `unless_rule`'s URL answers satisfies
+//! its rule (probed before planning). Without a guard it is not idempotent and says so: it runs
+//! every time.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use crate::facts::Facts;
 use crate::plan::{Change, Plan};
 use crate::transport::{Cmd, FileKind, Transport};
 
-use super::{Action, Applied, ModuleError};
+use super::{Action, Applied, ModuleError, Rendered, RuleCheck};
 
 /// `command:` a command guarded so that it runs only when needed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,8 @@ pub struct CommandArgs {
     pub creates: Option<String>,
     /// Skip when this sh snippet exits 0.
     pub unless: Option<String>,
+    /// Or skip when what this URL answers satisfies a rule judged in Rust (`modules::rule`).
+    pub unless_rule: Option<RuleCheck>,
     /// Seconds before giving up (default 300).
     pub timeout_s: Option<u64>,
 }
@@ -36,7 +39,18 @@ fn cmd_of(a: &CommandArgs) -> Cmd {
 }
 
 pub(super) fn probe(a: &CommandArgs) -> Option<Cmd> {
+    if let Some(r) = &a.unless_rule {
+        return Some(r.fetch());
+    }
     a.unless.as_ref().map(|u| Cmd::script(u, Vec::<String>::new()))
+}
+
+/// Whether the probe's result (exit status and output) means the `unless` check holds.
+pub(super) fn verdict(a: &CommandArgs, rendered: &Rendered, passed: bool, out: &str) -> bool {
+    match &a.unless_rule {
+        Some(r) => passed && r.rule.resolve(rendered).is_ok_and(|j| j.holds(out)),
+        None => passed,
+    }
 }
 
 pub(super) fn plan(a: &CommandArgs, facts: &Facts, probed: Option<bool>) -> Plan<Action> {
@@ -53,7 +67,7 @@ pub(super) fn plan(a: &CommandArgs, facts: &Facts, probed: Option<bool>) -> Plan
         };
     }
     let cmd = cmd_of(a);
-    let why = if a.creates.is_some() || a.unless.is_some() {
+    let why = if a.creates.is_some() || a.unless.is_some() || a.unless_rule.is_some() {
         ""
     } else {
         " (unguarded: runs every time)"

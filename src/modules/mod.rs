@@ -13,6 +13,7 @@ mod command;
 mod directory;
 mod file;
 mod package;
+pub mod rule;
 pub mod service;
 mod wait_for;
 
@@ -21,7 +22,8 @@ pub use directory::DirectoryArgs;
 pub use file::FileArgs;
 pub use package::PackageArgs;
 pub use service::{ServiceArgs, ServiceState};
-pub use wait_for::{WaitForArgs, WaitRule};
+pub use rule::{Rule, RuleCheck};
+pub use wait_for::WaitForArgs;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,7 +184,7 @@ pub enum Action {
         /// One fetch.
         fetch: Cmd,
         /// The rule on its output.
-        rule: wait_for::WaitRule,
+        judge: rule::Judge,
         /// What is awaited (for messages).
         what: String,
         /// Overall timeout.
@@ -265,9 +267,10 @@ pub fn survey_check(spec: &ModuleSpec) -> Option<Cmd> {
 
 /// Whether a [`survey_check`] that exited `passed` and printed `out` means the task's check
 /// holds (a `wait_for` with a `rule` judges the output; every other check is its exit status).
-pub fn verdict(spec: &ModuleSpec, passed: bool, out: &str) -> bool {
+pub fn verdict(spec: &ModuleSpec, rendered: &Rendered, passed: bool, out: &str) -> bool {
     match spec {
-        ModuleSpec::WaitFor(a) => wait_for::verdict(a, passed, out),
+        ModuleSpec::WaitFor(a) => wait_for::verdict(a, rendered, passed, out),
+        ModuleSpec::Command(a) => command::verdict(a, rendered, passed, out),
         _ => passed,
     }
 }
@@ -310,7 +313,7 @@ pub fn plan(
         ModuleSpec::Directory(a) => Ok(directory::plan(a, facts)),
         ModuleSpec::Service(a) => Ok(service::plan(a, facts)),
         ModuleSpec::Command(a) => Ok(command::plan(a, facts, probed)),
-        ModuleSpec::WaitFor(a) => Ok(wait_for::plan(a, probed)),
+        ModuleSpec::WaitFor(a) => wait_for::plan(a, rendered, probed),
     }
 }
 
@@ -338,10 +341,10 @@ pub async fn apply(action: &Action, t: &dyn Transport) -> Result<Applied, Module
         Action::Wait { cmd, what, timeout } => wait_for::apply(cmd, what, *timeout, t).await,
         Action::WaitRule {
             fetch,
-            rule,
+            judge,
             what,
             timeout,
-        } => wait_for::apply_rule(fetch, rule, what, *timeout, t).await,
+        } => wait_for::apply_rule(fetch, judge, what, *timeout, t).await,
     }
 }
 

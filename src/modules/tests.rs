@@ -212,6 +212,7 @@ fn commands_are_guarded() {
             sh: None,
             creates: Some(creates.into()),
             unless: None,
+            unless_rule: None,
             timeout_s: None,
         })
     };
@@ -222,6 +223,7 @@ fn commands_are_guarded() {
         sh: Some("do-it".into()),
         creates: None,
         unless: Some("test -e /x".into()),
+        unless_rule: None,
         timeout_s: None,
     });
     assert!(probe(&unless).is_some());

@@ -7,11 +7,11 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::facts::patroni;
 use crate::plan::Plan;
 use crate::transport::{Cmd, Transport};
 
-use super::{Action, Applied, ModuleError};
+use super::rule::{self, Judge, Rule};
+use super::{Action, Applied, ModuleError, Rendered};
 
 /// `wait_for:` wait until a port listens, an HTTPS endpoint answers, or a command succeeds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,53 +35,21 @@ pub struct WaitForArgs {
     pub timeout_s: Option<u64>,
     /// Only wait when an earlier task of the play changed something on this host.
     pub if_changed: Option<bool>,
-    /// Judge the URL's answer by this rule instead of its status.
-    pub rule: Option<WaitRule>,
-}
-
-/// A cluster rule on what a URL answers (the rules of `facts`, never a shell copy).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum WaitRule {
-    /// Patroni's `/cluster` shows this member settled: the leader running, or a replica
-    /// streaming (`facts::patroni::settled`).
-    PatroniSettled(String),
-}
-
-impl WaitRule {
-    /// Whether the rule holds on `body`.
-    pub fn holds(&self, body: &str) -> bool {
-        match self {
-            WaitRule::PatroniSettled(member) => patroni::parse_cluster(body)
-                .map(|members| patroni::settled(&members, member))
-                .unwrap_or(false),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            WaitRule::PatroniSettled(member) => format!("Patroni to show {member} settled"),
-        }
-    }
+    /// Judge the URL's answer by this rule (see `modules::rule`) instead of its status.
+    pub rule: Option<Rule>,
 }
 
 /// Whether a check of `a` that exited `passed` and printed `out` means the wait is over.
-pub(super) fn verdict(a: &WaitForArgs, passed: bool, out: &str) -> bool {
+pub(super) fn verdict(a: &WaitForArgs, rendered: &Rendered, passed: bool, out: &str) -> bool {
     match &a.rule {
-        Some(rule) => passed && rule.holds(out),
+        Some(rule) => passed && rule.resolve(rendered).is_ok_and(|j| j.holds(out)),
         None => passed,
     }
 }
 
 /// The fetch of a `rule`'s URL: its body on stdout, failing on an HTTP error.
 fn fetch_of(a: &WaitForArgs, url: &str) -> Cmd {
-    let mut c = Cmd::new("curl").args(["-sS", "--fail", "--max-time", "5"]);
-    for (flag, v) in [("--cacert", &a.ca), ("--cert", &a.cert), ("--key", &a.key)] {
-        if let Some(v) = v {
-            c = c.arg(flag).arg(v.clone());
-        }
-    }
-    c.arg(url.to_string())
+    rule::fetch(url, a.ca.as_ref(), a.cert.as_ref(), a.key.as_ref())
 }
 
 const LOOP: &str = r#"deadline=$(( $(date +%s) + $1 )); shift
@@ -104,40 +72,40 @@ pub(super) fn check_once(a: &WaitForArgs) -> Cmd {
 }
 
 /// Plans the wait: already true when its check passed ahead (`probed`), else the loop.
-pub(super) fn plan(a: &WaitForArgs, probed: Option<bool>) -> Plan<Action> {
+pub(super) fn plan(a: &WaitForArgs, rendered: &Rendered, probed: Option<bool>) -> Result<Plan<Action>, ModuleError> {
     let timeout = a.timeout_s.unwrap_or(60);
     if let (Some(rule), Some(url)) = (&a.rule, &a.url) {
         let what = rule.describe();
         if probed == Some(true) {
-            return Plan::Satisfied {
+            return Ok(Plan::Satisfied {
                 why: format!("{what}: already true"),
-            };
+            });
         }
-        return Plan::Check {
+        return Ok(Plan::Check {
             what: format!("wait for {what}"),
             action: Action::WaitRule {
                 fetch: fetch_of(a, url),
-                rule: rule.clone(),
+                judge: rule.resolve(rendered)?,
                 what,
                 timeout: Duration::from_secs(timeout),
             },
-        };
+        });
     }
     let (what, check) = check_of(a);
     if probed == Some(true) {
-        return Plan::Satisfied {
+        return Ok(Plan::Satisfied {
             why: format!("{what}: already true"),
-        };
+        });
     }
     let cmd = Cmd::script(LOOP, std::iter::once(timeout.to_string()).chain(check));
-    Plan::Check {
+    Ok(Plan::Check {
         what: format!("wait for {what}"),
         action: Action::Wait {
             cmd,
             what,
             timeout: Duration::from_secs(timeout),
         },
-    }
+    })
 }
 
 /// What is awaited (for messages) and the argv of one check.
@@ -193,10 +161,10 @@ pub(super) async fn apply(cmd: &Cmd, what: &str, timeout: Duration, t: &dyn Tran
     }
 }
 
-/// Waits here until `rule` holds on what `fetch` prints (one try per second).
+/// Waits here until `judge` holds on what `fetch` prints (one try per second).
 pub(super) async fn apply_rule(
     fetch: &Cmd,
-    rule: &WaitRule,
+    judge: &Judge,
     what: &str,
     timeout: Duration,
     t: &dyn Transport,
@@ -204,7 +172,7 @@ pub(super) async fn apply_rule(
     let start = std::time::Instant::now();
     loop {
         let out = t.exec(fetch, None, Duration::from_secs(15)).await?;
-        if out.success() && rule.holds(&out.stdout_text()) {
+        if out.success() && judge.holds(&out.stdout_text()) {
             return Ok(Applied::default());
         }
         if start.elapsed() >= timeout {
@@ -234,7 +202,7 @@ mod tests {
             sh: None,
             timeout_s: Some(5),
             if_changed: None,
-            rule: Some(WaitRule::PatroniSettled("pg2".into())),
+            rule: Some(Rule::PatroniSettled("pg2".into())),
         }
     }
 
@@ -243,15 +211,16 @@ mod tests {
         let a = settled_wait();
         let streaming = r#"{"members": [{"name": "pg1", "role": "leader", "state": "running"}, {"name": "pg2", "role": "replica", "state": "streaming", "lag": 0}]}"#;
         let starting = r#"{"members": [{"name": "pg1", "role": "leader", "state": "running"}, {"name": "pg2", "role": "replica", "state": "starting"}]}"#;
-        assert!(verdict(&a, true, streaming));
-        assert!(!verdict(&a, true, starting));
-        assert!(!verdict(&a, false, streaming), "a failed fetch never passes");
-        assert!(!verdict(&a, true, "<html>"), "an unreadable answer does not pass");
+        let r = Rendered::new();
+        assert!(verdict(&a, &r, true, streaming));
+        assert!(!verdict(&a, &r, true, starting));
+        assert!(!verdict(&a, &r, false, streaming), "a failed fetch never passes");
+        assert!(!verdict(&a, &r, true, "<html>"), "an unreadable answer does not pass");
         assert_eq!(
             check_once(&a).argv(),
             ["curl", "-sS", "--fail", "--max-time", "5", "--cacert", "/ca.pem", "https://pg1:8008/cluster"]
         );
-        assert!(matches!(plan(&a, Some(true)), Plan::Satisfied { .. }));
-        assert!(matches!(plan(&a, Some(false)), Plan::Check { action: Action::WaitRule { .. }, .. }));
+        assert!(matches!(plan(&a, &r, Some(true)), Ok(Plan::Satisfied { .. })));
+        assert!(matches!(plan(&a, &r, Some(false)), Ok(Plan::Check { action: Action::WaitRule { .. }, .. })));
     }
 }

@@ -53,12 +53,7 @@ impl ClusterPlan {
 
 /// `bootstrap.dcs` of a rendered Patroni config.yml: what the DCS should hold.
 pub fn wanted_dcs(config_yml: &[u8]) -> Result<serde_json::Value, String> {
-    let text = std::str::from_utf8(config_yml).map_err(|e| format!("{}: {e}", paths::PATRONI_CONFIG))?;
-    let doc: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| format!("{}: {e}", paths::PATRONI_CONFIG))?;
-    doc.pointer("/bootstrap/dcs")
-        .cloned()
-        .ok_or_else(|| format!("{}: no bootstrap.dcs", paths::PATRONI_CONFIG))
+    patroni::wanted_dcs(config_yml)
 }
 
 /// The plan from the facts: `want` (bootstrap.dcs), the DCS now, the members, and the names of

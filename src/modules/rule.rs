@@ -1,0 +1,133 @@
+//! Rules judged in Rust on what a URL answers — the cluster rules of `facts`, never a shell or
+//! Python copy of one — for `wait_for`'s `rule` and `command`'s `unless_rule`. The fetch runs on
+//! the host (inside the one facts probe when it runs ahead); the judgement runs here.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ModuleError, Rendered};
+use crate::facts::patroni;
+use crate::transport::Cmd;
+
+/// A rule a playbook names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rule {
+    /// Patroni's `/cluster` shows this member settled: the leader running, or a replica
+    /// streaming (`facts::patroni::settled`).
+    PatroniSettled(String),
+    /// Patroni's `/config` (the DCS) holds what `bootstrap.dcs` of the rendered Patroni config
+    /// at this path says (`facts::patroni::dcs_changes` finds nothing).
+    PatroniDcsMatches(String),
+}
+
+/// A rule made ready to judge (what it compares with taken from the rendered files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judge {
+    /// See [`Rule::PatroniSettled`].
+    Settled(String),
+    /// See [`Rule::PatroniDcsMatches`]: the wanted `bootstrap.dcs`.
+    DcsMatches(serde_json::Value),
+}
+
+impl Rule {
+    /// The rule with its reference read from `rendered`.
+    pub fn resolve(&self, rendered: &Rendered) -> Result<Judge, ModuleError> {
+        match self {
+            Rule::PatroniSettled(member) => Ok(Judge::Settled(member.clone())),
+            Rule::PatroniDcsMatches(path) => {
+                let file = rendered.get(path).ok_or_else(|| {
+                    ModuleError::Invalid(format!("pgha renders no Patroni config at {path} for this host"))
+                })?;
+                patroni::wanted_dcs(&file.content)
+                    .map(Judge::DcsMatches)
+                    .map_err(ModuleError::Invalid)
+            }
+        }
+    }
+
+    /// What it awaits or checks, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Rule::PatroniSettled(member) => format!("Patroni to show {member} settled"),
+            Rule::PatroniDcsMatches(path) => format!("Patroni's dynamic configuration to match {path}"),
+        }
+    }
+}
+
+impl Judge {
+    /// Whether the rule holds on `body`.
+    pub fn holds(&self, body: &str) -> bool {
+        match self {
+            Judge::Settled(member) => patroni::parse_cluster(body)
+                .map(|members| patroni::settled(&members, member))
+                .unwrap_or(false),
+            Judge::DcsMatches(want) => serde_json::from_str::<serde_json::Value>(body)
+                .map(|have| patroni::dcs_changes(want, &have).is_empty())
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// An HTTPS URL fetched on the host with curl (mutual TLS when a certificate is given).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleCheck {
+    /// The URL.
+    pub url: String,
+    /// CA bundle.
+    pub ca: Option<String>,
+    /// Client certificate.
+    pub cert: Option<String>,
+    /// Client key.
+    pub key: Option<String>,
+    /// The rule its answer must satisfy.
+    pub rule: Rule,
+}
+
+/// The fetch of `url`: its body on stdout, failing on an HTTP error.
+pub fn fetch(url: &str, ca: Option<&String>, cert: Option<&String>, key: Option<&String>) -> Cmd {
+    let mut c = Cmd::new("curl").args(["-sS", "--fail", "--max-time", "5"]);
+    for (flag, v) in [("--cacert", ca), ("--cert", cert), ("--key", key)] {
+        if let Some(v) = v {
+            c = c.arg(flag).arg(v.clone());
+        }
+    }
+    c.arg(url.to_string())
+}
+
+impl RuleCheck {
+    /// Its fetch.
+    pub fn fetch(&self) -> Cmd {
+        fetch(&self.url, self.ca.as_ref(), self.cert.as_ref(), self.key.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::Managed;
+
+    #[test]
+    fn the_dcs_rule_compares_with_the_rendered_bootstrap_dcs() {
+        let mut r = Rendered::new();
+        r.insert(
+            "/etc/patroni/config.yml".into(),
+            Managed {
+                content: b"scope: x\nbootstrap:\n  dcs:\n    ttl: 30\n    postgresql:\n      parameters:\n        max_connections: 100\n".to_vec(),
+                owner: "root".into(),
+                group: "postgres".into(),
+                mode: 0o640,
+                secret: true,
+                unit: None,
+            },
+        );
+        let j = Rule::PatroniDcsMatches("/etc/patroni/config.yml".into())
+            .resolve(&r)
+            .expect("resolves");
+        assert!(j.holds(r#"{"ttl": 30, "loop_wait": 10, "postgresql": {"parameters": {"max_connections": "100"}}}"#));
+        assert!(!j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 200}}}"#));
+        assert!(!j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "4MB"}}}"#), "an unwanted parameter");
+        assert!(!j.holds("curl: (7) refused"));
+        assert!(Rule::PatroniDcsMatches("/nope".into()).resolve(&r).is_err());
+    }
+}
