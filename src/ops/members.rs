@@ -177,6 +177,9 @@ pub struct MemberPlan {
     pub pg_join: Vec<String>,
     /// PostgreSQL nodes leaving (Patroni stopped and disabled, member removed from the DCS).
     pub pg_leave: Vec<String>,
+    /// Entry services on hosts that no longer have the role (from the record): `(host,
+    /// unit)`, `haproxy` or `pgbouncer`, stopped and disabled.
+    pub entry_leave: Vec<(String, String)>,
     /// Why the change is refused (nothing is done while any).
     pub refusals: Vec<String>,
     /// The bootstrap of every etcd member of the inventory (rendered into its config).
@@ -187,12 +190,16 @@ pub struct MemberPlan {
 impl MemberPlan {
     /// No member joins or leaves.
     pub fn is_empty(&self) -> bool {
-        self.etcd_join.is_empty() && self.etcd_leave.is_empty() && self.pg_join.is_empty() && self.pg_leave.is_empty()
+        self.etcd_join.is_empty()
+            && self.etcd_leave.is_empty()
+            && self.pg_join.is_empty()
+            && self.pg_leave.is_empty()
+            && self.entry_leave.is_empty()
     }
 
     /// Something leaves (destructive: `--remove-members`).
     pub fn removes(&self) -> bool {
-        !self.etcd_leave.is_empty() || !self.pg_leave.is_empty()
+        !self.etcd_leave.is_empty() || !self.pg_leave.is_empty() || !self.entry_leave.is_empty()
     }
 
     /// The playbook variables of `host` for the `etcd members join` play.
@@ -227,6 +234,9 @@ impl MemberPlan {
         }
         for n in &self.pg_join {
             out.push(format!("postgres: {n} joins as a streaming replica; pg_hba and HAProxy follow"));
+        }
+        for (h, unit) in &self.entry_leave {
+            out.push(format!("{unit}: {h} leaves ({unit} stopped and disabled on it; clients and configs stop naming it)"));
         }
         for n in &self.pg_leave {
             out.push(format!(
@@ -274,7 +284,21 @@ pub fn plan(inv: &Inventory, live: &Live, record: &Record) -> MemberPlan {
     let mut p = MemberPlan::default();
     plan_etcd(inv, live, record, &mut p);
     plan_postgres(inv, live, record, &mut p);
+    plan_entry(inv, record, &mut p);
     p
+}
+
+/// HAProxy and PgBouncer hosts the record has and the inventory no longer gives that role.
+fn plan_entry(inv: &Inventory, record: &Record, p: &mut MemberPlan) {
+    for (name, h) in &record.hosts {
+        for (role, unit) in [(Role::Haproxy, "haproxy"), (Role::Pgbouncer, "pgbouncer")] {
+            let had = h.roles.iter().any(|r| r == role.as_str());
+            let has = inv.host(name).is_some_and(|x| x.has(role));
+            if had && !has {
+                p.entry_leave.push((name.clone(), unit.to_string()));
+            }
+        }
+    }
 }
 
 fn plan_etcd(inv: &Inventory, live: &Live, record: &Record, p: &mut MemberPlan) {
@@ -620,6 +644,19 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         .find_map(|h| r.conns.get(h.name.as_str()).map(|c| (h.name.to_string(), c.clone())))
         .ok_or_else(|| OpsError::Day2("no etcd host connected".into()))?;
     let staying = etcd::endpoints(r.inv);
+    for (name, unit) in &plan.entry_leave {
+        let conn = match r.conns.get(name) {
+            Some(c) => c.clone(),
+            None => connect_departed(r, name).await?,
+        };
+        run_on(&conn, name, &Cmd::new("systemctl").args(["disable", "--now", unit.as_str()]))
+            .await
+            .map_err(|e| OpsError::Day2(format!("{unit}: {name} leaves: {e}")))?;
+        if !r.conns.contains_key(name) {
+            let _ = conn.close().await;
+        }
+        r.rep.info(&format!("members: {unit} stopped and disabled on {name}"));
+    }
     for name in &plan.pg_leave {
         let t = Instant::now();
         let conn = connect_departed(r, name).await?;
@@ -896,6 +933,7 @@ mod tests {
         let p = plan(&shrunk, &three(), &record);
         assert_eq!(p.pg_leave, ["n3"]);
         assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+        assert!(p.entry_leave.is_empty());
         // Without a record of n3, pgha cannot stop it.
         let p = plan(&shrunk, &three(), &Record::default());
         assert!(p.refusals[0].contains("no record"), "{:?}", p.refusals);
@@ -912,6 +950,16 @@ mod tests {
         live.patroni.as_mut().expect("patroni")[2].state = "stopped".into();
         let p = plan(&hosts(&["n1", "n3"], &["e1", "e2", "e3"]), &live, &record);
         assert!(p.refusals.iter().any(|r| r.contains("only synchronous standby")), "{:?}", p.refusals);
+    }
+
+    #[test]
+    fn an_entry_host_that_leaves_has_its_services_stopped() {
+        let before = hosts(&["n1"], &["e1"]);
+        let record = record_after(&before, &MemberPlan::default());
+        let after = inv("cluster: {name: t}\nhosts:\n  n1: {address: 10.0.0.11, dc: a, roles: [postgres]}\n  e1: {address: 10.0.0.12, dc: a, roles: [etcd]}\n  hp2: {address: 10.0.0.98, dc: a, roles: [haproxy, pgbouncer]}\n");
+        let p = plan(&after, &Live::default(), &record);
+        assert_eq!(p.entry_leave, [("hp".to_string(), "haproxy".to_string()), ("hp".to_string(), "pgbouncer".to_string())]);
+        assert!(p.removes());
     }
 
     #[test]
