@@ -281,7 +281,8 @@ pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
                 &format!("pgbouncer {} {db}_rw/{db}_ro", b.name),
                 rw,
                 ro,
-                &format!("{token}-{}", b.name),
+                // The entry point's kind too: a host with both roles must not write one token twice.
+                &format!("{token}-pgbouncer-{}", b.name),
             )
             .await,
         );
@@ -298,7 +299,7 @@ pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
                 ),
                 rw,
                 ro,
-                &format!("{token}-{}", h.name),
+                &format!("{token}-haproxy-{}", h.name),
             )
             .await,
         );
