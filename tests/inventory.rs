@@ -61,6 +61,8 @@ fn minimal_inventory_is_valid_without_quorum_warning() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
     assert!(!stderr.contains("etcd quorum"), "{stderr}");
+    // No `backup` role: a warning that says what that means (issue 15).
+    assert!(stderr.contains("no host has the role `backup`: no backups"), "{stderr}");
 }
 
 #[test]

@@ -280,7 +280,7 @@ fn real_material(inv: &Inventory) -> Material {
         );
     }
     for host in &inv.hosts {
-        for l in LEAVES.iter().filter(|l| host.has(l.role)) {
+        for l in LEAVES.iter().filter(|l| pgha::render::files::leaf_wanted(l, host, inv)) {
             let mut sans = Vec::new();
             let own = |sans: &mut Vec<SanType>, h: &pgha::inventory::Host| {
                 for n in h.dns_names() {
@@ -300,7 +300,7 @@ fn real_material(inv: &Inventory) -> Material {
                     own(&mut sans, host);
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 }
-                LeafKind::EtcdPeer => {
+                LeafKind::EtcdPeer | LeafKind::Pgbackrest => {
                     own(&mut sans, host);
                     vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
                 }

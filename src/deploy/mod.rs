@@ -44,6 +44,13 @@ pub struct DeployVars {
     pub data_dir: String,
     /// etcd data directory.
     pub etcd_data_dir: String,
+    /// This host takes part in backups (a PostgreSQL node or the repository host, with a
+    /// `backup` host in the inventory).
+    pub backup: bool,
+    /// pgBackRest stanza (empty without a `backup` host).
+    pub stanza: String,
+    /// Backup types with a timer (`full`, `diff`, `incr`).
+    pub backup_timers: Vec<&'static str>,
 }
 
 /// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
@@ -168,6 +175,13 @@ impl<'a> Inputs<'a> {
             bootstrap_sql_sha: self.sql_sha[..16].to_string(),
             data_dir: render::paths::pg_data_dir(target, &inv.cluster_name),
             etcd_data_dir: render::paths::etcd_data_dir(&inv.cluster_name),
+            backup: inv.backup.is_some() && (host.has(Role::Postgres) || host.has(Role::Backup)),
+            stanza: inv.backup.as_ref().map(|b| b.stanza.clone()).unwrap_or_default(),
+            backup_timers: inv
+                .backup
+                .as_ref()
+                .map(|b| b.schedule.iter().map(|s| s.kind.as_str()).collect())
+                .unwrap_or_default(),
         };
         let vars = serde_json::to_value(&vars).expect("a struct of strings and numbers always serializes");
         Ok(HostInput { rendered, vars })

@@ -67,6 +67,9 @@ fn ports(inv: &Inventory, host: &Host) -> Vec<(u16, &'static str)> {
     if host.has(Role::Pgbouncer) {
         v.push((inv.pgbouncer.port.get(), "pgbouncer"));
     }
+    if inv.backup.is_some() && (host.has(Role::Postgres) || host.has(Role::Backup)) {
+        v.push((paths::PGBACKREST_PORT, "pgbackrest"));
+    }
     v
 }
 
@@ -163,7 +166,7 @@ pub fn check(inv: &Inventory, host: &Host, facts: &Facts, now: i64, adopt: bool)
 pub fn query(inv: &Inventory) -> crate::facts::Query {
     crate::facts::Query {
         names: names(inv).into_iter().map(|(n, _)| n).collect(),
-        packages: ["patroni", "etcd-server", "haproxy", "pgbouncer"]
+        packages: ["patroni", "etcd-server", "haproxy", "pgbouncer", "pgbackrest"]
             .iter()
             .map(|s| s.to_string())
             .collect(),
@@ -172,13 +175,43 @@ pub fn query(inv: &Inventory) -> crate::facts::Query {
     }
 }
 
-/// Problems of every host.
+/// Problems of every host, then the cross-host rule of the `backup` role: the repository host
+/// runs the nodes' Debian release (pgBackRest refuses a peer of another version).
 pub fn check_all(inv: &Inventory, facts: &BTreeMap<String, Facts>, now: i64, adopt: bool) -> Vec<Problem> {
-    inv.hosts
+    let mut out: Vec<Problem> = inv
+        .hosts
         .iter()
         .filter_map(|h| facts.get(h.name.as_str()).map(|f| check(inv, h, f, now, adopt)))
         .flatten()
-        .collect()
+        .collect();
+    out.extend(backup_release(inv, facts));
+    out
+}
+
+/// The repository host must run the same Debian release as every PostgreSQL node: pgBackRest's
+/// protocol greeting compares exact versions (2.55.1 on Debian 13, 2.45 on Debian 12).
+fn backup_release(inv: &Inventory, facts: &BTreeMap<String, Facts>) -> Option<Problem> {
+    let b = inv.backup.as_ref()?;
+    let repo = target(facts.get(b.host.as_str())?)?;
+    let other: Vec<String> = inv
+        .hosts_with(Role::Postgres)
+        .filter_map(|n| {
+            let t = target(facts.get(n.name.as_str())?)?;
+            (t != repo).then(|| format!("{} runs {t}", n.name))
+        })
+        .collect();
+    if other.is_empty() {
+        return None;
+    }
+    Some(Problem {
+        host: b.host.to_string(),
+        message: format!(
+            "the backup host runs {repo} (pgBackRest {}), but {}: pgBackRest refuses a peer of another version",
+            repo.versions().pgbackrest,
+            other.join(", ")
+        ),
+        hint: "put the `backup` role on a host with the PostgreSQL nodes' Debian release".into(),
+    })
 }
 
 #[cfg(test)]

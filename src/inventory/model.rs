@@ -33,6 +33,8 @@ pub struct Inventory {
     pub tls: TlsSettings,
     /// The virtual IP over the entry hosts, if any.
     pub vip: Option<Vip>,
+    /// The pgBackRest repository and its schedules; `None` without a `backup` host.
+    pub backup: Option<BackupSettings>,
 }
 
 /// A virtual IP held by one entry host at a time (keepalived, VRRP with unicast peers). Every
@@ -56,6 +58,63 @@ impl Vip {
             .first()
             .map_or_else(|| self.address.to_string(), |n| n.to_string())
     }
+}
+
+/// A pgBackRest backup type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    /// Everything.
+    Full,
+    /// Changes since the last full backup.
+    Diff,
+    /// Changes since the last backup of any type.
+    Incr,
+}
+
+impl BackupType {
+    /// Every type, in the order schedules are listed.
+    pub const ALL: [BackupType; 3] = [BackupType::Full, BackupType::Diff, BackupType::Incr];
+
+    /// pgBackRest's name (`--type=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupType::Full => "full",
+            BackupType::Diff => "diff",
+            BackupType::Incr => "incr",
+        }
+    }
+}
+
+impl std::fmt::Display for BackupType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One backup timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackupSchedule {
+    /// Backup type.
+    #[serde(rename = "type")]
+    pub kind: BackupType,
+    /// systemd `OnCalendar=` expression.
+    pub on_calendar: String,
+}
+
+/// The backup role's settings (docs/backup.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSettings {
+    /// The repository host.
+    pub host: HostName,
+    /// pgBackRest stanza: the cluster name.
+    pub stanza: String,
+    /// Full backups kept.
+    pub retention_full: u32,
+    /// Differential backups kept.
+    pub retention_diff: u32,
+    /// Timers, in [`BackupType::ALL`] order; a type without one has no timer.
+    pub schedule: Vec<BackupSchedule>,
 }
 
 /// One host with its SSH settings resolved (host overrides over defaults).

@@ -101,11 +101,16 @@ pub enum Role {
     Haproxy,
     /// PgBouncer pooling in front of HAProxy.
     Pgbouncer,
+    /// The pgBackRest repository host (optional; at most one, never a PostgreSQL node).
+    Backup,
 }
 
 impl Role {
     /// Every role, in bring-up order.
-    pub const ALL: [Role; 4] = [Role::Etcd, Role::Postgres, Role::Haproxy, Role::Pgbouncer];
+    pub const ALL: [Role; 5] = [Role::Etcd, Role::Postgres, Role::Haproxy, Role::Pgbouncer, Role::Backup];
+
+    /// The roles every inventory must place on at least one host (`backup` is optional).
+    pub const REQUIRED: [Role; 4] = [Role::Etcd, Role::Postgres, Role::Haproxy, Role::Pgbouncer];
 
     /// The name used in YAML and messages.
     pub fn as_str(self) -> &'static str {
@@ -114,6 +119,7 @@ impl Role {
             Role::Etcd => "etcd",
             Role::Haproxy => "haproxy",
             Role::Pgbouncer => "pgbouncer",
+            Role::Backup => "backup",
         }
     }
 }

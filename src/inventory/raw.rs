@@ -42,6 +42,9 @@ pub struct RawInventory {
     /// A virtual IP over the entry hosts (keepalived), docs/entry-points.md.
     #[serde(default)]
     pub vip: Option<Spanned<RawVip>>,
+    /// Backup schedules and retention (used when a host has the `backup` role).
+    #[serde(default)]
+    pub backup: Option<Spanned<RawBackup>>,
 }
 
 /// `vip:`
@@ -57,6 +60,31 @@ pub struct RawVip {
     pub interface: Option<Spanned<String>>,
     /// VRRP virtual router id, 1–255 (default: the address's last octet).
     pub virtual_router_id: Option<Spanned<u32>>,
+}
+
+/// `backup:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// Full backups kept (`repo1-retention-full`, count).
+    pub retention_full: Option<Spanned<u32>>,
+    /// Differential backups kept (`repo1-retention-diff`).
+    pub retention_diff: Option<Spanned<u32>>,
+    /// systemd `OnCalendar=` expressions per backup type; `""` turns a type's timer off.
+    #[serde(default)]
+    pub schedule: Option<Spanned<RawSchedule>>,
+}
+
+/// `backup.schedule:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Full backups.
+    pub full: Option<Spanned<String>>,
+    /// Differential backups.
+    pub diff: Option<Spanned<String>>,
+    /// Incremental backups.
+    pub incr: Option<Spanned<String>>,
 }
 
 /// `cluster:`

@@ -132,6 +132,7 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
     let pgbouncer = pgbouncer(raw.pgbouncer.as_ref(), f);
     let tls = tls(raw.tls.as_ref(), f);
     let vip = raw.vip.as_ref().and_then(|v| vip(v, &hosts, f));
+    let backup = backup(&cluster_name, &hosts, &raw.hosts, raw.backup.as_ref(), raw.postgres.as_ref(), f);
     let inv = Inventory {
         path: file.to_path_buf(),
         cluster_name,
@@ -143,11 +144,140 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
         pgbouncer,
         tls,
         vip,
+        backup,
     };
     roles_present(&inv, &raw.hosts, f);
     port_clashes(&inv, &raw.hosts, f);
     sync_mode_fits(&inv, raw.patroni.as_ref(), f);
     if f.errors.is_empty() { Some(inv) } else { None }
+}
+
+/// Parameters pgha sets when a host has the `backup` role (archiving through pgBackRest).
+pub const BACKUP_MANAGED_PARAMETERS: &[&str] = &["archive_mode", "archive_command", "restore_command", "archive_library"];
+
+/// Default timers: a weekly full backup, a daily differential one (systemd `OnCalendar=`).
+const DEFAULT_SCHEDULE: [(BackupType, &str); 2] = [
+    (BackupType::Full, "Sun *-*-* 01:00:00"),
+    (BackupType::Diff, "Mon..Sat *-*-* 01:00:00"),
+];
+
+/// The `backup` role and section: at most one repository host, never a PostgreSQL node,
+/// archiving parameters left to pgha, schedules that are plain `OnCalendar=` text. Without a
+/// backup host: a warning saying what is missing.
+fn backup(
+    cluster: &str,
+    hosts: &[Host],
+    raw_hosts: &Spanned<SpannedMap<Spanned<RawHost>>>,
+    raw: Option<&Spanned<RawBackup>>,
+    raw_pg: Option<&Spanned<RawPostgres>>,
+    f: &mut Findings,
+) -> Option<BackupSettings> {
+    let repos: Vec<&Host> = hosts.iter().filter(|h| h.has(Role::Backup)).collect();
+    let pos_of = |name: &str| {
+        raw_hosts
+            .value
+            .0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, h)| Pos::of(&h.value.roles))
+            .unwrap_or_else(|| Pos::of(raw_hosts))
+    };
+    let Some(repo) = repos.first() else {
+        if !hosts.is_empty() {
+            let (pos, field) = match raw {
+                Some(b) => (Pos::of(b), "backup"),
+                None => (Pos::of(raw_hosts), "hosts"),
+            };
+            f.warn(
+                pos,
+                field,
+                "no host has the role `backup`: no backups, no WAL archive, no point-in-time recovery; high availability does not protect against a DROP TABLE or a bad migration replicated to every node",
+                Some("add `backup` to the roles of a host that is not a PostgreSQL node, ideally in another data centre than the primary (docs/backup.md)".to_string()),
+            );
+        }
+        return None;
+    };
+    for extra in repos.iter().skip(1) {
+        f.error(
+            pos_of(extra.name.as_str()),
+            &format!("hosts.{}.roles", extra.name),
+            format!("a second `backup` host (the first is {}): pgha manages one pgBackRest repository", repo.name),
+            Some("keep `backup` on one host".to_string()),
+        );
+    }
+    for h in repos.iter().filter(|h| h.has(Role::Postgres)) {
+        f.error(
+            pos_of(h.name.as_str()),
+            &format!("hosts.{}.roles", h.name),
+            "`backup` on a PostgreSQL node: the repository would be lost with the node it backs up, and one pgBackRest configuration cannot be both repository and database host",
+            Some("put `backup` on a host without `postgres` (it may share one with etcd, HAProxy or PgBouncer)".to_string()),
+        );
+    }
+    if let Some(pg) = raw_pg {
+        for (k, v) in &pg.value.parameters.0 {
+            if BACKUP_MANAGED_PARAMETERS.contains(&k.as_str()) {
+                f.error(
+                    Pos::of(v),
+                    &format!("postgres.parameters.{k}"),
+                    format!("`{k}` is set by pgha when a host has the `backup` role (WAL archiving through pgBackRest)"),
+                    Some(format!("remove it; with a backup host pgha manages {}", BACKUP_MANAGED_PARAMETERS.join(", "))),
+                );
+            }
+        }
+    }
+    let empty = RawBackup::default();
+    let r = raw.map(|r| &r.value).unwrap_or(&empty);
+    let count = |v: &Option<Spanned<u32>>, default: u32, field: &str, f: &mut Findings| match v {
+        Some(n) if n.value == 0 || n.value > 9_999_999 => {
+            f.error(Pos::of(n), field, format!("{} is out of range", n.value), Some("keep 1 to 9999999 backups".to_string()));
+            default
+        }
+        Some(n) => n.value,
+        None => default,
+    };
+    let retention_full = count(&r.retention_full, 2, "backup.retention_full", f);
+    let retention_diff = count(&r.retention_diff, 7, "backup.retention_diff", f);
+    let mut schedule = Vec::new();
+    let given = r.schedule.as_ref().map(|s| &s.value);
+    for kind in BackupType::ALL {
+        let written = given.and_then(|s| match kind {
+            BackupType::Full => s.full.as_ref(),
+            BackupType::Diff => s.diff.as_ref(),
+            BackupType::Incr => s.incr.as_ref(),
+        });
+        let text = match (written, given) {
+            (Some(w), _) => {
+                let field = format!("backup.schedule.{kind}");
+                let ok = w.value.chars().all(|c| c.is_ascii_alphanumeric() || " *:,./~-".contains(c));
+                if !ok {
+                    f.error(
+                        Pos::of(w),
+                        &field,
+                        format!("`{}` is not a systemd calendar expression", escape_controls(&w.value)),
+                        Some("write an OnCalendar= value such as `Sun *-*-* 01:00:00` or `daily` (see `systemd-analyze calendar`), or \"\" for no timer".to_string()),
+                    );
+                    continue;
+                }
+                w.value.trim().to_string()
+            }
+            // A `schedule:` section lists every timer wanted; without one, the defaults.
+            (None, Some(_)) => continue,
+            (None, None) => match DEFAULT_SCHEDULE.iter().find(|(k, _)| *k == kind) {
+                Some((_, d)) => d.to_string(),
+                None => continue,
+            },
+        };
+        if !text.is_empty() {
+            schedule.push(BackupSchedule { kind, on_calendar: text });
+        }
+    }
+    Some(BackupSettings {
+        host: repo.name.clone(),
+        stanza: cluster.to_string(),
+        retention_full,
+        retention_diff,
+        schedule,
+    })
 }
 
 fn cluster_name(c: &Spanned<RawCluster>, f: &mut Findings) -> String {
@@ -398,7 +528,7 @@ fn hosts(raw: &Spanned<SpannedMap<Spanned<RawHost>>>, defaults: Option<&RawSsh>,
 
 fn roles_present(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f: &mut Findings) {
     let pos = Pos::of(raw);
-    for role in Role::ALL {
+    for role in Role::REQUIRED {
         if inv.hosts_with(role).next().is_none() && !inv.hosts.is_empty() {
             f.error(
                 pos,

@@ -192,6 +192,17 @@ pub fn render_from(paths: &LabPaths, hosts: &[HostSpec], login: Login, source: &
             v.virtual_router_id
         );
     }
+    if let Some(b) = &source.backup {
+        let _ = writeln!(
+            s,
+            "backup:\n  retention_full: {}\n  retention_diff: {}\n  schedule:",
+            b.retention_full, b.retention_diff
+        );
+        for kind in crate::inventory::BackupType::ALL {
+            let when = b.schedule.iter().find(|x| x.kind == kind).map_or("", |x| x.on_calendar.as_str());
+            let _ = writeln!(s, "    {kind}: {}", q(when));
+        }
+    }
     s
 }
 

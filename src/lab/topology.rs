@@ -261,7 +261,7 @@ fn role_numbers(roles: &[Role]) -> std::ops::RangeInclusive<u32> {
         Some(Role::Postgres) | None => 10,
         Some(Role::Etcd) => 20,
         Some(Role::Haproxy) => 30,
-        Some(Role::Pgbouncer) => 40,
+        Some(Role::Pgbouncer) | Some(Role::Backup) => 40,
     };
     tens + 1..=tens + 9
 }
@@ -362,6 +362,9 @@ pub fn default_hosts(subnet: Subnet) -> Vec<HostSpec> {
         dc: dc.to_string(),
         roles: vec![role],
     };
+    // The pgBackRest repository shares the dc2 PgBouncer host: no ninth machine (issue 15).
+    let mut bouncer = h("pgbouncer", 41, "dc2", Role::Pgbouncer);
+    bouncer.roles.push(Role::Backup);
     vec![
         h("node1", 11, "dc1", Role::Postgres),
         h("node2", 12, "dc1", Role::Postgres),
@@ -370,7 +373,7 @@ pub fn default_hosts(subnet: Subnet) -> Vec<HostSpec> {
         h("node3", 13, "dc2", Role::Postgres),
         h("etcd3", 23, "dc2", Role::Etcd),
         h("haproxy", 31, "dc2", Role::Haproxy),
-        h("pgbouncer", 41, "dc2", Role::Pgbouncer),
+        bouncer,
     ]
 }
 

@@ -108,6 +108,10 @@ pub fn from_state(
             patroni_rest: password(&pki::Account::PatroniRest)?,
             pgbouncer_auth: password(&pki::Account::PgbouncerAuth)?,
             app_verifiers,
+            repo_cipher: match inv.backup {
+                Some(_) => password(&pki::Account::RepoCipher)?,
+                None => String::new(),
+            },
         },
     };
     Ok((
@@ -252,6 +256,10 @@ pub fn preview(inv: &Inventory, state: Option<&Path>) -> Result<(Material, Verif
             patroni_rest: password(&pki::Account::PatroniRest),
             pgbouncer_auth: password(&pki::Account::PgbouncerAuth),
             app_verifiers,
+            repo_cipher: match inv.backup {
+                Some(_) => password(&pki::Account::RepoCipher),
+                None => String::new(),
+            },
         },
     };
     let verifiers = Verifiers {

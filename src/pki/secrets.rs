@@ -43,6 +43,8 @@ pub enum Account {
     Verify,
     /// An application role of `postgres.users`.
     App(String),
+    /// The pgBackRest repository's cipher passphrase (`repo1-cipher-pass`), with a `backup` host.
+    RepoCipher,
 }
 
 impl Account {
@@ -56,6 +58,7 @@ impl Account {
             Account::PgbouncerAuth => "pgbouncer-auth".into(),
             Account::Verify => "verify".into(),
             Account::App(name) => format!("user:{name}"),
+            Account::RepoCipher => "repo-cipher".into(),
         }
     }
 }
@@ -66,7 +69,8 @@ impl fmt::Display for Account {
     }
 }
 
-/// Every account `inv` needs: the five built-in ones, then each application user.
+/// Every account `inv` needs: the built-in ones, each application user, then the repository's
+/// cipher passphrase when the inventory has a `backup` host.
 pub fn accounts(inv: &Inventory) -> Vec<Account> {
     let builtin = [
         Account::Superuser,
@@ -79,6 +83,7 @@ pub fn accounts(inv: &Inventory) -> Vec<Account> {
     builtin
         .into_iter()
         .chain(inv.postgres.users.iter().map(|u| Account::App(u.name.clone())))
+        .chain(inv.backup.as_ref().map(|_| Account::RepoCipher))
         .collect()
 }
 

@@ -52,11 +52,15 @@ pub enum LeafKind {
     EtcdPeer,
     /// PgBouncer's listener (:6432) server certificate.
     PgbouncerServer,
+    /// pgBackRest's TLS server (:8432) and client, on the repository host and every node when
+    /// the inventory has a `backup` host: both EKUs, DNS SANs (pgBackRest 2.45 ignores IP SANs),
+    /// and the CN the peer's `tls-server-auth` checks.
+    Pgbackrest,
 }
 
 impl LeafKind {
     /// Every kind, in bring-up order of the services that use them.
-    pub const ALL: [LeafKind; 7] = [
+    pub const ALL: [LeafKind; 8] = [
         LeafKind::EtcdServer,
         LeafKind::EtcdPeer,
         LeafKind::PostgresServer,
@@ -64,6 +68,7 @@ impl LeafKind {
         LeafKind::PatroniClient,
         LeafKind::HaproxyCheck,
         LeafKind::PgbouncerServer,
+        LeafKind::Pgbackrest,
     ];
 
     /// The name used for files (`<name>.crt`, `<name>.key`) and reports.
@@ -76,17 +81,25 @@ impl LeafKind {
             LeafKind::EtcdServer => "etcd-server",
             LeafKind::EtcdPeer => "etcd-peer",
             LeafKind::PgbouncerServer => "pgbouncer-server",
+            LeafKind::Pgbackrest => "pgbackrest",
         }
     }
 
-    /// The role a host needs to get this certificate.
-    pub fn role(self) -> Role {
+    /// The roles of which a host needs one to get this certificate.
+    pub fn roles(self) -> &'static [Role] {
         match self {
-            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PatroniClient => Role::Postgres,
-            LeafKind::HaproxyCheck => Role::Haproxy,
-            LeafKind::EtcdServer | LeafKind::EtcdPeer => Role::Etcd,
-            LeafKind::PgbouncerServer => Role::Pgbouncer,
+            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PatroniClient => &[Role::Postgres],
+            LeafKind::HaproxyCheck => &[Role::Haproxy],
+            LeafKind::EtcdServer | LeafKind::EtcdPeer => &[Role::Etcd],
+            LeafKind::PgbouncerServer => &[Role::Pgbouncer],
+            LeafKind::Pgbackrest => &[Role::Postgres, Role::Backup],
         }
+    }
+
+    /// Whether `host` of `inv` gets this certificate (pgBackRest's only with a `backup` host).
+    pub fn wanted_by(self, host: &Host, inv: &Inventory) -> bool {
+        let role = self.roles().iter().any(|r| host.has(*r));
+        role && (self != LeafKind::Pgbackrest || inv.backup.is_some())
     }
 
     /// Extended key usages, exactly (see the module doc for etcd-server).
@@ -94,7 +107,7 @@ impl LeafKind {
         let list: &[Eku] = match self {
             LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PgbouncerServer => &[Eku::ServerAuth],
             LeafKind::PatroniClient | LeafKind::HaproxyCheck => &[Eku::ClientAuth],
-            LeafKind::EtcdServer | LeafKind::EtcdPeer => &[Eku::ServerAuth, Eku::ClientAuth],
+            LeafKind::EtcdServer | LeafKind::EtcdPeer | LeafKind::Pgbackrest => &[Eku::ServerAuth, Eku::ClientAuth],
         };
         list.iter().copied().collect()
     }
@@ -105,7 +118,9 @@ impl LeafKind {
             LeafKind::PatroniClient | LeafKind::HaproxyCheck => {
                 [San::Dns(format!("{}.{}.pgha.invalid", self.as_str(), host.name))].into()
             }
-            LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer => own_names(host, false),
+            LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer | LeafKind::Pgbackrest => {
+                own_names(host, false)
+            }
             LeafKind::PgbouncerServer => {
                 let mut sans = own_names(host, true);
                 sans.extend(vip_names(inv));
@@ -219,7 +234,7 @@ pub fn leaf_specs(inv: &Inventory) -> Vec<LeafSpec> {
         .flat_map(|host| {
             LeafKind::ALL
                 .into_iter()
-                .filter(|k| host.has(k.role()))
+                .filter(|k| k.wanted_by(host, inv))
                 .map(move |kind| LeafSpec {
                     kind,
                     host: host.name.clone(),
@@ -334,7 +349,7 @@ pub(crate) mod tests {
         assert!(
             !specs
                 .iter()
-                .any(|s| s.host.as_str().starts_with("etcd") && s.kind.role() != Role::Etcd)
+                .any(|s| s.host.as_str().starts_with("etcd") && !s.kind.roles().contains(&Role::Etcd))
         );
     }
 }

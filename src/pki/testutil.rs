@@ -98,5 +98,6 @@ pub fn sample_inventory() -> Inventory {
             renew_within_days: 30,
         },
         vip: None,
+        backup: None,
     }
 }

@@ -48,6 +48,7 @@ fn parse_role(s: &str) -> Option<Role> {
         "etcd" => Some(Role::Etcd),
         "haproxy" => Some(Role::Haproxy),
         "pgbouncer" => Some(Role::Pgbouncer),
+        "backup" => Some(Role::Backup),
         _ => None,
     }
 }
@@ -213,7 +214,7 @@ pub fn parse(file: &Path, bytes: &[u8], inv: &Inventory) -> Result<Playbook, Pla
                 name if host_names.contains(&name) => Selector::Host(name.to_string()),
                 slice if parse_slice(slice).is_some() => parse_slice(slice).expect("checked just above"),
                 other => {
-                    let mut known: Vec<&str> = vec!["all", "postgres", "etcd", "haproxy", "pgbouncer"];
+                    let mut known: Vec<&str> = vec!["all", "postgres", "etcd", "haproxy", "pgbouncer", "backup"];
                     known.extend(host_names.iter().copied());
                     let hint = did_you_mean(other, known.iter().copied()).map(|s| format!("did you mean `{s}`?"));
                     err(

@@ -35,6 +35,59 @@ pub struct HostContext {
     pub haproxy: Option<HaproxyContext>,
     /// PgBouncer settings, on PgBouncer hosts.
     pub pgbouncer: Option<PgbouncerContext>,
+    /// pgBackRest settings, on the repository host and every node when there is a `backup` host.
+    pub backup: Option<BackupContext>,
+}
+
+/// One PostgreSQL node as the repository's `pgN-*` options see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BackupNode {
+    /// `N` of `pgN-host` (1-based, inventory order).
+    pub index: usize,
+    /// Host name (dialled, and the CN its client certificate carries).
+    pub name: String,
+}
+
+/// pgBackRest configuration of one host (docs/backup.md).
+#[derive(Clone, Serialize)]
+pub struct BackupContext {
+    /// Stanza (the cluster name).
+    pub stanza: String,
+    /// The repository host's name.
+    pub repo_host: String,
+    /// `repo1-path`.
+    pub repo_path: String,
+    /// Every PostgreSQL node.
+    pub nodes: Vec<BackupNode>,
+    /// `pgN-path` (the same on every node).
+    pub data_dir: String,
+    /// `pgN-port`.
+    pub pg_port: u16,
+    /// `pg1-socket-path` on the nodes.
+    pub socket_dir: String,
+    /// `tls-server-address`.
+    pub server_address: String,
+    /// `tls-server-port`.
+    pub server_port: u16,
+    /// `repo1-cipher-pass` (rendered on the repository host only).
+    pub cipher_pass: String,
+    /// `repo1-retention-full`.
+    pub retention_full: u32,
+    /// `repo1-retention-diff`.
+    pub retention_diff: u32,
+    /// Timers: backup type → `OnCalendar=`.
+    pub timers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BackupContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupContext")
+            .field("stanza", &self.stanza)
+            .field("repo_host", &self.repo_host)
+            .field("nodes", &self.nodes)
+            .field("cipher_pass", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 /// The rendered host.
@@ -83,6 +136,10 @@ pub struct TlsPaths {
     pub pgbouncer_cert: String,
     /// PgBouncer listener key.
     pub pgbouncer_key: String,
+    /// pgBackRest TLS server and client certificate.
+    pub pgbackrest_cert: String,
+    /// pgBackRest key.
+    pub pgbackrest_key: String,
 }
 
 impl TlsPaths {
@@ -104,6 +161,8 @@ impl TlsPaths {
             etcd_peer_key: paths::leaf_key(EtcdPeer),
             pgbouncer_cert: paths::leaf_cert(PgbouncerServer),
             pgbouncer_key: paths::leaf_key(PgbouncerServer),
+            pgbackrest_cert: paths::leaf_cert(Pgbackrest),
+            pgbackrest_key: paths::leaf_key(Pgbackrest),
         }
     }
 }
@@ -202,6 +261,8 @@ pub struct PatroniContext {
     pub dcs_parameters: Vec<(String, String)>,
     /// pg_hba lines.
     pub pg_hba: Vec<String>,
+    /// `recovery_conf.restore_command` (with a `backup` host): replicas fetch WAL from the archive.
+    pub restore_command: Option<String>,
     /// Passwords (rendered into a 0600 file).
     pub secrets: PatroniSecrets,
 }
@@ -336,6 +397,52 @@ pub fn build(inv: &Inventory, material: &Material, host: &Host, target: Target) 
             true => Some(pgbouncer(inv, material, host, target)?),
             false => None,
         },
+        backup: backup(inv, material, host, target),
+    })
+}
+
+/// The archive and restore commands Patroni's configuration carries with a `backup` host
+/// (`pgbackrest check` insists that `archive_command` names pgbackrest).
+pub fn archive_commands(stanza: &str) -> (String, String) {
+    (
+        format!("pgbackrest --stanza={stanza} archive-push %p"),
+        format!("pgbackrest --stanza={stanza} archive-get %f \"%p\""),
+    )
+}
+
+/// pgBackRest settings of a node or the repository host; `None` elsewhere or without a
+/// `backup` host. Only the repository host gets the cipher passphrase.
+pub fn backup(inv: &Inventory, material: &Material, host: &Host, target: Target) -> Option<BackupContext> {
+    let b = inv.backup.as_ref()?;
+    if !(host.has(Role::Postgres) || host.has(Role::Backup)) {
+        return None;
+    }
+    let repo = host.has(Role::Backup);
+    Some(BackupContext {
+        stanza: b.stanza.clone(),
+        repo_host: b.host.to_string(),
+        repo_path: paths::PGBACKREST_REPO.to_owned(),
+        nodes: inv
+            .hosts_with(Role::Postgres)
+            .enumerate()
+            .map(|(i, n)| BackupNode {
+                index: i + 1,
+                name: n.name.to_string(),
+            })
+            .collect(),
+        data_dir: paths::pg_data_dir(target, &inv.cluster_name),
+        pg_port: inv.postgres.port.get(),
+        socket_dir: paths::SOCKET_DIR.to_owned(),
+        server_address: host.address.to_string(),
+        server_port: paths::PGBACKREST_PORT,
+        cipher_pass: if repo { material.secrets.repo_cipher.clone() } else { String::new() },
+        retention_full: b.retention_full,
+        retention_diff: b.retention_diff,
+        timers: b
+            .schedule
+            .iter()
+            .map(|s| (s.kind.as_str().to_owned(), s.on_calendar.clone()))
+            .collect(),
     })
 }
 
@@ -486,6 +593,12 @@ pub fn patroni(
     for (k, v) in managed_parameters(&tls) {
         params.insert(k.to_owned(), v);
     }
+    let restore_command = inv.backup.as_ref().map(|b| {
+        let (archive, restore) = archive_commands(&b.stanza);
+        params.insert("archive_mode".into(), "on".into());
+        params.insert("archive_command".into(), archive);
+        restore
+    });
     let (pg_port, rest_port) = (inv.postgres.port.get(), p.rest_port.get());
     let s = &material.secrets;
     Ok(PatroniContext {
@@ -513,6 +626,7 @@ pub fn patroni(
         parameters: params.into_iter().collect(),
         dcs_parameters: inv.postgres.parameters.clone(),
         pg_hba: pg_hba(inv),
+        restore_command,
         secrets: PatroniSecrets {
             superuser: s.superuser.clone(),
             replication: s.replication.clone(),

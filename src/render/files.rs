@@ -180,7 +180,88 @@ pub const TEMPLATES: &[TemplateFile] = &[
         secret: false,
         unit: None,
     },
+    TemplateFile {
+        role: Role::Postgres,
+        template: "pgbackrest/pgbackrest-node.conf.j2",
+        path: paths::PGBACKREST_CONFIG,
+        owner: "root",
+        group: "postgres",
+        mode: 0o640,
+        secret: false,
+        unit: Some("pgbackrest.service"),
+    },
+    TemplateFile {
+        role: Role::Backup,
+        template: "pgbackrest/pgbackrest-repo.conf.j2",
+        path: paths::PGBACKREST_CONFIG,
+        owner: "root",
+        group: "postgres",
+        mode: 0o640,
+        secret: true,
+        unit: Some("pgbackrest.service"),
+    },
+    TemplateFile {
+        role: Role::Backup,
+        template: "pgbackrest/pgha-backup@.service.j2",
+        path: paths::BACKUP_SERVICE,
+        owner: "root",
+        group: "root",
+        mode: 0o644,
+        secret: false,
+        unit: None,
+    },
+    TemplateFile {
+        role: Role::Backup,
+        template: "pgbackrest/pgha-backup-full.timer.j2",
+        path: paths::BACKUP_TIMER_FULL,
+        owner: "root",
+        group: "root",
+        mode: 0o644,
+        secret: false,
+        unit: Some("pgha-backup-full.timer"),
+    },
+    TemplateFile {
+        role: Role::Backup,
+        template: "pgbackrest/pgha-backup-diff.timer.j2",
+        path: paths::BACKUP_TIMER_DIFF,
+        owner: "root",
+        group: "root",
+        mode: 0o644,
+        secret: false,
+        unit: Some("pgha-backup-diff.timer"),
+    },
+    TemplateFile {
+        role: Role::Backup,
+        template: "pgbackrest/pgha-backup-incr.timer.j2",
+        path: paths::BACKUP_TIMER_INCR,
+        owner: "root",
+        group: "root",
+        mode: 0o644,
+        secret: false,
+        unit: Some("pgha-backup-incr.timer"),
+    },
 ];
+
+/// Whether `host` gets template `t`: its role, pgBackRest's files only with a `backup` host,
+/// and a backup timer only when the inventory schedules that type.
+pub fn template_wanted(t: &TemplateFile, host: &crate::inventory::Host, inv: &crate::inventory::Inventory) -> bool {
+    if !host.has(t.role) {
+        return false;
+    }
+    if !t.template.starts_with("pgbackrest/") {
+        return true;
+    }
+    let Some(b) = &inv.backup else { return false };
+    match t.template.strip_prefix("pgbackrest/pgha-backup-").and_then(|r| r.strip_suffix(".timer.j2")) {
+        Some(kind) => b.schedule.iter().any(|s| s.kind.as_str() == kind),
+        None => true,
+    }
+}
+
+/// Whether `host` gets leaf file `l` (pgBackRest's only with a `backup` host).
+pub fn leaf_wanted(l: &LeafFile, host: &crate::inventory::Host, inv: &crate::inventory::Inventory) -> bool {
+    host.has(l.role) && l.kind.wanted_by(host, inv)
+}
 
 /// A certificate (and key) a role needs: the group of the service that reads it (files are
 /// root-owned) and the unit that reads it.
@@ -239,5 +320,17 @@ pub const LEAVES: &[LeafFile] = &[
         kind: LeafKind::PgbouncerServer,
         group: "postgres",
         unit: "pgbouncer.service",
+    },
+    LeafFile {
+        role: Role::Postgres,
+        kind: LeafKind::Pgbackrest,
+        group: "postgres",
+        unit: "pgbackrest.service",
+    },
+    LeafFile {
+        role: Role::Backup,
+        kind: LeafKind::Pgbackrest,
+        group: "postgres",
+        unit: "pgbackrest.service",
     },
 ];

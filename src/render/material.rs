@@ -43,6 +43,9 @@ pub struct Secrets {
     pub pgbouncer_auth: String,
     /// Application role → SCRAM-SHA-256 verifier, exactly as stored in PostgreSQL.
     pub app_verifiers: BTreeMap<String, String>,
+    /// pgBackRest `repo1-cipher-pass` (empty without a `backup` host); only the repository
+    /// host's configuration carries it.
+    pub repo_cipher: String,
 }
 
 impl fmt::Debug for Secrets {

@@ -53,7 +53,7 @@ pub fn render_host(
         bundle_at(paths::CA_BUNDLE_CURRENT.to_owned()),
     ];
     for role in Role::ALL.into_iter().filter(|r| host.has(*r)) {
-        for t in files::TEMPLATES.iter().filter(|t| t.role == role) {
+        for t in files::TEMPLATES.iter().filter(|t| t.role == role && files::template_wanted(t, host, inv)) {
             let tmpl = env
                 .get_template(t.template)
                 .map_err(|e| RenderError::from_template(t.template, &e))?;
@@ -71,7 +71,7 @@ pub fn render_host(
                 template: Some(t.template),
             });
         }
-        for l in files::LEAVES.iter().filter(|l| l.role == role) {
+        for l in files::LEAVES.iter().filter(|l| l.role == role && files::leaf_wanted(l, host, inv)) {
             out.extend(leaf_files(material, host, l)?);
         }
     }

@@ -34,6 +34,24 @@ pub const PGBOUNCER_HBA: &str = "/etc/pgbouncer/pg_hba.conf";
 pub const PATRONI_HELPER: &str = "/usr/local/sbin/pgha-patroni";
 /// The PgBouncer reload-and-drain helper (templates/pgbouncer).
 pub const PGBOUNCER_HELPER: &str = "/usr/local/sbin/pgha-pgbouncer";
+/// pgBackRest's configuration directory (not shipped by Debian; its own `/etc/pgbackrest.conf`
+/// is read only when [`PGBACKREST_CONFIG`] does not exist, and is left alone).
+pub const PGBACKREST_DIR: &str = "/etc/pgbackrest";
+/// pgBackRest's configuration, the default `--config` path.
+pub const PGBACKREST_CONFIG: &str = "/etc/pgbackrest/pgbackrest.conf";
+/// pgBackRest's repository on the backup host (Debian creates it, postgres 0750).
+pub const PGBACKREST_REPO: &str = "/var/lib/pgbackrest";
+/// pgBackRest's TLS server port (its default).
+pub const PGBACKREST_PORT: u16 = 8432;
+/// The backup service template on the repository host (`pgha-backup@full.service`, …).
+pub const BACKUP_SERVICE: &str = "/etc/systemd/system/pgha-backup@.service";
+/// The full backup timer.
+pub const BACKUP_TIMER_FULL: &str = "/etc/systemd/system/pgha-backup-full.timer";
+/// The differential backup timer.
+pub const BACKUP_TIMER_DIFF: &str = "/etc/systemd/system/pgha-backup-diff.timer";
+/// The incremental backup timer.
+pub const BACKUP_TIMER_INCR: &str = "/etc/systemd/system/pgha-backup-incr.timer";
+
 /// Unix socket directory of PostgreSQL and PgBouncer (Debian's default).
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 

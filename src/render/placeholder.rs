@@ -16,7 +16,7 @@ pub const PLACEHOLDER_BUNDLE: &str = "ca-bundle-1.pem";
 pub fn placeholder_material(inv: &Inventory) -> Material {
     let mut leaves = BTreeMap::new();
     for host in &inv.hosts {
-        for l in LEAVES.iter().filter(|l| host.has(l.role)) {
+        for l in LEAVES.iter().filter(|l| super::files::leaf_wanted(l, host, inv)) {
             let leaf = Leaf {
                 cert_pem: format!(
                     "-----BEGIN CERTIFICATE-----\nPLACEHOLDER {} certificate of {}\n-----END CERTIFICATE-----\n",
@@ -54,6 +54,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
             patroni_rest: "placeholder-rest-\"password\\".into(),
             pgbouncer_auth: "placeholder-pgbouncer-auth-password".into(),
             app_verifiers,
+            repo_cipher: "placeholder-repo-cipher-passphrase".into(),
         },
     }
 }

@@ -38,6 +38,8 @@ impl Target {
                 etcd: "3.5",
                 haproxy: "3.0",
                 pgbouncer: "1.24",
+                pgbackrest: "2.55.1",
+                backup_standby: "prefer",
             },
             Target::Debian12 => Versions {
                 postgres: 15,
@@ -46,6 +48,8 @@ impl Target {
                 etcd: "3.4",
                 haproxy: "2.6",
                 pgbouncer: "1.18",
+                pgbackrest: "2.45",
+                backup_standby: "n",
             },
         }
     }
@@ -84,6 +88,11 @@ pub struct Versions {
     pub haproxy: &'static str,
     /// PgBouncer minor series: `auth_dbname` exists from 1.20.
     pub pgbouncer: &'static str,
+    /// pgBackRest version: every host of a stanza must run exactly the same (protocol check).
+    pub pgbackrest: &'static str,
+    /// `backup-standby` for scheduled backups: `prefer` (2.54+) falls back to the primary;
+    /// 2.45 knows only y/n and `y` fails without a standby, so `n` (`pgha backup` picks per run).
+    pub backup_standby: &'static str,
 }
 
 #[cfg(test)]
