@@ -4,6 +4,7 @@
 //! `output`), and only here is `anyhow` used; no file here starts a remote command.
 
 pub mod args;
+pub mod backup;
 pub mod completions;
 pub mod deploy;
 pub mod drill;
@@ -70,6 +71,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Rebuild a replica from the leader (refuses the leader).
     Reinit(reinit::ReinitArgs),
+    /// pgBackRest backup of the cluster (from a standby where possible); `backup list`.
+    Backup(backup::BackupArgs),
     /// Failure drill under writes: crash the leader, lose etcd quorum, or partition the leader.
     Drill(drill::DrillArgs),
     /// Apply a playbook to the inventory's hosts (or plan it with --check).
@@ -99,6 +102,7 @@ pub fn run() -> ExitCode {
         Command::Restart(args) => restart::run(&args),
         Command::Reinit(args) => reinit::run(&args),
         Command::Drill(args) => drill::run(&args),
+        Command::Backup(args) => backup::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),

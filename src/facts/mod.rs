@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod haproxy;
 pub mod patroni;
 pub mod pgbouncer;
+pub mod pgbackrest;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -55,6 +55,8 @@ impl Release {
                 "openssl",
                 // HAProxy's server-state save on reload (the haproxy.service drop-in).
                 "socat",
+                // The `backup` role (the repository host and every node).
+                "pgbackrest",
             ]
             .map(String::from),
         );

@@ -7,6 +7,7 @@
 //! Shared plumbing lives here once: the inventory loader ([`load_inventory`]), the connection
 //! pool ([`pool`]) and the engine run with Ctrl-C ([`run`]). See docs/design.md §9.
 
+pub mod backup;
 pub mod deploy;
 pub mod drill;
 pub mod error;
