@@ -6,7 +6,8 @@
 //! host; the repository is encrypted (the files themselves, not only pgha's word); the TLS
 //! servers admit only the CNs configured (a certificate of the CA with another CN is denied);
 //! archiving survives `pgha switchover --yes` (check passes after, the archive holds the new
-//! timeline's WAL). Each step's time is printed.
+//! timeline's WAL); and, as a negative control, check fails while the repository's TLS server
+//! is down. Each step's time is printed.
 
 mod common;
 
@@ -40,9 +41,14 @@ fn repo_info() -> serde_json::Value {
 
 /// `pgbackrest check` on the repository host (as postgres), with its exit status.
 fn check() -> (bool, String) {
-    let out = common::pgha(&[
-        "lab", "ssh", REPO, "--", "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza", STANZA, "check",
-    ]);
+    check_with(&[])
+}
+
+fn check_with(extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["lab", "ssh", REPO, "--", "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza", STANZA];
+    args.extend_from_slice(extra);
+    args.push("check");
+    let out = common::pgha(&args);
     let (o, e) = common::text(&out);
     (out.status.success(), format!("{o}{e}"))
 }
@@ -147,6 +153,16 @@ fn backup_archive_encrypt_switchover() {
     let max = info["archive"][0]["max"].as_str().unwrap_or_default().to_string();
     assert!(max.starts_with(&prefix), "archive max {max} is on timeline {prefix}");
     step(&mut t, &format!("switchover {p0} → {p1}: timeline {tl} archived, check passes"));
+
+    // Negative control: the oracle can fail. With the repository's TLS server stopped, WAL
+    // cannot reach the repository and check says so; started again, archiving resumes.
+    on(REPO, &["systemctl", "stop", "pgbackrest"]);
+    let (passed, out) = check_with(&["--archive-timeout=10"]);
+    on(REPO, &["systemctl", "start", "pgbackrest"]);
+    assert!(!passed, "check must fail while the repository's TLS server is down: {out}");
+    let (passed, out) = check();
+    assert!(passed, "check passes again once the server is back: {out}");
+    step(&mut t, "negative control: repository server down → check fails; back → passes");
 
     ok(&["lab", "down"]);
     step(&mut t, "lab down");
