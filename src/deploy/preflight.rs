@@ -314,4 +314,25 @@ mod tests {
             "pgha's own cluster: fine"
         );
     }
+
+    #[test]
+    fn a_backup_host_on_another_release_is_refused() {
+        let text = include_str!("../../tests/inventories/minimal.yaml").replace("[haproxy, pgbouncer]", "[haproxy, pgbouncer, backup]");
+        let inv = crate::inventory::parse(std::path::Path::new("m.yaml"), text.as_bytes())
+            .expect("valid")
+            .inventory;
+        let mut all: BTreeMap<String, Facts> = inv.hosts.iter().map(|h| (h.name.to_string(), good(&inv))).collect();
+        assert!(check_all(&inv, &all, 1000, false).is_empty(), "one release: fine");
+        let lb = all.get_mut("lb").expect("lb");
+        lb.os.version_id = "12".into();
+        lb.os.codename = "bookworm".into();
+        let p = check_all(&inv, &all, 1000, false);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].host, "lb");
+        assert!(
+            p[0].message.contains("debian12 (pgBackRest 2.45)") && p[0].message.contains("pg1 runs debian13"),
+            "{}",
+            p[0]
+        );
+    }
 }

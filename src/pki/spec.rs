@@ -352,4 +352,32 @@ pub(crate) mod tests {
                 .any(|s| s.host.as_str().starts_with("etcd") && !s.kind.roles().contains(&Role::Etcd))
         );
     }
+
+    #[test]
+    fn pgbackrest_leaves_only_with_a_backup_host() {
+        let mut inv = sample_inventory();
+        let specs = leaf_specs(&inv);
+        assert!(!specs.iter().any(|s| s.kind == LeafKind::Pgbackrest), "no backup host: none");
+        let bouncer = inv.hosts.iter_mut().find(|h| h.name.as_str() == "pgbouncer").expect("pgbouncer");
+        bouncer.roles.insert(Role::Backup);
+        inv.backup = Some(crate::inventory::BackupSettings {
+            host: HostName::new("pgbouncer").expect("name"),
+            stanza: "demo".into(),
+            retention_full: 2,
+            retention_diff: 7,
+            schedule: vec![],
+        });
+        let specs = leaf_specs(&inv);
+        let holders: Vec<&str> = specs
+            .iter()
+            .filter(|s| s.kind == LeafKind::Pgbackrest)
+            .map(|s| s.host.as_str())
+            .collect();
+        assert_eq!(holders, ["node1", "node2", "node3", "pgbouncer"]);
+        let s = spec(&specs, "pgbouncer", LeafKind::Pgbackrest);
+        // tls-server-auth checks the CN; 2.45 verifies DNS SANs only.
+        assert_eq!(s.common_name, "pgbouncer");
+        assert!(s.sans.contains(&dns("pgbouncer")));
+        assert_eq!(s.ekus, [Eku::ServerAuth, Eku::ClientAuth].into());
+    }
 }
