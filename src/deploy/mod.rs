@@ -51,6 +51,8 @@ pub struct DeployVars {
     pub stanza: String,
     /// Backup types with a timer (`full`, `diff`, `incr`).
     pub backup_timers: Vec<&'static str>,
+    /// The PostgreSQL nodes' names, space-separated (validated DNS names: safe in sh).
+    pub backup_nodes: String,
 }
 
 /// Builds each host's input: rendered files for its target, the bootstrap SQL on PostgreSQL
@@ -182,6 +184,7 @@ impl<'a> Inputs<'a> {
                 .as_ref()
                 .map(|b| b.schedule.iter().map(|s| s.kind.as_str()).collect())
                 .unwrap_or_default(),
+            backup_nodes: inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect::<Vec<_>>().join(" "),
         };
         let vars = serde_json::to_value(&vars).expect("a struct of strings and numbers always serializes");
         Ok(HostInput { rendered, vars })
