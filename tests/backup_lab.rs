@@ -19,6 +19,15 @@ use common::{NODES, ok, on, psql_on, total};
 const REPO: &str = "pgbouncer";
 const STANZA: &str = "pgha-lab";
 
+/// The last JSON value of a `--json` run's stdout (pgha pretty-prints each value).
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::Deserializer::from_str(stdout)
+        .into_iter::<serde_json::Value>()
+        .map(|v| v.unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}")))
+        .last()
+        .unwrap_or_else(|| panic!("no JSON on stdout: {stdout:?}"))
+}
+
 fn step(t: &mut Instant, what: &str) {
     eprintln!("backup lab: {what}: {:.1} s", t.elapsed().as_secs_f64());
     *t = Instant::now();
@@ -111,7 +120,7 @@ fn backup_archive_encrypt_switchover() {
 
     // A full backup through pgha, from a standby.
     let (o, e) = ok(&["backup", &inv, "--type", "full", "--json"]);
-    let done = common::json_lines(&o).pop().expect("a line");
+    let done = last_json(&o);
     assert_eq!(done["ok"], true, "{o}\n{e}");
     let label = done["backup"]["backup"]["label"].as_str().expect("label").to_string();
     assert_eq!(done["backup"]["backup"]["type"], "full");
@@ -127,7 +136,7 @@ fn backup_archive_encrypt_switchover() {
 
     // `backup list --json` and pgbackrest info agree.
     let (o, _) = ok(&["backup", "list", &inv, "--json"]);
-    let list = common::json_lines(&o).pop().expect("a line");
+    let list = last_json(&o);
     let listed: Vec<&str> = list["stanza"]["backups"].as_array().expect("backups").iter().filter_map(|b| b["label"].as_str()).collect();
     let info = repo_info();
     let truth: Vec<&str> = info["backup"].as_array().expect("backup").iter().filter_map(|b| b["label"].as_str()).collect();
