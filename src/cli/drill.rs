@@ -7,6 +7,7 @@ use clap::Args;
 use super::args::{InventoryArgs, runtime};
 use super::output::CliReporter;
 use super::report::{self, exit};
+use crate::drill::entry::EntryReport;
 use crate::drill::{Kind, Report};
 use crate::lab::LabPaths;
 use crate::ops::drill::{self, DrillOptions};
@@ -28,6 +29,9 @@ machine, verify-full) and a sampler on each PostgreSQL node records pg_is_in_rec
   quorum-loss  stop a majority of etcd members: the primary demotes (RW refused, RO serves) unless
                patroni.failsafe_mode is on; restore etcd; RW returns
   partition    cut the leader off the network (lab only); a new leader is elected elsewhere
+  entry-loss   (with a vip) crash the entry host holding the VIP (lab) or stop its keepalived,
+               PgBouncer and HAProxy; the writer goes through the VIP; another entry host takes
+               it; reported: RW gap (target 5 s), failed writes, whether two hosts held the VIP
 Reported: RW unavailability, rows acknowledged vs present (lost), time with two primaries,
 interleaved writes, and the Patroni and HAProxy timings used. Targets: lost 0 (synchronous mode),
 two primaries 0 s, failover RW back within 30 s. Ctrl-C undoes the fault before exiting.
@@ -94,6 +98,20 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if args.drill == Kind::EntryLoss {
+        let report = match rt.block_on(drill::run_entry_loss(&inv, &o, prepared, &rep)) {
+            Ok(r) => r,
+            Err(e) => return report::fail(&e),
+        };
+        print_entry_report(&report, args.json);
+        return if report.interrupted {
+            exit::INTERRUPTED
+        } else if report.passed {
+            exit::OK
+        } else {
+            exit::FAILED
+        };
+    }
     let report = match rt.block_on(drill::run(&inv, &o, prepared, &rep)) {
         Ok(r) => r,
         Err(e) => return report::fail(&e),
@@ -106,6 +124,61 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
     } else {
         exit::FAILED
     }
+}
+
+fn print_entry_report(r: &EntryReport, json: bool) {
+    if json {
+        report::json(&serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
+    row("drill", format!("entry-loss (run {}, {})", r.run, if r.lab { "lab" } else { "real hosts" }));
+    row("VIP", r.vip.clone());
+    row(
+        "holder",
+        format!(
+            "{} before, {} after",
+            r.holder_before.as_deref().unwrap_or("?"),
+            r.holder_after.as_deref().unwrap_or("none")
+        ),
+    );
+    for f in &r.faults {
+        row("fault", f.clone());
+    }
+    row("RW unavailable", format!("{} (target {:.1} s)", opt(r.rw_unavailable_s), r.target_s));
+    row("RW back after", opt(r.rw_back_after_s));
+    row("VIP moved after", opt(r.vip_moved_after_s));
+    row("writes", format!("{} attempted, {} failed, {} acknowledged", r.attempts, r.failed_attempts, r.committed));
+    row(
+        "VIP on two hosts",
+        if r.two_holders.is_empty() {
+            "never".to_string()
+        } else {
+            r.two_holders
+                .iter()
+                .map(|t| format!("{} and {} at t{:+.1}s for {:.1} s", t.hosts.0, t.hosts.1, t.from_s, t.duration_s))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    );
+    for (h, (held, not, none)) in &r.samples {
+        row("samples", format!("{h}: {held} holding, {not} not, {none} no answer"));
+    }
+    if let Some(step) = &r.failed_step {
+        row("failed step", step.clone());
+    }
+    row(
+        "result",
+        if r.interrupted {
+            "interrupted (the fault was undone)".into()
+        } else if r.passed {
+            "PASSED".into()
+        } else {
+            "FAILED".into()
+        },
+    );
+    report::out(report::table(&rows));
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -175,7 +248,7 @@ fn print_report(r: &Report, json: bool) {
         ),
     );
     match r.drill {
-        Kind::Failover | Kind::Partition => {
+        Kind::Failover | Kind::Partition | Kind::EntryLoss => {
             row("new leader after", opt(r.new_leader_after_s));
             row("RW back after", opt(r.rw_back_after_s));
             row("old leader rejoined", opt(r.rejoined_after_s));

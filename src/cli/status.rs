@@ -102,6 +102,10 @@ fn print_text(v: &serde_json::Value) {
         }
     }
     report::out(report::table(&rows).trim_end());
+    if let Some(addr) = v["vip"]["address"].as_str() {
+        let holders: Vec<&str> = v["vip"]["holders"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+        report::out(format!("\nVIP {addr}: held by {}", if holders.is_empty() { "no entry host".to_string() } else { holders.join(", ") }));
+    }
     report::out("\nPGBOUNCER POOLS");
     for (h, text) in v["pgbouncer_pools"].as_object().into_iter().flatten() {
         for line in text.as_str().unwrap_or("").lines().filter(|l| !l.starts_with('(')) {

@@ -12,9 +12,11 @@
 //! - [`analysis`]: gaps, lost rows, overlapping primaries, interleaved writes; pure.
 //! - [`verdict`]: the report and the targets it is judged against; pure.
 //! - [`sequence`]: the drill itself: preconditions, fault, observation, restore, counting.
+//! - [`entry`]: the entry-loss drill (the VIP's holder lost under the writer), on its own.
 
 pub mod analysis;
 pub mod cluster;
+pub mod entry;
 pub mod fault;
 pub mod plan;
 pub mod sampler;
@@ -44,6 +46,8 @@ pub enum Kind {
     QuorumLoss,
     /// Cut the leader's host off the network (lab only), then reconnect it.
     Partition,
+    /// Crash the entry host holding the VIP (lab) or stop its keepalived, PgBouncer and HAProxy.
+    EntryLoss,
 }
 
 impl Kind {
@@ -53,6 +57,7 @@ impl Kind {
             Kind::Failover => "failover",
             Kind::QuorumLoss => "quorum-loss",
             Kind::Partition => "partition",
+            Kind::EntryLoss => "entry-loss",
         }
     }
 }

@@ -46,6 +46,11 @@ pub enum PlanError {
     /// No etcd member to stop.
     #[error("quorum-loss: the inventory has no etcd member")]
     NoEtcd,
+    /// entry-loss needs a VIP to move.
+    #[error(
+        "entry-loss: the inventory has no `vip`, so there is nothing to move when an entry host is lost\n\nhint: add a `vip:` section over two or more entry hosts (see inventory/entry-vip.yaml); without a VIP, clients fail over with `pgha uri --multi-host`"
+    )]
+    NeedsVip,
 }
 
 /// One thing a drill does to a host, and how it is undone.
@@ -159,6 +164,7 @@ pub fn check(kind: Kind, inv: &Inventory, lab: bool) -> Result<(), PlanError> {
         Kind::Failover | Kind::Partition if nodes < 2 => Err(PlanError::NeedsReplica { kind, nodes }),
         Kind::Partition if !lab => Err(PlanError::PartitionNeedsLab),
         Kind::QuorumLoss if inv.hosts_with(Role::Etcd).next().is_none() => Err(PlanError::NoEtcd),
+        Kind::EntryLoss if inv.vip.is_none() => Err(PlanError::NeedsVip),
         _ => Ok(()),
     }
 }
@@ -211,6 +217,7 @@ pub fn actions(
                 lab_name,
             }])
         }
+        Kind::EntryLoss => Ok(Vec::new()),
         Kind::QuorumLoss => Ok(etcd_victims(inv, leader)
             .into_iter()
             .map(|h| {
@@ -268,6 +275,7 @@ pub fn preview(kind: Kind, inv: &Inventory, db: &str, lab: bool) -> Vec<String> 
                 ""
             }
         ),
+        (Kind::EntryLoss, _) => "crash the entry host holding the VIP (see `pgha drill INVENTORY entry-loss`)".to_string(),
         (Kind::Partition, _) => format!(
             "cut the current leader's host (one of {}) off the network with `pgha lab partition`; wait for a new leader elsewhere and RW to return; reconnect it with `pgha lab heal` and wait until it rejoins as a replica",
             nodes.join(", ")

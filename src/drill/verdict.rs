@@ -185,7 +185,7 @@ pub fn targets_missed(r: &Report) -> Vec<String> {
     }
     let new_leader_elsewhere = matches!((&r.old_leader, &r.new_leader), (Some(o), Some(n)) if o != n);
     match r.drill {
-        Kind::Failover | Kind::Partition => {
+        Kind::Failover | Kind::Partition | Kind::EntryLoss => {
             if !new_leader_elsewhere {
                 out.push(format!(
                     "no new leader: before {}, after {}",

@@ -8,6 +8,7 @@ pub mod haproxy;
 pub mod patroni;
 pub mod pgbouncer;
 pub mod pgbackrest;
+pub mod vip;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -139,6 +139,10 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
         "--keep-unit".into(),
         "--register=no".into(),
         format!("--network-namespace-path={}", net::netns_path(name)),
+        // With a namespace path this unshares nothing (systemd 252 nspawn.c: the pair is
+        // allowed); it keeps CAP_NET_ADMIN and a writable /proc/sys/net in the machine, which
+        // keepalived needs to add and remove a VIP (docs/entry-points.md).
+        "--private-network".into(),
         format!("--machine={name}"),
         "--console=read-only".into(),
     ];

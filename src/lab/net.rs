@@ -148,6 +148,38 @@ pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &s
     Ok(created)
 }
 
+/// The IPv4 addresses on a host's `eth0`, read from the root namespace (`ip -n … -o -4 addr`):
+/// what the host's kernel answers ARP for.
+pub fn addresses(host: &str) -> Result<Vec<Ipv4Addr>> {
+    let out = run_args("ip", &["-n", &netns_name(host), "-o", "-4", "addr", "show", "dev", "eth0"])?;
+    Ok(parse_addresses(&out))
+}
+
+/// The addresses in `ip -o -4 addr` output (`2: eth0    inet 10.0.0.5/24 brd … scope global eth0`).
+pub fn parse_addresses(out: &str) -> Vec<Ipv4Addr> {
+    out.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet")?;
+            words.next()?.split('/').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// After a crash: removes every address but the host's own from its `eth0`. The namespace
+/// outlives the machine, so a VIP keepalived had added would otherwise go on answering ARP as
+/// if the dead host still held it (a crashed kernel holds nothing). keepalived adds it again
+/// when it wins an election.
+pub fn drop_foreign_addresses(host: &str, own: Ipv4Addr) -> Result<Vec<Ipv4Addr>> {
+    let mut dropped = Vec::new();
+    for a in addresses(host)?.into_iter().filter(|a| *a != own) {
+        // Any prefix: `ip addr del A dev` removes A whatever its length (with a warning).
+        let _ = run_args("ip", &["-n", &netns_name(host), "addr", "del", &format!("{a}/32"), "dev", "eth0"]);
+        dropped.push(a);
+    }
+    Ok(dropped)
+}
+
 /// Cuts a host off the lab network (its bridge port goes down; the host keeps its address).
 pub fn partition(host: &str) -> Result<()> {
     run_args("ip", &["link", "set", &veth_name(host), "down"]).map(|_| ())
@@ -175,4 +207,15 @@ pub fn remove_bridge(bridge: &str) -> Result<()> {
         run_args("ip", &["link", "del", bridge])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_parse_from_ip_o() {
+        let out = "2: eth0    inet 10.213.77.31/24 brd 10.213.77.255 scope global eth0\\       valid_lft forever preferred_lft forever\n2: eth0    inet 10.213.77.10/32 scope global eth0\\       valid_lft forever preferred_lft forever\n";
+        let got: Vec<String> = super::parse_addresses(out).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["10.213.77.31", "10.213.77.10"]);
+        assert!(super::parse_addresses("").is_empty());
+    }
 }

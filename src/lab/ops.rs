@@ -413,7 +413,11 @@ pub fn stop(paths: &LabPaths, host: &str) -> Result<bool> {
     let _lock = fsutil::lock(&paths.lock())?;
     let state = require_state(paths)?;
     let h = state.host(host)?;
-    machine::stop(&paths.host(&h.name), &h.name)
+    let stopped = machine::stop(&paths.host(&h.name), &h.name)?;
+    if net::netns_exists(&h.name) {
+        net::drop_foreign_addresses(&h.name, h.address)?;
+    }
+    Ok(stopped)
 }
 
 /// Boots a stopped host again on the same disk and waits for its sshd.

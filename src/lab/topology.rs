@@ -57,6 +57,8 @@ impl Release {
                 "socat",
                 // The `backup` role (the repository host and every node).
                 "pgbackrest",
+                // The VIP of entry hosts (inventory `vip`).
+                "keepalived",
             ]
             .map(String::from),
         );

@@ -10,7 +10,7 @@ use super::{OpsError, Reporter, verify};
 use crate::drill::cluster::Hosts;
 use crate::drill::sequence::{self, LabTarget, Setup};
 use crate::drill::writer::{self, SqlTarget};
-use crate::drill::{Kind, Report, RunId, plan};
+use crate::drill::{Kind, Report, RunId, entry, plan};
 use crate::inventory::{Inventory, Role};
 use crate::lab::LabPaths;
 use crate::lab::state::LabState;
@@ -73,7 +73,88 @@ pub fn prepare(inv: &Inventory, o: &DrillOptions, rep: &dyn Reporter) -> Result<
 
 /// What the drill would do, line by line (shown without `--yes`).
 pub fn preview(inv: &Inventory, o: &DrillOptions, p: &Prepared) -> Vec<String> {
-    plan::preview(o.kind, inv, &p.db, p.lab_names.is_some())
+    match (&inv.vip, o.kind) {
+        (Some(vip), Kind::EntryLoss) => entry::preview(inv, vip, &p.db, p.lab_names.is_some()),
+        _ => plan::preview(o.kind, inv, &p.db, p.lab_names.is_some()),
+    }
+}
+
+/// Runs the entry-loss drill: the writer on the VIP, the VIP's holder crashed (lab) or its
+/// services stopped. Ctrl-C undoes the fault before the report comes back (`interrupted`).
+pub async fn run_entry_loss(
+    inv: &Inventory,
+    o: &DrillOptions,
+    p: Prepared,
+    rep: &Arc<dyn Reporter>,
+) -> Result<entry::EntryReport, OpsError> {
+    if p.lab_names.is_some() {
+        crate::lab::preflight::require_root()?;
+    }
+    let Some(vip) = &inv.vip else {
+        return Err(OpsError::Usage(plan::PlanError::NeedsVip.to_string()));
+    };
+    let creds = verify::credentials(inv, o.state.as_deref())?;
+    let ca = creds.state.bundle(creds.bundle.generation);
+    let conninfo = |alias: String| {
+        let mut info = crate::conninfo::ConnInfo::new();
+        for (k, v) in [
+            ("host", vip.client_name()),
+            ("hostaddr", vip.address.to_string()),
+            ("port", inv.pgbouncer.port.get().to_string()),
+            ("dbname", alias),
+            ("user", paths::VERIFY_USER.to_string()),
+            ("sslmode", "verify-full".to_string()),
+            ("sslrootcert", ca.display().to_string()),
+            ("connect_timeout", "2".to_string()),
+            ("application_name", "pgha-drill".to_string()),
+        ] {
+            info = info
+                .with(k, v)
+                .map_err(|e| OpsError::InvalidInput(e.to_string()))?;
+        }
+        Ok::<_, OpsError>(info.to_keyword_string())
+    };
+    let sql = Arc::new(SqlTarget {
+        program: "psql".into(),
+        rw: conninfo(format!("{}_rw", p.db))?,
+        ro: conninfo(format!("{}_ro", p.db))?,
+        password: creds.password,
+    });
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let on_signal = rep.clone();
+    let listener = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.info("interrupt: the drill undoes its fault, then exits");
+            let _ = cancel_tx.send(true);
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    break;
+                }
+                on_signal.info("interrupt: still undoing the fault; wait");
+            }
+        }
+    });
+    let progress = rep.clone();
+    let setup = entry::EntrySetup {
+        inv: inv.clone(),
+        run: RunId::generate(),
+        hosts: Arc::new(Hosts::new(inv, o.transport, o.accept_new_host_keys)),
+        lab: p.lab_names.map(|names| (o.lab.clone(), names)),
+        sql,
+        progress: Arc::new(move |line: &str| progress.info(line)),
+        cancel,
+    };
+    rep.info(&format!(
+        "drill entry-loss: run {} on {} ({}), VIP {}",
+        setup.run,
+        if setup.lab.is_some() { "the lab" } else { "real hosts" },
+        inv.path.display(),
+        vip.address
+    ));
+    let report = entry::run(&setup).await;
+    setup.hosts.close_all().await;
+    listener.abort();
+    Ok(report)
 }
 
 /// Runs the drill. Ctrl-C undoes the fault before the report comes back (`interrupted`).

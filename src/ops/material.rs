@@ -112,6 +112,10 @@ pub fn from_state(
                 Some(_) => password(&pki::Account::RepoCipher)?,
                 None => String::new(),
             },
+            vrrp_auth: match inv.vip {
+                Some(_) => vrrp_auth(&password(&pki::Account::Vrrp)?),
+                None => String::new(),
+            },
         },
     };
     Ok((
@@ -260,6 +264,10 @@ pub fn preview(inv: &Inventory, state: Option<&Path>) -> Result<(Material, Verif
                 Some(_) => password(&pki::Account::RepoCipher),
                 None => String::new(),
             },
+            vrrp_auth: match inv.vip {
+                Some(_) => vrrp_auth(&password(&pki::Account::Vrrp)),
+                None => String::new(),
+            },
         },
     };
     let verifiers = Verifiers {
@@ -267,6 +275,16 @@ pub fn preview(inv: &Inventory, state: Option<&Path>) -> Result<(Material, Verif
         verify: verifier(&pki::Account::Verify)?,
     };
     Ok((material, verifiers, issuance))
+}
+
+/// keepalived's `auth_pass` from a generated password: its first 8 characters (alphanumerics,
+/// so nothing in keepalived's config syntax: no `!`, `#` or `$`).
+fn vrrp_auth(password: &str) -> String {
+    password
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(pki::VRRP_AUTH_LEN)
+        .collect()
 }
 
 #[cfg(test)]
@@ -297,3 +315,4 @@ mod tests {
         assert_eq!(verifiers.auth, real_verifiers.auth);
     }
 }
+

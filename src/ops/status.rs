@@ -98,6 +98,26 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
             }
         }
     }
+    // Which entry host holds the VIP, by each host's own addresses (docs/entry-points.md).
+    let mut vip = serde_json::Value::Null;
+    if let Some(v) = &inv.vip {
+        let mut holders = Vec::new();
+        for h in inv.entry_hosts() {
+            if let Some(c) = conns.get(h.name.as_str()) {
+                match c.exec(&crate::facts::vip::holds_cmd(v.address), None, DEFAULT_TIMEOUT).await {
+                    Ok(o) if o.success() && crate::facts::vip::parse_holds(&o.stdout_text()) => {
+                        holders.push(h.name.to_string());
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+        }
+        if holders.len() != 1 {
+            problems.push(format!("vip {}: held by {} entry hosts ({})", v.address, holders.len(), holders.join(", ")));
+        }
+        vip = serde_json::json!({ "address": v.address.to_string(), "holders": holders });
+    }
     pool::close_all(&conns).await;
     let status = serde_json::json!({
         "etcd": etcd,
@@ -105,6 +125,7 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
         "membership": standings,
         "haproxy": haproxy,
         "pgbouncer_pools": pools,
+        "vip": vip,
     });
     Ok(Status { status, problems })
 }

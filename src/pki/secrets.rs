@@ -41,11 +41,18 @@ pub enum Account {
     PgbouncerAuth,
     /// `pgha_verify`, the role `pgha verify` writes and reads with (its own schema only).
     Verify,
+    /// keepalived's VRRP authentication between the entry hosts (only with a `vip`; keepalived
+    /// uses the first [`VRRP_AUTH_LEN`] characters).
+    Vrrp,
     /// An application role of `postgres.users`.
     App(String),
     /// The pgBackRest repository's cipher passphrase (`repo1-cipher-pass`), with a `backup` host.
     RepoCipher,
 }
+
+/// keepalived reads at most 8 bytes of `auth_pass` (`VRRP_AUTH_LEN`; longer ones are truncated
+/// with a config warning).
+pub const VRRP_AUTH_LEN: usize = 8;
 
 impl Account {
     /// The key in `secrets.json` (`superuser`, …, `user:<name>`).
@@ -57,6 +64,7 @@ impl Account {
             Account::PatroniRest => "patroni-rest".into(),
             Account::PgbouncerAuth => "pgbouncer-auth".into(),
             Account::Verify => "verify".into(),
+            Account::Vrrp => "vrrp".into(),
             Account::App(name) => format!("user:{name}"),
             Account::RepoCipher => "repo-cipher".into(),
         }
@@ -69,8 +77,8 @@ impl fmt::Display for Account {
     }
 }
 
-/// Every account `inv` needs: the built-in ones, each application user, then the repository's
-/// cipher passphrase when the inventory has a `backup` host.
+/// Every account `inv` needs: the built-in ones, the VRRP secret with a VIP, each application
+/// user, then the repository's cipher passphrase when the inventory has a `backup` host.
 pub fn accounts(inv: &Inventory) -> Vec<Account> {
     let builtin = [
         Account::Superuser,
@@ -82,6 +90,7 @@ pub fn accounts(inv: &Inventory) -> Vec<Account> {
     ];
     builtin
         .into_iter()
+        .chain(inv.vip.as_ref().map(|_| Account::Vrrp))
         .chain(inv.postgres.users.iter().map(|u| Account::App(u.name.clone())))
         .chain(inv.backup.as_ref().map(|_| Account::RepoCipher))
         .collect()

@@ -37,6 +37,37 @@ pub struct HostContext {
     pub pgbouncer: Option<PgbouncerContext>,
     /// pgBackRest settings, on the repository host and every node when there is a `backup` host.
     pub backup: Option<BackupContext>,
+    /// keepalived settings, on entry hosts when the inventory has a VIP.
+    pub vip: Option<VipContext>,
+}
+
+/// keepalived on one entry host (docs/entry-points.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct VipContext {
+    /// The VIP.
+    pub address: String,
+    /// Its interface.
+    pub interface: String,
+    /// VRRP virtual router id.
+    pub virtual_router_id: u8,
+    /// `router_id` of `global_defs` (names this host in keepalived's logs).
+    pub router_id: String,
+    /// VRRP instance name.
+    pub instance: String,
+    /// Every other entry host's address (unicast peers).
+    pub peers: Vec<String>,
+    /// `auth_pass`: 8 alphanumerics from the state's secrets.
+    pub auth_pass: String,
+    /// The track script.
+    pub check: String,
+    /// HAProxy's admin socket (the track script reads `show stat`).
+    pub admin_socket: String,
+    /// PgBouncer's port (the track script pings it).
+    pub pgbouncer_port: u16,
+    /// A PgBouncer database alias to ping.
+    pub pgbouncer_db: String,
+    /// A user in PgBouncer's auth file (answered without a server connection).
+    pub pgbouncer_user: &'static str,
 }
 
 /// One PostgreSQL node as the repository's `pgN-*` options see it.
@@ -306,6 +337,10 @@ pub struct HaproxyContext {
     pub rw_bind: String,
     /// RO bind `addr:port`.
     pub ro_bind: String,
+    /// RW bind on the VIP (`transparent`: before this host holds it), with a VIP.
+    pub vip_rw_bind: Option<String>,
+    /// RO bind on the VIP, with a VIP.
+    pub vip_ro_bind: Option<String>,
     /// Stats bind (127.0.0.1 only).
     pub stats_bind: String,
     /// Frontend maxconn.
@@ -398,6 +433,37 @@ pub fn build(inv: &Inventory, material: &Material, host: &Host, target: Target) 
             false => None,
         },
         backup: backup(inv, material, host, target),
+        vip: vip(inv, material, host),
+    })
+}
+
+/// keepalived settings of `host`, when the inventory has a VIP and `host` is an entry host.
+pub fn vip(inv: &Inventory, material: &Material, host: &Host) -> Option<VipContext> {
+    let v = inv.vip.as_ref()?;
+    if !(host.has(Role::Haproxy) || host.has(Role::Pgbouncer)) {
+        return None;
+    }
+    Some(VipContext {
+        address: v.address.to_string(),
+        interface: v.interface.clone(),
+        virtual_router_id: v.virtual_router_id,
+        router_id: format!("pgha-{}-{}", inv.cluster_name, host.name),
+        instance: format!("pgha_{}", inv.cluster_name.replace('-', "_")),
+        peers: inv
+            .entry_hosts()
+            .filter(|h| h.name != host.name)
+            .map(|h| h.address.to_string())
+            .collect(),
+        auth_pass: material.secrets.vrrp_auth.clone(),
+        check: paths::ENTRY_CHECK.to_owned(),
+        admin_socket: paths::HAPROXY_ADMIN_SOCKET.to_owned(),
+        pgbouncer_port: inv.pgbouncer.port.get(),
+        pgbouncer_db: inv
+            .postgres
+            .databases
+            .first()
+            .map_or_else(|| "postgres_rw".to_string(), |d| format!("{}_rw", d.name)),
+        pgbouncer_user: paths::PGBOUNCER_AUTH_USER,
     })
 }
 
@@ -642,6 +708,8 @@ pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
     HaproxyContext {
         rw_bind: paths::haproxy_addr_port(host.address, h.rw_port.get()),
         ro_bind: paths::haproxy_addr_port(host.address, h.ro_port.get()),
+        vip_rw_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, h.rw_port.get())),
+        vip_ro_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, h.ro_port.get())),
         stats_bind: format!("127.0.0.1:{}", h.stats_port.get()),
         maxconn: h.maxconn,
         inter_ms: h.check_interval_ms,
@@ -703,7 +771,14 @@ pub fn pgbouncer(
     target: Target,
 ) -> Result<PgbouncerContext, RenderError> {
     let b = &inv.pgbouncer;
-    let databases = pgbouncer_databases(inv);
+    let mut databases = pgbouncer_databases(inv);
+    // Behind a VIP, a PgBouncer beside an HAProxy goes to that HAProxy only: the VIP's holder
+    // serves on its own, and no server connection hangs on a crashed peer's HAProxy.
+    if inv.vip.is_some() && host.has(Role::Haproxy) {
+        for d in &mut databases {
+            d.host = host.name.to_string();
+        }
+    }
     let auth_dbname = match target {
         Target::Debian13 => databases.first().map(|d| d.alias.clone()),
         Target::Debian12 => None,
@@ -730,7 +805,11 @@ pub fn pgbouncer(
         userlist.push(format!("{} {}", userlist_field(&user.name), userlist_field(verifier)));
     }
     Ok(PgbouncerContext {
-        listen_addr: host.address.to_string(),
+        // With a VIP also on it (net.ipv4.ip_nonlocal_bind: before this host holds it).
+        listen_addr: match &inv.vip {
+            Some(v) if inv.entry_hosts().any(|h| h.name == host.name) => format!("{},{}", host.address, v.address),
+            _ => host.address.to_string(),
+        },
         port: b.port.get(),
         databases,
         auth_query: PGBOUNCER_AUTH_QUERY,
@@ -865,6 +944,25 @@ mod tests {
         assert_eq!(ctx.stats_bind, "127.0.0.1:7000");
         inv.haproxy.ro_primary_fallback = false;
         assert!(!haproxy(&inv, &h).ro_primary_fallback);
+    }
+
+    #[test]
+    fn a_vip_makes_keepalived_peers_and_listeners_on_every_entry_host() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/entry-vip.yaml");
+        let inv = crate::inventory::load(&path).expect("valid").inventory;
+        let m = placeholder_material(&inv);
+        let e1 = host(&inv, "entry1");
+        let v = vip(&inv, &m, e1).expect("entry1 runs keepalived");
+        assert_eq!((v.address.as_str(), v.virtual_router_id, v.peers.clone()), ("192.0.2.30", 30, vec!["192.0.2.32".to_string()]));
+        assert_eq!(v.auth_pass.len(), 8);
+        assert!(vip(&inv, &m, host(&inv, "node1")).is_none());
+        let b = pgbouncer(&inv, &m, e1, Target::Debian13).expect("context");
+        assert_eq!(b.listen_addr, "192.0.2.31,192.0.2.30");
+        assert!(b.databases.iter().all(|d| d.host == "entry1"), "{:?}", b.databases);
+        let h = haproxy(&inv, host(&inv, "entry2"));
+        assert_eq!(h.vip_rw_bind.as_deref(), Some("192.0.2.30:5000"));
+        let plain = example();
+        assert!(haproxy(&plain, host(&plain, "haproxy")).vip_rw_bind.is_none());
     }
 
     #[test]

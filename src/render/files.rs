@@ -263,6 +263,42 @@ pub fn leaf_wanted(l: &LeafFile, host: &crate::inventory::Host, inv: &crate::inv
     host.has(l.role) && l.kind.wanted_by(host, inv)
 }
 
+/// The files of an entry host when the inventory has a VIP (`role` is unused: every entry
+/// host gets them), in install order: the sysctl, the track script, then keepalived's config
+/// (which `keepalived -t` checks against the installed script).
+pub const VIP_TEMPLATES: &[TemplateFile] = &[
+    TemplateFile {
+        role: Role::Haproxy,
+        template: "keepalived/sysctl-vip.conf.j2",
+        path: paths::VIP_SYSCTL,
+        owner: "root",
+        group: "root",
+        mode: 0o644,
+        secret: false,
+        unit: None,
+    },
+    TemplateFile {
+        role: Role::Haproxy,
+        template: "keepalived/pgha-entry-check.j2",
+        path: paths::ENTRY_CHECK,
+        owner: "root",
+        group: "root",
+        mode: 0o755,
+        secret: false,
+        unit: None,
+    },
+    TemplateFile {
+        role: Role::Haproxy,
+        template: "keepalived/keepalived.conf.j2",
+        path: paths::KEEPALIVED_CONFIG,
+        owner: "root",
+        group: "root",
+        mode: 0o600,
+        secret: true,
+        unit: Some("keepalived.service"),
+    },
+];
+
 /// A certificate (and key) a role needs: the group of the service that reads it (files are
 /// root-owned) and the unit that reads it.
 #[derive(Clone, Copy, Debug)]

@@ -46,6 +46,8 @@ pub struct Secrets {
     /// pgBackRest `repo1-cipher-pass` (empty without a `backup` host); only the repository
     /// host's configuration carries it.
     pub repo_cipher: String,
+    /// keepalived's `auth_pass` (8 alphanumerics; empty without a VIP).
+    pub vrrp_auth: String,
 }
 
 impl fmt::Debug for Secrets {

@@ -52,8 +52,17 @@ pub fn render_host(
         bundle_at(paths::ca_bundle(&material.ca_bundle_file)),
         bundle_at(paths::CA_BUNDLE_CURRENT.to_owned()),
     ];
-    for role in Role::ALL.into_iter().filter(|r| host.has(*r)) {
-        for t in files::TEMPLATES.iter().filter(|t| t.role == role && files::template_wanted(t, host, inv)) {
+    let vip_files = files::VIP_TEMPLATES.iter().filter(|_| ctx.vip.is_some());
+    let per_role = Role::ALL.into_iter().filter(|r| host.has(*r)).map(Some).chain([None]);
+    for role in per_role {
+        let templates: Vec<&files::TemplateFile> = match role {
+            Some(role) => files::TEMPLATES
+                .iter()
+                .filter(|t| t.role == role && files::template_wanted(t, host, inv))
+                .collect(),
+            None => vip_files.clone().collect(),
+        };
+        for t in templates {
             let tmpl = env
                 .get_template(t.template)
                 .map_err(|e| RenderError::from_template(t.template, &e))?;
@@ -71,7 +80,7 @@ pub fn render_host(
                 template: Some(t.template),
             });
         }
-        for l in files::LEAVES.iter().filter(|l| l.role == role && files::leaf_wanted(l, host, inv)) {
+        for l in files::LEAVES.iter().filter(|l| Some(l.role) == role && files::leaf_wanted(l, host, inv)) {
             out.extend(leaf_files(material, host, l)?);
         }
     }
@@ -124,4 +133,42 @@ pub fn render_all(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_hosts_with_a_vip_get_keepalived_and_the_others_do_not() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory/entry-vip.yaml");
+        let inv = crate::inventory::load(&path).expect("valid").inventory;
+        let material = placeholder::placeholder_material(&inv);
+        let files = |name: &str| {
+            let host = inv.host(name).expect("host");
+            render_host(&inv, &material, host, Target::Debian13, &TemplateSource::Embedded).expect("renders")
+        };
+        let entry = files("entry2");
+        let conf = entry.iter().find(|f| f.path == paths::KEEPALIVED_CONFIG).expect("keepalived.conf");
+        assert!(conf.secret && conf.mode == 0o600 && conf.unit == Some("keepalived.service"));
+        for want in [
+            "unicast_src_ip 192.0.2.32\n",
+            "unicast_peer {\n        192.0.2.31\n    }",
+            "auth_pass PlAcE8ch\n",
+            "192.0.2.30/32 dev eth0",
+            "state BACKUP",
+            "virtual_router_id 30\n",
+            "script \"/usr/local/lib/pgha/entry-check serves\"",
+            "weight -30",
+            "enable_script_security",
+        ] {
+            assert!(conf.content.contains(want), "{want:?} in\n{}", conf.content);
+        }
+        assert!(!conf.content.contains("vrrp_strict") && !conf.content.contains("state MASTER"));
+        let check = entry.iter().find(|f| f.path == paths::ENTRY_CHECK).expect("track script");
+        assert_eq!((check.owner, check.mode), ("root", 0o755));
+        assert!(check.content.contains("pg_isready -q -h 192.0.2.32 -p 6432 -U pgbouncer_auth -d postgres_rw"));
+        assert!(entry.iter().any(|f| f.path == paths::VIP_SYSCTL));
+        assert!(files("node1").iter().all(|f| !f.path.contains("keepalived") && f.path != paths::VIP_SYSCTL));
+    }
 }

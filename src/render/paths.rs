@@ -18,6 +18,12 @@ pub const PATRONI_CONFIG: &str = "/etc/patroni/config.yml";
 pub const CREATECLUSTER_DROPIN: &str = "/etc/postgresql-common/createcluster.d/pgha.conf";
 /// HAProxy's configuration.
 pub const HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+/// keepalived's configuration (entry hosts, with a VIP).
+pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+/// keepalived's track script: root-owned, in a root-only path (`enable_script_security`).
+pub const ENTRY_CHECK: &str = "/usr/local/lib/pgha/entry-check";
+/// `net.ipv4.ip_nonlocal_bind = 1`, so PgBouncer can listen on the VIP before it holds it.
+pub const VIP_SYSCTL: &str = "/etc/sysctl.d/60-pgha-vip.conf";
 /// systemd drop-in saving HAProxy's server state before each reload.
 pub const HAPROXY_DROPIN: &str = "/etc/systemd/system/haproxy.service.d/pgha.conf";
 /// HAProxy's server-state file (kept across reloads, docs/design.md §3).

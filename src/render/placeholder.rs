@@ -55,6 +55,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
             pgbouncer_auth: "placeholder-pgbouncer-auth-password".into(),
             app_verifiers,
             repo_cipher: "placeholder-repo-cipher-passphrase".into(),
+            vrrp_auth: "PlAcE8ch".into(),
         },
     }
 }
