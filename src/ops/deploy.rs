@@ -229,6 +229,10 @@ async fn converge_prepared(
     } = local;
     let remote_ca = paths::ca_bundle(&material.ca_bundle_file);
     let probe_start = Instant::now();
+    // The controller's clock when the probes leave: each host prints its own at the start of
+    // its probe, which then waits for the checks (and read_live runs meanwhile), so a clock
+    // read after them would show a skew that is not there.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // The one probe per host, and the cluster's own view of its members, at once.
     let (probed, live) = tokio::join!(
         probe_all(inv, &pb, conns, &guessed),
@@ -241,7 +245,6 @@ async fn converge_prepared(
     let facts_of = |all: &BTreeMap<String, (facts::Facts, u32)>| -> BTreeMap<String, facts::Facts> {
         all.iter().map(|(h, (f, _))| (h.clone(), f.clone())).collect()
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let problems = preflight::check_all(inv, &facts_of(&all_facts), now, o.adopt_existing_data);
     if !problems.is_empty() {
         return Err(OpsError::Preflight { problems });
