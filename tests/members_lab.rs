@@ -111,6 +111,17 @@ fn address_of(inv: &str, host: &str) -> String {
         .to_string()
 }
 
+/// The deploy's per-play timings and the membership lines, from its stderr.
+fn print_timings(stderr: &str) {
+    let mut on = false;
+    for l in stderr.lines() {
+        on |= l.contains("TIMINGS");
+        if on || l.contains("members: ") {
+            eprintln!("  {l}");
+        }
+    }
+}
+
 fn step(t: &mut Instant, what: &str) {
     eprintln!("step: {what}: {:.1} s", t.elapsed().as_secs_f64());
     *t = Instant::now();
@@ -157,7 +168,8 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     for want in ["etcd: etcd4 joins", "etcd: etcd5 joins", "postgres: node4 joins as a streaming replica"] {
         assert!(plan.contains(want), "the plan shows `{want}`:\n{plan}");
     }
-    ok(&["deploy", &big]);
+    let (_, e) = ok(&["deploy", &big, "--timings"]);
+    print_timings(&e);
     step(&mut t, "deploy: node4 joins, etcd 3 → 5");
     assert_eq!(etcd_members("etcd5"), ["etcd4", "etcd5", "node1", "node2", "node3"]);
     let conf = on("etcd4", &["cat", "/etc/etcd/etcd.conf.yml"]);
@@ -212,7 +224,8 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let (o, e) = ok(&["plan", &small]);
     let plan = format!("{o}{e}");
     assert!(plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"), "{plan}");
-    ok(&["deploy", &small, "--remove-members"]);
+    let (_, e) = ok(&["deploy", &small, "--remove-members", "--timings"]);
+    print_timings(&e);
     step(&mut t, "deploy --remove-members: node4 leaves, etcd 5 → 3");
     assert_eq!(etcd_members("node2"), ["node1", "node2", "node3"]);
     let leader = primary(&nodes3);
