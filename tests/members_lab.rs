@@ -97,11 +97,17 @@ fn haproxy_servers() -> Vec<String> {
         .collect()
 }
 
+/// The inventory line of `host` (`  host: {…}` or `  "host": {…}`).
+fn is_host_line(line: &str, host: &str) -> bool {
+    let l = line.trim_start();
+    l.starts_with(&format!("{host}:")) || l.starts_with(&format!("\"{host}\":"))
+}
+
 fn address_of(inv: &str, host: &str) -> String {
     let text = std::fs::read_to_string(inv).expect("lab inventory");
     let line = text
         .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{host}:")))
+        .find(|l| is_host_line(l, host))
         .unwrap_or_else(|| panic!("{host} in {inv}"));
     line.split("address: ")
         .nth(1)
@@ -205,7 +211,7 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let no_leader: String = text
         .lines()
         .map(|l| {
-            if l.trim_start().starts_with(&format!("{leader}:")) {
+            if is_host_line(l, &leader) {
                 l.replace("roles: [postgres, etcd]", "roles: [etcd]")
             } else {
                 l.to_string()
