@@ -45,6 +45,23 @@ pub async fn run_playbook(inv: &Inventory, o: &RunOptions, rep: &Arc<dyn Reporte
     execute(inv, &pb, &BTreeMap::new(), &opts, &connector, rep).await
 }
 
+/// Set once Ctrl-C (SIGINT) has been received, for the rest of the process.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static LISTENING: std::sync::Once = std::sync::Once::new();
+
+/// Starts the one Ctrl-C listener of the process (idempotent; needs a tokio runtime). Once
+/// tokio handles SIGINT it no longer kills the process, so the listener lives as long as the
+/// process: a signal between two engine runs is never lost.
+pub fn listen_for_interrupt() {
+    LISTENING.call_once(|| {
+        tokio::spawn(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+        });
+    });
+}
+
 /// Runs the engine with Ctrl-C handling; the reporter gets every event and then the recap.
 /// `Ok` when every host succeeded; [`OpsError::HostsFailed`] or [`OpsError::Interrupted`]
 /// otherwise (the recap has shown the detail).
@@ -56,12 +73,16 @@ pub async fn execute(
     connector: &dyn engine::Connector,
     rep: &Arc<dyn Reporter>,
 ) -> Result<Recap, OpsError> {
-    let cancel = Arc::new(AtomicBool::new(false));
+    listen_for_interrupt();
+    let cancel = Arc::new(AtomicBool::new(INTERRUPTED.load(Ordering::SeqCst)));
     let flag = cancel.clone();
+    // The process-wide flag is copied into this run's: a Ctrl-C that arrived between two
+    // engine runs (e.g. while a rotation issues the next phase's leaves) stops the next one.
     let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::SeqCst);
+        while !INTERRUPTED.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        flag.store(true, Ordering::SeqCst);
     });
     let events: Arc<dyn engine::Reporter> = rep.clone();
     let recap = engine::run(inv, pb, inputs, opts, connector, events, cancel).await;
