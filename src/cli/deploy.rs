@@ -14,7 +14,7 @@ use crate::render::TemplateSource;
 /// Arguments of `pgha deploy`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha deploy inventory/lab.yaml\n  pgha deploy inventory/prod.yaml --check --diff     # same as pgha plan\n  pgha deploy inventory/prod.yaml --limit pgbouncer\n  pgha deploy inventory/prod.yaml --json > deploy.jsonl\n  pgha deploy inventory/prod.yaml --remove-members    # after removing hosts from it\n\nExit codes: 0 deployed (or planned), 1 a host failed, preflight or a membership check refused,\n2 a removal without --remove-members (or with --limit), 3 invalid inventory, 130 interrupted\n(re-run to converge)."
+    after_help = "Examples:\n  pgha deploy inventory/lab.yaml\n  pgha deploy inventory/prod.yaml --check --diff     # same as pgha plan\n  pgha deploy inventory/prod.yaml --limit pgbouncer\n  pgha deploy inventory/prod.yaml --json > deploy.jsonl\n  pgha deploy inventory/prod.yaml --remove-members    # after removing hosts from it\n  pgha deploy inventory/prod.yaml --remove-members --purge   # ... and delete their data\n\nExit codes: 0 deployed (or planned), 1 a host failed, preflight or a membership check refused,\n2 a removal without --remove-members (or with --limit), 3 invalid inventory, 130 interrupted\n(re-run to converge)."
 )]
 pub struct DeployArgs {
     /// The inventory and state directory.
@@ -41,6 +41,10 @@ pub struct DeployArgs {
     /// it, a deploy that would remove a member changes nothing and exits 2.
     #[arg(long)]
     pub remove_members: bool,
+    /// With --remove-members: delete the departing members' data (PostgreSQL's data
+    /// directory, etcd's data directory) instead of keeping it. Cannot be undone.
+    #[arg(long, requires = "remove_members")]
+    pub purge: bool,
     /// Connection and output options.
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -70,6 +74,7 @@ pub fn plan(args: &PlanArgs) -> u8 {
         playbooks: None,
         adopt_existing_data: false,
         remove_members: false,
+        purge: false,
         remote: args.remote.clone(),
     })
 }
@@ -94,6 +99,7 @@ pub fn deploy(args: &DeployArgs) -> u8 {
         quiet: args.remote.json,
         connect: args.remote.connect(),
         remove_members: args.remove_members,
+        purge: args.purge,
     };
     let rep = CliReporter::shared(args.remote.json, args.remote.verbose, args.remote.timings);
     match rt.block_on(deploy::deploy(&inv, &o, &rep)) {

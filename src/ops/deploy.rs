@@ -50,6 +50,8 @@ pub struct DeployOptions {
     /// Carry out membership removals the inventory asks for (members it no longer lists):
     /// without it, a deploy whose plan removes a member refuses before changing anything.
     pub remove_members: bool,
+    /// With `remove_members`: delete the departing members' data instead of keeping it.
+    pub purge: bool,
 }
 
 /// What a deploy did, or with `check`, what it would do.
@@ -322,6 +324,7 @@ async fn converge_prepared(
                 conns,
                 record: &record,
                 remote_ca: remote_ca.clone(),
+                purge: o.purge,
                 connect: &o.connect,
                 rep,
             };

@@ -21,7 +21,7 @@ use super::pool::Conns;
 use super::{Connect, OpsError, Reporter};
 use crate::facts::{etcd, patroni};
 use crate::inventory::{Host, Inventory, Role, SyncMode};
-use crate::render::{EtcdBootstrap, paths};
+use crate::render::{EtcdBootstrap, Target, paths};
 use crate::transport::{self, Cmd, Conn, DEFAULT_TIMEOUT, Endpoint};
 
 /// The membership record's file name in the state directory.
@@ -227,7 +227,7 @@ impl MemberPlan {
         }
         for l in &self.etcd_leave {
             out.push(format!(
-                "etcd: {} leaves (member remove, then etcd stopped and disabled on it; its data directory moved aside){}",
+                "etcd: {} leaves (member remove, then etcd stopped and disabled on it; its data directory moved aside, or deleted with --purge){}",
                 l.name,
                 if l.healthy { "" } else { " — unhealthy now" }
             ));
@@ -240,7 +240,7 @@ impl MemberPlan {
         }
         for n in &self.pg_leave {
             out.push(format!(
-                "postgres: {n} leaves (Patroni stopped and disabled on it, its member removed from the DCS; its data is kept); pg_hba and HAProxy stop listing it"
+                "postgres: {n} leaves (Patroni stopped and disabled on it, its member removed from the DCS; its data is kept unless --purge); pg_hba and HAProxy stop listing it"
             ));
         }
         out
@@ -626,6 +626,8 @@ pub struct Removal<'a> {
     pub record: &'a Record,
     /// The CA bundle path on the hosts.
     pub remote_ca: String,
+    /// Delete the departing members' data instead of keeping it (`--purge`).
+    pub purge: bool,
     /// How to connect.
     pub connect: &'a Connect,
     /// Progress.
@@ -660,8 +662,7 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
     for name in &plan.pg_leave {
         let t = Instant::now();
         let conn = connect_departed(r, name).await?;
-        let stop = Cmd::new("systemctl").args(["disable", "--now", "patroni"]);
-        let res = run_on(&conn, name, &stop).await;
+        let res = run_on(&conn, name, &postgres_leave_cmd(&r.inv.cluster_name, r.purge)).await;
         let _ = conn.close().await;
         res.map_err(|e| OpsError::Day2(format!("postgres: {name} leaves: {e}")))?;
         let key = format!("/service/{}/members/{name}", r.inv.cluster_name);
@@ -677,7 +678,8 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         .await
         .map_err(|_| OpsError::Day2(format!("postgres: {name} still listed by Patroni's /cluster after 60 s")))?;
         r.rep.info(&format!(
-            "members: postgres {name} left (Patroni stopped and disabled, member removed) in {:.1} s",
+            "members: postgres {name} left (Patroni stopped and disabled, member removed, data {}) in {:.1} s",
+            if r.purge { "deleted" } else { "kept" },
             t.elapsed().as_secs_f64()
         ));
     }
@@ -712,12 +714,7 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         }
         match connect_departed(r, &l.name).await {
             Ok(conn) => {
-                let dir = paths::etcd_data_dir(&r.inv.cluster_name);
-                let stop = Cmd::script(
-                    "systemctl disable --now etcd && if [ -d \"$1\" ]; then mv \"$1\" \"$1.removed-$(date +%s)\"; fi",
-                    [dir],
-                );
-                let res = run_on(&conn, &l.name, &stop).await;
+                let res = run_on(&conn, &l.name, &etcd_leave_cmd(&r.inv.cluster_name, r.purge)).await;
                 let _ = conn.close().await;
                 res.map_err(|e| OpsError::Day2(format!("etcd: stopping {} after its removal: {e}", l.name)))?;
             }
@@ -743,6 +740,33 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         ));
     }
     Ok(())
+}
+
+/// What runs on a departing PostgreSQL node: Patroni stopped and disabled (it stops
+/// PostgreSQL with it); with `purge`, its data directory deleted (whichever Debian release's
+/// layout the host has: the record does not say which release it runs).
+pub fn postgres_leave_cmd(cluster: &str, purge: bool) -> Cmd {
+    if !purge {
+        return Cmd::new("systemctl").args(["disable", "--now", "patroni"]);
+    }
+    let dirs = Target::ALL.map(|t| paths::pg_data_dir(t, cluster));
+    Cmd::script(
+        "systemctl disable --now patroni && for d in \"$@\"; do rm -rf --one-file-system -- \"$d\"; done",
+        dirs,
+    )
+}
+
+/// What runs on a departing etcd member once it is out of the cluster: etcd stopped and
+/// disabled, its data directory moved aside (`<dir>.removed-<unix time>`) or, with `purge`,
+/// deleted.
+pub fn etcd_leave_cmd(cluster: &str, purge: bool) -> Cmd {
+    let dir = paths::etcd_data_dir(cluster);
+    let script = if purge {
+        "systemctl disable --now etcd && rm -rf --one-file-system -- \"$1\""
+    } else {
+        "systemctl disable --now etcd && if [ -d \"$1\" ]; then mv \"$1\" \"$1.removed-$(date +%s)\"; fi"
+    };
+    Cmd::script(script, [dir])
 }
 
 async fn connect_departed(r: &Removal<'_>, name: &str) -> Result<Conn, OpsError> {
@@ -999,6 +1023,23 @@ mod tests {
         assert!(e1.contains("initial-cluster-state: new\n"), "{e1}");
         assert!(e1.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380\""), "{e1}");
         assert_ne!(before, e1, "without the record e1 would list all five (and restart)");
+    }
+
+    #[test]
+    fn a_departing_member_keeps_its_data_unless_purged() {
+        let kept = postgres_leave_cmd("main", false);
+        assert_eq!(kept.argv(), ["systemctl", "disable", "--now", "patroni"]);
+        let purged = postgres_leave_cmd("main", true);
+        let argv = purged.argv().join(" ");
+        assert!(argv.contains("systemctl disable --now patroni && for d in"), "{argv}");
+        for t in Target::ALL {
+            assert!(purged.argv().contains(&paths::pg_data_dir(t, "main")), "{argv}");
+        }
+        let e = etcd_leave_cmd("main", false).argv().join(" ");
+        assert!(e.contains("mv \"$1\" \"$1.removed-") && !e.contains("rm -rf"), "{e}");
+        let e = etcd_leave_cmd("main", true);
+        assert!(e.argv().join(" ").contains("rm -rf --one-file-system -- \"$1\""));
+        assert_eq!(e.argv().last().map(String::as_str), Some("/var/lib/etcd/main"));
     }
 
     #[test]
