@@ -4,7 +4,8 @@
 //! (tests/inventories/lab-members-{3,5}.yaml, `pgha lab up --from`), then back. Oracles of
 //! their own, not pgha's output: `etcdctl member list` on a member, `pg_stat_replication`,
 //! `pg_replication_slots` and `pg_hba_file_rules` on the primary, HAProxy's `show stat`,
-//! `systemctl` on the departed hosts, pgbench's failed-transaction count (0). Refusals: a
+//! `systemctl` on the departed hosts, psql verify-full through the second entry host (proxy2,
+//! which joins and leaves too), pgbench's failed-transaction count (0). Refusals: a
 //! removal without `--remove-members` (exit 2, nothing changed), removing the leader (exit 1).
 #![allow(clippy::disallowed_methods)] // runs pgha, pgbench and psql like a user
 
@@ -166,9 +167,9 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     std::fs::write(&script, "insert into members_load default values;\n").expect("script");
     let load = common::load::pgbench(rw, password, script, 5, None);
 
-    // Grow: node4, etcd4, etcd5 (the lab keeps the other machines and their addresses).
+    // Grow: node4, etcd4, etcd5, proxy2 (the lab keeps the other machines and their addresses).
     ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-5.yaml"), "--inventory", &big]);
-    step(&mut t, "lab up --from the bigger inventory (+3 machines)");
+    step(&mut t, "lab up --from the bigger inventory (+4 machines)");
     let (o, e) = ok(&["plan", &big]);
     let plan = format!("{o}{e}");
     for want in ["etcd: etcd4 joins", "etcd: etcd5 joins", "postgres: node4 joins as a streaming replica"] {
@@ -189,6 +190,24 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
         "HAProxy lists node4"
     );
     assert_eq!(psql_on("node4", "select pg_is_in_recovery()"), "t");
+    // proxy2 joined as a second entry host: through its PgBouncer and its HAProxy (verify-full,
+    // its own certificates) a session lands on the primary; the multi-host URI lists both.
+    let (p1, p2) = (address_of(&big, "proxy1"), address_of(&big, "proxy2"));
+    for via in ["pgbouncer", "haproxy"] {
+        let (uri, pw) = password_of(ok(&["uri", &big, "--via", via, "--database", "app", "--with-password"]).0.trim());
+        assert!(uri.contains("proxy1") && uri.contains(&p1), "{uri}");
+        let uri2 = uri.replace("proxy1", "proxy2").replace(&p1, &p2);
+        let out = Command::new("psql")
+            .args([&uri2, "-XtAc", "select pg_is_in_recovery()"])
+            .env("PGPASSWORD", &pw)
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "through proxy2's {via}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "f", "proxy2's {via} reaches the primary");
+    }
+    let (o, _) = ok(&["uri", &big, "--multi-host", "--database", "app"]);
+    assert!(o.contains(&p1) && o.contains(&p2), "the multi-host URI lists both entry hosts: {o}");
+    step(&mut t, "proxy2 (HAProxy + PgBouncer) serves verify-full sessions on the primary");
     let (o, _) = ok(&["deploy", &big]);
     assert_eq!(common::total(&o).1, 0, "a second deploy changes nothing:\n{o}");
     step(&mut t, "second deploy (changed=0)");
@@ -230,6 +249,7 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let (o, e) = ok(&["plan", &small]);
     let plan = format!("{o}{e}");
     assert!(plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"), "{plan}");
+    assert!(plan.contains("haproxy: proxy2 leaves") && plan.contains("pgbouncer: proxy2 leaves"), "{plan}");
     let (_, e) = ok(&["deploy", &small, "--remove-members", "--purge", "--timings"]);
     print_timings(&e);
     step(&mut t, "deploy --remove-members --purge: node4 leaves, etcd 5 → 3");
@@ -259,6 +279,11 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     };
     assert_eq!(state("node4", "patroni"), "inactive disabled", "Patroni stopped and disabled on node4");
     assert_eq!(state("etcd4", "etcd"), "inactive disabled", "etcd stopped and disabled on etcd4");
+    for unit in ["haproxy", "pgbouncer"] {
+        assert_eq!(state("proxy2", unit), "inactive disabled", "{unit} stopped and disabled on proxy2");
+    }
+    let (o, _) = ok(&["uri", &small, "--multi-host", "--database", "app"]);
+    assert!(!o.contains(&p2), "the multi-host URI no longer lists proxy2: {o}");
     // --purge: the departed members' data is gone (without it, it is kept: unit-tested in
     // ops::members; the earlier rounds' lab runs saw it kept).
     assert_eq!(

@@ -168,6 +168,35 @@ pub fn settled(members: &[Member], name: &str) -> bool {
     members.iter().any(|m| m.name == name && m.settled())
 }
 
+/// A turn of the rolling restart for pending parameters: the replicas first, then the primary
+/// (after a switchover).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Turn {
+    /// The members that are not the leader.
+    Replica,
+    /// The leader.
+    Primary,
+}
+
+impl Turn {
+    /// The name used in playbooks and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Turn::Replica => "replica",
+            Turn::Primary => "primary",
+        }
+    }
+}
+
+/// `name` waits for a PostgreSQL restart (`pending_restart`) and it is its turn: a replica in
+/// the replicas' turn, the leader in the primary's.
+pub fn restart_due(members: &[Member], name: &str, turn: Turn) -> bool {
+    members
+        .iter()
+        .any(|m| m.name == name && m.pending_restart && (m.is_leader() == (turn == Turn::Primary)))
+}
+
 /// The replica a switchover of `leader` should hand over to: a streaming synchronous standby
 /// when there is one (with synchronous replication only it may take over), else a streaming
 /// replica.

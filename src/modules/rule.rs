@@ -18,6 +18,19 @@ pub enum Rule {
     /// Patroni's `/config` (the DCS) holds what `bootstrap.dcs` of the rendered Patroni config
     /// at this path says (`facts::patroni::dcs_changes` finds nothing).
     PatroniDcsMatches(String),
+    /// The rolling restart has nothing to do on this member in this turn: it has no restart
+    /// pending, or it is not of the turn's kind (`facts::patroni::restart_due`).
+    PatroniRestartNotDue(RestartTurn),
+}
+
+/// A turn of the rolling restart, and the member it is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartTurn {
+    /// The member (the host's inventory name).
+    pub member: String,
+    /// Which members this turn restarts.
+    pub turn: patroni::Turn,
 }
 
 /// A rule made ready to judge (what it compares with taken from the rendered files).
@@ -27,6 +40,8 @@ pub enum Judge {
     Settled(String),
     /// See [`Rule::PatroniDcsMatches`]: the wanted `bootstrap.dcs`.
     DcsMatches(serde_json::Value),
+    /// See [`Rule::PatroniRestartNotDue`].
+    RestartNotDue(RestartTurn),
 }
 
 impl Rule {
@@ -42,6 +57,7 @@ impl Rule {
                     .map(Judge::DcsMatches)
                     .map_err(ModuleError::Invalid)
             }
+            Rule::PatroniRestartNotDue(t) => Ok(Judge::RestartNotDue(t.clone())),
         }
     }
 
@@ -50,6 +66,7 @@ impl Rule {
         match self {
             Rule::PatroniSettled(member) => format!("Patroni to show {member} settled"),
             Rule::PatroniDcsMatches(path) => format!("Patroni's dynamic configuration to match {path}"),
+            Rule::PatroniRestartNotDue(t) => format!("no {} restart due on {}", t.turn.as_str(), t.member),
         }
     }
 }
@@ -64,6 +81,11 @@ impl Judge {
             Judge::DcsMatches(want) => serde_json::from_str::<serde_json::Value>(body)
                 .map(|have| patroni::dcs_changes(want, &have).is_empty())
                 .unwrap_or(false),
+            // An unreadable `/cluster` restarts nothing (as before: the rolling restart needs
+            // Patroni's view, and the earlier plays already waited for every member to settle).
+            Judge::RestartNotDue(t) => patroni::parse_cluster(body)
+                .map(|members| !patroni::restart_due(&members, &t.member, t.turn))
+                .unwrap_or(true),
         }
     }
 }
@@ -129,5 +151,24 @@ mod tests {
         assert!(!j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "4MB"}}}"#), "an unwanted parameter");
         assert!(!j.holds("curl: (7) refused"));
         assert!(Rule::PatroniDcsMatches("/nope".into()).resolve(&r).is_err());
+    }
+
+    #[test]
+    fn the_restart_rule_reads_the_member_in_patronis_cluster_view() {
+        let yaml = "patroni_restart_not_due: { member: b, turn: replica }";
+        let rule: Rule = serde_saphyr::from_str(yaml).expect("parses");
+        let j = rule.resolve(&Rendered::new()).expect("resolves");
+        let cluster = |b_role: &str, pending: bool| {
+            format!(
+                r#"{{"members": [{{"name": "a", "role": "leader", "state": "running", "pending_restart": true}}, {{"name": "b", "role": "{b_role}", "state": "streaming", "pending_restart": {pending}}}]}}"#
+            )
+        };
+        assert!(!j.holds(&cluster("replica", true)), "a replica with a pending restart: due");
+        assert!(j.holds(&cluster("replica", false)), "nothing pending");
+        assert!(j.holds(&cluster("leader", true)), "not the replicas' turn");
+        assert!(j.holds("curl: (7) refused"), "unreadable: nothing restarted");
+        let primary: Rule = serde_saphyr::from_str("patroni_restart_not_due: { member: a, turn: primary }").expect("parses");
+        let j = primary.resolve(&Rendered::new()).expect("resolves");
+        assert!(!j.holds(&cluster("replica", false)), "the leader's turn");
     }
 }

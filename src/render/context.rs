@@ -736,20 +736,39 @@ pub fn haproxy_servers(inv: &Inventory) -> Vec<HaproxyServer> {
         .collect()
 }
 
-/// `[databases]`: `<db>_rw` and `<db>_ro` for each inventory database, through HAProxy by name
-/// (the name every PostgreSQL certificate carries, docs/design.md §3).
-pub fn pgbouncer_databases(inv: &Inventory) -> Vec<PgbouncerDatabase> {
-    let host = inv
-        .hosts_with(Role::Haproxy)
+/// The HAProxy host a PgBouncer host sends its server connections to: its own when it runs
+/// HAProxy, else one in its data centre, else the first. One host, not PgBouncer's multi-host
+/// `host=a,b`: PgBouncer before 1.25 (Debian 12 and 13 ship 1.18 and 1.24) checks the whole
+/// string `a,b` against the server certificate under `server_tls_sslmode = verify-full`, so
+/// every server login fails (pgbouncer/pgbouncer#1300, fixed by #1303 in 1.25; seen on the
+/// lab when a second entry host joined: `name 'proxy1,proxy2' not present in server
+/// certificate`). Behind a VIP this is also what keeps the holder serving on its own.
+pub fn pgbouncer_haproxy(inv: &Inventory, host: &Host) -> String {
+    if host.has(Role::Haproxy) {
+        return host.name.to_string();
+    }
+    let mut all = inv.hosts_with(Role::Haproxy);
+    let first = all.next();
+    first
+        .into_iter()
+        .chain(all)
+        .find(|h| h.dc == host.dc)
+        .or(first)
         .map(|h| h.name.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+        .unwrap_or_default()
+}
+
+/// `[databases]` of `host`: `<db>_rw` and `<db>_ro` for each inventory database, through its
+/// HAProxy ([`pgbouncer_haproxy`]) by name (the name every PostgreSQL certificate carries,
+/// docs/design.md §3).
+pub fn pgbouncer_databases(inv: &Inventory, host: &Host) -> Vec<PgbouncerDatabase> {
+    let haproxy = pgbouncer_haproxy(inv, host);
     let mut out = Vec::new();
     for db in &inv.postgres.databases {
         for (suffix, port) in [("rw", inv.haproxy.rw_port), ("ro", inv.haproxy.ro_port)] {
             out.push(PgbouncerDatabase {
                 alias: format!("{}_{suffix}", db.name),
-                host: host.clone(),
+                host: haproxy.clone(),
                 port: port.get(),
                 dbname: db.name.clone(),
             });
@@ -771,14 +790,7 @@ pub fn pgbouncer(
     target: Target,
 ) -> Result<PgbouncerContext, RenderError> {
     let b = &inv.pgbouncer;
-    let mut databases = pgbouncer_databases(inv);
-    // Behind a VIP, a PgBouncer beside an HAProxy goes to that HAProxy only: the VIP's holder
-    // serves on its own, and no server connection hangs on a crashed peer's HAProxy.
-    if inv.vip.is_some() && host.has(Role::Haproxy) {
-        for d in &mut databases {
-            d.host = host.name.to_string();
-        }
-    }
+    let databases = pgbouncer_databases(inv, host);
     let auth_dbname = match target {
         Target::Debian13 => databases.first().map(|d| d.alias.clone()),
         Target::Debian12 => None,
@@ -839,7 +851,7 @@ mod tests {
     #[test]
     fn pgbouncer_exposes_rw_and_ro_per_database_through_haproxy_by_name() {
         let inv = example();
-        let dbs = pgbouncer_databases(&inv);
+        let dbs = pgbouncer_databases(&inv, host(&inv, "pgbouncer"));
         let lines: Vec<String> = dbs
             .iter()
             .map(|d| format!("{} {}:{} {}", d.alias, d.host, d.port, d.dbname))
@@ -856,13 +868,27 @@ mod tests {
     }
 
     #[test]
-    fn pgbouncer_lists_every_haproxy_host() {
+    fn each_pgbouncer_uses_one_haproxy_its_own_else_its_dcs() {
         let mut inv = example();
         let mut second = host(&inv, "haproxy").clone();
         second.name = crate::inventory::HostName::new("haproxy2").expect("valid");
         second.address = "198.51.100.32".parse().expect("literal");
+        second.dc = crate::inventory::DcName::new("dc1").expect("valid");
         inv.hosts.push(second);
-        assert!(pgbouncer_databases(&inv).iter().all(|d| d.host == "haproxy,haproxy2"));
+        // Never `haproxy,haproxy2`: PgBouncer < 1.25 would check that string against the
+        // certificate (pgbouncer#1300).
+        let pgb = host(&inv, "pgbouncer");
+        assert!(pgbouncer_databases(&inv, pgb).iter().all(|d| d.host == "haproxy"), "dc2's HAProxy");
+        let mut near = pgb.clone();
+        near.dc = crate::inventory::DcName::new("dc1").expect("valid");
+        assert_eq!(pgbouncer_haproxy(&inv, &near), "haproxy2", "the HAProxy of its data centre");
+        let mut edge = host(&inv, "haproxy").clone();
+        edge.name = crate::inventory::HostName::new("edge").expect("valid");
+        edge.roles.insert(Role::Pgbouncer);
+        assert_eq!(pgbouncer_haproxy(&inv, &edge), "edge", "its own HAProxy");
+        let mut far = pgb.clone();
+        far.dc = crate::inventory::DcName::new("dc9").expect("valid");
+        assert_eq!(pgbouncer_haproxy(&inv, &far), "haproxy", "no HAProxy in its dc: the first");
         // ...and pg_hba admits application traffic from both.
         let hba = pg_hba(&inv);
         assert!(hba.iter().any(|l| l.contains("198.51.100.31/32")));
