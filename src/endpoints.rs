@@ -27,8 +27,9 @@ pub struct Endpoint {
 }
 
 /// Every TLS endpoint of the inventory: PostgreSQL and Patroni's REST API on PostgreSQL
-/// nodes, client and peer ports on etcd members, PgBouncer's listener. (HAProxy passes TLS
-/// through; its own certificate is a client one.)
+/// nodes, client and peer ports on etcd members, PgBouncer's listener, and HAProxy's
+/// direct-TLS frontends with `haproxy.direct_tls` (otherwise HAProxy passes TLS through and
+/// its own certificate is a client one).
 pub fn endpoints(inv: &Inventory) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for h in &inv.hosts {
@@ -49,6 +50,10 @@ pub fn endpoints(inv: &Inventory) -> Vec<Endpoint> {
         }
         if h.has(Role::Pgbouncer) {
             add(inv.pgbouncer.port.get(), LeafKind::PgbouncerServer);
+        }
+        if let Some(d) = inv.haproxy.direct_tls.as_ref().filter(|_| h.has(Role::Haproxy)) {
+            add(d.rw_port.get(), LeafKind::HaproxyServer);
+            add(d.ro_port.get(), LeafKind::HaproxyServer);
         }
     }
     out
@@ -95,12 +100,18 @@ async fn probe_host(host: &Host, conn: Option<&Conn>, mine: Vec<Endpoint>) -> Ve
     for (i, e) in mine.iter().enumerate() {
         let (mode, client) = match e.kind {
             LeafKind::PostgresServer | LeafKind::PgbouncerServer => ("pg", None),
+            // Direct TLS: a plain handshake with the ALPN libpq 17 sends.
+            LeafKind::HaproxyServer => ("direct", None),
             LeafKind::PatroniRest => ("tls", Some(LeafKind::PatroniClient)),
             _ => ("tls", Some(LeafKind::EtcdServer)),
         };
         // Arguments by position: $3.. per endpoint, four each.
         let base = 3 + i * 4;
-        let starttls = if mode == "pg" { "-starttls postgres" } else { "" };
+        let starttls = match mode {
+            "pg" => "-starttls postgres",
+            "direct" => "-alpn postgresql",
+            _ => "",
+        };
         let client_args = match client {
             Some(_) => format!("-cert \"${{{}}}\" -key \"${{{}}}\"", base + 2, base + 3),
             None => String::new(),
@@ -181,6 +192,22 @@ mod tests {
             .find(|e| e.kind == LeafKind::PgbouncerServer)
             .expect("pgbouncer");
         assert_eq!((pgb.host.as_str(), pgb.port), ("pgbouncer", 6432));
+    }
+
+    #[test]
+    fn direct_tls_adds_haproxy_endpoints() {
+        let mut inv = crate::pki::testutil_inventory();
+        inv.haproxy.direct_tls = Some(crate::inventory::DirectTls {
+            rw_port: crate::inventory::Port::new(5002).expect("port"),
+            ro_port: crate::inventory::Port::new(5003).expect("port"),
+        });
+        let eps = endpoints(&inv);
+        let direct: Vec<(&str, u16)> = eps
+            .iter()
+            .filter(|e| e.kind == LeafKind::HaproxyServer)
+            .map(|e| (e.host.as_str(), e.port))
+            .collect();
+        assert_eq!(direct, [("haproxy", 5002), ("haproxy", 5003)]);
     }
 
     #[test]

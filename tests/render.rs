@@ -296,7 +296,7 @@ fn real_material(inv: &Inventory) -> Material {
                     }
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 }
-                LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::PgbouncerServer => {
+                LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::PgbouncerServer | LeafKind::HaproxyServer => {
                     own(&mut sans, host);
                     vec![ExtendedKeyUsagePurpose::ServerAuth]
                 }
@@ -368,11 +368,22 @@ fn haproxy_accepts_the_rendered_config() {
     if !can_run("haproxy") || !can_run("unshare") {
         return;
     }
-    let inv = example();
+    // Also with the direct-TLS frontends (HAProxy's own certificate, re-encryption with ALPN).
+    for direct in [false, true] {
+    let mut inv = example();
+    if direct {
+        inv.haproxy.direct_tls = Some(pgha::inventory::DirectTls {
+            rw_port: pgha::inventory::Port::new(5002).expect("port"),
+            ro_port: pgha::inventory::Port::new(5003).expect("port"),
+        });
+    }
     let material = real_material(&inv);
     for target in Target::ALL {
         let all = render(&inv, &material, target);
         for host in inv.hosts_with(pgha::inventory::Role::Haproxy) {
+            let cfg = host_files(&all, host.name.as_str());
+            let cfg = &cfg.iter().find(|f| f.path == "/etc/haproxy/haproxy.cfg").expect("haproxy.cfg").content;
+            assert_eq!(cfg.contains("listen postgres_rw_direct"), direct, "{cfg}");
             let root = tempfile::tempdir().expect("tempdir");
             write_tree(root.path(), &host_files(&all, host.name.as_str()));
             let (ok, out) = in_overlay(
@@ -391,6 +402,7 @@ fn haproxy_accepts_the_rendered_config() {
                 );
             }
         }
+    }
     }
 }
 

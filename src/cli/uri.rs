@@ -10,7 +10,7 @@ use crate::ops::uri::{self, UriOptions, Via};
 /// Arguments of `pgha uri`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  pgha uri inventory/lab.yaml                       # read-write through PgBouncer\n  pgha uri inventory/lab.yaml --ro --via haproxy\n  psql \"$(pgha uri inventory/lab.yaml --user app --with-password)\"\n  pgha uri inventory/lab.yaml --multi-host         # every PgBouncer host, libpq tries them in turn\n\nThe URI carries hostaddr= so it works without DNS for the cluster's names; TLS still\nverifies the name. The password is printed only with --with-password."
+    after_help = "Examples:\n  pgha uri inventory/lab.yaml                       # read-write through PgBouncer\n  pgha uri inventory/lab.yaml --ro --via haproxy\n  psql \"$(pgha uri inventory/lab.yaml --user app --with-password)\"\n  pgha uri inventory/lab.yaml --multi-host         # every PgBouncer host, libpq tries them in turn\n  pgha uri inventory/lab.yaml --via haproxy --direct-tls   # TLS terminated by HAProxy (libpq 17)\n\nThe URI carries hostaddr= so it works without DNS for the cluster's names; TLS still\nverifies the name. The password is printed only with --with-password."
 )]
 pub struct UriArgs {
     /// The inventory and state directory.
@@ -40,6 +40,10 @@ pub struct UriArgs {
     /// the VIP.
     #[arg(long)]
     pub multi_host: bool,
+    /// With `--via haproxy`: HAProxy's direct-TLS ports (`haproxy.direct_tls`, PostgreSQL 17):
+    /// `sslnegotiation=direct` (libpq 17) and `channel_binding=disable` (HAProxy re-encrypts).
+    #[arg(long)]
+    pub direct_tls: bool,
 }
 
 /// Runs `pgha uri`.
@@ -48,9 +52,17 @@ pub fn run(args: &UriArgs) -> u8 {
         Ok(i) => i,
         Err(code) => return code,
     };
+    let via = match (args.via, args.direct_tls) {
+        (Via::Haproxy, true) => Via::HaproxyDirect,
+        (_, true) => {
+            report::info("error: --direct-tls needs --via haproxy (PgBouncer cannot do direct TLS on Debian: 1.25 or later only)");
+            return exit::USAGE;
+        }
+        (v, false) => v,
+    };
     let o = UriOptions {
         ro: args.ro,
-        via: args.via,
+        via,
         user: args.user.clone(),
         database: args.database.clone(),
         with_password: args.with_password,
@@ -60,8 +72,8 @@ pub fn run(args: &UriArgs) -> u8 {
     match uri::connection_uri(&inv, &o) {
         Ok(u) => {
             let shape = if args.multi_host { uri::Shape::MultiHost } else { uri::Shape::Single };
-            if let Some(v) = uri::libpq_needed(shape, args.ro) {
-                report::info(format!("note: this URI needs libpq {v} or later (load_balance_hosts); older clients refuse it"));
+            if let Some((v, param)) = uri::libpq_needed(via, shape, args.ro) {
+                report::info(format!("note: this URI needs libpq {v} or later ({param}); older clients refuse it"));
             }
             report::out(u);
             exit::OK

@@ -235,6 +235,29 @@ mod tests {
     }
 
     #[test]
+    fn direct_tls_needs_postgres_17_stated() {
+        let hosts = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
+        let cases: &[(&str, &str, u32)] = &[
+            ("haproxy: {direct_tls: {}}", "does not say", 3),
+            ("postgres: {major: 15}\nhaproxy: {direct_tls: {}}", "postgres.major is 15", 3),
+            ("postgres: {major: 17}\nhaproxy: {direct_tls: {rw_port: 6432}}", "are both 6432", 4),
+            ("postgres: {major: 17}\nhaproxy: {direct_tls: {port: 1}}", "unknown field", 4),
+            ("postgres: {major: 170}", "not a PostgreSQL major", 4),
+        ];
+        for (tail, says, line) in cases {
+            let text = format!("cluster: {{name: t}}\n{hosts}{tail}\n");
+            let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
+                panic!("must be refused:\n{text}")
+            };
+            assert!(errors.iter().any(|e| e.message.contains(says) && e.line as u32 >= *line - 1), "{says}: {errors:?}");
+        }
+        let text = format!("cluster: {{name: t}}\n{hosts}postgres: {{major: 17}}\nhaproxy: {{direct_tls: {{}}}}\n");
+        let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
+        let d = inv.haproxy.direct_tls.expect("on");
+        assert_eq!((d.rw_port.get(), d.ro_port.get()), (5002, 5003));
+    }
+
+    #[test]
     fn ssh_user_grammar() {
         for ok in ["root", "ops", "deploy-user", "first.last", "_svc", "host$"] {
             assert!(validate::check_ssh_user(ok).is_ok(), "{ok}");

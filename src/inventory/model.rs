@@ -192,6 +192,8 @@ pub struct PostgresSettings {
     pub users: Vec<DbUser>,
     /// Databases.
     pub databases: Vec<Database>,
+    /// The PostgreSQL major version the inventory says the nodes run (`None`: not stated).
+    pub major: Option<u32>,
 }
 
 /// Patroni `synchronous_mode`.
@@ -257,7 +259,23 @@ pub struct HaproxySettings {
     pub check_rise: u32,
     /// Frontend maxconn.
     pub maxconn: u32,
+    /// HAProxy-terminated direct TLS frontends (`None`: off).
+    pub direct_tls: Option<DirectTls>,
 }
+
+/// HAProxy-terminated direct TLS (`haproxy.direct_tls`, PostgreSQL ≥ 17): HAProxy presents its
+/// own certificate to clients connecting with `sslnegotiation=direct` and re-encrypts to the
+/// node (docs/entry-points.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DirectTls {
+    /// RW frontend port.
+    pub rw_port: Port,
+    /// RO frontend port.
+    pub ro_port: Port,
+}
+
+/// The first PostgreSQL major that accepts direct TLS (ALPN `postgresql`, no SSLRequest).
+pub const DIRECT_TLS_MIN_MAJOR: u32 = 17;
 
 /// PgBouncer `pool_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

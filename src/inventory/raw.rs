@@ -146,6 +146,9 @@ pub struct RawPostgres {
     pub databases: Option<Vec<Spanned<RawDatabase>>>,
     /// Refused: see docs/design.md §3.
     pub proxy_protocol: Option<Spanned<ParamValue>>,
+    /// The PostgreSQL major version the nodes run (17 on Debian 13, 15 on Debian 12); optional,
+    /// checked against each node's release at deploy.
+    pub major: Option<Spanned<u32>>,
 }
 
 /// One application role.
@@ -225,6 +228,18 @@ pub struct RawHaproxy {
     pub maxconn: Option<Spanned<u32>>,
     /// Refused: see docs/design.md §3.
     pub proxy_protocol: Option<Spanned<ParamValue>>,
+    /// HAProxy-terminated direct TLS (PostgreSQL ≥ 17), docs/entry-points.md; absent: off.
+    pub direct_tls: Option<Spanned<RawDirectTls>>,
+}
+
+/// `haproxy.direct_tls:` (an empty map `{}` turns it on with the default ports).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectTls {
+    /// Port of the direct-TLS frontend routing to the primary.
+    pub rw_port: Option<Spanned<Port>>,
+    /// Port of the direct-TLS frontend routing to replicas.
+    pub ro_port: Option<Spanned<Port>>,
 }
 
 /// `pgbouncer:`

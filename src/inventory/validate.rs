@@ -149,6 +149,7 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
     roles_present(&inv, &raw.hosts, f);
     port_clashes(&inv, &raw.hosts, f);
     sync_mode_fits(&inv, raw.patroni.as_ref(), f);
+    direct_tls_fits(&inv, raw.haproxy.as_ref(), raw.postgres.as_ref(), f);
     if f.errors.is_empty() { Some(inv) } else { None }
 }
 
@@ -808,11 +809,48 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
             }
         }
     }
+    let major = r.major.as_ref().map(|m| {
+        if !(10..=99).contains(&m.value) {
+            f.error(
+                Pos::of(m),
+                "postgres.major",
+                format!("{} is not a PostgreSQL major version", m.value),
+                Some("write the major version the nodes run: 17 on Debian 13, 15 on Debian 12".to_string()),
+            );
+        }
+        m.value
+    });
     PostgresSettings {
         port: port_or(r.port.as_ref(), 5432),
         parameters: parameters.into_iter().collect(),
         users,
         databases,
+        major,
+    }
+}
+
+/// `haproxy.direct_tls` needs PostgreSQL ≥ 17, and the inventory must say so: HAProxy cannot
+/// send PostgreSQL's in-band SSLRequest, so re-encrypting to a node is possible only where the
+/// node accepts a TLS handshake at once (direct TLS with ALPN `postgresql`, PostgreSQL 17).
+fn direct_tls_fits(inv: &Inventory, raw_h: Option<&Spanned<RawHaproxy>>, raw_pg: Option<&Spanned<RawPostgres>>, f: &mut Findings) {
+    let Some(raw) = raw_h.and_then(|h| h.value.direct_tls.as_ref()) else {
+        return;
+    };
+    let why = "HAProxy cannot send PostgreSQL's SSLRequest, so it can re-encrypt to a node only with direct TLS (ALPN `postgresql`), which PostgreSQL accepts from 17 on";
+    match inv.postgres.major {
+        None => f.error(
+            Pos::of(raw),
+            "haproxy.direct_tls",
+            format!("needs PostgreSQL {DIRECT_TLS_MIN_MAJOR} or later, and the inventory does not say which PostgreSQL the nodes run: {why}"),
+            Some(format!("add `major: {DIRECT_TLS_MIN_MAJOR}` under `postgres:` (Debian 13 ships PostgreSQL 17; Debian 12's 15 cannot do it), or remove `direct_tls`")),
+        ),
+        Some(m) if m < DIRECT_TLS_MIN_MAJOR => f.error(
+            raw_pg.and_then(|p| p.value.major.as_ref().map(Pos::of)).unwrap_or_else(|| Pos::of(raw)),
+            "haproxy.direct_tls",
+            format!("needs PostgreSQL {DIRECT_TLS_MIN_MAJOR} or later, and postgres.major is {m}: {why}"),
+            Some("remove `direct_tls` (clients keep SSLRequest through the RW and RO ports), or run the nodes on Debian 13 (PostgreSQL 17)".to_string()),
+        ),
+        Some(_) => {}
     }
 }
 
@@ -945,6 +983,10 @@ fn haproxy(raw: Option<&Spanned<RawHaproxy>>, f: &mut Findings) -> HaproxySettin
         check_fall: num(&r.check_fall, 3),
         check_rise: num(&r.check_rise, 2),
         maxconn: num(&r.maxconn, 1000),
+        direct_tls: r.direct_tls.as_ref().map(|d| DirectTls {
+            rw_port: port_or(d.value.rw_port.as_ref(), 5002),
+            ro_port: port_or(d.value.ro_port.as_ref(), 5003),
+        }),
     }
 }
 
@@ -1170,6 +1212,10 @@ fn port_clashes(inv: &Inventory, raw: &Spanned<SpannedMap<Spanned<RawHost>>>, f:
             ports.push((inv.haproxy.rw_port, "haproxy.rw_port"));
             ports.push((inv.haproxy.ro_port, "haproxy.ro_port"));
             ports.push((inv.haproxy.stats_port, "haproxy.stats_port"));
+            if let Some(d) = &inv.haproxy.direct_tls {
+                ports.push((d.rw_port, "haproxy.direct_tls.rw_port"));
+                ports.push((d.ro_port, "haproxy.direct_tls.ro_port"));
+            }
         }
         if host.has(Role::Pgbouncer) {
             ports.push((inv.pgbouncer.port, "pgbouncer.port"));

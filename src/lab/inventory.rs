@@ -107,6 +107,9 @@ pub fn render_from(paths: &LabPaths, hosts: &[HostSpec], login: Login, source: &
     }
     let pg = &source.postgres;
     let _ = writeln!(s, "postgres:\n  port: {}", pg.port.get());
+    if let Some(m) = pg.major {
+        let _ = writeln!(s, "  major: {m}");
+    }
     if pg.parameters.is_empty() {
         s.push_str("  parameters: {}\n");
     } else {
@@ -166,6 +169,9 @@ pub fn render_from(paths: &LabPaths, hosts: &[HostSpec], login: Login, source: &
         h.check_rise,
         h.maxconn
     );
+    if let Some(d) = &h.direct_tls {
+        let _ = writeln!(s, "  direct_tls:\n    rw_port: {}\n    ro_port: {}", d.rw_port.get(), d.ro_port.get());
+    }
     let b = &source.pgbouncer;
     let _ = writeln!(
         s,

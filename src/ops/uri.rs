@@ -2,7 +2,10 @@
 //! `sslrootcert=` the CA bundle (its fixed name, which follows a CA rotation); the password
 //! only when asked. With a VIP in the inventory the URI names the VIP; `--multi-host` lists
 //! every entry host instead (libpq tries them in turn: `target_session_attrs=read-write` for
-//! RW, `load_balance_hosts=random` for RO, which needs libpq ≥ 16).
+//! RW, `load_balance_hosts=random` for RO, which needs libpq ≥ 16). `--via haproxy
+//! --direct-tls` ([`Via::HaproxyDirect`]) names HAProxy's direct-TLS ports with
+//! `sslnegotiation=direct` (libpq ≥ 17) and `channel_binding=disable` (HAProxy re-encrypts,
+//! so SCRAM's channel binding cannot match; docs/entry-points.md).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,9 @@ pub enum Via {
     Pgbouncer,
     /// HAProxy directly: the RW or RO port.
     Haproxy,
+    /// HAProxy's direct-TLS ports (`haproxy.direct_tls`): `--via haproxy --direct-tls`.
+    #[value(skip)]
+    HaproxyDirect,
 }
 
 /// Which URI.
@@ -92,6 +98,12 @@ pub fn connection_uri(inv: &Inventory, o: &UriOptions) -> Result<String, OpsErro
     } else {
         None
     };
+    if o.via == Via::HaproxyDirect && inv.haproxy.direct_tls.is_none() {
+        return Err(OpsError::InvalidInput(format!(
+            "{}: HAProxy has no direct-TLS frontends; add `direct_tls: {{}}` under `haproxy:` (PostgreSQL 17, docs/entry-points.md) and deploy, or drop --direct-tls",
+            inv.path.display()
+        )));
+    }
     let shape = if o.multi_host { Shape::MultiHost } else { Shape::Single };
     uri(inv, o.via, o.ro, shape, &user, &db, password.as_deref(), &ca)
         .ok_or_else(|| OpsError::InvalidInput("the inventory has no host for that entry point".into()))
@@ -106,10 +118,14 @@ pub enum Shape {
     MultiHost,
 }
 
-/// The minimum libpq a URI of `shape` and `ro` needs, when above what pgha assumes anyway (14):
-/// `load_balance_hosts` arrived in libpq 16.
-pub fn libpq_needed(shape: Shape, ro: bool) -> Option<u32> {
-    (shape == Shape::MultiHost && ro).then_some(16)
+/// The minimum libpq a URI of `via`, `shape` and `ro` needs, when above what pgha assumes
+/// anyway (14), and the parameter that needs it: `sslnegotiation` arrived in libpq 17,
+/// `load_balance_hosts` in libpq 16.
+pub fn libpq_needed(via: Via, shape: Shape, ro: bool) -> Option<(u32, &'static str)> {
+    if via == Via::HaproxyDirect {
+        return Some((17, "sslnegotiation"));
+    }
+    (shape == Shape::MultiHost && ro).then_some((16, "load_balance_hosts"))
 }
 
 /// The URI (password included only when given).
@@ -139,6 +155,10 @@ pub fn uri(
             },
             db.to_string(),
         ),
+        Via::HaproxyDirect => {
+            let d = inv.haproxy.direct_tls.as_ref()?;
+            (Role::Haproxy, if ro { d.ro_port.get() } else { d.rw_port.get() }, db.to_string())
+        }
     };
     let entries: Vec<_> = inv.hosts_with(role).collect();
     // (name verified, address dialled) per host.
@@ -165,6 +185,13 @@ pub fn uri(
         ("sslrootcert", ca.display().to_string()),
         ("hostaddr", join(|t| &t.1)),
     ]);
+    if via == Via::HaproxyDirect {
+        // TLS at once with ALPN `postgresql` (no SSLRequest round trip), to HAProxy's own
+        // certificate; HAProxy's second TLS session to the node cannot carry SCRAM's channel
+        // binding (tls-server-end-point hashes the certificate the client saw).
+        parts.push(("sslnegotiation", "direct".to_string()));
+        parts.push(("channel_binding", "disable".to_string()));
+    }
     if shape == Shape::MultiHost {
         parts.push(("connect_timeout", "3".to_string()));
         if ro {
@@ -238,8 +265,18 @@ mod tests {
             u.starts_with("postgresql://app@entry1:5001,entry2:5001/app?") && u.ends_with("&load_balance_hosts=random"),
             "{u}"
         );
-        assert_eq!(libpq_needed(Shape::MultiHost, true), Some(16));
-        assert_eq!(libpq_needed(Shape::MultiHost, false), None);
+        assert_eq!(libpq_needed(Via::Haproxy, Shape::MultiHost, true), Some((16, "load_balance_hosts")));
+        assert_eq!(libpq_needed(Via::Pgbouncer, Shape::MultiHost, false), None);
+        assert_eq!(libpq_needed(Via::HaproxyDirect, Shape::Single, false), Some((17, "sslnegotiation")));
+        let u = uri(&inv, Via::HaproxyDirect, false, Shape::Single, "app", "app", None, ca).expect("uri");
+        assert_eq!(
+            u,
+            "postgresql://app@db.example.com:5002/app?sslmode=verify-full&sslrootcert=/s/ca.pem&hostaddr=192.0.2.30&sslnegotiation=direct&channel_binding=disable"
+        );
+        let u = uri(&inv, Via::HaproxyDirect, true, Shape::MultiHost, "app", "app", None, ca).expect("uri");
+        assert!(u.starts_with("postgresql://app@entry1:5003,entry2:5003/app?"), "{u}");
+        inv.haproxy.direct_tls = None;
+        assert!(uri(&inv, Via::HaproxyDirect, false, Shape::Single, "app", "app", None, ca).is_none());
         inv.vip = None;
         let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", None, ca).expect("uri");
         assert!(u.starts_with("postgresql://app@entry1:6432/app_rw?"), "{u}");

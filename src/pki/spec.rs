@@ -56,11 +56,15 @@ pub enum LeafKind {
     /// the inventory has a `backup` host: both EKUs, DNS SANs (pgBackRest 2.45 ignores IP SANs),
     /// and the CN the peer's `tls-server-auth` checks.
     Pgbackrest,
+    /// HAProxy's server certificate for its direct-TLS frontends (`haproxy.direct_tls`): the
+    /// host's names and address and the VIP's, presented to clients that connect with
+    /// `sslnegotiation=direct` (docs/entry-points.md).
+    HaproxyServer,
 }
 
 impl LeafKind {
     /// Every kind, in bring-up order of the services that use them.
-    pub const ALL: [LeafKind; 8] = [
+    pub const ALL: [LeafKind; 9] = [
         LeafKind::EtcdServer,
         LeafKind::EtcdPeer,
         LeafKind::PostgresServer,
@@ -69,6 +73,7 @@ impl LeafKind {
         LeafKind::HaproxyCheck,
         LeafKind::PgbouncerServer,
         LeafKind::Pgbackrest,
+        LeafKind::HaproxyServer,
     ];
 
     /// The name used for files (`<name>.crt`, `<name>.key`) and reports.
@@ -82,6 +87,7 @@ impl LeafKind {
             LeafKind::EtcdPeer => "etcd-peer",
             LeafKind::PgbouncerServer => "pgbouncer-server",
             LeafKind::Pgbackrest => "pgbackrest",
+            LeafKind::HaproxyServer => "haproxy-server",
         }
     }
 
@@ -89,23 +95,30 @@ impl LeafKind {
     pub fn roles(self) -> &'static [Role] {
         match self {
             LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PatroniClient => &[Role::Postgres],
-            LeafKind::HaproxyCheck => &[Role::Haproxy],
+            LeafKind::HaproxyCheck | LeafKind::HaproxyServer => &[Role::Haproxy],
             LeafKind::EtcdServer | LeafKind::EtcdPeer => &[Role::Etcd],
             LeafKind::PgbouncerServer => &[Role::Pgbouncer],
             LeafKind::Pgbackrest => &[Role::Postgres, Role::Backup],
         }
     }
 
-    /// Whether `host` of `inv` gets this certificate (pgBackRest's only with a `backup` host).
+    /// Whether `host` of `inv` gets this certificate (pgBackRest's only with a `backup` host,
+    /// HAProxy's server certificate only with `haproxy.direct_tls`).
     pub fn wanted_by(self, host: &Host, inv: &Inventory) -> bool {
         let role = self.roles().iter().any(|r| host.has(*r));
-        role && (self != LeafKind::Pgbackrest || inv.backup.is_some())
+        role && match self {
+            LeafKind::Pgbackrest => inv.backup.is_some(),
+            LeafKind::HaproxyServer => inv.haproxy.direct_tls.is_some(),
+            _ => true,
+        }
     }
 
     /// Extended key usages, exactly (see the module doc for etcd-server).
     pub fn ekus(self) -> BTreeSet<Eku> {
         let list: &[Eku] = match self {
-            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PgbouncerServer => &[Eku::ServerAuth],
+            LeafKind::PostgresServer | LeafKind::PatroniRest | LeafKind::PgbouncerServer | LeafKind::HaproxyServer => {
+                &[Eku::ServerAuth]
+            }
             LeafKind::PatroniClient | LeafKind::HaproxyCheck => &[Eku::ClientAuth],
             LeafKind::EtcdServer | LeafKind::EtcdPeer | LeafKind::Pgbackrest => &[Eku::ServerAuth, Eku::ClientAuth],
         };
@@ -121,7 +134,7 @@ impl LeafKind {
             LeafKind::PatroniRest | LeafKind::EtcdServer | LeafKind::EtcdPeer | LeafKind::Pgbackrest => {
                 own_names(host, false)
             }
-            LeafKind::PgbouncerServer => {
+            LeafKind::PgbouncerServer | LeafKind::HaproxyServer => {
                 let mut sans = own_names(host, true);
                 sans.extend(vip_names(inv));
                 sans
@@ -339,12 +352,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn haproxy_server_certificate_only_with_direct_tls() {
+        let mut inv = sample_inventory();
+        assert!(!leaf_specs(&inv).iter().any(|s| s.kind == LeafKind::HaproxyServer));
+        inv.haproxy.direct_tls = Some(crate::inventory::DirectTls {
+            rw_port: crate::inventory::Port::new(5002).expect("port"),
+            ro_port: crate::inventory::Port::new(5003).expect("port"),
+        });
+        inv.vip = Some(crate::inventory::Vip {
+            address: "192.0.2.30".parse().expect("ip"),
+            names: vec![HostName::new("db-vip.example.com").expect("name")],
+            interface: "eth0".into(),
+            virtual_router_id: 30,
+        });
+        let specs = leaf_specs(&inv);
+        let s = spec(&specs, "haproxy", LeafKind::HaproxyServer);
+        assert_eq!(
+            s.sans,
+            [dns("haproxy"), dns("db.example.com"), ip("192.0.2.41"), dns("db-vip.example.com"), ip("192.0.2.30")].into()
+        );
+        assert_eq!(s.ekus, [Eku::ServerAuth].into());
+        assert_eq!(specs.iter().filter(|s| s.kind == LeafKind::HaproxyServer).count(), 1);
+    }
+
+    #[test]
     fn hosts_without_the_role_get_no_certificate() {
         let specs = leaf_specs(&sample_inventory());
         assert!(
             !specs
                 .iter()
-                .any(|s| s.host.as_str() == "haproxy" && s.kind != LeafKind::HaproxyCheck)
+                .any(|s| s.host.as_str() == "haproxy" && !matches!(s.kind, LeafKind::HaproxyCheck | LeafKind::HaproxyServer))
         );
         assert!(
             !specs

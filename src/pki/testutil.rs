@@ -59,6 +59,7 @@ pub fn sample_inventory() -> Inventory {
                 name: "app".into(),
                 owner: "app".into(),
             }],
+            major: None,
         },
         patroni: PatroniSettings {
             rest_port: port(8008),
@@ -84,6 +85,7 @@ pub fn sample_inventory() -> Inventory {
             check_fall: 3,
             check_rise: 2,
             maxconn: 1000,
+            direct_tls: None,
         },
         pgbouncer: PgbouncerSettings {
             port: port(6432),

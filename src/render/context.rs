@@ -364,6 +364,24 @@ pub struct HaproxyContext {
     pub state_file: String,
     /// Admin socket.
     pub admin_socket: String,
+    /// The direct-TLS frontends (`haproxy.direct_tls`), if on.
+    pub direct: Option<DirectTlsContext>,
+}
+
+/// HAProxy's direct-TLS frontends: TLS terminated with HAProxy's own certificate, re-encrypted
+/// to the node with verification and ALPN (docs/entry-points.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectTlsContext {
+    /// RW bind `addr:port`.
+    pub rw_bind: String,
+    /// RO bind `addr:port`.
+    pub ro_bind: String,
+    /// RW bind on the VIP, with a VIP.
+    pub vip_rw_bind: Option<String>,
+    /// RO bind on the VIP, with a VIP.
+    pub vip_ro_bind: Option<String>,
+    /// HAProxy's server certificate and key, one PEM.
+    pub pem: String,
 }
 
 /// One `[databases]` line.
@@ -654,6 +672,21 @@ pub fn patroni(
             });
         }
     };
+    if let Some(m) = inv.postgres.major
+        && m != target.versions().postgres
+    {
+        return Err(RenderError::Unsupported {
+            what: format!(
+                "postgres.major is {m}, but {} on {target} runs PostgreSQL {}",
+                host.name,
+                target.versions().postgres
+            ),
+            hint: format!(
+                "set `postgres.major: {}` (and remove `haproxy.direct_tls` below 17), or run the node on the release the inventory means",
+                target.versions().postgres
+            ),
+        });
+    }
     let tls = TlsPaths::new(&material.ca_bundle_file);
     let mut params: BTreeMap<String, String> = inv.postgres.parameters.iter().cloned().collect();
     for (k, v) in managed_parameters(&tls) {
@@ -721,6 +754,13 @@ pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
         ro_primary_fallback: h.ro_primary_fallback,
         state_file: paths::HAPROXY_STATE_FILE.to_owned(),
         admin_socket: paths::HAPROXY_ADMIN_SOCKET.to_owned(),
+        direct: h.direct_tls.as_ref().map(|d| DirectTlsContext {
+            rw_bind: paths::haproxy_addr_port(host.address, d.rw_port.get()),
+            ro_bind: paths::haproxy_addr_port(host.address, d.ro_port.get()),
+            vip_rw_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, d.rw_port.get())),
+            vip_ro_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, d.ro_port.get())),
+            pem: paths::haproxy_server_pem(),
+        }),
     }
 }
 

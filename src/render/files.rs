@@ -352,6 +352,12 @@ pub const LEAVES: &[LeafFile] = &[
         unit: "haproxy.service",
     },
     LeafFile {
+        role: Role::Haproxy,
+        kind: LeafKind::HaproxyServer,
+        group: "haproxy",
+        unit: "haproxy.service",
+    },
+    LeafFile {
         role: Role::Pgbouncer,
         kind: LeafKind::PgbouncerServer,
         group: "postgres",

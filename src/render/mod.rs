@@ -104,13 +104,19 @@ fn leaf_files(material: &Material, host: &Host, l: &files::LeafFile) -> Result<V
         unit: Some(l.unit),
         template: None,
     };
-    if l.kind == LeafKind::HaproxyCheck {
+    // HAProxy wants certificate and key in one file (`crt`): root:haproxy 0640.
+    let one_pem = match l.kind {
+        LeafKind::HaproxyCheck => Some(paths::haproxy_check_pem()),
+        LeafKind::HaproxyServer => Some(paths::haproxy_server_pem()),
+        _ => None,
+    };
+    if let Some(path) = one_pem {
         let mut pem = leaf.cert_pem.clone();
         if !pem.ends_with('\n') {
             pem.push('\n');
         }
         pem.push_str(&leaf.key_pem);
-        return Ok(vec![file(paths::haproxy_check_pem(), pem, 0o640, true)]);
+        return Ok(vec![file(path, pem, 0o640, true)]);
     }
     Ok(vec![
         file(paths::leaf_cert(l.kind), leaf.cert_pem.clone(), 0o644, false),

@@ -100,6 +100,11 @@ pub fn haproxy_check_pem() -> String {
     format!("{TLS_DIR}/{}.pem", LeafKind::HaproxyCheck.as_str())
 }
 
+/// HAProxy's direct-TLS server certificate and key, one file for `bind … ssl crt`.
+pub fn haproxy_server_pem() -> String {
+    format!("{TLS_DIR}/{}.pem", LeafKind::HaproxyServer.as_str())
+}
+
 /// PostgreSQL binaries of the target's major version.
 pub fn pg_bin_dir(target: Target) -> String {
     format!("/usr/lib/postgresql/{}/bin", target.versions().postgres)
