@@ -10,7 +10,14 @@
 //!    both hosts' network namespaces from the controller every 100 ms, independent of SSH and
 //!    of pgha;
 //! 3. the `--multi-host` RW URI still connects (and writes) with one entry host stopped;
-//! 4. a second deploy changes nothing; `pgha status` names the VIP's holder;
+//! 4. HAProxy-terminated direct TLS (`haproxy.direct_tls`), with psql 17 on a lab host:
+//!    `sslnegotiation=direct sslmode=verify-full` writes on the primary and reads on a replica
+//!    (`pg_is_in_recovery()`, `inet_server_addr()`), channel binding refused as documented,
+//!    SSLRequest through PgBouncer unchanged; connection setup figures (direct vs SSLRequest);
+//! 5. `pgha rotate-certs` under `pgbench -C` with direct TLS (lab host) and through PgBouncer
+//!    (controller): 0 failed transactions, HAProxy serves the new certificate (`openssl
+//!    s_client -alpn postgresql`, serial against the state);
+//! 6. a second deploy changes nothing; `pgha status` names the VIP's holder;
 //!
 //! then `lab down`. Step timings are printed.
 #![allow(clippy::disallowed_methods)] // runs the real binary, psql and ip
@@ -173,6 +180,75 @@ fn entry_loss(inv: &str, n: usize) -> Value {
     r
 }
 
+/// The client host of the direct-TLS scenario: a Debian 13 lab host with libpq 17 (the
+/// controller's psql 15 has no `sslnegotiation`); its copy of the current CA bundle.
+const CLIENT: &str = "node1";
+const CLIENT_CA: &str = "/etc/pgha/tls/ca-bundle.pem";
+
+/// `uri` with the controller's `sslrootcert=` replaced by [`CLIENT_CA`].
+fn on_client(u: &str) -> String {
+    let (head, tail) = u.split_once("sslrootcert=").expect("sslrootcert");
+    let rest = tail.split_once('&').map_or(String::new(), |(_, r)| format!("&{r}"));
+    format!("{head}sslrootcert={CLIENT_CA}{rest}")
+}
+
+/// A shell script on the [`CLIENT`] host: `$1` is the password, `$2`.. `args`; (ok, output).
+fn client_sh(script: &str, password: &str, args: &[&str]) -> (bool, String) {
+    let mut argv = vec!["lab", "ssh", CLIENT, "--", "sh", "-c", script, "sh", password];
+    argv.extend_from_slice(args);
+    let out = common::pgha(&argv);
+    let (o, e) = text(&out);
+    (out.status.success(), format!("{o}{e}"))
+}
+
+/// psql on the [`CLIENT`] host (libpq 17); (ok, output).
+fn client_psql(u: &str, password: &str, sql: &str) -> (bool, String) {
+    client_sh(r#"PGPASSWORD="$1" PGCONNECT_TIMEOUT=5 psql "$2" -XqtA -v ON_ERROR_STOP=1 -c "$3""#, password, &[u, sql])
+}
+
+/// A host's address in the lab inventory (`  name: { address: X, …`).
+fn address_of(inv: &str, host: &str) -> String {
+    let text = std::fs::read_to_string(inv).expect("lab inventory");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{host}: {{ address: ")))
+        .unwrap_or_else(|| panic!("{host} in the lab inventory"));
+    line.split("address: ").nth(1).and_then(|r| r.split(',').next()).expect("address").trim().to_string()
+}
+
+/// The serial of the certificate HAProxy presents on the VIP's `port` to a direct-TLS client
+/// (`openssl s_client -alpn postgresql`, from the [`CLIENT`] host).
+fn served_serial(vip: &str, port: u16) -> String {
+    let (good, out) = client_sh(
+        r#"openssl s_client -connect "$2" -servername db.example.com -alpn postgresql < /dev/null 2> /dev/null | openssl x509 -noout -serial"#,
+        "-",
+        &[&format!("{vip}:{port}")],
+    );
+    assert!(good && out.contains("serial="), "openssl s_client on {vip}:{port}: {out}");
+    out.trim().trim_start_matches("serial=").to_uppercase()
+}
+
+/// The serial of a certificate file on the controller.
+fn file_serial(path: &std::path::Path) -> String {
+    let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_uppercase()
+}
+
+/// Connection setup through `u` on the [`CLIENT`] host: the median of `n` `psql -c 'select 1'`
+/// runs in milliseconds (each a new connection; psql's own start-up is in every sample).
+fn median_connect_ms(u: &str, password: &str, n: u32) -> f64 {
+    let (good, out) = client_sh(
+        r#"i=0; while [ $i -lt "$3" ]; do a=$(date +%s%N); PGPASSWORD="$1" psql "$2" -XqtA -c 'select 1' > /dev/null || exit 1; b=$(date +%s%N); echo $(( (b - a) / 1000 )); i=$((i + 1)); done"#,
+        password,
+        &[u, &n.to_string()],
+    );
+    assert!(good, "timing loop: {out}");
+    let mut us: Vec<f64> = out.lines().filter_map(|l| l.trim().parse::<f64>().ok()).collect();
+    assert_eq!(us.len(), n as usize, "{out}");
+    us.sort_by(f64::total_cmp);
+    us[us.len() / 2] / 1000.0
+}
+
 #[test]
 #[ignore = "lab: boots five machines from inventory/entry-vip.yaml, deploys, crashes entry hosts"]
 fn entry_points_behind_a_vip() {
@@ -241,7 +317,104 @@ fn entry_points_behind_a_vip() {
         assert!(o.contains("load_balance_hosts=random") && e.contains("libpq 16"), "{o}{e}");
         step(&mut t, "multi-host URI with entry1 stopped");
 
-        // 4. a second deploy changes nothing.
+        // 4. HAProxy-terminated direct TLS (haproxy.direct_tls in inventory/entry-vip.yaml),
+        //    psql 17 on a lab host: writes on the primary, reads on a replica.
+        let (direct_rw, password) = uri(&inv, &["--database", "app", "--via", "haproxy", "--direct-tls"]);
+        assert!(
+            direct_rw.contains("@db.example.com:5002/") && direct_rw.contains("sslnegotiation=direct") && direct_rw.contains("channel_binding=disable"),
+            "{direct_rw}"
+        );
+        let direct_rw = on_client(&direct_rw);
+        let direct_ro = on_client(&uri(&inv, &["--database", "app", "--via", "haproxy", "--direct-tls", "--ro"]).0);
+        let nodes: Vec<(String, String)> = ["node1", "node2"].iter().map(|n| (n.to_string(), address_of(&inv, n))).collect();
+        let recovery_of = |addr: &str| {
+            let (node, _) = nodes.iter().find(|(_, a)| a == addr).unwrap_or_else(|| panic!("{addr} is no node: {nodes:?}"));
+            common::psql_on(node, "select pg_is_in_recovery()")
+        };
+        let (good, said) = client_psql(&direct_rw, &password, "INSERT INTO entry_t VALUES (3); SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())");
+        assert!(good, "direct TLS through HAProxy (RW): {said}");
+        let (rec, addr) = said.trim().split_once(' ').unwrap_or_else(|| panic!("{said}"));
+        assert_eq!((rec, recovery_of(addr).as_str()), ("false", "f"), "RW direct TLS reached {addr}, not the primary");
+        let (good, said) = client_psql(&direct_ro, &password, "SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())");
+        assert!(good, "direct TLS through HAProxy (RO): {said}");
+        let (rec, addr) = said.trim().split_once(' ').unwrap_or_else(|| panic!("{said}"));
+        assert_eq!((rec, recovery_of(addr).as_str()), ("true", "t"), "RO direct TLS reached {addr}, not a replica");
+        // Channel binding cannot survive the re-encryption: libpq's default (prefer) picks
+        // SCRAM-SHA-256-PLUS and PostgreSQL refuses it (why the URI says disable).
+        let (good, said) = client_psql(&direct_rw.replace("&channel_binding=disable", ""), &password, "SELECT 1");
+        assert!(!good && said.contains("channel binding"), "channel_binding=prefer through a re-encrypting HAProxy: {said}");
+        // A plain SSLRequest client still works through PgBouncer (end-to-end TLS), and the
+        // pass-through port is untouched.
+        let (good, said) = psql(&bouncer, &password, "SELECT 1");
+        assert!(good && said.trim() == "1", "SSLRequest through PgBouncer: {said}");
+        step(&mut t, "direct TLS through HAProxy: RW on the primary, RO on a replica");
+
+        // Connection setup: direct TLS terminated by HAProxy vs SSLRequest passed through.
+        let sslrequest_rw = on_client(&uri(&inv, &["--database", "app", "--via", "haproxy"]).0);
+        let n = 50;
+        let direct_ms = median_connect_ms(&direct_rw, &password, n);
+        let request_ms = median_connect_ms(&sslrequest_rw, &password, n);
+        eprintln!(
+            "entry lab: connection setup on {CLIENT} (psql -c 'select 1', median of {n}): direct TLS via HAProxy termination {direct_ms:.1} ms, SSLRequest via HAProxy pass-through {request_ms:.1} ms"
+        );
+        step(&mut t, "connection setup figures");
+
+        // 5. A leaf rotation under both kinds of clients: pgbench -C with direct TLS on the
+        //    lab host, pgbench -C with SSLRequest through PgBouncer on the controller.
+        let before = served_serial(&vip, 5002);
+        let script = dir.join("load.sql");
+        std::fs::write(&script, "INSERT INTO entry_t VALUES (4);\n").expect("script");
+        let bouncer_load = common::load::pgbench(bouncer.clone(), password.clone(), script, 5, None);
+        let stop = Arc::new(AtomicBool::new(false));
+        let direct_load = {
+            let (stop, u, pw) = (stop.clone(), direct_rw.clone(), password.clone());
+            std::thread::spawn(move || {
+                let (mut processed, mut failed, mut problems) = (0u64, 0u64, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    let (good, out) = client_sh(
+                        r#"echo 'INSERT INTO entry_t VALUES (5);' > /tmp/direct.sql && PGPASSWORD="$1" timeout 60 /usr/lib/postgresql/17/bin/pgbench -n -C -c 2 -T 5 -f /tmp/direct.sql "$2""#,
+                        &pw,
+                        &[&u],
+                    );
+                    let num = |key: &str| {
+                        out.lines()
+                            .find_map(|l| l.trim().strip_prefix(key))
+                            .and_then(|r| r.split_whitespace().next())
+                            .and_then(|n| n.split('/').next())
+                            .and_then(|n| n.parse::<u64>().ok())
+                    };
+                    processed += num("number of transactions actually processed:").unwrap_or(0);
+                    failed += num("number of failed transactions:").unwrap_or(0);
+                    if !good || out.contains("aborted") {
+                        failed += 1;
+                        problems.push(out);
+                    }
+                }
+                (processed, failed, problems)
+            })
+        };
+        std::thread::sleep(Duration::from_secs(3));
+        let rotation = Instant::now();
+        ok(&["rotate-certs", &inv]);
+        let rotate_s = rotation.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs(3));
+        stop.store(true, Ordering::SeqCst);
+        let bouncer_totals = bouncer_load.finish();
+        let (processed, failed, problems) = direct_load.join().expect("direct load");
+        eprintln!(
+            "entry lab: rotate-certs {rotate_s:.1} s under load: direct TLS pgbench {processed} transactions, {failed} failed; PgBouncer pgbench {} transactions, {} failed",
+            bouncer_totals.processed, bouncer_totals.failed
+        );
+        assert!(processed > 0 && bouncer_totals.processed > 0, "both loads ran");
+        assert_eq!(failed, 0, "direct-TLS clients failed during the rotation: {problems:?}");
+        assert_eq!(bouncer_totals.failed, 0, "PgBouncer clients failed during the rotation: {:?}", bouncer_totals.problems);
+        let after = served_serial(&vip, 5002);
+        let state = std::path::Path::new(&inv).parent().expect("dir").join(".pgha/certs");
+        let issued: Vec<String> = ENTRIES.iter().map(|h| file_serial(&state.join(h).join("haproxy-server.crt"))).collect();
+        assert!(after != before && issued.contains(&after), "after the rotation HAProxy serves {after} (before {before}, issued {issued:?})");
+        step(&mut t, "leaf rotation under direct-TLS and PgBouncer load");
+
+        // 6. a second deploy changes nothing.
         let (o, _) = ok(&["deploy", &inv]);
         let (_, changed, failed) = common::total(&o);
         assert_eq!((changed, failed), (0, 0), "the second deploy changed something:\n{o}");
