@@ -211,7 +211,10 @@ fn address_of(inv: &str, host: &str) -> String {
     let text = std::fs::read_to_string(inv).expect("lab inventory");
     let line = text
         .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{host}: {{ address: ")))
+        .find(|l| {
+            let l = l.trim_start().trim_start_matches('"');
+            l.starts_with(&format!("{host}: {{ address: ")) || l.starts_with(&format!("{host}\": {{ address: "))
+        })
         .unwrap_or_else(|| panic!("{host} in the lab inventory"));
     line.split("address: ").nth(1).and_then(|r| r.split(',').next()).expect("address").trim().to_string()
 }
