@@ -352,6 +352,23 @@ fn entry_points_behind_a_vip() {
         assert!(good && said.trim() == "1", "SSLRequest through PgBouncer: {said}");
         step(&mut t, "direct TLS through HAProxy: RW on the primary, RO on a replica");
 
+        // Negative control: the same frontends without `alpn postgresql` on the bind (a
+        // template override) must fail, as libpq 17 refuses a direct session without ALPN;
+        // then the real template again.
+        let broken = dir.join("templates-no-alpn");
+        std::fs::create_dir_all(broken.join("haproxy")).expect("override dir");
+        let cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/haproxy/haproxy.cfg.j2")).expect("template");
+        let no_alpn = cfg.replace(" alpn postgresql ssl-min-ver", " ssl-min-ver");
+        assert_ne!(no_alpn, cfg, "the bind lines carry alpn postgresql");
+        std::fs::write(broken.join("haproxy/haproxy.cfg.j2"), no_alpn).expect("override");
+        ok(&["deploy", &inv, "--templates", &broken.display().to_string()]);
+        let (good, said) = client_psql(&direct_rw, &password, "SELECT 1");
+        ok(&["deploy", &inv]);
+        assert!(!good && said.contains("ALPN"), "without alpn on HAProxy's bind a direct-TLS client must fail: {said}");
+        let (good, said) = client_psql(&direct_rw, &password, "SELECT 1");
+        assert!(good, "direct TLS again after the real template is back: {said}");
+        step(&mut t, "negative control: no ALPN on the bind fails, restored");
+
         // Connection setup: direct TLS terminated by HAProxy vs SSLRequest passed through.
         let sslrequest_rw = on_client(&uri(&inv, &["--database", "app", "--via", "haproxy"]).0);
         let n = 50;
