@@ -14,6 +14,7 @@ pub mod lab;
 pub mod output;
 pub mod pki;
 pub mod reinit;
+pub mod restore;
 pub mod render;
 pub mod report;
 pub mod restart;
@@ -71,6 +72,8 @@ pub enum Command {
     Restart(restart::RestartArgs),
     /// Rebuild a replica from the leader (refuses the leader).
     Reinit(reinit::ReinitArgs),
+    /// Point-in-time recovery of the whole cluster from pgBackRest (old data kept; --yes).
+    Restore(restore::RestoreArgs),
     /// pgBackRest backup of the cluster (from a standby where possible); `backup list`.
     Backup(backup::BackupArgs),
     /// Failure drill under writes: crash the leader, lose etcd quorum, or partition the leader.
@@ -101,6 +104,7 @@ pub fn run() -> ExitCode {
         Command::Switchover(args) => switchover::run(&args),
         Command::Restart(args) => restart::run(&args),
         Command::Reinit(args) => reinit::run(&args),
+        Command::Restore(args) => restore::run(&args),
         Command::Drill(args) => drill::run(&args),
         Command::Backup(args) => backup::run(&args),
         Command::Run(args) => run::run(&args),

@@ -64,7 +64,7 @@ pub struct BackupList {
     pub stanza: StanzaInfo,
 }
 
-fn settings(inv: &Inventory) -> Result<&crate::inventory::BackupSettings, OpsError> {
+pub(super) fn settings(inv: &Inventory) -> Result<&crate::inventory::BackupSettings, OpsError> {
     inv.backup.as_ref().ok_or_else(|| {
         OpsError::Usage(format!(
             "{}: no host has the role `backup`; add it to a host that is not a PostgreSQL node and deploy (docs/backup.md)",
@@ -73,7 +73,7 @@ fn settings(inv: &Inventory) -> Result<&crate::inventory::BackupSettings, OpsErr
     })
 }
 
-async fn run(conn: &Conn, host: &str, cmd: &Cmd, timeout: Duration, what: &str) -> Result<String, OpsError> {
+pub(super) async fn run(conn: &Conn, host: &str, cmd: &Cmd, timeout: Duration, what: &str) -> Result<String, OpsError> {
     let out = conn.exec(cmd, None, timeout).await?;
     if !out.success() {
         return Err(OpsError::Day2(format!("{host}: {what} failed: {}", out.stderr_tail(6))));
@@ -82,7 +82,7 @@ async fn run(conn: &Conn, host: &str, cmd: &Cmd, timeout: Duration, what: &str) 
 }
 
 /// Reads the stanza from the repository host.
-async fn info(conn: &Conn, host: &str, stanza: &str) -> Result<StanzaInfo, OpsError> {
+pub(super) async fn info(conn: &Conn, host: &str, stanza: &str) -> Result<StanzaInfo, OpsError> {
     let body = run(conn, host, &pgbr::info_cmd(stanza), DEFAULT_TIMEOUT, "pgbackrest info").await?;
     pgbr::parse_info(&body, stanza).map_err(|e| OpsError::Day2(format!("{host}: {e}")))
 }

@@ -16,6 +16,7 @@ pub mod members;
 pub mod plan;
 pub mod pool;
 pub mod reinit;
+pub mod restore;
 pub mod render;
 pub mod report;
 pub mod restart;
