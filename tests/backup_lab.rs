@@ -7,11 +7,15 @@
 //! servers admit only the CNs configured (a certificate of the CA with another CN is denied);
 //! archiving survives `pgha switchover --yes` (check passes after, the archive holds the new
 //! timeline's WAL); and, as a negative control, check fails while the repository's TLS server
-//! is down. Each step's time is printed.
+//! is down; and point-in-time recovery of the cluster (`pgha restore --time T`). Each step's
+//! time is printed.
+
+#![allow(clippy::disallowed_methods)] // runs psql through PgBouncer like a user
 
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Instant;
 
 use common::{NODES, ok, on, psql_on, total};
@@ -173,6 +177,111 @@ fn backup_archive_encrypt_switchover() {
     assert!(passed, "check passes again once the server is back: {out}");
     step(&mut t, "negative control: repository server down → check fails; back → passes");
 
+    restore_point_in_time(&inv, &mut t, &label);
+
     ok(&["lab", "down"]);
     step(&mut t, "lab down");
+}
+
+/// `pgha uri --database app --with-password` split into the URI (PgBouncer, verify-full) and
+/// the password.
+fn app_uri(inv: &str) -> (String, String) {
+    let (o, _) = ok(&["uri", inv, "--database", "app", "--with-password"]);
+    let uri = o.trim();
+    assert!(uri.contains("sslmode=verify-full"), "{uri}");
+    let rest = uri.strip_prefix("postgresql://").expect("a postgresql:// URI");
+    let (cred, after) = rest.split_once('@').expect("credentials");
+    let (user, password) = cred.split_once(':').expect("user:password");
+    (format!("postgresql://{user}@{after}"), password.to_string())
+}
+
+/// psql through PgBouncer from the controller (a real client, verify-full): the trimmed output.
+fn app_sql(uri: &(String, String), sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([uri.0.as_str(), "-XqtA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", &uri.1)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("psql runs");
+    let (o, e) = common::text(&out);
+    assert!(out.status.success(), "psql {sql:?} through PgBouncer: {o}{e}");
+    o.trim().to_string()
+}
+
+fn exit_of(args: &[&str]) -> (i32, String, String) {
+    let out = common::pgha(args);
+    let (o, e) = common::text(&out);
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+/// Issue 15 item 4: rows committed through PgBouncer, the time T read from the database, rows
+/// after T, the table dropped; `pgha restore --time T` refuses without --yes (changes nothing)
+/// and refuses targets it cannot reach; with --yes exactly the rows committed before T are
+/// back, every node streams, `verify` passes, a deploy changes nothing, the old data
+/// directories are kept on every node, and a new backup and `pgbackrest check` pass.
+fn restore_point_in_time(inv: &str, t: &mut Instant, backup_label: &str) {
+    let app = app_uri(inv);
+    app_sql(&app, "create table pitr_probe(n int primary key, at timestamptz default clock_timestamp())");
+    app_sql(&app, "insert into pitr_probe(n) select generate_series(1, 300)");
+    app_sql(&app, "insert into pitr_probe(n) select generate_series(301, 500)");
+    // T: the database's clock, read after the last commit that must survive.
+    let target = app_sql(&app, "select clock_timestamp()");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    app_sql(&app, "insert into pitr_probe(n) select generate_series(501, 800)");
+    app_sql(&app, "drop table pitr_probe");
+    let p = primary();
+    let tl_before: u32 = psql_on(&p, "select timeline_id from pg_control_checkpoint()").parse().expect("timeline");
+    step(t, &format!("rows 1-500, T = {target}, rows 501-800, drop table"));
+
+    // Without --yes: the plan (destroys, keeps), exit 2, nothing changed.
+    let (c, o, e) = exit_of(&["restore", inv, "--time", &target]);
+    assert_eq!(c, 2, "restore without --yes exits 2:\n{o}\n{e}");
+    assert!(o.contains("DESTROYS") && o.contains(".pre-restore-") && o.contains(backup_label), "the plan says what it destroys, keeps and restores: {o}");
+    assert_eq!(app_sql(&app, "select to_regclass('pitr_probe') is null"), "t", "nothing restored without --yes");
+    assert_eq!(app_sql(&app, "select count(*) from backup_probe"), "2000");
+    for n in NODES {
+        assert_eq!(on(n, &["sh", "-c", "ls -d /var/lib/postgresql/*/*.pre-restore-* 2>/dev/null | wc -l"]), "0", "{n}: nothing moved");
+    }
+    // Refusals: a target in the future (1), one before every backup (1), no zone (3).
+    let (c, _, e) = exit_of(&["restore", inv, "--time", "2999-01-01 00:00:00+00", "--yes"]);
+    assert!(c == 1 && e.contains("in the future"), "future target refused ({c}): {e}");
+    let (c, _, e) = exit_of(&["restore", inv, "--time", "2000-01-01 00:00:00+00", "--yes"]);
+    assert!(c == 1 && e.contains("no backup finished before"), "target before every backup refused ({c}): {e}");
+    let (c, _, e) = exit_of(&["restore", inv, "--time", "2026-12-02 03:00:00", "--yes"]);
+    assert!(c == 3 && e.contains("zone"), "a time without a zone is invalid ({c}): {e}");
+    assert_eq!(primary(), p, "refusals changed nothing");
+    step(t, "restore without --yes: plan, exit 2; future / too early / no zone refused");
+
+    // The restore.
+    let (o, e) = ok(&["restore", inv, "--time", &target, "--yes", "--json"]);
+    let r = last_json(&o);
+    assert_eq!(r["ok"], true, "{o}\n{e}");
+    eprintln!(
+        "backup lab: restore figures: restore {} s, recovery {} s, lead {} s, re-clone {} s, total {} s, {} bytes",
+        r["run"]["restore_s"], r["run"]["recovery_s"], r["run"]["lead_s"], r["run"]["reclone_s"], r["run"]["total_s"], r["run"]["restored_bytes"]
+    );
+    step(t, &format!("pgha restore --time T --yes (from {})", r["plan"]["backup"]));
+
+    // Exactly the rows committed before T, read through PgBouncer.
+    assert_eq!(app_sql(&app, "select count(*) || ' ' || min(n) || ' ' || max(n) from pitr_probe"), "500 1 500", "exactly the rows committed before T");
+    assert_eq!(app_sql(&app, "select count(*) from backup_probe"), "2000");
+    let p2 = primary();
+    let tl: u32 = psql_on(&p2, "select timeline_id from pg_control_checkpoint()").parse().expect("timeline");
+    assert!(tl > tl_before, "a new timeline: {tl} after {tl_before}");
+    let streaming = psql_on(&p2, "select count(*) from pg_stat_replication where state = 'streaming'");
+    assert_eq!(streaming, "2", "both other nodes stream from {p2}");
+    for n in NODES {
+        let kept = on(n, &["sh", "-c", "for d in /var/lib/postgresql/*/*.pre-restore-*; do [ -f \"$d/PG_VERSION\" ] && echo \"$d\"; done"]);
+        assert_eq!(kept.lines().count(), 1, "{n}: the old data directory is kept: {kept:?}");
+    }
+    step(t, &format!("500 rows back, timeline {tl_before} → {tl}, 2 streaming, old data kept on every node"));
+
+    ok(&["verify", inv]);
+    let (o, e) = ok(&["deploy", inv]);
+    assert_eq!(total(&o).1, 0, "a deploy after the restore changes nothing: {o}\n{e}");
+    let (passed, out) = check();
+    assert!(passed, "pgbackrest check on the new timeline: {out}");
+    let (o, e) = ok(&["backup", inv, "--type", "full", "--json"]);
+    assert_eq!(last_json(&o)["ok"], true, "{o}\n{e}");
+    step(t, "verify, deploy changed=0, pgbackrest check, new full backup");
 }

@@ -499,11 +499,15 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
         [pg_ctl.clone(), data.clone(), paths::SOCKET_DIR.to_string(), port.to_string()],
     );
     let deadline = Instant::now() + RESTORE_TIMEOUT;
+    // `pg_ctl -W` returns before the postmaster writes its pid file: "not running" counts
+    // only when seen three times in a row.
+    let mut dead = 0;
     loop {
         let s = exec(c, node, &probe, DEFAULT_TIMEOUT, "probing recovery").await?;
+        dead = if s.trim() == "dead" { dead + 1 } else { 0 };
         match s.trim() {
             "f" => break,
-            "dead" => {
+            "dead" if dead >= 3 => {
                 let tail = exec(c, node, &Cmd::new("tail").args(["-n", "15"]).arg(&log), DEFAULT_TIMEOUT, "tail").await.unwrap_or_default();
                 return Err(OpsError::Day2(format!(
                     "{node}: PostgreSQL stopped during recovery (a target after the end of the archive stops it: \"recovery ended before configured recovery target was reached\"). Patroni is stopped on every node; the old data directories are kept as *.pre-restore-{} (docs/backup.md: undo). Log {log}:\n{tail}",
