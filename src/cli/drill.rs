@@ -8,6 +8,7 @@ use super::args::{InventoryArgs, runtime};
 use super::output::CliReporter;
 use super::report::{self, exit};
 use crate::drill::entry::EntryReport;
+use crate::drill::restore_report::RestoreReport;
 use crate::drill::{Kind, Report};
 use crate::lab::LabPaths;
 use crate::ops::drill::{self, DrillOptions};
@@ -21,6 +22,7 @@ Examples:
   pgha drill inventory/lab.yaml failover --yes
   pgha drill inventory/lab.yaml quorum-loss --yes --json | jq '{passed, lost, rw_refused_after_s}'
   pgha drill inventory/lab.yaml partition --yes       # lab only
+  pgha drill inventory/lab.yaml restore --yes --json | jq '{passed, rto_s, rows}'
 
 While a writer commits numbered rows every 100 ms through PgBouncer <db>_rw (psql on this
 machine, verify-full) and a sampler on each PostgreSQL node records pg_is_in_recovery():
@@ -29,6 +31,12 @@ machine, verify-full) and a sampler on each PostgreSQL node records pg_is_in_rec
   quorum-loss  stop a majority of etcd members: the primary demotes (RW refused, RO serves) unless
                patroni.failsafe_mode is on; restore etcd; RW returns
   partition    cut the leader off the network (lab only); a new leader is elected elsewhere
+  restore      (with a backup host) take a backup (or --set LABEL), read a point T on the
+               primary's clock, archive the WAL holding it, restore the backup to T into a
+               scratch instance on a replica's host (own directory and socket, no archiving,
+               not in the cluster) and report RTO, bytes restored, rows acknowledged before T vs
+               present (RPO 0 expected) and pg_amcheck; the scratch instance is removed at the
+               end (--keep leaves it running, --clean removes it)
   entry-loss   (with a vip) crash the entry host holding the VIP (lab) or stop its keepalived,
                PgBouncer and HAProxy; the writer goes through the VIP; another entry host takes
                it; reported: RW gap (target 5 s), failed writes, whether two hosts held the VIP
@@ -58,6 +66,15 @@ pub struct DrillArgs {
     /// Trust the host key of a host seen for the first time (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// restore: restore this backup (a label from `pgha backup list`) instead of taking one.
+    #[arg(long, value_name = "LABEL")]
+    pub set: Option<String>,
+    /// restore: leave the scratch instance running at the end (remove it with --clean).
+    #[arg(long)]
+    pub keep: bool,
+    /// restore: only remove what earlier restore drills left (scratch units and directory).
+    #[arg(long)]
+    pub clean: bool,
 }
 
 /// Runs `pgha drill`.
@@ -72,17 +89,39 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
         Err(code) => return code,
     };
     let rep = CliReporter::shared(true, false, false);
+    if args.drill != Kind::Restore && (args.set.is_some() || args.keep || args.clean) {
+        report::error(format!(
+            "--set, --keep and --clean belong to the restore drill, not to {}",
+            args.drill
+        ));
+        return exit::USAGE;
+    }
     let o = DrillOptions {
         kind: args.drill,
         state: args.target.state.clone(),
         transport: args.transport,
         accept_new_host_keys: args.accept_new_host_keys,
         lab: lab.clone(),
+        set: args.set.clone(),
+        keep: args.keep,
     };
     let prepared = match drill::prepare(&inv, &o, rep.as_ref()) {
         Ok(p) => p,
         Err(e) => return report::fail(&e),
     };
+    if args.clean {
+        let rt = match runtime() {
+            Ok(rt) => rt,
+            Err(code) => return code,
+        };
+        return match rt.block_on(drill::clean_restore(&inv, &o, prepared, &rep)) {
+            Ok(hosts) => {
+                report::out(format!("no scratch instance left on {}", hosts.join(", ")));
+                exit::OK
+            }
+            Err(e) => report::fail(&e),
+        };
+    }
     if !args.yes {
         for line in drill::preview(&inv, &o, &prepared) {
             report::out(line);
@@ -98,6 +137,20 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    if args.drill == Kind::Restore {
+        let report = match rt.block_on(drill::run_restore(&inv, &o, prepared, &rep)) {
+            Ok(r) => r,
+            Err(e) => return report::fail(&e),
+        };
+        print_restore_report(&report, args.json);
+        return if report.interrupted {
+            exit::INTERRUPTED
+        } else if report.passed {
+            exit::OK
+        } else {
+            exit::FAILED
+        };
+    }
     if args.drill == Kind::EntryLoss {
         let report = match rt.block_on(drill::run_entry_loss(&inv, &o, prepared, &rep)) {
             Ok(r) => r,
@@ -181,6 +234,103 @@ fn print_entry_report(r: &EntryReport, json: bool) {
     report::out(report::table(&rows));
 }
 
+fn print_restore_report(r: &RestoreReport, json: bool) {
+    if json {
+        report::json(&serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    let mut rows: Vec<Vec<String>> = vec![vec!["figure".to_string(), "value".to_string()]];
+    let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
+    row("drill", format!("restore (run {}, {})", r.run, if r.lab { "lab" } else { "real hosts" }));
+    row("repository", format!("{} stanza {}", r.repo_host, r.stanza));
+    if let Some(b) = &r.backup {
+        row(
+            "backup",
+            format!(
+                "{} ({}{})",
+                b.label,
+                b.kind,
+                match (b.taken, b.seconds) {
+                    (true, Some(s)) => format!(", taken by the drill in {s:.1} s"),
+                    _ => ", from --set".to_string(),
+                }
+            ),
+        );
+    }
+    row("target T", r.target_time.clone().unwrap_or_else(|| "-".into()));
+    row(
+        "WAL holding T",
+        format!(
+            "{} archived after {}",
+            r.switched_wal.as_deref().unwrap_or("-"),
+            opt(r.archived_after_s)
+        ),
+    );
+    row("scratch instance", format!("{}:{} (socket port {})", r.scratch_host, r.scratch_dir, r.scratch_port));
+    row(
+        "RTO",
+        format!("{} (restore {}, recovery to T {})", opt(r.rto_s), opt(r.restore_s), opt(r.recovery_s)),
+    );
+    row(
+        "bytes restored",
+        format!(
+            "{} on disk (backup size {}){}",
+            r.bytes_restored.map_or("-".into(), |b| b.to_string()),
+            r.backup_size.map_or("-".into(), |b| b.to_string()),
+            r.restore_mb_per_s.map(|t| format!(", {t:.1} MB/s")).unwrap_or_default()
+        ),
+    );
+    if let Some(c) = &r.rows {
+        row(
+            "rows",
+            format!(
+                "{} acknowledged before T, {} present, {} missing (RPO), {} past T; {} in flight at T not judged; {} acknowledged after T",
+                c.acked_before_t,
+                c.present,
+                c.missing.len(),
+                c.beyond_target.len(),
+                c.in_flight_at_t.len(),
+                c.acked_after_t
+            ),
+        );
+    }
+    if let Some(c) = &r.consistency {
+        row(
+            "consistency",
+            format!("{}: {}", c.tool, if c.passed { "no corruption".to_string() } else { format!("FAILED {}", c.detail) }),
+        );
+    }
+    row(
+        "scratch instance",
+        if r.kept {
+            "kept (remove it with --clean)".to_string()
+        } else if r.cleaned_up {
+            "removed".to_string()
+        } else {
+            "NOT removed (run --clean)".to_string()
+        },
+    );
+    row(
+        "steps",
+        r.steps.iter().map(|(s, t)| format!("{s} {t:.1} s")).collect::<Vec<_>>().join("; "),
+    );
+    report::out(report::table(&rows).trim_end());
+    for w in &r.warnings {
+        report::out(format!("warning: {w}"));
+    }
+    if r.interrupted {
+        report::error("drill restore interrupted; the scratch instance was removed".to_string());
+    } else if r.passed {
+        report::out(format!("drill restore: passed (run {})", r.run));
+    } else {
+        report::error(format!(
+            "drill restore: {} failure(s):\n  - {}",
+            r.failures.len(),
+            r.failures.join("\n  - ")
+        ));
+    }
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.1} s"))
 }
@@ -256,6 +406,7 @@ fn print_report(r: &Report, json: bool) {
                 row("old leader writable for", opt(r.old_leader_writable_s));
             }
         }
+        Kind::Restore => {}
         Kind::QuorumLoss => {
             row("RW refused after", opt(r.rw_refused_after_s));
             row(

@@ -13,12 +13,17 @@
 //! - [`verdict`]: the report and the targets it is judged against; pure.
 //! - [`sequence`]: the drill itself: preconditions, fault, observation, restore, counting.
 //! - [`entry`]: the entry-loss drill (the VIP's holder lost under the writer), on its own.
+//! - [`restore`]: the restore drill (a backup restored to a point T into a scratch instance:
+//!   RTO, bytes, RPO in rows, consistency), on its own; its report and rules in
+//!   [`restore_report`].
 
 pub mod analysis;
 pub mod cluster;
 pub mod entry;
 pub mod fault;
 pub mod plan;
+pub mod restore;
+pub mod restore_report;
 pub mod sampler;
 pub mod sequence;
 #[cfg(test)]
@@ -48,6 +53,8 @@ pub enum Kind {
     Partition,
     /// Crash the entry host holding the VIP (lab) or stop its keepalived, PgBouncer and HAProxy.
     EntryLoss,
+    /// Restore a backup to a point in time into a scratch instance (the cluster is not faulted).
+    Restore,
 }
 
 impl Kind {
@@ -58,6 +65,7 @@ impl Kind {
             Kind::QuorumLoss => "quorum-loss",
             Kind::Partition => "partition",
             Kind::EntryLoss => "entry-loss",
+            Kind::Restore => "restore",
         }
     }
 }

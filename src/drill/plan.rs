@@ -51,6 +51,11 @@ pub enum PlanError {
         "entry-loss: the inventory has no `vip`, so there is nothing to move when an entry host is lost\n\nhint: add a `vip:` section over two or more entry hosts (see inventory/entry-vip.yaml); without a VIP, clients fail over with `pgha uri --multi-host`"
     )]
     NeedsVip,
+    /// The restore drill needs a pgBackRest repository.
+    #[error(
+        "restore: no host has the role `backup`, so there is no backup to restore\n\nhint: add `backup` to the roles of a host that is not a PostgreSQL node (docs/backup.md) and deploy"
+    )]
+    NeedsBackup,
 }
 
 /// One thing a drill does to a host, and how it is undone.
@@ -165,6 +170,7 @@ pub fn check(kind: Kind, inv: &Inventory, lab: bool) -> Result<(), PlanError> {
         Kind::Partition if !lab => Err(PlanError::PartitionNeedsLab),
         Kind::QuorumLoss if inv.hosts_with(Role::Etcd).next().is_none() => Err(PlanError::NoEtcd),
         Kind::EntryLoss if inv.vip.is_none() => Err(PlanError::NeedsVip),
+        Kind::Restore if inv.backup.is_none() => Err(PlanError::NeedsBackup),
         _ => Ok(()),
     }
 }
@@ -217,7 +223,7 @@ pub fn actions(
                 lab_name,
             }])
         }
-        Kind::EntryLoss => Ok(Vec::new()),
+        Kind::EntryLoss | Kind::Restore => Ok(Vec::new()),
         Kind::QuorumLoss => Ok(etcd_victims(inv, leader)
             .into_iter()
             .map(|h| {
@@ -276,6 +282,7 @@ pub fn preview(kind: Kind, inv: &Inventory, db: &str, lab: bool) -> Vec<String> 
             }
         ),
         (Kind::EntryLoss, _) => "crash the entry host holding the VIP (see `pgha drill INVENTORY entry-loss`)".to_string(),
+        (Kind::Restore, _) => "restore a backup into a scratch instance (see `pgha drill INVENTORY restore`)".to_string(),
         (Kind::Partition, _) => format!(
             "cut the current leader's host (one of {}) off the network with `pgha lab partition`; wait for a new leader elsewhere and RW to return; reconnect it with `pgha lab heal` and wait until it rejoins as a replica",
             nodes.join(", ")

@@ -294,7 +294,7 @@ async fn fault_phase(s: &Setup, r: &mut Report, writer: &Writer, clock: &Clock, 
     if !interrupted && !inject_failed {
         let back = match s.kind {
             Kind::Failover | Kind::Partition | Kind::EntryLoss => wait_rejoin(s, r, clock, restore_ms).await,
-            Kind::QuorumLoss => wait_rw_back(s, r, writer, clock, restore_ms).await,
+            Kind::QuorumLoss | Kind::Restore => wait_rw_back(s, r, writer, clock, restore_ms).await,
         };
         interrupted = back.is_err() || s.pause(s.pace.tail).await.is_err();
     }
@@ -497,7 +497,7 @@ async fn observe(
 ) -> Result<(), DrillError> {
     match s.kind {
         Kind::Failover | Kind::Partition | Kind::EntryLoss => observe_takeover(s, r, w, clock, fault_ms, actions).await,
-        Kind::QuorumLoss => observe_quorum_loss(s, r, w, clock, fault_ms).await,
+        Kind::QuorumLoss | Kind::Restore => observe_quorum_loss(s, r, w, clock, fault_ms).await,
     }
 }
 

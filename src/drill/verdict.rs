@@ -203,6 +203,7 @@ pub fn targets_missed(r: &Report) -> Vec<String> {
                 ));
             }
         }
+        Kind::Restore => {}
         Kind::QuorumLoss => {
             if r.timings.failsafe_mode {
                 if let Some(g) = r.rw_gap_during_quorum_loss_s.filter(|g| *g > FAILSAFE_GAP_S) {

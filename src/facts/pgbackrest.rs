@@ -1,11 +1,15 @@
 //! pgBackRest facts, read on the repository host as postgres: `info --output=json` (the stanza,
-//! its backups and WAL archive range) and `version`. [`info_cmd`] is the command; [`parse_info`]
-//! and [`parse_version`] are pure and tested (tests/fixtures/pgbackrest/). The one place that
-//! knows pgBackRest's JSON layout: `pgha backup`, `backup list` and their lab test read it here.
+//! its backups and WAL archive range) and `version`; and the archiver's side on the primary
+//! (`pg_stat_archiver`: what was archived last, failures since). [`info_cmd`] and
+//! [`archiver_cmd`] are the commands; [`parse_info`], [`parse_version`] and [`parse_archiver`]
+//! are pure and tested (tests/fixtures/pgbackrest/). The one place that knows pgBackRest's JSON
+//! layout and when a WAL segment counts as archived: `pgha backup`, `backup list`, the restore
+//! drill and their lab tests read it here.
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::inventory::BackupType;
 use crate::transport::Cmd;
 
 /// `pgbackrest` as postgres (the owner of the repository and of the unit's files).
@@ -23,6 +27,18 @@ pub fn info_cmd(stanza: &str) -> Cmd {
 /// `pgbackrest version`.
 pub fn version_cmd() -> Cmd {
     Cmd::new("pgbackrest").arg("version")
+}
+
+/// The `pgbackrest backup` command: on pgBackRest < 2.54 (no `prefer`), `--backup-standby` only
+/// when a standby streams (with none, `y` fails); later ones follow the configured `prefer`.
+pub fn backup_cmd(stanza: &str, kind: BackupType, version: (u32, u32), standby_streams: bool) -> Cmd {
+    let mut c = pgbackrest(stanza)
+        .arg(format!("--type={kind}"))
+        .arg("--log-level-console=info");
+    if !has_standby_prefer(version) && standby_streams {
+        c = c.arg("--backup-standby");
+    }
+    c.arg("backup")
 }
 
 /// One backup of the stanza.
@@ -160,6 +176,94 @@ pub fn has_standby_prefer(version: (u32, u32)) -> bool {
     version >= (2, 54)
 }
 
+/// The archiver's state on the primary, from `pg_stat_archiver` (PostgreSQL's own record of
+/// what `archive_command` pushed and what it failed to push).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Archiver {
+    /// Last WAL file archived (a segment, a `.partial`, `.history` or `.backup` file).
+    pub last_archived_wal: Option<String>,
+    /// Seconds since it was archived.
+    pub last_archived_age_s: Option<f64>,
+    /// Failed `archive_command` runs since the statistics were reset.
+    pub failed_count: u64,
+    /// The file of the last failure.
+    pub last_failed_wal: Option<String>,
+    /// Seconds since the last failure.
+    pub last_failed_age_s: Option<f64>,
+    /// The segment being written now (`pg_walfile_name(pg_current_wal_lsn())`).
+    pub current_wal: String,
+    /// Segments waiting for the archiver (`.ready` files in `pg_wal/archive_status`).
+    pub ready: u64,
+}
+
+/// The query behind [`Archiver`], one `|`-separated line (run on the primary: the current WAL
+/// position does not exist on a standby).
+pub const ARCHIVER_SQL: &str = "SELECT coalesce(last_archived_wal, ''), \
+     coalesce(extract(epoch FROM clock_timestamp() - last_archived_time)::text, ''), failed_count, \
+     coalesce(last_failed_wal, ''), coalesce(extract(epoch FROM clock_timestamp() - last_failed_time)::text, ''), \
+     pg_walfile_name(pg_current_wal_lsn()), \
+     (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') \
+     FROM pg_stat_archiver";
+
+/// `psql` as postgres on the node's own socket (peer authentication), unaligned, tuples only.
+pub fn local_psql(port: u16, sql: &str) -> Cmd {
+    Cmd::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-p"])
+        .arg(port.to_string())
+        .args(["-XqtA", "-v", "ON_ERROR_STOP=1", "-c", sql])
+}
+
+/// [`ARCHIVER_SQL`] on the node (the primary).
+pub fn archiver_cmd(port: u16) -> Cmd {
+    local_psql(port, ARCHIVER_SQL)
+}
+
+/// Parses [`ARCHIVER_SQL`]'s line.
+pub fn parse_archiver(out: &str) -> Result<Archiver, String> {
+    let line = out.lines().map(str::trim).find(|l| !l.is_empty()).ok_or("pg_stat_archiver: no row")?;
+    let f: Vec<&str> = line.split('|').collect();
+    if f.len() != 7 {
+        return Err(format!("pg_stat_archiver: expected 7 fields, found {}: {line:?}", f.len()));
+    }
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let age = |s: &str| s.parse::<f64>().ok();
+    let count = |s: &str, what: &str| s.parse::<u64>().map_err(|_| format!("pg_stat_archiver: {what} {s:?} is not a number"));
+    Ok(Archiver {
+        last_archived_wal: opt(f[0]),
+        last_archived_age_s: age(f[1]),
+        failed_count: count(f[2], "failed_count")?,
+        last_failed_wal: opt(f[3]),
+        last_failed_age_s: age(f[4]),
+        current_wal: f[5].to_string(),
+        ready: count(f[6], "ready")?,
+    })
+}
+
+impl Archiver {
+    /// Whether archiving is failing now: the last attempt failed (a failure newer than the last
+    /// success, or failures and never a success).
+    pub fn failing(&self) -> bool {
+        match (self.last_failed_age_s, self.last_archived_age_s) {
+            (Some(failed), Some(ok)) => failed < ok,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether `segment` (24 hex digits) is in the archive: the archiver pushes in order, so
+    /// it is once the last archived file's segment part is at or past it.
+    pub fn has_archived(&self, segment: &str) -> bool {
+        self.last_archived_wal.as_deref().is_some_and(|w| segment_at_or_after(w, segment))
+    }
+}
+
+/// Whether the WAL file `file` (`<24 hex>`, or with `.partial` / `.<offset>.backup`) is at or past
+/// the segment `segment`. History files (`00000002.history`) are not segments: false.
+pub fn segment_at_or_after(file: &str, segment: &str) -> bool {
+    let is_seg = |s: &str| s.len() >= 24 && s[..24].bytes().all(|b| b.is_ascii_hexdigit());
+    is_seg(file) && is_seg(segment) && file[..24].to_ascii_uppercase() >= segment[..24].to_ascii_uppercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +286,34 @@ mod tests {
         assert!(!s.backup_running);
         assert!(parse_info(&fixture(), "other").unwrap_err().contains("no stanza"));
         assert!(parse_info("nope", "x").is_err());
+    }
+
+    #[test]
+    fn archiver_line_parses_and_judges() {
+        let a = parse_archiver("000000010000000000000005|3.25|0|||000000010000000000000006|0\n").expect("parses");
+        assert_eq!(a.last_archived_wal.as_deref(), Some("000000010000000000000005"));
+        assert!(!a.failing());
+        assert!(a.has_archived("000000010000000000000005"));
+        assert!(!a.has_archived("000000010000000000000006"));
+        let f = parse_archiver("000000010000000000000005|120.5|4|000000010000000000000006|2.0|000000010000000000000007|2").expect("parses");
+        assert!(f.failing() && f.failed_count == 4 && f.ready == 2);
+        let recovered = Archiver { last_failed_age_s: Some(300.0), ..f.clone() };
+        assert!(!recovered.failing());
+        let never = parse_archiver("||2|000000010000000000000001|1.0|000000010000000000000001|1").expect("parses");
+        assert!(never.failing() && !never.has_archived("000000010000000000000001"));
+        assert!(parse_archiver("a|b").is_err());
+        assert!(parse_archiver("").is_err());
+        assert!(segment_at_or_after("000000020000000000000003.partial", "000000010000000000000009"));
+        assert!(segment_at_or_after("000000010000000000000002.00000028.backup", "000000010000000000000002"));
+        assert!(!segment_at_or_after("00000002.history", "000000010000000000000001"));
+    }
+
+    #[test]
+    fn standby_flag_only_where_needed() {
+        let argv = |v, s| backup_cmd("st", BackupType::Full, v, s).argv().to_vec();
+        assert!(argv((2, 45), true).contains(&"--backup-standby".to_string()));
+        assert!(!argv((2, 45), false).contains(&"--backup-standby".to_string()));
+        assert!(!argv((2, 55), true).contains(&"--backup-standby".to_string()));
     }
 
     #[test]

@@ -87,16 +87,9 @@ pub(super) async fn info(conn: &Conn, host: &str, stanza: &str) -> Result<Stanza
     pgbr::parse_info(&body, stanza).map_err(|e| OpsError::Day2(format!("{host}: {e}")))
 }
 
-/// The `pgbackrest backup` command: on pgBackRest < 2.54 (no `prefer`), `--backup-standby` only
-/// when a standby streams (with none, `y` fails); later ones follow the configured `prefer`.
+/// The `pgbackrest backup` command (the rule is [`pgbr::backup_cmd`]'s).
 pub fn backup_cmd(stanza: &str, kind: BackupType, version: (u32, u32), standby_streams: bool) -> Cmd {
-    let mut c = pgbr::pgbackrest(stanza)
-        .arg(format!("--type={kind}"))
-        .arg("--log-level-console=info");
-    if !pgbr::has_standby_prefer(version) && standby_streams {
-        c = c.arg("--backup-standby");
-    }
-    c.arg("backup")
+    pgbr::backup_cmd(stanza, kind, version, standby_streams)
 }
 
 /// Where pgBackRest's console log says the files came from: a backup from a standby waits for

@@ -1,6 +1,7 @@
 //! `pgha drill`: what a drill would do (the preview shown without `--yes`), and running it:
 //! credentials, the writer's target, Ctrl-C (undo the fault, then stop), progress through the
-//! reporter. The drill itself is `crate::drill::sequence`.
+//! reporter. The drill itself is `crate::drill::sequence` (`crate::drill::restore` for the
+//! restore drill, `crate::drill::entry` for entry-loss).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use super::{OpsError, Reporter, verify};
 use crate::drill::cluster::Hosts;
 use crate::drill::sequence::{self, LabTarget, Setup};
 use crate::drill::writer::{self, SqlTarget};
-use crate::drill::{Kind, Report, RunId, entry, plan};
+use crate::drill::restore_report::RestoreReport;
+use crate::drill::{Kind, Report, RunId, entry, plan, restore};
 use crate::inventory::{Inventory, Role};
 use crate::lab::LabPaths;
 use crate::lab::state::LabState;
@@ -30,6 +32,10 @@ pub struct DrillOptions {
     pub accept_new_host_keys: bool,
     /// Where the lab lives (the inventory may describe it).
     pub lab: LabPaths,
+    /// Restore drill: restore this backup instead of taking one.
+    pub set: Option<String>,
+    /// Restore drill: leave the scratch instance running at the end.
+    pub keep: bool,
 }
 
 /// A drill checked against the inventory, before anything runs.
@@ -75,6 +81,7 @@ pub fn prepare(inv: &Inventory, o: &DrillOptions, rep: &dyn Reporter) -> Result<
 pub fn preview(inv: &Inventory, o: &DrillOptions, p: &Prepared) -> Vec<String> {
     match (&inv.vip, o.kind) {
         (Some(vip), Kind::EntryLoss) => entry::preview(inv, vip, &p.db, p.lab_names.is_some()),
+        (_, Kind::Restore) => restore_preview(inv, o, &p.db),
         _ => plan::preview(o.kind, inv, &p.db, p.lab_names.is_some()),
     }
 }
@@ -217,4 +224,122 @@ pub async fn run(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn R
     let report = sequence::run(&setup).await;
     listener.abort();
     Ok(report)
+}
+
+/// What the restore drill would do (shown without `--yes`).
+fn restore_preview(inv: &Inventory, o: &DrillOptions, db: &str) -> Vec<String> {
+    let (repo, stanza) = inv
+        .backup
+        .as_ref()
+        .map_or(("-".to_string(), "-".to_string()), |b| (b.host.to_string(), b.stanza.clone()));
+    let bouncer = inv.hosts_with(Role::Pgbouncer).next().map_or("-", |h| h.name.as_str());
+    let nodes: Vec<&str> = inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect();
+    vec![
+        format!("pgha drill restore ({}): the cluster itself is not touched", inv.path.display()),
+        format!("  1. check the cluster is healthy; pick an asynchronous replica among {} for the scratch instance; remove a scratch instance an earlier run left", nodes.join(", ")),
+        format!("  2. commit numbered rows into pgha_verify.drill_rows every 100 ms through {bouncer} {db}_rw"),
+        match &o.set {
+            Some(l) => format!("  3. use backup {l} of stanza {stanza} on {repo}"),
+            None => format!("  3. take a backup on {repo} (incr, or full when the stanza has none) while the writer runs"),
+        },
+        "  4. read T on the primary's clock with rows acknowledged on both sides; pg_switch_wal() and wait until pg_stat_archiver has the segment holding T".to_string(),
+        format!(
+            "  5. on the replica's host: pgbackrest restore --type=time --target=T --target-action=promote --archive-mode=off into {} (about the backup's size of disk), then a scratch PostgreSQL as unit {} on socket {} port {} (no TCP, no archiving, no replication)",
+            restore::SCRATCH_DIR,
+            restore::UNIT,
+            restore::SOCKET_DIR,
+            restore::PORT
+        ),
+        "  6. report RTO (restore start → queries answered), bytes, rows acknowledged before T against rows present (RPO 0 expected), pg_amcheck".to_string(),
+        if o.keep {
+            "  7. keep the scratch instance (--keep): remove it later with --clean".to_string()
+        } else {
+            "  7. stop and remove the scratch instance (also on failure and Ctrl-C; a re-run removes leftovers)".to_string()
+        },
+    ]
+}
+
+/// Runs the restore drill. Ctrl-C removes the scratch instance before the report comes back.
+pub async fn run_restore(
+    inv: &Inventory,
+    o: &DrillOptions,
+    p: Prepared,
+    rep: &Arc<dyn Reporter>,
+) -> Result<RestoreReport, OpsError> {
+    let (setup, listener) = restore_setup(inv, o, p, rep)?;
+    rep.info(&format!(
+        "drill restore: run {} on {} ({})",
+        setup.run,
+        if setup.lab { "the lab" } else { "real hosts" },
+        inv.path.display()
+    ));
+    let report = restore::run(&setup).await;
+    listener.abort();
+    Ok(report)
+}
+
+/// Removes what restore drills left (`--clean`): the scratch units and directory on every
+/// PostgreSQL node. The hosts cleaned.
+pub async fn clean_restore(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn Reporter>) -> Result<Vec<String>, OpsError> {
+    let (setup, listener) = restore_setup(inv, o, p, rep)?;
+    let errors = restore::clean_all(&setup.hosts, inv).await;
+    setup.hosts.close_all().await;
+    listener.abort();
+    if errors.is_empty() {
+        Ok(inv.hosts_with(Role::Postgres).map(|h| h.name.to_string()).collect())
+    } else {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Err(OpsError::Day2(format!("drill restore --clean: {}", text.join("; "))))
+    }
+}
+
+fn restore_setup(
+    inv: &Inventory,
+    o: &DrillOptions,
+    p: Prepared,
+    rep: &Arc<dyn Reporter>,
+) -> Result<(restore::RestoreSetup, tokio::task::JoinHandle<()>), OpsError> {
+    let creds = verify::credentials(inv, o.state.as_deref())?;
+    let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
+        return Err(OpsError::InvalidInput("the inventory has no pgbouncer host".into()));
+    };
+    let ca = creds.state.bundle(creds.bundle.generation);
+    let port = inv.pgbouncer.port.get();
+    let sql = Arc::new(SqlTarget {
+        program: "psql".into(),
+        rw: writer::conninfo(bouncer, port, &format!("{}_rw", p.db), paths::VERIFY_USER, &ca),
+        ro: writer::conninfo(bouncer, port, &format!("{}_ro", p.db), paths::VERIFY_USER, &ca),
+        password: creds.password,
+    });
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let on_signal = rep.clone();
+    let listener = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.info("interrupt: the drill removes its scratch instance, then exits");
+            let _ = cancel_tx.send(true);
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    break;
+                }
+                on_signal.info("interrupt: still removing the scratch instance; wait");
+            }
+        }
+    });
+    let progress = rep.clone();
+    Ok((
+        restore::RestoreSetup {
+            inv: inv.clone(),
+            run: RunId::generate(),
+            hosts: Hosts::new(inv, o.transport, o.accept_new_host_keys),
+            lab: p.lab_names.is_some(),
+            sql,
+            db: p.db,
+            remote_ca: paths::ca_bundle(&creds.bundle.file_name()),
+            progress: Arc::new(move |line: &str| progress.info(line)),
+            cancel,
+            set: o.set.clone(),
+            keep: o.keep,
+        },
+        listener,
+    ))
 }
