@@ -49,6 +49,9 @@ pub fn run(args: &StatusArgs) -> u8 {
 
 fn print_text(v: &serde_json::Value) {
     report::out(format!("etcd      {}", v["etcd"]["detail"].as_str().unwrap_or("?")));
+    if let Some(b) = v["backup"]["summary"].as_str() {
+        report::out(format!("backup    {b}"));
+    }
     let mut rows = vec![vec![
         "member".to_string(),
         "role".into(),

@@ -264,6 +264,98 @@ pub fn segment_at_or_after(file: &str, segment: &str) -> bool {
     is_seg(file) && is_seg(segment) && file[..24].to_ascii_uppercase() >= segment[..24].to_ascii_uppercase()
 }
 
+/// Backup health: the newest backup of each type, the archiver on the primary, and what is
+/// wrong (what `pgha verify` fails on and `pgha status` flags).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    /// The stanza's `status.code` and message (0 ok, 2 no valid backup yet).
+    pub stanza_status: Option<(i64, String)>,
+    /// Seconds since the newest good backup of each type stopped (`full`, `diff`, `incr`);
+    /// `None`: none of that type.
+    pub last_backup_age_s: Vec<(String, Option<i64>)>,
+    /// The primary's archiver.
+    pub archiver: Option<Archiver>,
+    /// Problems, each with its fix.
+    pub problems: Vec<String>,
+}
+
+/// The health of `info` (read on `repo`) and the primary's `archiver` at Unix time `now_s`.
+/// Archiving that fails now is a problem (WAL piles up in `pg_wal` until the disk fills, and
+/// point-in-time recovery stops at the last archived segment); so is a stanza in error. No
+/// backup yet is not (a fresh deploy has none), but its age shows as none.
+pub fn health(info: Option<&StanzaInfo>, archiver: Option<&Archiver>, primary: &str, repo: &str, now_s: i64) -> Health {
+    let mut problems = Vec::new();
+    let ages = BackupType::ALL
+        .iter()
+        .map(|t| {
+            let newest = info
+                .into_iter()
+                .flat_map(|i| i.backups.iter())
+                .filter(|b| b.kind == t.as_str() && !b.error)
+                .map(|b| b.stop)
+                .max();
+            (t.as_str().to_string(), newest.map(|stop| (now_s - stop).max(0)))
+        })
+        .collect();
+    if let Some(i) = info
+        && !matches!(i.status_code, 0 | 2)
+    {
+        problems.push(format!(
+            "pgbackrest stanza {}: status {} ({}); run `pgbackrest --stanza={} check` on {repo} as postgres for the cause",
+            i.name, i.status_code, i.status_message, i.name
+        ));
+    }
+    if let Some(a) = archiver
+        && a.failing()
+    {
+        problems.push(format!(
+            "archiving is failing on the primary {primary}: {} failed attempt(s), the last for {} {} ago, last success {} ({} segment(s) waiting in pg_wal); \
+             archive-push's error is in PostgreSQL's log on {primary} (journalctl -u patroni), and `pgbackrest --stanza=S check` on {repo} names the cause \
+             (repository unreachable: pgbackrest.service on {repo}, TLS certificates; \"already exists … different checksum\": two primaries archived the same segment)",
+            a.failed_count,
+            a.last_failed_wal.as_deref().unwrap_or("?"),
+            a.last_failed_age_s.map_or("?".to_string(), |s| format!("{s:.0} s")),
+            match (&a.last_archived_wal, a.last_archived_age_s) {
+                (Some(w), Some(s)) => format!("{w} {s:.0} s ago"),
+                _ => "never".to_string(),
+            },
+            a.ready
+        ));
+    }
+    Health {
+        stanza_status: info.map(|i| (i.status_code, i.status_message.clone())),
+        last_backup_age_s: ages,
+        archiver: archiver.cloned(),
+        problems,
+    }
+}
+
+impl Health {
+    /// One line: backup ages and archive lag.
+    pub fn summary(&self) -> String {
+        let age = |s: &Option<i64>| match s {
+            None => "none".to_string(),
+            Some(s) if *s < 3600 => format!("{} min ago", s / 60),
+            Some(s) if *s < 172_800 => format!("{:.1} h ago", *s as f64 / 3600.0),
+            Some(s) => format!("{:.1} d ago", *s as f64 / 86400.0),
+        };
+        let backups: Vec<String> = self.last_backup_age_s.iter().map(|(t, s)| format!("last {t} {}", age(s))).collect();
+        let archive = match &self.archiver {
+            Some(a) => format!(
+                "archived {} ({}), writing {}, {} segment(s) waiting, {} failure(s){}",
+                a.last_archived_wal.as_deref().unwrap_or("nothing yet"),
+                a.last_archived_age_s.map_or("-".to_string(), |s| format!("{s:.0} s ago")),
+                a.current_wal,
+                a.ready,
+                a.failed_count,
+                if a.failing() { " — FAILING NOW" } else { "" }
+            ),
+            None => "archiver not read".to_string(),
+        };
+        format!("{}; {archive}", backups.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +398,30 @@ mod tests {
         assert!(segment_at_or_after("000000020000000000000003.partial", "000000010000000000000009"));
         assert!(segment_at_or_after("000000010000000000000002.00000028.backup", "000000010000000000000002"));
         assert!(!segment_at_or_after("00000002.history", "000000010000000000000001"));
+    }
+
+    #[test]
+    fn health_names_failing_archiving_and_backup_ages() {
+        let info = parse_info(&fixture(), "pgha-lab").expect("parses");
+        let stop = info.backups.iter().filter(|b| b.kind == "full").map(|b| b.stop).max().expect("a full");
+        let ok = parse_archiver("000000010000000000000005|3.25|0|||000000010000000000000006|0").expect("parses");
+        let h = health(Some(&info), Some(&ok), "node1", "repo", stop + 7200);
+        assert!(h.problems.is_empty(), "{:?}", h.problems);
+        assert_eq!(h.last_backup_age_s[0], ("full".to_string(), Some(7200)));
+        assert_eq!(h.last_backup_age_s[1], ("diff".to_string(), None));
+        assert_eq!(h.last_backup_age_s[2], ("incr".to_string(), Some(7200 - 265)));
+        assert!(h.summary().contains("last full 2.0 h ago") && h.summary().contains("0 failure(s)"), "{}", h.summary());
+        let bad = parse_archiver("000000010000000000000005|120|4|000000010000000000000006|2|000000010000000000000007|2").expect("parses");
+        let h = health(Some(&info), Some(&bad), "node1", "repo", stop);
+        assert_eq!(h.problems.len(), 1);
+        assert!(h.problems[0].contains("archiving is failing on the primary node1: 4 failed"), "{}", h.problems[0]);
+        assert!(h.problems[0].contains("check` on repo"), "{}", h.problems[0]);
+        assert!(h.summary().contains("FAILING NOW"));
+        let broken = StanzaInfo { status_code: 99, status_message: "other".into(), ..info.clone() };
+        assert!(health(Some(&broken), None, "node1", "repo", stop).problems[0].contains("status 99"));
+        let fresh = StanzaInfo { status_code: 2, backups: Vec::new(), ..info };
+        let h = health(Some(&fresh), Some(&ok), "node1", "repo", stop);
+        assert!(h.problems.is_empty() && h.summary().contains("last full none"));
     }
 
     #[test]

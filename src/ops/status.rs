@@ -1,6 +1,7 @@
 //! `pgha status`: the cluster at a glance — etcd members and health, Patroni members (role,
 //! state, timeline, lag), members joining or leaving (the cluster's members against the
-//! inventory, `ops::members::standings`), HAProxy servers per port, PgBouncer pools — with
+//! inventory, `ops::members::standings`), HAProxy servers per port, PgBouncer pools, backup
+//! health (last backup per type, archive lag and failures, `facts::pgbackrest`) — with
 //! anything unhealthy named by the rules in `facts`. Read-only.
 
 use std::path::Path;
@@ -66,6 +67,10 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
         });
     }
     let leader = members.as_ref().ok().and_then(|m| patroni::leader(m));
+    let backup = verify::backup_health(&ctx, leader).await;
+    if let Some(h) = &backup {
+        problems.extend(h.problems.iter().map(|p| format!("backup: {p}")));
+    }
     let mut haproxy = serde_json::Map::new();
     for h in inv.hosts_with(Role::Haproxy) {
         match verify::haproxy_servers(&ctx, h).await {
@@ -126,6 +131,7 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
         "haproxy": haproxy,
         "pgbouncer_pools": pools,
         "vip": vip,
+        "backup": backup.as_ref().map(|h| serde_json::json!({ "health": h, "summary": h.summary() })),
     });
     Ok(Status { status, problems })
 }

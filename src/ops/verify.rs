@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::pool::{self, Connect};
 use super::{OpsError, Reporter};
 pub use crate::facts::patroni::Member;
-use crate::facts::{etcd, haproxy, patroni};
+use crate::facts::{etcd, haproxy, patroni, pgbackrest};
 use crate::inventory::{Host, Inventory, Role};
 use crate::pki::{self, Secret};
 use crate::render::paths;
@@ -254,11 +254,61 @@ pub async fn write_then_read(ctx: &Ctx<'_>, via: &str, rw: String, ro: String, t
     out
 }
 
+/// Backup health with a `backup` host (`None` without one): `pgbackrest info` on the
+/// repository host and `pg_stat_archiver` on the primary `leader`, judged by
+/// `facts::pgbackrest::health`; what could not be read is a problem too.
+pub async fn backup_health(ctx: &Ctx<'_>, leader: Option<&str>) -> Option<pgbackrest::Health> {
+    let b = ctx.inv.backup.as_ref()?;
+    let repo = ctx.inv.host(b.host.as_str())?;
+    let info = on_host(ctx, repo, &pgbackrest::info_cmd(&b.stanza))
+        .await
+        .and_then(|body| pgbackrest::parse_info(&body, &b.stanza).map_err(|e| format!("{}: {e}", repo.name)));
+    let archiver = match leader.and_then(|l| ctx.inv.host(l)) {
+        Some(h) => on_host(ctx, h, &pgbackrest::archiver_cmd(ctx.inv.postgres.port.get()))
+            .await
+            .and_then(|out| pgbackrest::parse_archiver(&out).map_err(|e| format!("{}: {e}", h.name))),
+        None => Err("no leader to read pg_stat_archiver on".to_string()),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut h = pgbackrest::health(
+        info.as_ref().ok(),
+        archiver.as_ref().ok(),
+        leader.unwrap_or("?"),
+        repo.name.as_str(),
+        now,
+    );
+    if let Err(e) = info {
+        h.problems.push(format!("pgbackrest info: {e}"));
+    }
+    if let Err(e) = archiver {
+        h.problems.push(format!("pg_stat_archiver: {e}"));
+    }
+    Some(h)
+}
+
+/// The backup health as a check: fails on any of its problems.
+pub fn backup_check(h: &pgbackrest::Health) -> Check {
+    let name = "backup: WAL archiving works; last backups (pgBackRest)";
+    check(
+        name,
+        if h.problems.is_empty() {
+            Ok(h.summary())
+        } else {
+            Err(h.problems.join("; "))
+        },
+    )
+}
+
 /// Every check, in order.
 pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
     let members = patroni_members(ctx).await;
     let leader = members.as_ref().ok().and_then(|m| patroni::leader(m)).map(str::to_string);
     let mut checks = vec![etcd(ctx).await, patroni(ctx.inv, &members)];
+    if let Some(h) = backup_health(ctx, leader.as_deref()).await {
+        checks.push(backup_check(&h));
+    }
     for h in ctx.inv.hosts_with(Role::Haproxy) {
         checks.push(haproxy(ctx, h, leader.as_deref()).await);
     }
