@@ -17,8 +17,18 @@
 //! dead-man timer brings Patroni back. `pgha verify` must fail, naming what, when a replica's
 //! Patroni is stopped, when the RW server is in HAProxy maintenance, and when PgBouncer serves
 //! a certificate the cluster's CA did not issue.
+//!
+//! Backups (the lab's `backup` role on the dc2 PgBouncer host): after the failover drill,
+//! `pgbackrest check` passes on the new primary, the archive has every WAL segment up to the
+//! switch point the new timeline's history names and on from there, `pgbackrest verify`
+//! passes and a backup succeeds. The restore drill (`drill … restore --keep`) must pass, and
+//! the test re-counts its rows itself: psql in the kept scratch instance against the writer's
+//! log in the report (every row acknowledged before T present, none sent after T), and the
+//! live primary holds every restored row. `pgha verify` and `status` must name failing
+//! archiving while the repository's TLS server is stopped.
 #![allow(clippy::disallowed_methods)] // runs the real binary, psql and openssl
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -30,7 +40,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{NODES, ok, on, pgha, text};
+use common::{NODES, ok, on, pgha, psql_on, text};
 
 /// The lab's PostgreSQL nodes, by their own answer: `(host, in recovery)` for those that answer
 /// within 3 s (a crashed or cut-off machine does not).
@@ -444,6 +454,189 @@ fn deadman_restores_patroni(inv: &str) {
     eprintln!("dead-man: Patroni on {leader} stayed down after pgha was killed, and {service} brought it back");
 }
 
+/// The repository host and stanza, as `pgha backup list --json` names them.
+fn repository(inv: &str) -> (String, String) {
+    let (o, _) = ok(&["backup", "list", inv, "--json"]);
+    let v: Value = serde_json::from_str(&o).unwrap_or_else(|e| panic!("backup list --json ({e}): {o}"));
+    (
+        v["repo_host"].as_str().expect("repo_host").to_string(),
+        v["stanza"]["name"].as_str().expect("stanza name").to_string(),
+    )
+}
+
+/// `(timeline, segment number, partial)` of an archived WAL segment file
+/// (`<tli><log><seg>-<sha1>.gz`, `<…>.partial-<sha1>.gz`; 16 MiB segments); `None` for history
+/// and backup-label files.
+fn wal_segment(path: &str) -> Option<(u32, u64, bool)> {
+    let base = path.rsplit('/').next()?;
+    if base.len() < 25 || !base[..24].bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let partial = base[24..].starts_with(".partial");
+    if !partial && !base[24..].starts_with('-') {
+        return None;
+    }
+    let hex = |r: std::ops::Range<usize>| u64::from_str_radix(&base[r], 16).ok();
+    Some((u32::try_from(hex(0..8)?).ok()?, hex(8..16)? * 256 + hex(16..24)?, partial))
+}
+
+/// After a failover: `pgbackrest check` on the new primary; every segment of the parent
+/// timeline up to the switch point its history file names, and every segment of the new
+/// timeline from there on, in the archive; `pgbackrest verify`; a backup.
+fn archive_survives_failover(inv: &str, new_leader: &str) {
+    let t = Instant::now();
+    let (repo, stanza) = repository(inv);
+    let st = format!("--stanza={stanza}");
+    let pgbr = |host: &str, args: &[&str]| {
+        let mut argv = vec!["runuser", "-u", "postgres", "--", "pgbackrest", st.as_str()];
+        argv.extend_from_slice(args);
+        on(host, &argv)
+    };
+    pgbr(new_leader, &["check"]);
+    eprintln!("archive after failover: pgbackrest check passed on the new primary {new_leader} ({:.1} s)", t.elapsed().as_secs_f64());
+    let listing = pgbr(&repo, &["repo-ls", "--recurse", &format!("archive/{stanza}")]);
+    let segs: Vec<(u32, u64, bool)> = listing.lines().filter_map(wal_segment).collect();
+    let newest = segs.iter().map(|s| s.0).max().expect("archived WAL");
+    assert!(newest >= 2, "no new timeline in the archive after a failover:\n{listing}");
+    let hist = format!("{newest:08X}.history");
+    let hist_path = listing
+        .lines()
+        .find(|l| l.ends_with(&hist))
+        .unwrap_or_else(|| panic!("{hist} is not in the archive:\n{listing}"));
+    let history = pgbr(&repo, &["repo-get", &format!("archive/{stanza}/{hist_path}")]);
+    let last = history.lines().rfind(|l| !l.trim().is_empty()).expect("a history line");
+    let mut f = last.split_whitespace();
+    let parent: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("history line {last:?}"));
+    let (hi, lo) = f.next().and_then(|l| l.split_once('/')).unwrap_or_else(|| panic!("history line {last:?}"));
+    let (hi, lo) = (u64::from_str_radix(hi, 16).expect("hex"), u64::from_str_radix(lo, 16).expect("hex"));
+    let switch = hi * 256 + (lo >> 24);
+    let full = |tli: u32| -> BTreeSet<u64> { segs.iter().filter(|s| s.0 == tli && !s.2).map(|s| s.1).collect() };
+    let (old, new) = (full(parent), full(newest));
+    let first = *old.first().expect("segments of the parent timeline");
+    let gap: Vec<u64> = (first..switch).filter(|n| !old.contains(n)).collect();
+    assert!(gap.is_empty(), "timeline {parent}: segments {gap:?} missing before the switch at {last:?}:\n{listing}");
+    if lo & 0xFF_FFFF != 0 {
+        assert!(
+            old.contains(&switch) || segs.contains(&(parent, switch, true)),
+            "timeline {parent}: the switch segment {switch:#x} is neither archived nor .partial:\n{listing}"
+        );
+    }
+    let last_new = *new.last().expect("segments of the new timeline");
+    let gap: Vec<u64> = (switch..=last_new).filter(|n| !new.contains(n)).collect();
+    assert!(gap.is_empty(), "timeline {newest}: segments {gap:?} missing after the switch:\n{listing}");
+    eprintln!(
+        "archive after failover: timeline {parent} segments {first:#x}..{switch:#x} (switch at {}), timeline {newest} {switch:#x}..{last_new:#x}: no gap",
+        last.split_whitespace().nth(1).unwrap_or("?")
+    );
+    pgbr(&repo, &["verify"]);
+    let (o, _) = ok(&["backup", inv, "--json"]);
+    let b: Value = serde_json::from_str(&o).unwrap_or_else(|e| panic!("backup --json ({e}): {o}"));
+    eprintln!(
+        "archive after failover: pgbackrest verify passed; backup {} ({}) in {:.1} s; step {:.0} s",
+        b["backup"]["label"], b["backup"]["type"], b["seconds"].as_f64().unwrap_or(0.0), t.elapsed().as_secs_f64()
+    );
+}
+
+/// The restore drill, checked by the test's own count: rows in the kept scratch instance
+/// (psql there) against the writer's log in the report, and against the live primary.
+fn restore_drill(inv: &str) {
+    let t = Instant::now();
+    let out = pgha(&["drill", inv, "restore"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "restore without --yes: {o}\n{e}");
+    assert!(o.contains("--type=time") && o.contains("--archive-mode=off"), "{o}");
+    let args = ["drill", inv, "restore", "--yes", "--json", "--keep"];
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha")).args(args).env("CI", "true").output().expect("pgha runs");
+    let (o, e) = text(&out);
+    common::record(&args, &o, &e);
+    eprintln!("{e}");
+    let r: Value = serde_json::from_str(&o).unwrap_or_else(|err| panic!("drill restore: no JSON ({err}):\n{o}\n{e}"));
+    eprintln!(
+        "drill restore ({:.0} s): passed={} rto_s={} restore_s={} recovery_s={} bytes_restored={} backup={} T={} rows={} consistency={} steps={}",
+        t.elapsed().as_secs_f64(),
+        r["passed"], r["rto_s"], r["restore_s"], r["recovery_s"], r["bytes_restored"], r["backup"], r["target_time"],
+        serde_json::json!({"before": r["rows"]["acked_before_t"], "after": r["rows"]["acked_after_t"], "present": r["rows"]["present"], "missing": r["rows"]["missing"], "beyond": r["rows"]["beyond_target"]}),
+        r["consistency"], r["steps"]
+    );
+    assert_eq!(r["passed"], true, "drill restore: {}", r["failures"]);
+    assert_eq!(out.status.code(), Some(0));
+    let host = r["scratch_host"].as_str().expect("scratch_host").to_string();
+    let run = r["run"].as_str().expect("run");
+    let db = r["database"].as_str().expect("database");
+    let sql = format!("select n from pgha_verify.drill_rows where run = '{run}'");
+    let ids = |s: String| -> BTreeSet<u64> { s.lines().filter_map(|l| l.trim().parse().ok()).collect() };
+    let scratch = |q: &str| on(&host, &["runuser", "-u", "postgres", "--", "psql", "-h", "/run/pgha-drill-restore", "-p", "5499", "-d", db, "-XtAc", q]);
+    let present = ids(scratch(&sql));
+    let (before, after) = (r["target_window_ms"][0].as_i64().expect("window"), r["target_window_ms"][1].as_i64().expect("window"));
+    let writes = r["writes"].as_array().expect("writes");
+    let n = |w: &Value| w["n"].as_u64().expect("n");
+    let acked = |w: &&Value| !w["server"].is_null();
+    let acked_before: Vec<u64> = writes.iter().filter(acked).filter(|w| w["end_ms"].as_i64() <= Some(before)).map(n).collect();
+    let sent_after: Vec<u64> = writes.iter().filter(|w| w["start_ms"].as_i64() >= Some(after)).map(n).collect();
+    let acked_after = writes.iter().filter(acked).filter(|w| w["start_ms"].as_i64() >= Some(after)).count();
+    assert!(acked_before.len() >= 5 && acked_after >= 5, "rows on both sides of T: {} before, {acked_after} after", acked_before.len());
+    let missing: Vec<&u64> = acked_before.iter().filter(|i| !present.contains(i)).collect();
+    let beyond: Vec<&u64> = sent_after.iter().filter(|i| present.contains(i)).collect();
+    assert!(missing.is_empty(), "RPO: rows acknowledged before T missing in the scratch instance: {missing:?}");
+    assert!(beyond.is_empty(), "rows sent after T present in the scratch instance: {beyond:?}");
+    assert_eq!(Some(present.len() as u64), r["rows"]["present"].as_u64(), "the report's count of present rows");
+    let live = ids(on(&primary_now(), &["runuser", "-u", "postgres", "--", "psql", "-d", db, "-XtAc", &sql]));
+    assert!(present.is_subset(&live), "rows in the copy that the cluster never had: {:?}", present.difference(&live).collect::<Vec<_>>());
+    let all_acked: BTreeSet<u64> = writes.iter().filter(acked).map(n).collect();
+    assert!(all_acked.is_subset(&live), "acknowledged rows missing in the live cluster");
+    assert_eq!(
+        scratch("select current_setting('archive_mode') || ',' || current_setting('listen_addresses') || ',' || pg_is_in_recovery()"),
+        "off,,f",
+        "the scratch instance must not archive nor listen on TCP"
+    );
+    assert_eq!(r["consistency"]["passed"], true, "{}", r["consistency"]);
+    assert!(r["rto_s"].as_f64().is_some_and(|s| s > 0.0) && r["bytes_restored"].as_u64().is_some_and(|b| b > 1_000_000), "{r}");
+    eprintln!(
+        "restore drill oracle: {} acknowledged before T all present, {} sent after T absent, {} rows in the copy (counted on {host})",
+        acked_before.len(), sent_after.len(), present.len()
+    );
+    ok(&["drill", inv, "restore", "--clean"]);
+    ok(&["drill", inv, "restore", "--clean"]);
+    let left = on(&host, &["sh", "-c", "systemctl is-active pgha-drill-restore.service; test -e /var/lib/postgresql/pgha-drill-restore && echo left || echo gone"]);
+    assert!(left.ends_with("gone") && !left.starts_with("active"), "after --clean on {host}: {left}");
+    eprintln!("restore drill scenario: {:.0} s", t.elapsed().as_secs_f64());
+}
+
+/// `pgha verify` and `pgha status` name failing archiving while the repository's TLS server is
+/// stopped, and pass again once it runs.
+fn verify_fails_when_archiving_fails(inv: &str) {
+    let t = Instant::now();
+    let (repo, _) = repository(inv);
+    let primary = primary_now();
+    let new_wal = || {
+        psql_on(&primary, "select txid_current()");
+        psql_on(&primary, "select pg_switch_wal()");
+    };
+    on(&repo, &["systemctl", "stop", "pgbackrest"]);
+    new_wal();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let all = loop {
+        let out = pgha(&["verify", inv]);
+        let (o, e) = text(&out);
+        if out.status.code() == Some(1) && o.contains("archiving is failing") {
+            break format!("{o}\n{e}");
+        }
+        assert!(Instant::now() < deadline, "verify does not name failing archiving 90 s after stopping pgbackrest on {repo}:\n{o}\n{e}");
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    assert!(all.contains(&format!("on the primary {primary}")), "{all}");
+    let out = pgha(&["status", inv]);
+    let (o, _) = text(&out);
+    assert!(out.status.code() == Some(1) && o.contains("UNHEALTHY: backup: archiving is failing"), "status:\n{o}");
+    on(&repo, &["systemctl", "start", "pgbackrest"]);
+    std::thread::sleep(Duration::from_secs(4));
+    new_wal();
+    verify_eventually(inv);
+    let (o, _) = ok(&["status", inv]);
+    assert!(o.contains("backup    last full"), "status shows backup health:\n{o}");
+    eprintln!("archiving failure: verify and status named it; passing again after {:.0} s", t.elapsed().as_secs_f64());
+}
+
 fn new_leader_elsewhere(r: &Value, name: &str) {
     assert!(
         r["old_leader"].is_string() && r["new_leader"].is_string() && r["old_leader"] != r["new_leader"],
@@ -493,6 +686,11 @@ fn drills_on_the_lab() {
     rw_back_within_worst_case(&r, "failover");
     assert_eq!(r["passed"], true, "failover: {}", r["failures"]);
     verify_eventually(&inv);
+
+    // Backups across the failover, the restore drill, and failing archiving named.
+    archive_survives_failover(&inv, r["new_leader"].as_str().expect("new leader"));
+    restore_drill(&inv);
+    verify_fails_when_archiving_fails(&inv);
 
     // The same on the real-host path (lab detection off): Patroni SIGKILLed, held down.
     let oracle = Oracle::start("failover-real-hosts", &uri, &password);

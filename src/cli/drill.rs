@@ -522,6 +522,19 @@ mod tests {
     }
 
     #[test]
+    fn restore_needs_a_backup_host_and_its_flags_need_restore() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lab = LabPaths::new(dir.path().join("no-lab"));
+        // The inventory has no backup host: a usage error, before anything is touched.
+        assert_eq!(run_with(&args(dir.path(), "restore", &["--yes"]), &lab), exit::USAGE);
+        assert_eq!(run_with(&args(dir.path(), "restore", &[]), &lab), exit::USAGE);
+        assert_eq!(run_with(&args(dir.path(), "failover", &["--keep"]), &lab), exit::USAGE);
+        assert_eq!(run_with(&args(dir.path(), "quorum-loss", &["--set", "x"]), &lab), exit::USAGE);
+        assert!(!dir.path().join(".pgha").exists());
+        assert_eq!(args(dir.path(), "restore", &["--set", "L", "--keep"]).set.as_deref(), Some("L"));
+    }
+
+    #[test]
     fn drills_are_named_on_the_command_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(args(dir.path(), "quorum-loss", &[]).drill, Kind::QuorumLoss);

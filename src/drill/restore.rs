@@ -246,6 +246,7 @@ pub async fn run(s: &RestoreSetup) -> RestoreReport {
         stanza: b.map(|b| b.stanza.clone()).unwrap_or_default(),
         scratch_dir: SCRATCH_DIR.to_string(),
         scratch_port: PORT,
+        database: s.db.clone(),
         ..RestoreReport::default()
     };
     let result = drill(s, &mut r).await;

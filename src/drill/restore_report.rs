@@ -30,6 +30,8 @@ pub struct RestoreReport {
     pub scratch_port: u16,
     /// The primary when the drill started.
     pub primary: String,
+    /// The database the writer wrote into (`pgha_verify.drill_rows`).
+    pub database: String,
     /// The backup restored.
     pub backup: Option<BackupUsed>,
     /// The recovery target: the primary's clock when T was read (`YYYY-MM-DD HH:MM:SS.ffffff+00`).
