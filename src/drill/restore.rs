@@ -143,11 +143,13 @@ fn scratch_psql(db: &str, sql: &str) -> Cmd {
 
 /// `pgbackrest restore` of `label` to `target` into [`SCRATCH_DIR`], as a transient unit (so
 /// it can be stopped): archiving off in the copy (it must never push into the repository),
-/// promoted at the target.
+/// promoted at the target. `RemainAfterExit` keeps the unit's result readable (`systemd-run
+/// --wait` needs D-Bus, which minimal hosts and the lab's containers do not run); the unit is
+/// followed with [`unit_state_cmd`] and stopped by [`clean_host`].
 pub fn restore_cmd(stanza: &str, label: &str, target: &str) -> Cmd {
     Cmd::new("systemd-run")
         .arg(format!("--unit={COPY_UNIT}"))
-        .args(["--wait", "--pipe", "--collect", "--quiet"])
+        .args(["--quiet", "-p", "RemainAfterExit=yes"])
         .args(["-p", "User=postgres", "-p", "Group=postgres"])
         .arg("-p")
         .arg(format!("RuntimeMaxSec={SCRATCH_MAX_S}"))
@@ -159,6 +161,44 @@ pub fn restore_cmd(stanza: &str, label: &str, target: &str) -> Cmd {
         .arg(format!("--target={target}"))
         .args(["--target-action=promote", "--archive-mode=off", "--process-max=2"])
         .args(["--log-level-console=info", "restore"])
+}
+
+/// `ActiveState`, `SubState`, `Result` and `ExecMainStatus` of `unit`, one per line.
+pub fn unit_state_cmd(unit: &str) -> Cmd {
+    Cmd::new("systemctl").args(["show", "-p", "ActiveState,SubState,Result,ExecMainStatus", unit])
+}
+
+/// What [`unit_state_cmd`] says about a oneshot-like unit with `RemainAfterExit`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnitState {
+    /// Still running.
+    Running,
+    /// Its process exited 0.
+    Succeeded,
+    /// It failed (the words say how).
+    Failed(String),
+}
+
+/// Parses [`unit_state_cmd`]'s `key=value` lines.
+pub fn parse_unit_state(out: &str) -> UnitState {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (active, sub, result, status) = (get("ActiveState"), get("SubState"), get("Result"), get("ExecMainStatus"));
+    match active.as_str() {
+        "active" if sub == "exited" && result == "success" && status == "0" => UnitState::Succeeded,
+        "active" | "activating" | "reloading" => UnitState::Running,
+        _ => UnitState::Failed(format!("{active} ({sub}), result {result}, exit status {status}")),
+    }
+}
+
+/// The last lines `unit` logged.
+fn journal_cmd(unit: &str) -> Cmd {
+    Cmd::new("journalctl").args(["-u", unit, "-n", "12", "--no-pager", "-o", "cat"])
 }
 
 /// The scratch PostgreSQL as a transient unit: its own directory, socket and port, no TCP
@@ -550,9 +590,10 @@ async fn restore_and_check(
     .await?;
     s.say(&format!("{host}: pgbackrest restore of {label} to T into {SCRATCH_DIR}"));
     let t0 = Instant::now();
-    s.run_ok(host, &restore_cmd(stanza, label, target), Duration::from_secs(6 * 3600))
+    s.run_ok(host, &restore_cmd(stanza, label, target), cluster::POLL_TIMEOUT)
         .await
         .map_err(|e| step("pgbackrest restore", e.to_string()))?;
+    wait_copy(s, host).await?;
     let restore_s = t0.elapsed().as_secs_f64();
     r.restore_s = Some(round1(restore_s));
     r.step("pgbackrest restore", restore_s);
@@ -607,6 +648,30 @@ async fn restore_and_check(
     Ok(())
 }
 
+/// Waits until the restore unit is done (6 h at most); fails with its journal when it failed.
+async fn wait_copy(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
+    let deadline = Instant::now() + Duration::from_secs(6 * 3600);
+    loop {
+        let out = s.run_ok(host, &unit_state_cmd(COPY_UNIT), cluster::POLL_TIMEOUT).await?;
+        match parse_unit_state(&out) {
+            UnitState::Succeeded => return Ok(()),
+            UnitState::Running if Instant::now() < deadline => s.sleep(Duration::from_millis(500)).await?,
+            state => {
+                let log = s
+                    .hosts
+                    .exec(host, &journal_cmd(COPY_UNIT), cluster::POLL_TIMEOUT)
+                    .await
+                    .map(|o| o.stdout_text())
+                    .unwrap_or_default();
+                return Err(step(
+                    "pgbackrest restore",
+                    format!("{host}: {COPY_UNIT} {state:?}: {}", log.trim()),
+                ));
+            }
+        }
+    }
+}
+
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
@@ -630,11 +695,7 @@ async fn wait_ready(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
         if !matches!(state.trim(), "active" | "activating") || Instant::now() >= deadline {
             let log = s
                 .hosts
-                .exec(
-                    host,
-                    &Cmd::new("journalctl").args(["-u", UNIT, "-n", "12", "--no-pager", "-o", "cat"]),
-                    cluster::POLL_TIMEOUT,
-                )
+                .exec(host, &journal_cmd(UNIT), cluster::POLL_TIMEOUT)
                 .await
                 .map(|o| o.stdout_text())
                 .unwrap_or_default();
@@ -702,6 +763,17 @@ mod tests {
         assert_eq!(scratch_host(&m, "node1"), "node3");
         assert_eq!(scratch_host(&m[..2], "node1"), "node2");
         assert_eq!(scratch_host(&m[..1], "node1"), "node1");
+    }
+
+    #[test]
+    fn unit_states_parse() {
+        let done = "ActiveState=active\nSubState=exited\nResult=success\nExecMainStatus=0\n";
+        assert_eq!(parse_unit_state(done), UnitState::Succeeded);
+        let running = "ActiveState=active\nSubState=running\nResult=success\nExecMainStatus=0\n";
+        assert_eq!(parse_unit_state(running), UnitState::Running);
+        let failed = "ActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=56\n";
+        assert!(matches!(parse_unit_state(failed), UnitState::Failed(w) if w.contains("exit status 56")));
+        assert!(matches!(parse_unit_state("ActiveState=inactive\n"), UnitState::Failed(_)));
     }
 
     #[test]

@@ -279,6 +279,10 @@ pub struct Health {
     pub problems: Vec<String>,
 }
 
+/// Segments waiting and nothing archived for this long, seconds: archiving stalls (an
+/// `archive-push` waiting on an unreachable repository fails only after its timeouts).
+pub const STALL_S: f64 = 300.0;
+
 /// The health of `info` (read on `repo`) and the primary's `archiver` at Unix time `now_s`.
 /// Archiving that fails now is a problem (WAL piles up in `pg_wal` until the disk fills, and
 /// point-in-time recovery stops at the last archived segment); so is a stanza in error. No
@@ -320,6 +324,18 @@ pub fn health(info: Option<&StanzaInfo>, archiver: Option<&Archiver>, primary: &
                 _ => "never".to_string(),
             },
             a.ready
+        ));
+    }
+    if let Some(a) = archiver
+        && !a.failing()
+        && a.ready > 0
+        && a.last_archived_age_s.is_none_or(|s| s > STALL_S)
+    {
+        problems.push(format!(
+            "archiving stalls on the primary {primary}: {} segment(s) waiting in pg_wal and nothing archived for {} \
+             (archive-push hangs: is the repository {repo} reachable on pgBackRest's port, pgbackrest.service running there?)",
+            a.ready,
+            a.last_archived_age_s.map_or("ever".to_string(), |s| format!("{s:.0} s")),
         ));
     }
     Health {
@@ -419,6 +435,11 @@ mod tests {
         assert!(h.summary().contains("FAILING NOW"));
         let broken = StanzaInfo { status_code: 99, status_message: "other".into(), ..info.clone() };
         assert!(health(Some(&broken), None, "node1", "repo", stop).problems[0].contains("status 99"));
+        let hung = parse_archiver("000000010000000000000005|400|0|||000000010000000000000007|2").expect("parses");
+        let p = health(Some(&info), Some(&hung), "node1", "repo", stop).problems;
+        assert!(p.len() == 1 && p[0].contains("archiving stalls on the primary node1: 2 segment(s)"), "{p:?}");
+        let idle = parse_archiver("000000010000000000000005|4000|0|||000000010000000000000006|0").expect("parses");
+        assert!(health(Some(&info), Some(&idle), "node1", "repo", stop).problems.is_empty(), "idle is not stalled");
         let fresh = StanzaInfo { status_code: 2, backups: Vec::new(), ..info };
         let h = health(Some(&fresh), Some(&ok), "node1", "repo", stop);
         assert!(h.problems.is_empty() && h.summary().contains("last full none"));
