@@ -25,7 +25,7 @@
 //! the test re-counts its rows itself: psql in the kept scratch instance against the writer's
 //! log in the report (every row acknowledged before T present, none sent after T), and the
 //! live primary holds every restored row. `pgha verify` and `status` must name failing
-//! archiving while the repository's TLS server is stopped.
+//! archiving while archive-push on the primary cannot read its configuration.
 #![allow(clippy::disallowed_methods)] // runs the real binary, psql and openssl
 
 use std::collections::BTreeSet;
