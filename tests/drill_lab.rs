@@ -531,9 +531,11 @@ fn archive_survives_failover(inv: &str, new_leader: &str) {
     pgbr(&repo, &["verify"]);
     let (o, _) = ok(&["backup", inv, "--json"]);
     let b: Value = serde_json::from_str(&o).unwrap_or_else(|e| panic!("backup --json ({e}): {o}"));
+    assert_eq!(b["ok"], true, "backup after the failover: {o}");
+    let done = &b["backup"];
     eprintln!(
         "archive after failover: pgbackrest verify passed; backup {} ({}) in {:.1} s; step {:.0} s",
-        b["backup"]["label"], b["backup"]["type"], b["seconds"].as_f64().unwrap_or(0.0), t.elapsed().as_secs_f64()
+        done["backup"]["label"], done["backup"]["type"], done["seconds"].as_f64().unwrap_or(0.0), t.elapsed().as_secs_f64()
     );
 }
 
