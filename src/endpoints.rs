@@ -27,10 +27,9 @@ pub struct Endpoint {
 }
 
 /// Every TLS endpoint of the inventory: PostgreSQL and Patroni's REST API on PostgreSQL
-/// nodes, client and peer ports on etcd members, PgBouncer's listener, HAProxy's direct-TLS
-/// frontends with `haproxy.direct_tls` (otherwise HAProxy passes TLS through and its own
-/// certificate is a client one), and pgBackRest's TLS server on the repository host and every
-/// PostgreSQL node when there is a backup host.
+/// nodes, client and peer ports on etcd members, PgBouncer's listener, and HAProxy's
+/// direct-TLS frontends with `haproxy.direct_tls` (otherwise HAProxy passes TLS through and
+/// its own certificate is a client one).
 pub fn endpoints(inv: &Inventory) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for h in &inv.hosts {
@@ -55,9 +54,6 @@ pub fn endpoints(inv: &Inventory) -> Vec<Endpoint> {
         if let Some(d) = inv.haproxy.direct_tls.as_ref().filter(|_| h.has(Role::Haproxy)) {
             add(d.rw_port.get(), LeafKind::HaproxyServer);
             add(d.ro_port.get(), LeafKind::HaproxyServer);
-        }
-        if inv.backup.is_some() && (h.has(Role::Postgres) || h.has(Role::Backup)) {
-            add(paths::PGBACKREST_PORT, LeafKind::Pgbackrest);
         }
     }
     out
@@ -107,8 +103,6 @@ async fn probe_host(host: &Host, conn: Option<&Conn>, mine: Vec<Endpoint>) -> Ve
             // Direct TLS: a plain handshake with the ALPN libpq 17 sends.
             LeafKind::HaproxyServer => ("direct", None),
             LeafKind::PatroniRest => ("tls", Some(LeafKind::PatroniClient)),
-            // The server asks for a client certificate of the CA; the host's own one (both EKUs).
-            LeafKind::Pgbackrest => ("tls", Some(LeafKind::Pgbackrest)),
             _ => ("tls", Some(LeafKind::EtcdServer)),
         };
         // Arguments by position: $3.. per endpoint, four each.
@@ -214,25 +208,6 @@ mod tests {
             .map(|e| (e.host.as_str(), e.port))
             .collect();
         assert_eq!(direct, [("haproxy", 5002), ("haproxy", 5003)]);
-    }
-
-    #[test]
-    fn pgbackrest_servers_with_a_backup_host() {
-        let text = "cluster: { name: c }\nhosts:\n\
-            \x20 a: { address: 192.0.2.1, dc: d, roles: [postgres, etcd, haproxy] }\n\
-            \x20 b: { address: 192.0.2.2, dc: d, roles: [pgbouncer, backup] }\n";
-        let inv = crate::inventory::parse(std::path::Path::new("i.yaml"), text.as_bytes())
-            .expect("valid")
-            .inventory;
-        let eps = endpoints(&inv);
-        let pgbr: Vec<(&str, u16)> = eps
-            .iter()
-            .filter(|e| e.kind == LeafKind::Pgbackrest)
-            .map(|e| (e.host.as_str(), e.port))
-            .collect();
-        assert_eq!(pgbr, vec![("a", 8432), ("b", 8432)]);
-        let none = crate::pki::testutil_inventory();
-        assert!(endpoints(&none).iter().all(|e| e.kind != LeafKind::Pgbackrest));
     }
 
     #[test]
