@@ -51,6 +51,9 @@ fn print_text(v: &serde_json::Value) {
     report::out(format!("etcd      {}", v["etcd"]["detail"].as_str().unwrap_or("?")));
     if let Some(b) = v["backup"]["summary"].as_str() {
         report::out(format!("backup    {b}"));
+        for p in v["backup"]["health"]["problems"].as_array().into_iter().flatten() {
+            report::out(format!("WARNING: backup: {}", p.as_str().unwrap_or("?")));
+        }
     }
     let mut rows = vec![vec![
         "member".to_string(),
