@@ -538,6 +538,19 @@ fn archive_survives_failover(inv: &str, new_leader: &str) {
     );
 }
 
+/// What the new primary's archiver does after the second failover (printed for the record:
+/// docs/backup.md "Found on the lab"): pg_stat_archiver, the WAL and its archive status files,
+/// and archive-push's own errors, 20 s after the drill.
+fn archiver_report(leader: &str) {
+    std::thread::sleep(Duration::from_secs(20));
+    let script = "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); \
+        runuser -u postgres -- psql -Xc 'select * from pg_stat_archiver' -c 'select timeline_id from pg_control_checkpoint()'; \
+        ls -la $d/pg_wal $d/pg_wal/archive_status; \
+        grep -h 'ERROR\\|WARN' /var/log/pgbackrest/*archive-push* 2>/dev/null | tail -n 20; \
+        journalctl -u patroni --no-pager -n 400 2>/dev/null | grep -i 'archiv\\|timeline\\|rewind' | tail -n 30";
+    eprintln!("archiver of the new primary {leader} after the second failover:\n{}", on(leader, &["sh", "-c", script]));
+}
+
 /// The restore drill, checked by the test's own count: rows in the kept scratch instance
 /// (psql there) against the writer's log in the report, and against the live primary.
 fn restore_drill(inv: &str) {
@@ -666,6 +679,7 @@ fn drills_on_the_lab() {
     new_leader_elsewhere(&r, "failover (real hosts)");
     rw_back_within_worst_case(&r, "failover (real hosts)");
     assert_eq!(r["passed"], true, "failover (real hosts): {}", r["failures"]);
+    archiver_report(r["new_leader"].as_str().expect("new leader"));
     let old = r["old_leader"].as_str().expect("old leader").to_string();
     assert_eq!(
         on(&old, &["sh", "-c", "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"]),
