@@ -143,13 +143,7 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
             Err(e) => return report::fail(&e),
         };
         print_restore_report(&report, args.json);
-        return if report.interrupted {
-            exit::INTERRUPTED
-        } else if report.passed {
-            exit::OK
-        } else {
-            exit::FAILED
-        };
+        return outcome(report.interrupted, report.passed);
     }
     if args.drill == Kind::EntryLoss {
         let report = match rt.block_on(drill::run_entry_loss(&inv, &o, prepared, &rep)) {
@@ -157,22 +151,21 @@ pub fn run_with(args: &DrillArgs, lab: &LabPaths) -> u8 {
             Err(e) => return report::fail(&e),
         };
         print_entry_report(&report, args.json);
-        return if report.interrupted {
-            exit::INTERRUPTED
-        } else if report.passed {
-            exit::OK
-        } else {
-            exit::FAILED
-        };
+        return outcome(report.interrupted, report.passed);
     }
     let report = match rt.block_on(drill::run(&inv, &o, prepared, &rep)) {
         Ok(r) => r,
         Err(e) => return report::fail(&e),
     };
     print_report(&report, args.json);
-    if report.interrupted {
+    outcome(report.interrupted, report.passed)
+}
+
+/// A drill's exit code: interrupted (130) before passed (0) or failed (1).
+fn outcome(interrupted: bool, passed: bool) -> u8 {
+    if interrupted {
         exit::INTERRUPTED
-    } else if report.passed {
+    } else if passed {
         exit::OK
     } else {
         exit::FAILED

@@ -13,7 +13,7 @@ use crate::drill::sequence::{self, LabTarget, Setup};
 use crate::drill::writer::{self, SqlTarget};
 use crate::drill::restore_report::RestoreReport;
 use crate::drill::{Kind, Report, RunId, entry, plan, restore};
-use crate::inventory::{Inventory, Role};
+use crate::inventory::{Host, Inventory, Role};
 use crate::lab::LabPaths;
 use crate::lab::state::LabState;
 use crate::render::paths;
@@ -127,20 +127,7 @@ pub async fn run_entry_loss(
         ro: conninfo(format!("{}_ro", p.db))?,
         password: creds.password,
     });
-    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let on_signal = rep.clone();
-    let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.info("interrupt: the drill undoes its fault, then exits");
-            let _ = cancel_tx.send(true);
-            loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    break;
-                }
-                on_signal.info("interrupt: still undoing the fault; wait");
-            }
-        }
-    });
+    let (cancel, listener) = cancel_on_interrupt(rep, "interrupt: the drill undoes its fault, then exits", "interrupt: still undoing the fault; wait");
     let progress = rep.clone();
     let setup = entry::EntrySetup {
         inv: inv.clone(),
@@ -173,30 +160,13 @@ pub async fn run(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn R
     let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
         return Err(OpsError::InvalidInput("the inventory has no pgbouncer host".into()));
     };
-    let ca = creds.state.bundle(creds.bundle.generation);
-    let port = inv.pgbouncer.port.get();
     let db = p.db;
-    let sql = Arc::new(SqlTarget {
-        program: "psql".into(),
-        rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
-        ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
-        password: creds.password,
-    });
-    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let on_signal = rep.clone();
-    let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.info("interrupt: the drill undoes its fault, then exits (this can take a minute)");
-            let _ = cancel_tx.send(true);
-            // Further Ctrl-C are ignored while the fault is undone.
-            loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    break;
-                }
-                on_signal.info("interrupt: still undoing the fault; wait");
-            }
-        }
-    });
+    let sql = bouncer_sql(inv, bouncer, &creds, &db);
+    let (cancel, listener) = cancel_on_interrupt(
+        rep,
+        "interrupt: the drill undoes its fault, then exits (this can take a minute)",
+        "interrupt: still undoing the fault; wait",
+    );
     let progress = rep.clone();
     let setup = Setup {
         hosts: Hosts::new(inv, o.transport, o.accept_new_host_keys),
@@ -303,28 +273,12 @@ fn restore_setup(
     let Some(bouncer) = inv.hosts_with(Role::Pgbouncer).next() else {
         return Err(OpsError::InvalidInput("the inventory has no pgbouncer host".into()));
     };
-    let ca = creds.state.bundle(creds.bundle.generation);
-    let port = inv.pgbouncer.port.get();
-    let sql = Arc::new(SqlTarget {
-        program: "psql".into(),
-        rw: writer::conninfo(bouncer, port, &format!("{}_rw", p.db), paths::VERIFY_USER, &ca),
-        ro: writer::conninfo(bouncer, port, &format!("{}_ro", p.db), paths::VERIFY_USER, &ca),
-        password: creds.password,
-    });
-    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-    let on_signal = rep.clone();
-    let listener = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.info("interrupt: the drill removes its scratch instance, then exits");
-            let _ = cancel_tx.send(true);
-            loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    break;
-                }
-                on_signal.info("interrupt: still removing the scratch instance; wait");
-            }
-        }
-    });
+    let sql = bouncer_sql(inv, bouncer, &creds, &p.db);
+    let (cancel, listener) = cancel_on_interrupt(
+        rep,
+        "interrupt: the drill removes its scratch instance, then exits",
+        "interrupt: still removing the scratch instance; wait",
+    );
     let progress = rep.clone();
     Ok((
         restore::RestoreSetup {
@@ -342,4 +296,43 @@ fn restore_setup(
         },
         listener,
     ))
+}
+
+/// The drill writer's RW and RO targets: `{db}_rw` and `{db}_ro` through `bouncer`,
+/// verify-full against the state's current CA bundle, as the verify user.
+fn bouncer_sql(inv: &Inventory, bouncer: &Host, creds: &verify::Credentials, db: &str) -> Arc<SqlTarget> {
+    let ca = creds.state.bundle(creds.bundle.generation);
+    let port = inv.pgbouncer.port.get();
+    Arc::new(SqlTarget {
+        program: "psql".into(),
+        rw: writer::conninfo(bouncer, port, &format!("{db}_rw"), paths::VERIFY_USER, &ca),
+        ro: writer::conninfo(bouncer, port, &format!("{db}_ro"), paths::VERIFY_USER, &ca),
+        password: creds.password.clone(),
+    })
+}
+
+/// A Ctrl-C listener for a drill: the first interrupt says `first` and flips the returned
+/// flag (the drill undoes its fault and returns `interrupted`); later ones only say `again`.
+/// Abort the handle once the drill is over.
+fn cancel_on_interrupt(
+    rep: &Arc<dyn Reporter>,
+    first: &'static str,
+    again: &'static str,
+) -> (tokio::sync::watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let on_signal = rep.clone();
+    let listener = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.info(first);
+            let _ = cancel_tx.send(true);
+            // Further Ctrl-C are ignored while the fault is undone.
+            loop {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    break;
+                }
+                on_signal.info(again);
+            }
+        }
+    });
+    (cancel, listener)
 }

@@ -108,6 +108,7 @@ pub fn from_state(
             patroni_rest: password(&pki::Account::PatroniRest)?,
             pgbouncer_auth: password(&pki::Account::PgbouncerAuth)?,
             app_verifiers,
+            verify_verifier: verify_verifier.clone(),
             repo_cipher: match inv.backup {
                 Some(_) => password(&pki::Account::RepoCipher)?,
                 None => String::new(),
@@ -260,6 +261,7 @@ pub fn preview(inv: &Inventory, state: Option<&Path>) -> Result<(Material, Verif
             patroni_rest: password(&pki::Account::PatroniRest),
             pgbouncer_auth: password(&pki::Account::PgbouncerAuth),
             app_verifiers,
+            verify_verifier: verifier(&pki::Account::Verify)?,
             repo_cipher: match inv.backup {
                 Some(_) => password(&pki::Account::RepoCipher),
                 None => String::new(),

@@ -856,6 +856,11 @@ pub fn pgbouncer(
             })?;
         userlist.push(format!("{} {}", userlist_field(&user.name), userlist_field(verifier)));
     }
+    userlist.push(format!(
+        "{} {}",
+        userlist_field(paths::VERIFY_USER),
+        userlist_field(&material.secrets.verify_verifier)
+    ));
     Ok(PgbouncerContext {
         // With a VIP also on it (net.ipv4.ip_nonlocal_bind: before this host holds it).
         listen_addr: match &inv.vip {

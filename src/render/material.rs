@@ -43,6 +43,11 @@ pub struct Secrets {
     pub pgbouncer_auth: String,
     /// Application role → SCRAM-SHA-256 verifier, exactly as stored in PostgreSQL.
     pub app_verifiers: BTreeMap<String, String>,
+    /// `pgha_verify`'s SCRAM-SHA-256 verifier, exactly as stored in PostgreSQL: in PgBouncer's
+    /// auth file like the application roles, so that verify and the drills log in without
+    /// `auth_query` (which needs a server of the auth database: during an etcd quorum loss the
+    /// primary is demoted, and an RO login that asked the RW pool failed).
+    pub verify_verifier: String,
     /// pgBackRest `repo1-cipher-pass` (empty without a `backup` host); only the repository
     /// host's configuration carries it.
     pub repo_cipher: String,

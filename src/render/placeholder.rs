@@ -54,6 +54,7 @@ pub fn placeholder_material(inv: &Inventory) -> Material {
             patroni_rest: "placeholder-rest-\"password\\".into(),
             pgbouncer_auth: "placeholder-pgbouncer-auth-password".into(),
             app_verifiers,
+            verify_verifier: "SCRAM-SHA-256$4096:PLACEHOLDER-SALT$STORED-KEY-pgha_verify:SERVER-KEY-pgha_verify".into(),
             repo_cipher: "placeholder-repo-cipher-passphrase".into(),
             vrrp_auth: "PlAcE8ch".into(),
         },
