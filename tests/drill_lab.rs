@@ -39,7 +39,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{NODES, ok, on, pgha, text};
+use common::{NODES, ok, on, pgha, psql_on, text};
 
 /// The lab's PostgreSQL nodes, by their own answer: `(host, in recovery)` for those that answer
 /// within 3 s (a crashed or cut-off machine does not).
@@ -481,8 +481,9 @@ fn wal_segment(path: &str) -> Option<(u32, u64, bool)> {
 
 /// After a failover: `pgbackrest check` on the new primary; every segment of the parent
 /// timeline up to the switch point its history file names, and every segment of the new
-/// timeline from there on, in the archive; `pgbackrest verify`; a backup.
-fn archive_survives_failover(inv: &str, new_leader: &str) {
+/// timeline from there on, in the archive; `pgbackrest verify`; a backup. Returns the parent
+/// timeline and the switch segment's number.
+fn archive_survives_failover(inv: &str, new_leader: &str) -> (u32, u64) {
     let t = Instant::now();
     let (repo, stanza) = repository(inv);
     let st = format!("--stanza={stanza}");
@@ -536,13 +537,69 @@ fn archive_survives_failover(inv: &str, new_leader: &str) {
         "archive after failover: pgbackrest verify passed; backup {} ({}) in {:.1} s; step {:.0} s",
         done["backup"]["label"], done["backup"]["type"], done["seconds"].as_f64().unwrap_or(0.0), t.elapsed().as_secs_f64()
     );
+    (parent, switch)
+}
+
+/// The WAL file name of segment `n` (`log * 256 + seg`, 16 MiB segments) of timeline `tli`.
+fn wal_name(tli: u32, n: u64) -> String {
+    format!("{tli:08X}{:08X}{:08X}", n / 256, n % 256)
+}
+
+/// What a walreceiver leaves when it stops in the middle of a segment (its primary crashed):
+/// the old timeline's switch segment without an archive status file. Done on every replica
+/// that has the segment; returns how many.
+fn forget_archived(segment: &str) -> usize {
+    let script = format!(
+        "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); \
+         if [ -e \"$d/pg_wal/{segment}\" ]; then rm -f \"$d/pg_wal/archive_status/{segment}.done\" \"$d/pg_wal/archive_status/{segment}.ready\"; echo removed; fi"
+    );
+    let replicas: Vec<String> = recovery_states().into_iter().filter(|(_, r)| *r).map(|(h, _)| h).collect();
+    let n = replicas.iter().filter(|h| on(h, &["sh", "-c", &script]) == "removed").count();
+    eprintln!("archive status of {segment} removed on {n} of the replicas {replicas:?}");
+    n
+}
+
+/// After a promotion: the new primary's checkpoints pass the old timeline's switch segment
+/// (WAL switches and CHECKPOINT), its archiver catches up, and neither queued nor archived
+/// that segment (or any later one of the old timeline): no `.ready` for it, no failure on it,
+/// and the repository holds no full-named segment of the old timeline from the switch on
+/// (read with pgBackRest on the repository host).
+fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64) {
+    let segment = wal_name(tli, switch);
+    for _ in 0..3 {
+        psql_on(leader, "select pg_switch_wal()");
+        psql_on(leader, "checkpoint");
+    }
+    let ready = || {
+        on(
+            leader,
+            &["sh", "-c", "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); ls $d/pg_wal/archive_status | grep '[.]ready$' || true"],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut waiting = ready();
+    while !waiting.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        waiting = ready();
+    }
+    let archiver = psql_on(leader, "select failed_count, coalesce(last_failed_wal, '-'), coalesce(last_archived_wal, '-') from pg_stat_archiver");
+    assert!(!waiting.contains(&segment), "{leader} queued the old timeline's switch segment {segment}: {waiting}; archiver {archiver}");
+    assert!(waiting.is_empty(), "{leader}: archiving did not catch up within 60 s: {waiting}; archiver {archiver}");
+    assert!(!archiver.contains(&segment), "{leader} tried to archive {segment}: {archiver}");
+    let (repo, stanza) = repository(inv);
+    let listing = on(&repo, &["runuser", "-u", "postgres", "--", "pgbackrest", &format!("--stanza={stanza}"), "repo-ls", "--recurse", &format!("archive/{stanza}")]);
+    let stale: Vec<&str> = listing
+        .lines()
+        .filter(|l| wal_segment(l).is_some_and(|(t, n, partial)| t == tli && n >= switch && !partial))
+        .collect();
+    assert!(stale.is_empty(), "the repository holds full segments of timeline {tli} from its switch segment {segment} on: {stale:?}");
+    eprintln!("archive after the second failover: {leader} archived its timeline, nothing of timeline {tli} from {segment} on (archiver {archiver})");
 }
 
 /// What the new primary's archiver does after the second failover (printed for the record:
 /// docs/backup.md "Found on the lab"): pg_stat_archiver, the WAL and its archive status files,
 /// and archive-push's own errors, 20 s after the drill.
 fn archiver_report(leader: &str) {
-    std::thread::sleep(Duration::from_secs(20));
     let script = "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); \
         runuser -u postgres -- psql -Xc 'select * from pg_stat_archiver' -c 'select timeline_id from pg_control_checkpoint()'; \
         ls -la $d/pg_wal $d/pg_wal/archive_status; \
@@ -667,8 +724,15 @@ fn drills_on_the_lab() {
     verify_eventually(&inv);
 
     // Backups across the failover, and the restore drill.
-    archive_survives_failover(&inv, r["new_leader"].as_str().expect("new leader"));
+    let (tli, switch) = archive_survives_failover(&inv, r["new_leader"].as_str().expect("new leader"));
     restore_drill(&inv);
+    // A replica whose walreceiver stopped inside the old timeline's switch segment, then
+    // promoted: Patroni's pre_promote (pgha-patroni pre-promote) keeps that segment out of the
+    // new primary's archive queue.
+    assert!(
+        forget_archived(&wal_name(tli, switch)) > 0,
+        "no replica holds the old timeline's switch segment: the scenario cannot be set up"
+    );
 
     // The same on the real-host path (lab detection off): Patroni SIGKILLed, held down.
     let oracle = Oracle::start("failover-real-hosts", &uri, &password);
@@ -680,6 +744,7 @@ fn drills_on_the_lab() {
     rw_back_within_worst_case(&r, "failover (real hosts)");
     assert_eq!(r["passed"], true, "failover (real hosts): {}", r["failures"]);
     archiver_report(r["new_leader"].as_str().expect("new leader"));
+    old_timeline_not_archived(&inv, r["new_leader"].as_str().expect("new leader"), tli, switch);
     let old = r["old_leader"].as_str().expect("old leader").to_string();
     assert_eq!(
         on(&old, &["sh", "-c", "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"]),

@@ -294,6 +294,9 @@ pub struct PatroniContext {
     pub pg_hba: Vec<String>,
     /// `recovery_conf.restore_command` (with a `backup` host): replicas fetch WAL from the archive.
     pub restore_command: Option<String>,
+    /// `postgresql.pre_promote`: the helper's `pre-promote` (older timelines' WAL past their
+    /// switch point marked archived before a promotion).
+    pub pre_promote: String,
     /// Passwords (rendered into a 0600 file).
     pub secrets: PatroniSecrets,
 }
@@ -726,6 +729,7 @@ pub fn patroni(
         dcs_parameters: inv.postgres.parameters.clone(),
         pg_hba: pg_hba(inv),
         restore_command,
+        pre_promote: format!("{} pre-promote", paths::PATRONI_HELPER),
         secrets: PatroniSecrets {
             superuser: s.superuser.clone(),
             replication: s.replication.clone(),
