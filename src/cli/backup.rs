@@ -130,13 +130,7 @@ fn take(target: &InventoryArgs, kind: BackupType, remote: &RemoteArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            let code = report::fail(&e);
-            if remote.json {
-                report::json(&serde_json::json!({"event": "backup", "ok": false, "exit_code": code, "error": e.to_string()}));
-            }
-            code
-        }
+        Err(e) => report::fail_event("backup", remote.json, &e),
     }
 }
 
@@ -182,12 +176,6 @@ fn list(target: &InventoryArgs, remote: &RemoteArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            let code = report::fail(&e);
-            if remote.json {
-                report::json(&serde_json::json!({"event": "backup-list", "ok": false, "exit_code": code, "error": e.to_string()}));
-            }
-            code
-        }
+        Err(e) => report::fail_event("backup-list", remote.json, &e),
     }
 }
