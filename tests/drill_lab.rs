@@ -559,12 +559,25 @@ fn forget_archived(segment: &str) -> usize {
     n
 }
 
+/// The full-named segments of timeline `tli` from segment `switch` on in the repository (read
+/// with pgBackRest on the repository host). The old primary may have put its own there: Patroni
+/// archives a rejoining node's `.ready` WAL before `pg_rewind`.
+fn old_timeline_in_repo(inv: &str, tli: u32, switch: u64) -> Vec<String> {
+    let (repo, stanza) = repository(inv);
+    let listing = on(&repo, &["runuser", "-u", "postgres", "--", "pgbackrest", &format!("--stanza={stanza}"), "repo-ls", "--recurse", &format!("archive/{stanza}")]);
+    listing
+        .lines()
+        .filter(|l| wal_segment(l).is_some_and(|(t, n, partial)| t == tli && n >= switch && !partial))
+        .map(String::from)
+        .collect()
+}
+
 /// After a promotion: the new primary's checkpoints pass the old timeline's switch segment
 /// (WAL switches and CHECKPOINT), its archiver catches up, and neither queued nor archived
 /// that segment (or any later one of the old timeline): no `.ready` for it, no failure on it,
-/// and the repository holds no full-named segment of the old timeline from the switch on
-/// (read with pgBackRest on the repository host).
-fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64) {
+/// and the repository's segments of the old timeline from the switch on are the ones it held
+/// before the promotion (`before`).
+fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64, before: &[String]) {
     let segment = wal_name(tli, switch);
     for _ in 0..3 {
         psql_on(leader, "select pg_switch_wal()");
@@ -586,14 +599,14 @@ fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64) {
     assert!(!waiting.contains(&segment), "{leader} queued the old timeline's switch segment {segment}: {waiting}; archiver {archiver}");
     assert!(waiting.is_empty(), "{leader}: archiving did not catch up within 60 s: {waiting}; archiver {archiver}");
     assert!(!archiver.contains(&segment), "{leader} tried to archive {segment}: {archiver}");
-    let (repo, stanza) = repository(inv);
-    let listing = on(&repo, &["runuser", "-u", "postgres", "--", "pgbackrest", &format!("--stanza={stanza}"), "repo-ls", "--recurse", &format!("archive/{stanza}")]);
-    let stale: Vec<&str> = listing
-        .lines()
-        .filter(|l| wal_segment(l).is_some_and(|(t, n, partial)| t == tli && n >= switch && !partial))
-        .collect();
-    assert!(stale.is_empty(), "the repository holds full segments of timeline {tli} from its switch segment {segment} on: {stale:?}");
-    eprintln!("archive after the second failover: {leader} archived its timeline, nothing of timeline {tli} from {segment} on (archiver {archiver})");
+    let after = old_timeline_in_repo(inv, tli, switch);
+    assert_eq!(
+        after, before,
+        "{leader} archived segments of timeline {tli} from its switch segment {segment} on (before the promotion: {before:?})"
+    );
+    eprintln!(
+        "archive after the second failover: {leader} archived its timeline, nothing of timeline {tli} from {segment} on (in the repository before and after: {before:?}; archiver {archiver})"
+    );
 }
 
 /// What the new primary's archiver does after the second failover (printed for the record:
@@ -733,6 +746,7 @@ fn drills_on_the_lab() {
         forget_archived(&wal_name(tli, switch)) > 0,
         "no replica holds the old timeline's switch segment: the scenario cannot be set up"
     );
+    let old_in_repo = old_timeline_in_repo(&inv, tli, switch);
 
     // The same on the real-host path (lab detection off): Patroni SIGKILLed, held down.
     let oracle = Oracle::start("failover-real-hosts", &uri, &password);
@@ -744,7 +758,7 @@ fn drills_on_the_lab() {
     rw_back_within_worst_case(&r, "failover (real hosts)");
     assert_eq!(r["passed"], true, "failover (real hosts): {}", r["failures"]);
     archiver_report(r["new_leader"].as_str().expect("new leader"));
-    old_timeline_not_archived(&inv, r["new_leader"].as_str().expect("new leader"), tli, switch);
+    old_timeline_not_archived(&inv, r["new_leader"].as_str().expect("new leader"), tli, switch, &old_in_repo);
     let old = r["old_leader"].as_str().expect("old leader").to_string();
     assert_eq!(
         on(&old, &["sh", "-c", "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"]),
