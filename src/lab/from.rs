@@ -44,6 +44,7 @@ pub fn shape(path: &Path, bytes: &[u8]) -> Result<Shape> {
             name: h.name.to_string(),
             dc: h.dc.to_string(),
             roles: h.roles.iter().copied().collect(),
+            names: h.names.iter().map(ToString::to_string).collect(),
         })
         .collect();
     Ok(Shape { hosts, source })

@@ -44,12 +44,17 @@ pub fn ensure_root(hp: &HostPaths, base: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// The /etc/hosts every lab host gets: localhost and every lab host by name.
+/// The /etc/hosts every lab host gets: localhost and every lab host by name and by its extra
+/// names.
 pub fn etc_hosts(hosts: &[HostSpec]) -> String {
     let mut s =
         String::from("# written by pgha lab\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for h in hosts {
-        s.push_str(&format!("{}\t{}\n", h.address, h.name));
+        s.push_str(&format!("{}\t{}", h.address, h.name));
+        for n in &h.names {
+            s.push_str(&format!(" {n}"));
+        }
+        s.push('\n');
     }
     s
 }
@@ -296,6 +301,14 @@ mod tests {
         let text = etc_hosts(&hosts);
         assert!(text.contains("10.213.77.11\tnode1\n"));
         assert!(text.contains("10.213.77.41\tpgbouncer\n"));
+    }
+
+    #[test]
+    fn hosts_file_names_extra_names_on_their_host_line() {
+        let mut hosts = default_hosts(Subnet::parse_lab(DEFAULT_SUBNET).expect("valid"));
+        hosts[6].names = vec!["db.example.com".into(), "db2.example.com".into()];
+        let text = etc_hosts(&hosts);
+        assert!(text.contains(&format!("{}\t{} db.example.com db2.example.com\n", hosts[6].address, hosts[6].name)), "{text}");
     }
 
     #[test]

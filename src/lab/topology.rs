@@ -194,6 +194,10 @@ pub struct HostSpec {
     pub dc: String,
     /// What pgha deploys on it.
     pub roles: Vec<Role>,
+    /// Its extra DNS names (the inventory's `names`): in every lab host's /etc/hosts, since
+    /// deploy's preflight wants each of them to resolve to the host on every host.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 /// The first host number the lab hands out (.1 is the controller; .2–.10 stay free).
@@ -246,6 +250,8 @@ pub struct WantedHost {
     pub dc: String,
     /// What pgha deploys on it.
     pub roles: Vec<Role>,
+    /// Its extra DNS names.
+    pub names: Vec<String>,
 }
 
 impl From<&HostSpec> for WantedHost {
@@ -254,6 +260,7 @@ impl From<&HostSpec> for WantedHost {
             name: h.name.clone(),
             dc: h.dc.clone(),
             roles: h.roles.clone(),
+            names: h.names.clone(),
         }
     }
 }
@@ -323,6 +330,7 @@ pub fn assign_addresses(subnet: Subnet, wanted: &[WantedHost], current: &[HostSp
             address: a.expect("every slot was filled above or the function returned"),
             dc: w.dc.clone(),
             roles: w.roles.clone(),
+            names: w.names.clone(),
         })
         .collect())
 }
@@ -365,6 +373,7 @@ pub fn default_hosts(subnet: Subnet) -> Vec<HostSpec> {
         address: subnet.nth(n),
         dc: dc.to_string(),
         roles: vec![role],
+        names: Vec::new(),
     };
     // The pgBackRest repository shares the dc2 PgBouncer host: no ninth machine (issue 15).
     let mut bouncer = h("pgbouncer", 41, "dc2", Role::Pgbouncer);
@@ -421,6 +430,7 @@ mod tests {
                 name: n.to_string(),
                 dc: "dc1".into(),
                 roles: vec![Role::Postgres],
+                names: Vec::new(),
             })
             .collect()
     }
@@ -462,6 +472,7 @@ mod tests {
             name: name.into(),
             dc: "dc1".into(),
             roles: roles.to_vec(),
+            names: Vec::new(),
         };
         let mut wanted: Vec<WantedHost> = (1..=10).map(|i| w(&format!("pg{i}"), &[Role::Postgres])).collect();
         wanted.push(w("lb", &[Role::Pgbouncer, Role::Haproxy]));
@@ -478,6 +489,7 @@ mod tests {
             address: subnet().nth(21),
             dc: "dc1".into(),
             roles: vec![Role::Postgres],
+            names: Vec::new(),
         }];
         let got = assign_addresses(subnet(), &[w("y", &[Role::Postgres]), w("e1", &[Role::Etcd])], &current)
             .expect("fits");
@@ -492,6 +504,7 @@ mod tests {
             address: "192.0.2.5".parse().expect("ip"),
             dc: "dc1".into(),
             roles: vec![Role::Etcd],
+            names: Vec::new(),
         }];
         let got = assign_addresses(subnet(), &want(&["a"]), &current).expect("fits");
         assert_eq!(addr(&got, "a"), "10.213.77.11");
