@@ -290,10 +290,20 @@ mod tests {
     fn a_path_cannot_smuggle_a_parameter() {
         // Unquoted, this path would end the value at the space and set sslmode=disable.
         let text = sample("/tmp/x sslmode=disable").to_keyword_string();
-        assert!(text.contains("sslrootcert='/tmp/x sslmode=disable/trust/ca-bundle.pem'"), "{text}");
-        assert_eq!(text.matches(" sslmode=").count(), 2, "one real, one inside quotes: {text}");
+        assert!(
+            text.contains("sslrootcert='/tmp/x sslmode=disable/trust/ca-bundle.pem'"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches(" sslmode=").count(),
+            2,
+            "one real, one inside quotes: {text}"
+        );
         let uri = sample("/tmp/x&sslmode=disable").to_uri();
-        assert!(uri.contains("sslrootcert=/tmp/x%26sslmode%3Ddisable/trust/ca-bundle.pem"), "{uri}");
+        assert!(
+            uri.contains("sslrootcert=/tmp/x%26sslmode%3Ddisable/trust/ca-bundle.pem"),
+            "{uri}"
+        );
         assert_eq!(uri.matches("sslmode=").count(), 1, "{uri}");
     }
 
@@ -304,7 +314,9 @@ mod tests {
 
     #[test]
     fn uri_encodes_every_component() {
-        let c = sample("/My Clusters").with("password", "p@ss:w/rd&x=1 %").expect("no NUL");
+        let c = sample("/My Clusters")
+            .with("password", "p@ss:w/rd&x=1 %")
+            .expect("no NUL");
         assert_eq!(
             c.to_uri(),
             "postgresql://app:p%40ss%3Aw%2Frd%26x%3D1%20%25@pool.example.com:6432/app_rw?hostaddr=192.0.2.51&sslmode=verify-full&sslrootcert=/My%20Clusters/trust/ca-bundle.pem"
@@ -333,6 +345,11 @@ mod tests {
     #[test]
     fn nul_is_refused() {
         let err = ConnInfo::new().with("sslrootcert", "a\0b").expect_err("NUL");
-        assert_eq!(err, ConnInfoError::Nul { key: "sslrootcert".into() });
+        assert_eq!(
+            err,
+            ConnInfoError::Nul {
+                key: "sslrootcert".into()
+            }
+        );
     }
 }

@@ -47,7 +47,20 @@ fn primary() -> String {
 
 /// `pgbackrest info --output=json` read on the repository host, without pgha's parser.
 fn repo_info() -> serde_json::Value {
-    let body = on(REPO, &["runuser", "-u", "postgres", "--", "pgbackrest", "--stanza", STANZA, "--output=json", "info"]);
+    let body = on(
+        REPO,
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "pgbackrest",
+            "--stanza",
+            STANZA,
+            "--output=json",
+            "info",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&body).expect("info is JSON");
     v.as_array().and_then(|a| a.first()).cloned().expect("one stanza")
 }
@@ -58,7 +71,19 @@ fn check() -> (bool, String) {
 }
 
 fn check_with(extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["lab", "ssh", REPO, "--", "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza", STANZA];
+    let mut args = vec![
+        "lab",
+        "ssh",
+        REPO,
+        "--",
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "pgbackrest",
+        "--stanza",
+        STANZA,
+    ];
     args.extend_from_slice(extra);
     args.push("check");
     let out = common::pgha(&args);
@@ -78,7 +103,10 @@ fn backup_archive_encrypt_switchover() {
     ok(&["lab", "down"]);
     ok(&["lab", "up", "--inventory", &inv]);
     let text = std::fs::read_to_string(&inv).expect("lab inventory");
-    assert!(text.contains("roles: [pgbouncer, backup]"), "the default lab puts the repository on pgbouncer: {text}");
+    assert!(
+        text.contains("roles: [pgbouncer, backup]"),
+        "the default lab puts the repository on pgbouncer: {text}"
+    );
     step(&mut t, "lab up");
 
     let (o, e) = ok(&["deploy", &inv]);
@@ -98,9 +126,28 @@ fn backup_archive_encrypt_switchover() {
     assert!(psql_on(&p0, "show archive_command").contains("pgbackrest"));
     let info = repo_info();
     assert_eq!(info["cipher"], "aes-256-cbc", "{info}");
-    let archive_info = on(REPO, &["sh", "-c", &format!("head -c 8 /var/lib/pgbackrest/archive/{STANZA}/archive.info")]);
-    assert_eq!(archive_info, "Salted__", "archive.info is OpenSSL-encrypted, not plain text");
-    let wal = on(REPO, &["sh", "-c", &format!("f=$(find /var/lib/pgbackrest/archive/{STANZA} -name '0000000*-*' | head -1) && [ -n \"$f\" ] && head -c 8 \"$f\"")]);
+    let archive_info = on(
+        REPO,
+        &[
+            "sh",
+            "-c",
+            &format!("head -c 8 /var/lib/pgbackrest/archive/{STANZA}/archive.info"),
+        ],
+    );
+    assert_eq!(
+        archive_info, "Salted__",
+        "archive.info is OpenSSL-encrypted, not plain text"
+    );
+    let wal = on(
+        REPO,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "f=$(find /var/lib/pgbackrest/archive/{STANZA} -name '0000000*-*' | head -1) && [ -n \"$f\" ] && head -c 8 \"$f\""
+            ),
+        ],
+    );
     assert_eq!(wal, "Salted__", "an archived WAL segment is encrypted");
     step(&mut t, "services, archiving and encryption checked");
 
@@ -108,18 +155,40 @@ fn backup_archive_encrypt_switchover() {
     // host's own certificate (same CA, CN pgbouncer) is denied; node1's is let in.
     let probe = |host: &str| {
         common::pgha(&[
-            "lab", "ssh", host, "--", "runuser", "-u", "postgres", "--", "pgbackrest", "--config=/dev/null",
-            "--stanza", STANZA, "--repo1-host", REPO, "--repo1-host-type=tls",
-            "--repo1-host-cert-file=/etc/pgha/tls/pgbackrest.crt", "--repo1-host-key-file=/etc/pgha/tls/pgbackrest.key",
-            "--repo1-host-ca-file=/etc/pgha/tls/ca-bundle.pem", "--log-level-console=warn", "info",
+            "lab",
+            "ssh",
+            host,
+            "--",
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "pgbackrest",
+            "--config=/dev/null",
+            "--stanza",
+            STANZA,
+            "--repo1-host",
+            REPO,
+            "--repo1-host-type=tls",
+            "--repo1-host-cert-file=/etc/pgha/tls/pgbackrest.crt",
+            "--repo1-host-key-file=/etc/pgha/tls/pgbackrest.key",
+            "--repo1-host-ca-file=/etc/pgha/tls/ca-bundle.pem",
+            "--log-level-console=warn",
+            "info",
         ])
     };
     // (`info` exits 0 and reports a repository error in its text.)
     let (o, e) = common::text(&probe(REPO));
-    assert!(format!("{o}{e}").contains("access denied"), "CN pgbouncer must be refused: {o}{e}");
+    assert!(
+        format!("{o}{e}").contains("access denied"),
+        "CN pgbouncer must be refused: {o}{e}"
+    );
     let (o, e) = common::text(&probe("node1"));
     let both = format!("{o}{e}");
-    assert!(!both.contains("access denied") && both.contains("aes-256-cbc"), "CN node1 is admitted (and learns the cipher from the repository): {both}");
+    assert!(
+        !both.contains("access denied") && both.contains("aes-256-cbc"),
+        "CN node1 is admitted (and learns the cipher from the repository): {both}"
+    );
     step(&mut t, "tls-server-auth: other CN denied, node CN admitted");
 
     // A full backup through pgha, from a standby.
@@ -128,11 +197,17 @@ fn backup_archive_encrypt_switchover() {
     assert_eq!(done["ok"], true, "{o}\n{e}");
     let label = done["backup"]["backup"]["label"].as_str().expect("label").to_string();
     assert_eq!(done["backup"]["backup"]["type"], "full");
-    assert_eq!(done["backup"]["source"], "standby", "three streaming nodes: read from a standby: {o}\n{e}");
+    assert_eq!(
+        done["backup"]["source"], "standby",
+        "three streaming nodes: read from a standby: {o}\n{e}"
+    );
     step(&mut t, &format!("pgha backup --type full ({label})"));
 
     // Rows after the backup, then pgBackRest's own check: WAL reaches the repository.
-    psql_on(&p0, "create table backup_probe(n int primary key, at timestamptz default now())");
+    psql_on(
+        &p0,
+        "create table backup_probe(n int primary key, at timestamptz default now())",
+    );
     psql_on(&p0, "insert into backup_probe(n) select generate_series(1, 1000)");
     let (passed, out) = check();
     assert!(passed, "pgbackrest check after writes: {out}");
@@ -141,9 +216,19 @@ fn backup_archive_encrypt_switchover() {
     // `backup list --json` and pgbackrest info agree.
     let (o, _) = ok(&["backup", "list", &inv, "--json"]);
     let list = last_json(&o);
-    let listed: Vec<&str> = list["stanza"]["backups"].as_array().expect("backups").iter().filter_map(|b| b["label"].as_str()).collect();
+    let listed: Vec<&str> = list["stanza"]["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter_map(|b| b["label"].as_str())
+        .collect();
     let info = repo_info();
-    let truth: Vec<&str> = info["backup"].as_array().expect("backup").iter().filter_map(|b| b["label"].as_str()).collect();
+    let truth: Vec<&str> = info["backup"]
+        .as_array()
+        .expect("backup")
+        .iter()
+        .filter_map(|b| b["label"].as_str())
+        .collect();
     assert_eq!(listed, truth, "backup list agrees with pgbackrest info");
     assert!(truth.contains(&label.as_str()), "{label} in {truth:?}");
     assert_eq!(list["stanza"]["cipher"], "aes-256-cbc");
@@ -155,27 +240,51 @@ fn backup_archive_encrypt_switchover() {
     let p1 = primary();
     assert_ne!(p1, p0, "switchover moved the primary");
     psql_on(&p1, "insert into backup_probe(n) select generate_series(1001, 2000)");
-    let tl: u32 = psql_on(&p1, "select timeline_id from pg_control_checkpoint()").parse().expect("timeline");
-    assert!(tl > tl_before.parse::<u32>().expect("timeline"), "new timeline {tl} after {tl_before}");
+    let tl: u32 = psql_on(&p1, "select timeline_id from pg_control_checkpoint()")
+        .parse()
+        .expect("timeline");
+    assert!(
+        tl > tl_before.parse::<u32>().expect("timeline"),
+        "new timeline {tl} after {tl_before}"
+    );
     let (passed, out) = check();
     assert!(passed, "pgbackrest check after the switchover: {out}");
     let prefix = format!("{tl:08X}");
-    let found = on(REPO, &["sh", "-c", &format!("find /var/lib/pgbackrest/archive/{STANZA} -name '{prefix}*' | wc -l")]);
-    assert!(found.parse::<u32>().unwrap_or(0) >= 2, "the archive holds timeline {tl} (history + WAL): {found}");
+    let found = on(
+        REPO,
+        &[
+            "sh",
+            "-c",
+            &format!("find /var/lib/pgbackrest/archive/{STANZA} -name '{prefix}*' | wc -l"),
+        ],
+    );
+    assert!(
+        found.parse::<u32>().unwrap_or(0) >= 2,
+        "the archive holds timeline {tl} (history + WAL): {found}"
+    );
     let info = repo_info();
     let max = info["archive"][0]["max"].as_str().unwrap_or_default().to_string();
     assert!(max.starts_with(&prefix), "archive max {max} is on timeline {prefix}");
-    step(&mut t, &format!("switchover {p0} → {p1}: timeline {tl} archived, check passes"));
+    step(
+        &mut t,
+        &format!("switchover {p0} → {p1}: timeline {tl} archived, check passes"),
+    );
 
     // Negative control: the oracle can fail. With the repository's TLS server stopped, WAL
     // cannot reach the repository and check says so; started again, archiving resumes.
     on(REPO, &["systemctl", "stop", "pgbackrest"]);
     let (passed, out) = check_with(&["--archive-timeout=10"]);
     on(REPO, &["systemctl", "start", "pgbackrest"]);
-    assert!(!passed, "check must fail while the repository's TLS server is down: {out}");
+    assert!(
+        !passed,
+        "check must fail while the repository's TLS server is down: {out}"
+    );
     let (passed, out) = check();
     assert!(passed, "check passes again once the server is back: {out}");
-    step(&mut t, "negative control: repository server down → check fails; back → passes");
+    step(
+        &mut t,
+        "negative control: repository server down → check fails; back → passes",
+    );
 
     restore_point_in_time(&inv, &mut t, &label);
 
@@ -221,7 +330,10 @@ fn exit_of(args: &[&str]) -> (i32, String, String) {
 /// directories are kept on every node, and a new backup and `pgbackrest check` pass.
 fn restore_point_in_time(inv: &str, t: &mut Instant, backup_label: &str) {
     let app = app_uri(inv);
-    app_sql(&app, "create table pitr_probe(n int primary key, at timestamptz default clock_timestamp())");
+    app_sql(
+        &app,
+        "create table pitr_probe(n int primary key, at timestamptz default clock_timestamp())",
+    );
     app_sql(&app, "insert into pitr_probe(n) select generate_series(1, 300)");
     app_sql(&app, "insert into pitr_probe(n) select generate_series(301, 500)");
     // T: the database's clock, read after the last commit that must survive.
@@ -230,27 +342,59 @@ fn restore_point_in_time(inv: &str, t: &mut Instant, backup_label: &str) {
     app_sql(&app, "insert into pitr_probe(n) select generate_series(501, 800)");
     app_sql(&app, "drop table pitr_probe");
     let p = primary();
-    let tl_before: u32 = psql_on(&p, "select timeline_id from pg_control_checkpoint()").parse().expect("timeline");
+    let tl_before: u32 = psql_on(&p, "select timeline_id from pg_control_checkpoint()")
+        .parse()
+        .expect("timeline");
     step(t, &format!("rows 1-500, T = {target}, rows 501-800, drop table"));
 
     // Without --yes: the plan (destroys, keeps), exit 2, nothing changed.
     let (c, o, e) = exit_of(&["restore", inv, "--time", &target]);
     assert_eq!(c, 2, "restore without --yes exits 2:\n{o}\n{e}");
-    assert!(o.contains("DESTROYS") && o.contains(".pre-restore-") && o.contains(backup_label), "the plan says what it destroys, keeps and restores: {o}");
-    assert_eq!(app_sql(&app, "select to_regclass('pitr_probe') is null"), "t", "nothing restored without --yes");
+    assert!(
+        o.contains("DESTROYS") && o.contains(".pre-restore-") && o.contains(backup_label),
+        "the plan says what it destroys, keeps and restores: {o}"
+    );
+    assert_eq!(
+        app_sql(&app, "select to_regclass('pitr_probe') is null"),
+        "t",
+        "nothing restored without --yes"
+    );
     assert_eq!(psql_on(&primary(), "select count(*) from backup_probe"), "2000");
     for n in NODES {
-        assert_eq!(on(n, &["sh", "-c", "ls -d /var/lib/postgresql/*/*.pre-restore-* 2>/dev/null | wc -l"]), "0", "{n}: nothing moved");
+        assert_eq!(
+            on(
+                n,
+                &[
+                    "sh",
+                    "-c",
+                    "ls -d /var/lib/postgresql/*/*.pre-restore-* 2>/dev/null | wc -l"
+                ]
+            ),
+            "0",
+            "{n}: nothing moved"
+        );
     }
     // Refusals: a target in the future (1), one before every backup (1), no zone (3).
     let (c, _, e) = exit_of(&["restore", inv, "--time", "2999-01-01 00:00:00+00", "--yes"]);
-    assert!(c == 1 && e.contains("in the future"), "future target refused ({c}): {e}");
+    assert!(
+        c == 1 && e.contains("in the future"),
+        "future target refused ({c}): {e}"
+    );
     let (c, _, e) = exit_of(&["restore", inv, "--time", "2000-01-01 00:00:00+00", "--yes"]);
-    assert!(c == 1 && e.contains("no backup finished before"), "target before every backup refused ({c}): {e}");
+    assert!(
+        c == 1 && e.contains("no backup finished before"),
+        "target before every backup refused ({c}): {e}"
+    );
     let (c, _, e) = exit_of(&["restore", inv, "--time", "2026-12-02 03:00:00", "--yes"]);
-    assert!(c == 3 && e.contains("zone"), "a time without a zone is invalid ({c}): {e}");
+    assert!(
+        c == 3 && e.contains("zone"),
+        "a time without a zone is invalid ({c}): {e}"
+    );
     assert_eq!(primary(), p, "refusals changed nothing");
-    step(t, "restore without --yes: plan, exit 2; future / too early / no zone refused");
+    step(
+        t,
+        "restore without --yes: plan, exit 2; future / too early / no zone refused",
+    );
 
     // The restore.
     let (o, e) = ok(&["restore", inv, "--time", &target, "--yes", "--json"]);
@@ -258,23 +402,57 @@ fn restore_point_in_time(inv: &str, t: &mut Instant, backup_label: &str) {
     assert_eq!(r["ok"], true, "{o}\n{e}");
     eprintln!(
         "backup lab: restore figures: restore {} s, recovery {} s, lead {} s, re-clone {} s, total {} s, {} bytes",
-        r["run"]["restore_s"], r["run"]["recovery_s"], r["run"]["lead_s"], r["run"]["reclone_s"], r["run"]["total_s"], r["run"]["restored_bytes"]
+        r["run"]["restore_s"],
+        r["run"]["recovery_s"],
+        r["run"]["lead_s"],
+        r["run"]["reclone_s"],
+        r["run"]["total_s"],
+        r["run"]["restored_bytes"]
     );
-    step(t, &format!("pgha restore --time T --yes (from {})", r["plan"]["backup"]));
+    step(
+        t,
+        &format!("pgha restore --time T --yes (from {})", r["plan"]["backup"]),
+    );
 
     // Exactly the rows committed before T, read through PgBouncer.
-    assert_eq!(app_sql(&app, "select count(*) || ' ' || min(n) || ' ' || max(n) from pitr_probe"), "500 1 500", "exactly the rows committed before T");
+    assert_eq!(
+        app_sql(
+            &app,
+            "select count(*) || ' ' || min(n) || ' ' || max(n) from pitr_probe"
+        ),
+        "500 1 500",
+        "exactly the rows committed before T"
+    );
     let p2 = primary();
-    assert_eq!(psql_on(&p2, "select count(*) from backup_probe"), "2000", "the postgres database's rows (before T) too");
-    let tl: u32 = psql_on(&p2, "select timeline_id from pg_control_checkpoint()").parse().expect("timeline");
+    assert_eq!(
+        psql_on(&p2, "select count(*) from backup_probe"),
+        "2000",
+        "the postgres database's rows (before T) too"
+    );
+    let tl: u32 = psql_on(&p2, "select timeline_id from pg_control_checkpoint()")
+        .parse()
+        .expect("timeline");
     assert!(tl > tl_before, "a new timeline: {tl} after {tl_before}");
-    let streaming = psql_on(&p2, "select count(*) from pg_stat_replication where state = 'streaming'");
+    let streaming = psql_on(
+        &p2,
+        "select count(*) from pg_stat_replication where state = 'streaming'",
+    );
     assert_eq!(streaming, "2", "both other nodes stream from {p2}");
     for n in NODES {
-        let kept = on(n, &["sh", "-c", "for d in /var/lib/postgresql/*/*.pre-restore-*; do [ -f \"$d/PG_VERSION\" ] && echo \"$d\"; done"]);
+        let kept = on(
+            n,
+            &[
+                "sh",
+                "-c",
+                "for d in /var/lib/postgresql/*/*.pre-restore-*; do [ -f \"$d/PG_VERSION\" ] && echo \"$d\"; done",
+            ],
+        );
         assert_eq!(kept.lines().count(), 1, "{n}: the old data directory is kept: {kept:?}");
     }
-    step(t, &format!("500 rows back, timeline {tl_before} → {tl}, 2 streaming, old data kept on every node"));
+    step(
+        t,
+        &format!("500 rows back, timeline {tl_before} → {tl}, 2 streaming, old data kept on every node"),
+    );
 
     ok(&["verify", inv]);
     let (o, e) = ok(&["deploy", inv]);

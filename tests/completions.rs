@@ -12,7 +12,10 @@ use std::process::{Command, Output};
 mod common;
 
 fn pgha(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgha")).args(args).output().expect("pgha runs")
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .output()
+        .expect("pgha runs")
 }
 
 fn has(program: &str) -> bool {
@@ -30,7 +33,12 @@ fn completion_scripts_name_every_subcommand_and_parse() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (shell, checker) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
         let out = pgha(&["completions", shell]);
-        assert_eq!(out.status.code(), Some(0), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let script = String::from_utf8(out.stdout).expect("UTF-8");
         for sub in SUBCOMMANDS {
             assert!(script.contains(sub), "{shell} completion lacks `{sub}`");
@@ -38,8 +46,16 @@ fn completion_scripts_name_every_subcommand_and_parse() {
         let file = dir.path().join(format!("pgha.{shell}"));
         std::fs::write(&file, &script).expect("write");
         if has(checker) {
-            let args: Vec<&str> = if shell == "fish" { vec!["--no-execute"] } else { vec!["-n"] };
-            let check = Command::new(checker).args(&args).arg(&file).output().expect("shell runs");
+            let args: Vec<&str> = if shell == "fish" {
+                vec!["--no-execute"]
+            } else {
+                vec!["-n"]
+            };
+            let check = Command::new(checker)
+                .args(&args)
+                .arg(&file)
+                .output()
+                .expect("shell runs");
             assert!(
                 check.status.success(),
                 "{checker} rejects the {shell} completion: {}",

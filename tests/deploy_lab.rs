@@ -274,17 +274,32 @@ fn hardened(dir: &Path) {
     for (host, path, group) in expect {
         let st = on(host, &["stat", "-c", "%a %U %G", path]);
         let f: Vec<&str> = st.split(' ').collect();
-        assert!(f.len() == 3 && (f[0] == "600" || f[0] == "640"), "{host}:{path} is {st}");
+        assert!(
+            f.len() == 3 && (f[0] == "600" || f[0] == "640"),
+            "{host}:{path} is {st}"
+        );
         assert_eq!((f[1], f[2]), ("root", group), "{host}:{path}");
     }
     // Every file and directory pgha installs on a node, and each directory above it, is owned by
     // root and writable by root only (a service user can neither swap a file root installs
     // nor rewrite a helper or configuration root runs or parses).
     for (host, paths) in [
-        ("node1", "/etc/patroni /etc/patroni/config.yml /etc/pgha /etc/pgha/tls /usr/local/sbin/pgha-patroni /etc/postgresql-common/createcluster.d/pgha.conf"),
-        ("etcd1", "/etc/etcd /etc/etcd/etcd.conf.yml /etc/systemd/system/etcd.service.d/pgha.conf"),
-        ("haproxy", "/etc/haproxy/haproxy.cfg /etc/systemd/system/haproxy.service.d/pgha.conf"),
-        ("pgbouncer", "/etc/pgbouncer /etc/pgbouncer/pgbouncer.ini /etc/pgbouncer/pg_hba.conf /usr/local/sbin/pgha-pgbouncer"),
+        (
+            "node1",
+            "/etc/patroni /etc/patroni/config.yml /etc/pgha /etc/pgha/tls /usr/local/sbin/pgha-patroni /etc/postgresql-common/createcluster.d/pgha.conf",
+        ),
+        (
+            "etcd1",
+            "/etc/etcd /etc/etcd/etcd.conf.yml /etc/systemd/system/etcd.service.d/pgha.conf",
+        ),
+        (
+            "haproxy",
+            "/etc/haproxy/haproxy.cfg /etc/systemd/system/haproxy.service.d/pgha.conf",
+        ),
+        (
+            "pgbouncer",
+            "/etc/pgbouncer /etc/pgbouncer/pgbouncer.ini /etc/pgbouncer/pg_hba.conf /usr/local/sbin/pgha-pgbouncer",
+        ),
     ] {
         let script = format!(
             "for p in {paths} /etc/pgha/tls/*; do while :; do s=$(stat -c '%U %a' \"$p\"); [ \"${{s%% *}}\" = root ] && [ $(( 0${{s#* }} & 022 )) -eq 0 ] || echo \"$p $s\"; [ \"$p\" = / ] && break; p=$(dirname \"$p\"); done; done"
@@ -292,7 +307,10 @@ fn hardened(dir: &Path) {
         let bad = on(host, &["sh", "-c", &script]);
         assert!(bad.is_empty(), "{host}: not root-only: {bad}");
     }
-    assert_eq!(on("node1", &["stat", "-c", "%U:%G %a", "/etc/patroni"]), "root:postgres 750");
+    assert_eq!(
+        on("node1", &["stat", "-c", "%U:%G %a", "/etc/patroni"]),
+        "root:postgres 750"
+    );
     // The CA key never leaves the controller.
     let ca_key = std::fs::read_to_string(dir.join(".pgha/ca/ca.key")).expect("CA key");
     let needle = ca_key.lines().nth(1).expect("a base64 line");
@@ -335,7 +353,9 @@ fn hardened(dir: &Path) {
             &[
                 "sh",
                 "-c",
-                &format!("curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem {cert} {url} 2>&1; rc=$?; echo; echo rc=$rc"),
+                &format!(
+                    "curl -sS --max-time 5 --cacert /etc/pgha/tls/ca-bundle-1.pem {cert} {url} 2>&1; rc=$?; echo; echo rc=$rc"
+                ),
             ],
         )
     };

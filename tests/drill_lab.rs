@@ -50,7 +50,15 @@ fn recovery_states() -> Vec<(String, bool)> {
             std::thread::spawn(move || {
                 let out = Command::new("timeout")
                     .args(["3", env!("CARGO_BIN_EXE_pgha"), "lab", "ssh", h, "--"])
-                    .args(["runuser", "-u", "postgres", "--", "psql", "-XtAc", "select pg_is_in_recovery()"])
+                    .args([
+                        "runuser",
+                        "-u",
+                        "postgres",
+                        "--",
+                        "psql",
+                        "-XtAc",
+                        "select pg_is_in_recovery()",
+                    ])
                     .output()
                     .ok()?;
                 let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -65,7 +73,11 @@ fn recovery_states() -> Vec<(String, bool)> {
 fn primary_now() -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let primaries: Vec<String> = recovery_states().into_iter().filter(|(_, r)| !r).map(|(h, _)| h).collect();
+        let primaries: Vec<String> = recovery_states()
+            .into_iter()
+            .filter(|(_, r)| !r)
+            .map(|(h, _)| h)
+            .collect();
         if primaries.len() == 1 {
             return primaries[0].clone();
         }
@@ -114,8 +126,11 @@ impl Oracle {
             let mut rounds = Vec::new();
             while !flag.load(Ordering::SeqCst) {
                 let at = started.elapsed().as_secs_f64();
-                let primaries: Vec<String> =
-                    recovery_states().into_iter().filter(|(_, r)| !r).map(|(h, _)| h).collect();
+                let primaries: Vec<String> = recovery_states()
+                    .into_iter()
+                    .filter(|(_, r)| !r)
+                    .map(|(h, _)| h)
+                    .collect();
                 rounds.push((at, primaries));
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -141,7 +156,14 @@ impl Oracle {
         let present: std::collections::BTreeSet<u64> = on(
             &primary,
             &[
-                "runuser", "-u", "postgres", "--", "psql", "-d", "app", "-XtAc",
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-d",
+                "app",
+                "-XtAc",
                 &format!("select id from drill_oracle where drill = '{}'", self.drill),
             ],
         )
@@ -161,11 +183,29 @@ impl Oracle {
             self.started.elapsed().as_secs_f64(),
             two.len()
         );
-        assert!(acked.len() > 10, "{}: the oracle's writer got {} acknowledgements", self.drill, acked.len());
-        assert!(lost.is_empty(), "{}: acknowledged ids missing on {primary}: {lost:?}", self.drill);
-        assert!(rounds.len() > 10, "{}: only {} sampling rounds", self.drill, rounds.len());
+        assert!(
+            acked.len() > 10,
+            "{}: the oracle's writer got {} acknowledgements",
+            self.drill,
+            acked.len()
+        );
+        assert!(
+            lost.is_empty(),
+            "{}: acknowledged ids missing on {primary}: {lost:?}",
+            self.drill
+        );
+        assert!(
+            rounds.len() > 10,
+            "{}: only {} sampling rounds",
+            self.drill,
+            rounds.len()
+        );
         if !isolated_overlap {
-            assert!(two.is_empty(), "{}: two primaries seen by the test's own sampler: {two:?}", self.drill);
+            assert!(
+                two.is_empty(),
+                "{}: two primaries seen by the test's own sampler: {two:?}",
+                self.drill
+            );
         }
     }
 }
@@ -300,7 +340,12 @@ fn verify_fails_when_broken(inv: &str) {
     let expect_failure = |what: &str, needles: &[&str]| {
         let out = pgha(&["verify", inv]);
         let (o, e) = text(&out);
-        assert_eq!(out.status.code(), Some(1), "verify with {what}: exit {:?}\n{o}\n{e}", out.status.code());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "verify with {what}: exit {:?}\n{o}\n{e}",
+            out.status.code()
+        );
         let all = format!("{o}\n{e}");
         for n in needles {
             assert!(all.contains(n), "verify with {what} must name `{n}`:\n{all}");
@@ -321,7 +366,10 @@ fn verify_fails_when_broken(inv: &str) {
         if out.status.code() == Some(1) {
             break;
         }
-        assert!(Instant::now() < deadline, "verify still passes 60 s after stopping patroni on {replica}");
+        assert!(
+            Instant::now() < deadline,
+            "verify still passes 60 s after stopping patroni on {replica}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     expect_failure(&format!("patroni stopped on {replica}"), &["patroni", &replica]);
@@ -332,7 +380,11 @@ fn verify_fails_when_broken(inv: &str) {
     let sock = |cmd: &str| {
         on(
             "haproxy",
-            &["sh", "-c", &format!("echo '{cmd}' | socat stdio unix-connect:/run/haproxy/admin.sock")],
+            &[
+                "sh",
+                "-c",
+                &format!("echo '{cmd}' | socat stdio unix-connect:/run/haproxy/admin.sock"),
+            ],
         )
     };
     sock(&format!("set server postgres_rw/{leader} state maint"));
@@ -347,7 +399,17 @@ fn verify_fails_when_broken(inv: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (crt, key) = (dir.path().join("stale.crt"), dir.path().join("stale.key"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+        ])
         .args(["-subj", "/CN=pgbouncer", "-addext", "subjectAltName=DNS:pgbouncer"])
         .arg("-keyout")
         .arg(&key)
@@ -410,7 +472,10 @@ fn verify_fails_when_broken(inv: &str) {
 fn deadman_restores_patroni(inv: &str) {
     let leader = primary_now();
     let n0 = on(&leader, &["systemctl", "show", "-p", "NRestarts", "--value", "patroni"]);
-    let mut run = common::stream::spawn(&["drill", inv, "failover", "--yes"], &[("PGHA_LAB_DIR", "/nonexistent/pgha-lab")]);
+    let mut run = common::stream::spawn(
+        &["drill", inv, "failover", "--yes"],
+        &[("PGHA_LAB_DIR", "/nonexistent/pgha-lab")],
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let line = run
@@ -425,27 +490,52 @@ fn deadman_restores_patroni(inv: &str) {
     std::thread::sleep(Duration::from_secs(3));
     run.child.kill().expect("SIGKILL pgha");
     let (_, _, printed) = run.finish();
-    let state = || on(&leader, &["systemctl", "show", "-p", "ActiveState", "--value", "patroni"]);
+    let state = || {
+        on(
+            &leader,
+            &["systemctl", "show", "-p", "ActiveState", "--value", "patroni"],
+        )
+    };
     std::thread::sleep(Duration::from_secs(5));
-    let (st, n1) = (state(), on(&leader, &["systemctl", "show", "-p", "NRestarts", "--value", "patroni"]));
+    let (st, n1) = (
+        state(),
+        on(&leader, &["systemctl", "show", "-p", "NRestarts", "--value", "patroni"]),
+    );
     assert!(
         (st == "failed" || st == "inactive") && n1 == n0,
         "Patroni on {leader} must stay down after pgha died: ActiveState={st}, NRestarts {n0} -> {n1}\n{printed}"
     );
     let timers = on(
         &leader,
-        &["sh", "-c", "systemctl list-timers --all --no-legend 'pgha-drill-*-undo-patroni.timer' | grep -o 'pgha-drill-[^ ]*-undo-patroni.timer'"],
+        &[
+            "sh",
+            "-c",
+            "systemctl list-timers --all --no-legend 'pgha-drill-*-undo-patroni.timer' | grep -o 'pgha-drill-[^ ]*-undo-patroni.timer'",
+        ],
     );
-    let timer = timers.lines().next().unwrap_or_else(|| panic!("no dead-man timer armed on {leader}: {timers}"));
+    let timer = timers
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no dead-man timer armed on {leader}: {timers}"));
     let service = timer.trim_end_matches(".timer").to_string() + ".service";
     on(&leader, &["systemctl", "start", &service]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while state() != "active" {
-        assert!(Instant::now() < deadline, "the dead-man timer's service did not start Patroni on {leader}");
+        assert!(
+            Instant::now() < deadline,
+            "the dead-man timer's service did not start Patroni on {leader}"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     assert_eq!(
-        on(&leader, &["sh", "-c", "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"]),
+        on(
+            &leader,
+            &[
+                "sh",
+                "-c",
+                "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"
+            ]
+        ),
         "0",
         "the dead-man removed the hold on {leader}"
     );
@@ -476,7 +566,11 @@ fn wal_segment(path: &str) -> Option<(u32, u64, bool)> {
         return None;
     }
     let hex = |r: std::ops::Range<usize>| u64::from_str_radix(&base[r], 16).ok();
-    Some((u32::try_from(hex(0..8)?).ok()?, hex(8..16)? * 256 + hex(16..24)?, partial))
+    Some((
+        u32::try_from(hex(0..8)?).ok()?,
+        hex(8..16)? * 256 + hex(16..24)?,
+        partial,
+    ))
 }
 
 /// After a failover: `pgbackrest check` on the new primary; every segment of the parent
@@ -493,11 +587,17 @@ fn archive_survives_failover(inv: &str, new_leader: &str) -> (u32, u64) {
         on(host, &argv)
     };
     pgbr(new_leader, &["check"]);
-    eprintln!("archive after failover: pgbackrest check passed on the new primary {new_leader} ({:.1} s)", t.elapsed().as_secs_f64());
+    eprintln!(
+        "archive after failover: pgbackrest check passed on the new primary {new_leader} ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
     let listing = pgbr(&repo, &["repo-ls", "--recurse", &format!("archive/{stanza}")]);
     let segs: Vec<(u32, u64, bool)> = listing.lines().filter_map(wal_segment).collect();
     let newest = segs.iter().map(|s| s.0).max().expect("archived WAL");
-    assert!(newest >= 2, "no new timeline in the archive after a failover:\n{listing}");
+    assert!(
+        newest >= 2,
+        "no new timeline in the archive after a failover:\n{listing}"
+    );
     let hist = format!("{newest:08X}.history");
     let hist_path = listing
         .lines()
@@ -506,15 +606,27 @@ fn archive_survives_failover(inv: &str, new_leader: &str) -> (u32, u64) {
     let history = pgbr(&repo, &["repo-get", &format!("archive/{stanza}/{hist_path}")]);
     let last = history.lines().rfind(|l| !l.trim().is_empty()).expect("a history line");
     let mut f = last.split_whitespace();
-    let parent: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("history line {last:?}"));
-    let (hi, lo) = f.next().and_then(|l| l.split_once('/')).unwrap_or_else(|| panic!("history line {last:?}"));
-    let (hi, lo) = (u64::from_str_radix(hi, 16).expect("hex"), u64::from_str_radix(lo, 16).expect("hex"));
+    let parent: u32 = f
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("history line {last:?}"));
+    let (hi, lo) = f
+        .next()
+        .and_then(|l| l.split_once('/'))
+        .unwrap_or_else(|| panic!("history line {last:?}"));
+    let (hi, lo) = (
+        u64::from_str_radix(hi, 16).expect("hex"),
+        u64::from_str_radix(lo, 16).expect("hex"),
+    );
     let switch = hi * 256 + (lo >> 24);
     let full = |tli: u32| -> BTreeSet<u64> { segs.iter().filter(|s| s.0 == tli && !s.2).map(|s| s.1).collect() };
     let (old, new) = (full(parent), full(newest));
     let first = *old.first().expect("segments of the parent timeline");
     let gap: Vec<u64> = (first..switch).filter(|n| !old.contains(n)).collect();
-    assert!(gap.is_empty(), "timeline {parent}: segments {gap:?} missing before the switch at {last:?}:\n{listing}");
+    assert!(
+        gap.is_empty(),
+        "timeline {parent}: segments {gap:?} missing before the switch at {last:?}:\n{listing}"
+    );
     if lo & 0xFF_FFFF != 0 {
         assert!(
             old.contains(&switch) || segs.contains(&(parent, switch, true)),
@@ -523,7 +635,10 @@ fn archive_survives_failover(inv: &str, new_leader: &str) -> (u32, u64) {
     }
     let last_new = *new.last().expect("segments of the new timeline");
     let gap: Vec<u64> = (switch..=last_new).filter(|n| !new.contains(n)).collect();
-    assert!(gap.is_empty(), "timeline {newest}: segments {gap:?} missing after the switch:\n{listing}");
+    assert!(
+        gap.is_empty(),
+        "timeline {newest}: segments {gap:?} missing after the switch:\n{listing}"
+    );
     eprintln!(
         "archive after failover: timeline {parent} segments {first:#x}..{switch:#x} (switch at {}), timeline {newest} {switch:#x}..{last_new:#x}: no gap",
         last.split_whitespace().nth(1).unwrap_or("?")
@@ -535,7 +650,10 @@ fn archive_survives_failover(inv: &str, new_leader: &str) -> (u32, u64) {
     let done = &b["backup"];
     eprintln!(
         "archive after failover: pgbackrest verify passed; backup {} ({}) in {:.1} s; step {:.0} s",
-        done["backup"]["label"], done["backup"]["type"], done["seconds"].as_f64().unwrap_or(0.0), t.elapsed().as_secs_f64()
+        done["backup"]["label"],
+        done["backup"]["type"],
+        done["seconds"].as_f64().unwrap_or(0.0),
+        t.elapsed().as_secs_f64()
     );
     (parent, switch)
 }
@@ -553,8 +671,15 @@ fn forget_archived(segment: &str) -> usize {
         "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); \
          if [ -e \"$d/pg_wal/{segment}\" ]; then rm -f \"$d/pg_wal/archive_status/{segment}.done\" \"$d/pg_wal/archive_status/{segment}.ready\"; echo removed; fi"
     );
-    let replicas: Vec<String> = recovery_states().into_iter().filter(|(_, r)| *r).map(|(h, _)| h).collect();
-    let n = replicas.iter().filter(|h| on(h, &["sh", "-c", &script]) == "removed").count();
+    let replicas: Vec<String> = recovery_states()
+        .into_iter()
+        .filter(|(_, r)| *r)
+        .map(|(h, _)| h)
+        .collect();
+    let n = replicas
+        .iter()
+        .filter(|h| on(h, &["sh", "-c", &script]) == "removed")
+        .count();
     eprintln!("archive status of {segment} removed on {n} of the replicas {replicas:?}");
     n
 }
@@ -564,7 +689,20 @@ fn forget_archived(segment: &str) -> usize {
 /// archives a rejoining node's `.ready` WAL before `pg_rewind`.
 fn old_timeline_in_repo(inv: &str, tli: u32, switch: u64) -> Vec<String> {
     let (repo, stanza) = repository(inv);
-    let listing = on(&repo, &["runuser", "-u", "postgres", "--", "pgbackrest", &format!("--stanza={stanza}"), "repo-ls", "--recurse", &format!("archive/{stanza}")]);
+    let listing = on(
+        &repo,
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "pgbackrest",
+            &format!("--stanza={stanza}"),
+            "repo-ls",
+            "--recurse",
+            &format!("archive/{stanza}"),
+        ],
+    );
     listing
         .lines()
         .filter(|l| wal_segment(l).is_some_and(|(t, n, partial)| t == tli && n >= switch && !partial))
@@ -586,7 +724,11 @@ fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64, bef
     let ready = || {
         on(
             leader,
-            &["sh", "-c", "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); ls $d/pg_wal/archive_status | grep '[.]ready$' || true"],
+            &[
+                "sh",
+                "-c",
+                "d=$(runuser -u postgres -- psql -XtAc 'show data_directory'); ls $d/pg_wal/archive_status | grep '[.]ready$' || true",
+            ],
         )
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -595,10 +737,22 @@ fn old_timeline_not_archived(inv: &str, leader: &str, tli: u32, switch: u64, bef
         std::thread::sleep(Duration::from_secs(2));
         waiting = ready();
     }
-    let archiver = psql_on(leader, "select failed_count, coalesce(last_failed_wal, '-'), coalesce(last_archived_wal, '-') from pg_stat_archiver");
-    assert!(!waiting.contains(&segment), "{leader} queued the old timeline's switch segment {segment}: {waiting}; archiver {archiver}");
-    assert!(waiting.is_empty(), "{leader}: archiving did not catch up within 60 s: {waiting}; archiver {archiver}");
-    assert!(!archiver.contains(&segment), "{leader} tried to archive {segment}: {archiver}");
+    let archiver = psql_on(
+        leader,
+        "select failed_count, coalesce(last_failed_wal, '-'), coalesce(last_archived_wal, '-') from pg_stat_archiver",
+    );
+    assert!(
+        !waiting.contains(&segment),
+        "{leader} queued the old timeline's switch segment {segment}: {waiting}; archiver {archiver}"
+    );
+    assert!(
+        waiting.is_empty(),
+        "{leader}: archiving did not catch up within 60 s: {waiting}; archiver {archiver}"
+    );
+    assert!(
+        !archiver.contains(&segment),
+        "{leader} tried to archive {segment}: {archiver}"
+    );
     let after = old_timeline_in_repo(inv, tli, switch);
     assert_eq!(
         after, before,
@@ -618,7 +772,10 @@ fn archiver_report(leader: &str) {
         ls -la $d/pg_wal $d/pg_wal/archive_status; \
         grep -h 'ERROR\\|WARN' /var/log/pgbackrest/*archive-push* 2>/dev/null | tail -n 20; \
         journalctl -u patroni --no-pager -n 400 2>/dev/null | grep -i 'archiv\\|timeline\\|rewind' | tail -n 30";
-    eprintln!("archiver of the new primary {leader} after the second failover:\n{}", on(leader, &["sh", "-c", script]));
+    eprintln!(
+        "archiver of the new primary {leader} after the second failover:\n{}",
+        on(leader, &["sh", "-c", script])
+    );
 }
 
 /// The restore drill, checked by the test's own count: rows in the kept scratch instance
@@ -630,7 +787,11 @@ fn restore_drill(inv: &str) {
     assert_eq!(out.status.code(), Some(2), "restore without --yes: {o}\n{e}");
     assert!(o.contains("--type=time") && o.contains("--archive-mode=off"), "{o}");
     let args = ["drill", inv, "restore", "--yes", "--json", "--keep"];
-    let out = Command::new(env!("CARGO_BIN_EXE_pgha")).args(args).env("CI", "true").output().expect("pgha runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .expect("pgha runs");
     let (o, e) = text(&out);
     common::record(&args, &o, &e);
     eprintln!("{e}");
@@ -638,9 +799,16 @@ fn restore_drill(inv: &str) {
     eprintln!(
         "drill restore ({:.0} s): passed={} rto_s={} restore_s={} recovery_s={} bytes_restored={} backup={} T={} rows={} consistency={} steps={}",
         t.elapsed().as_secs_f64(),
-        r["passed"], r["rto_s"], r["restore_s"], r["recovery_s"], r["bytes_restored"], r["backup"], r["target_time"],
+        r["passed"],
+        r["rto_s"],
+        r["restore_s"],
+        r["recovery_s"],
+        r["bytes_restored"],
+        r["backup"],
+        r["target_time"],
         serde_json::json!({"before": r["rows"]["acked_before_t"], "after": r["rows"]["acked_after_t"], "present": r["rows"]["present"], "missing": r["rows"]["missing"], "beyond": r["rows"]["beyond_target"]}),
-        r["consistency"], r["steps"]
+        r["consistency"],
+        r["steps"]
     );
     assert_eq!(r["passed"], true, "drill restore: {}", r["failures"]);
     assert_eq!(out.status.code(), Some(0));
@@ -649,40 +817,116 @@ fn restore_drill(inv: &str) {
     let db = r["database"].as_str().expect("database");
     let sql = format!("select n from pgha_verify.drill_rows where run = '{run}'");
     let ids = |s: String| -> BTreeSet<u64> { s.lines().filter_map(|l| l.trim().parse().ok()).collect() };
-    let scratch = |q: &str| on(&host, &["runuser", "-u", "postgres", "--", "psql", "-h", "/run/pgha-drill-restore", "-p", "5499", "-d", db, "-XtAc", q]);
+    let scratch = |q: &str| {
+        on(
+            &host,
+            &[
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-h",
+                "/run/pgha-drill-restore",
+                "-p",
+                "5499",
+                "-d",
+                db,
+                "-XtAc",
+                q,
+            ],
+        )
+    };
     let present = ids(scratch(&sql));
-    let (before, after) = (r["target_window_ms"][0].as_i64().expect("window"), r["target_window_ms"][1].as_i64().expect("window"));
+    let (before, after) = (
+        r["target_window_ms"][0].as_i64().expect("window"),
+        r["target_window_ms"][1].as_i64().expect("window"),
+    );
     let writes = r["writes"].as_array().expect("writes");
     let n = |w: &Value| w["n"].as_u64().expect("n");
     let acked = |w: &&Value| !w["server"].is_null();
-    let acked_before: Vec<u64> = writes.iter().filter(acked).filter(|w| w["end_ms"].as_i64() <= Some(before)).map(n).collect();
-    let sent_after: Vec<u64> = writes.iter().filter(|w| w["start_ms"].as_i64() >= Some(after)).map(n).collect();
-    let acked_after = writes.iter().filter(acked).filter(|w| w["start_ms"].as_i64() >= Some(after)).count();
-    assert!(acked_before.len() >= 5 && acked_after >= 5, "rows on both sides of T: {} before, {acked_after} after", acked_before.len());
+    let acked_before: Vec<u64> = writes
+        .iter()
+        .filter(acked)
+        .filter(|w| w["end_ms"].as_i64() <= Some(before))
+        .map(n)
+        .collect();
+    let sent_after: Vec<u64> = writes
+        .iter()
+        .filter(|w| w["start_ms"].as_i64() >= Some(after))
+        .map(n)
+        .collect();
+    let acked_after = writes
+        .iter()
+        .filter(acked)
+        .filter(|w| w["start_ms"].as_i64() >= Some(after))
+        .count();
+    assert!(
+        acked_before.len() >= 5 && acked_after >= 5,
+        "rows on both sides of T: {} before, {acked_after} after",
+        acked_before.len()
+    );
     let missing: Vec<&u64> = acked_before.iter().filter(|i| !present.contains(i)).collect();
     let beyond: Vec<&u64> = sent_after.iter().filter(|i| present.contains(i)).collect();
-    assert!(missing.is_empty(), "RPO: rows acknowledged before T missing in the scratch instance: {missing:?}");
-    assert!(beyond.is_empty(), "rows sent after T present in the scratch instance: {beyond:?}");
-    assert_eq!(Some(present.len() as u64), r["rows"]["present"].as_u64(), "the report's count of present rows");
-    let live = ids(on(&primary_now(), &["runuser", "-u", "postgres", "--", "psql", "-d", db, "-XtAc", &sql]));
-    assert!(present.is_subset(&live), "rows in the copy that the cluster never had: {:?}", present.difference(&live).collect::<Vec<_>>());
-    let all_acked: BTreeSet<u64> = writes.iter().filter(acked).map(n).collect();
-    assert!(all_acked.is_subset(&live), "acknowledged rows missing in the live cluster");
+    assert!(
+        missing.is_empty(),
+        "RPO: rows acknowledged before T missing in the scratch instance: {missing:?}"
+    );
+    assert!(
+        beyond.is_empty(),
+        "rows sent after T present in the scratch instance: {beyond:?}"
+    );
     assert_eq!(
-        scratch("select current_setting('archive_mode') || ',' || current_setting('listen_addresses') || ',' || pg_is_in_recovery()::text"),
+        Some(present.len() as u64),
+        r["rows"]["present"].as_u64(),
+        "the report's count of present rows"
+    );
+    let live = ids(on(
+        &primary_now(),
+        &["runuser", "-u", "postgres", "--", "psql", "-d", db, "-XtAc", &sql],
+    ));
+    assert!(
+        present.is_subset(&live),
+        "rows in the copy that the cluster never had: {:?}",
+        present.difference(&live).collect::<Vec<_>>()
+    );
+    let all_acked: BTreeSet<u64> = writes.iter().filter(acked).map(n).collect();
+    assert!(
+        all_acked.is_subset(&live),
+        "acknowledged rows missing in the live cluster"
+    );
+    assert_eq!(
+        scratch(
+            "select current_setting('archive_mode') || ',' || current_setting('listen_addresses') || ',' || pg_is_in_recovery()::text"
+        ),
         "off,,false",
         "the scratch instance must not archive nor listen on TCP"
     );
     assert_eq!(r["consistency"]["passed"], true, "{}", r["consistency"]);
-    assert!(r["rto_s"].as_f64().is_some_and(|s| s > 0.0) && r["bytes_restored"].as_u64().is_some_and(|b| b > 1_000_000), "{r}");
+    assert!(
+        r["rto_s"].as_f64().is_some_and(|s| s > 0.0) && r["bytes_restored"].as_u64().is_some_and(|b| b > 1_000_000),
+        "{r}"
+    );
     eprintln!(
         "restore drill oracle: {} acknowledged before T all present, {} sent after T absent, {} rows in the copy (counted on {host})",
-        acked_before.len(), sent_after.len(), present.len()
+        acked_before.len(),
+        sent_after.len(),
+        present.len()
     );
     ok(&["drill", inv, "restore", "--clean"]);
     ok(&["drill", inv, "restore", "--clean"]);
-    let left = on(&host, &["sh", "-c", "systemctl is-active pgha-drill-restore.service; test -e /var/lib/postgresql/pgha-drill-restore && echo left || echo gone"]);
-    assert!(left.ends_with("gone") && !left.starts_with("active"), "after --clean on {host}: {left}");
+    let left = on(
+        &host,
+        &[
+            "sh",
+            "-c",
+            "systemctl is-active pgha-drill-restore.service; test -e /var/lib/postgresql/pgha-drill-restore && echo left || echo gone",
+        ],
+    );
+    assert!(
+        left.ends_with("gone") && !left.starts_with("active"),
+        "after --clean on {host}: {left}"
+    );
     eprintln!("restore drill scenario: {:.0} s", t.elapsed().as_secs_f64());
 }
 
@@ -753,15 +997,31 @@ fn drills_on_the_lab() {
     let r = drill_env(&inv, "failover", &[("PGHA_LAB_DIR", "/nonexistent/pgha-lab")]);
     oracle.finish(false);
     let faults = r["faults"].to_string();
-    assert!(faults.contains("systemctl kill") && !faults.contains("lab stop"), "real-host path: {faults}");
+    assert!(
+        faults.contains("systemctl kill") && !faults.contains("lab stop"),
+        "real-host path: {faults}"
+    );
     new_leader_elsewhere(&r, "failover (real hosts)");
     rw_back_within_worst_case(&r, "failover (real hosts)");
     assert_eq!(r["passed"], true, "failover (real hosts): {}", r["failures"]);
     archiver_report(r["new_leader"].as_str().expect("new leader"));
-    old_timeline_not_archived(&inv, r["new_leader"].as_str().expect("new leader"), tli, switch, &old_in_repo);
+    old_timeline_not_archived(
+        &inv,
+        r["new_leader"].as_str().expect("new leader"),
+        tli,
+        switch,
+        &old_in_repo,
+    );
     let old = r["old_leader"].as_str().expect("old leader").to_string();
     assert_eq!(
-        on(&old, &["sh", "-c", "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"]),
+        on(
+            &old,
+            &[
+                "sh",
+                "-c",
+                "ls /run/systemd/system/patroni.service.d 2>/dev/null | wc -l"
+            ]
+        ),
         "0",
         "the hold is removed from {old}"
     );
@@ -814,9 +1074,16 @@ fn drills_on_the_lab() {
     // Failsafe mode on in the cluster itself (Patroni's DCS config), not just in the file.
     let config = on(
         &primary_now(),
-        &["sh", "-c", "patronictl -c /etc/patroni/config.yml show-config 2>/dev/null"],
+        &[
+            "sh",
+            "-c",
+            "patronictl -c /etc/patroni/config.yml show-config 2>/dev/null",
+        ],
     );
-    assert!(config.lines().any(|l| l.trim() == "failsafe_mode: true"), "DCS config:\n{config}");
+    assert!(
+        config.lines().any(|l| l.trim() == "failsafe_mode: true"),
+        "DCS config:\n{config}"
+    );
     let oracle = Oracle::start("failsafe-quorum-loss", &uri, &password);
     let r = drill(&inv, "quorum-loss");
     oracle.finish(false);

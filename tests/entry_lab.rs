@@ -82,10 +82,21 @@ fn uri(inv: &str, extra: &[&str]) -> (String, String) {
 /// Whether `host`'s kernel has `vip` (read from the root namespace: `ip -n pgha-<host>`).
 fn holds(host: &str, vip: &str) -> Option<bool> {
     let out = Command::new("ip")
-        .args(["-n", &format!("pgha-{host}"), "-o", "-4", "addr", "show", "to", &format!("{vip}/32")])
+        .args([
+            "-n",
+            &format!("pgha-{host}"),
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "to",
+            &format!("{vip}/32"),
+        ])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).contains("inet "))
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).contains("inet "))
 }
 
 /// The test's own VIP oracle: both namespaces every 100 ms; every instant (seconds since
@@ -100,7 +111,11 @@ struct Sampler {
 
 impl Sampler {
     fn start(vip: &str) -> Self {
-        let (stop, both, rounds) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(0)));
+        let (stop, both, rounds) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Mutex::new(0)),
+        );
         let (s, b, r, vip) = (stop.clone(), both.clone(), rounds.clone(), vip.to_string());
         let t0 = Instant::now();
         let handle = std::thread::spawn(move || {
@@ -113,7 +128,13 @@ impl Sampler {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        Self { t0, stop, both, rounds, handle }
+        Self {
+            t0,
+            stop,
+            both,
+            rounds,
+            handle,
+        }
     }
 
     /// Seconds since the sampler started.
@@ -128,15 +149,22 @@ impl Sampler {
         let _ = self.handle.join();
         let rounds = *self.rounds.lock().expect("lock");
         let both = self.both.lock().expect("lock").clone();
-        let (inside, outside): (Vec<f64>, Vec<f64>) = both.iter().partition(|t| **t >= control.0 && **t <= control.1 + 0.2);
+        let (inside, outside): (Vec<f64>, Vec<f64>) =
+            both.iter().partition(|t| **t >= control.0 && **t <= control.1 + 0.2);
         eprintln!(
             "entry lab: own VIP sampler: {rounds} rounds; VIP on both hosts: {} in the control window, {} outside",
             inside.len(),
             outside.len()
         );
         assert!(rounds > 50, "the sampler barely ran ({rounds} rounds)");
-        assert!(!inside.is_empty(), "the sampler did not see the VIP the test put on both hosts: it cannot see a duplicate");
-        assert!(outside.is_empty(), "the VIP was on both entry hosts at once (own sampler), at t = {outside:?} s");
+        assert!(
+            !inside.is_empty(),
+            "the sampler did not see the VIP the test put on both hosts: it cannot see a duplicate"
+        );
+        assert!(
+            outside.is_empty(),
+            "the VIP was on both entry hosts at once (own sampler), at t = {outside:?} s"
+        );
     }
 }
 
@@ -150,10 +178,16 @@ fn duplicate_for_a_second(sampler: &Sampler, vip: &str) -> (f64, f64) {
     let ns = format!("pgha-{other}");
     let cidr = format!("{vip}/32");
     let from = sampler.now();
-    let added = Command::new("ip").args(["-n", &ns, "addr", "add", &cidr, "dev", "eth0"]).status().expect("ip");
+    let added = Command::new("ip")
+        .args(["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])
+        .status()
+        .expect("ip");
     assert!(added.success(), "adding the control duplicate failed");
     std::thread::sleep(Duration::from_secs(1));
-    let removed = Command::new("ip").args(["-n", &ns, "addr", "del", &cidr, "dev", "eth0"]).status().expect("ip");
+    let removed = Command::new("ip")
+        .args(["-n", &ns, "addr", "del", &cidr, "dev", "eth0"])
+        .status()
+        .expect("ip");
     assert!(removed.success(), "removing the control duplicate failed");
     (from, sampler.now())
 }
@@ -161,19 +195,40 @@ fn duplicate_for_a_second(sampler: &Sampler, vip: &str) -> (f64, f64) {
 /// One entry-loss drill: its report, after the targets.
 fn entry_loss(inv: &str, n: usize) -> Value {
     let args = ["drill", inv, "entry-loss", "--yes", "--json"];
-    let out = Command::new(env!("CARGO_BIN_EXE_pgha")).args(args).env("CI", "true").output().expect("pgha runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .expect("pgha runs");
     let (o, e) = text(&out);
     common::record(&args, &o, &e);
     eprintln!("{e}");
-    let r: Value = serde_json::from_str(&o).unwrap_or_else(|err| panic!("entry-loss {n}: no JSON report ({err}):\n{o}\n{e}"));
+    let r: Value =
+        serde_json::from_str(&o).unwrap_or_else(|err| panic!("entry-loss {n}: no JSON report ({err}):\n{o}\n{e}"));
     eprintln!(
         "entry lab: drill {n}: rw_unavailable_s={} rw_back_after_s={} vip_moved_after_s={} failed={} of {} holder {} -> {} two_holders={} samples={}",
-        r["rw_unavailable_s"], r["rw_back_after_s"], r["vip_moved_after_s"], r["failed_attempts"], r["attempts"],
-        r["holder_before"], r["holder_after"], r["two_holders"], r["samples"]
+        r["rw_unavailable_s"],
+        r["rw_back_after_s"],
+        r["vip_moved_after_s"],
+        r["failed_attempts"],
+        r["attempts"],
+        r["holder_before"],
+        r["holder_after"],
+        r["two_holders"],
+        r["samples"]
     );
     assert_eq!(r["failed_step"], Value::Null, "drill {n}: {e}");
-    assert!(r["rw_unavailable_s"].as_f64().is_some_and(|g| g <= 5.0), "drill {n}: RW gap over 5 s: {}", r["rw_unavailable_s"]);
-    assert_eq!(r["two_holders"].as_array().map(Vec::len), Some(0), "drill {n}: {}", r["two_holders"]);
+    assert!(
+        r["rw_unavailable_s"].as_f64().is_some_and(|g| g <= 5.0),
+        "drill {n}: RW gap over 5 s: {}",
+        r["rw_unavailable_s"]
+    );
+    assert_eq!(
+        r["two_holders"].as_array().map(Vec::len),
+        Some(0),
+        "drill {n}: {}",
+        r["two_holders"]
+    );
     assert_ne!(r["holder_before"], r["holder_after"], "drill {n}: the VIP did not move");
     assert_eq!(r["passed"], true, "drill {n}: {r}");
     assert!(out.status.success(), "drill {n}: exit {}", out.status);
@@ -203,7 +258,11 @@ fn client_sh(script: &str, password: &str, args: &[&str]) -> (bool, String) {
 
 /// psql on the [`CLIENT`] host (libpq 17); (ok, output).
 fn client_psql(u: &str, password: &str, sql: &str) -> (bool, String) {
-    client_sh(r#"PGPASSWORD="$1" PGCONNECT_TIMEOUT=5 psql "$2" -XqtA -v ON_ERROR_STOP=1 -c "$3""#, password, &[u, sql])
+    client_sh(
+        r#"PGPASSWORD="$1" PGCONNECT_TIMEOUT=5 psql "$2" -XqtA -v ON_ERROR_STOP=1 -c "$3""#,
+        password,
+        &[u, sql],
+    )
 }
 
 /// A host's address in the lab inventory (`  name: { address: X, …`).
@@ -216,7 +275,12 @@ fn address_of(inv: &str, host: &str) -> String {
             l.starts_with(&format!("{host}: {{ address: ")) || l.starts_with(&format!("{host}\": {{ address: "))
         })
         .unwrap_or_else(|| panic!("{host} in the lab inventory"));
-    line.split("address: ").nth(1).and_then(|r| r.split(',').next()).expect("address").trim().to_string()
+    line.split("address: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("address")
+        .trim()
+        .to_string()
 }
 
 /// The serial of the certificate HAProxy presents on the VIP's `port` to a direct-TLS client
@@ -227,14 +291,24 @@ fn served_serial(vip: &str, port: u16) -> String {
         "-",
         &[&format!("{vip}:{port}")],
     );
-    assert!(good && out.contains("serial="), "openssl s_client on {vip}:{port}: {out}");
+    assert!(
+        good && out.contains("serial="),
+        "openssl s_client on {vip}:{port}: {out}"
+    );
     out.trim().trim_start_matches("serial=").to_uppercase()
 }
 
 /// The serial of a certificate file on the controller.
 fn file_serial(path: &std::path::Path) -> String {
-    let out = Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(path).output().expect("openssl");
-    String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_uppercase()
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_uppercase()
 }
 
 /// Connection setup through `u` on the [`CLIENT`] host: the median of `n` `psql -c 'select 1'`
@@ -272,8 +346,15 @@ fn entry_points_behind_a_vip() {
 
         // 1. verify-full through the VIP by its name, PgBouncer and HAProxy.
         let (bouncer, password) = uri(&inv, &["--database", "app"]);
-        assert!(bouncer.contains("@db.example.com:6432/") && bouncer.contains(&format!("hostaddr={vip}")), "{bouncer}");
-        let (good, said) = psql(&bouncer, &password, "CREATE TABLE IF NOT EXISTS entry_t (x int); INSERT INTO entry_t VALUES (1); SELECT count(*) FROM entry_t");
+        assert!(
+            bouncer.contains("@db.example.com:6432/") && bouncer.contains(&format!("hostaddr={vip}")),
+            "{bouncer}"
+        );
+        let (good, said) = psql(
+            &bouncer,
+            &password,
+            "CREATE TABLE IF NOT EXISTS entry_t (x int); INSERT INTO entry_t VALUES (1); SELECT count(*) FROM entry_t",
+        );
         assert!(good, "psql verify-full through the VIP (PgBouncer): {said}");
         for ro in [false, true] {
             let mut extra = vec!["--database", "app", "--via", "haproxy"];
@@ -283,19 +364,32 @@ fn entry_points_behind_a_vip() {
             let (u, p) = uri(&inv, &extra);
             let (good, said) = psql(&u, &p, "SELECT pg_is_in_recovery()");
             assert!(good, "psql verify-full through the VIP (HAProxy, ro={ro}): {said}");
-            assert_eq!(said.trim(), if ro { "t" } else { "f" }, "HAProxy ro={ro} routed to the wrong kind of node");
+            assert_eq!(
+                said.trim(),
+                if ro { "t" } else { "f" },
+                "HAProxy ro={ro} routed to the wrong kind of node"
+            );
         }
         // verify-full checks the name: one the entry points' certificates lack fails on the VIP.
         let wrong = bouncer.replace("@db.example.com:", "@node1:");
         let (good, said) = psql(&wrong, &password, "SELECT 1");
-        assert!(!good && said.contains("certificate"), "a name the VIP's certificate lacks must fail verify-full: {said}");
+        assert!(
+            !good && said.contains("certificate"),
+            "a name the VIP's certificate lacks must fail verify-full: {said}"
+        );
         let out = common::pgha(&["status", &inv]);
         let (o, e) = text(&out);
-        assert!(o.contains(&format!("VIP {vip}: held by entry")), "pgha status names the VIP's holder:\n{o}\n{e}");
+        assert!(
+            o.contains(&format!("VIP {vip}: held by entry")),
+            "pgha status names the VIP's holder:\n{o}\n{e}"
+        );
         step(&mut t, "psql verify-full through the VIP, status");
 
         // 2. entry-loss drills under the drill's writer and the test's own sampler.
-        let drills = std::env::var("PGHA_ENTRY_DRILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(DRILLS);
+        let drills = std::env::var("PGHA_ENTRY_DRILLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(DRILLS);
         let sampler = Sampler::start(&vip);
         let mut gaps = Vec::new();
         for n in 1..=drills {
@@ -311,41 +405,78 @@ fn entry_points_behind_a_vip() {
 
         // 3. multi-host RW URI with one entry host stopped.
         let (multi, password) = uri(&inv, &["--database", "app", "--multi-host"]);
-        assert!(multi.contains("@entry1:6432,entry2:6432/") && multi.contains("target_session_attrs=read-write"), "{multi}");
+        assert!(
+            multi.contains("@entry1:6432,entry2:6432/") && multi.contains("target_session_attrs=read-write"),
+            "{multi}"
+        );
         ok(&["lab", "stop", "entry1"]);
         let (good, said) = psql(&multi, &password, "INSERT INTO entry_t VALUES (2) RETURNING x");
         ok(&["lab", "start", "entry1"]);
         assert!(good && said.trim() == "2", "multi-host URI with entry1 stopped: {said}");
         let (o, e) = ok(&["uri", &inv, "--ro", "--multi-host"]);
-        assert!(o.contains("load_balance_hosts=random") && e.contains("libpq 16"), "{o}{e}");
+        assert!(
+            o.contains("load_balance_hosts=random") && e.contains("libpq 16"),
+            "{o}{e}"
+        );
         step(&mut t, "multi-host URI with entry1 stopped");
 
         // 4. HAProxy-terminated direct TLS (haproxy.direct_tls in inventory/entry-vip.yaml),
         //    psql 17 on a lab host: writes on the primary, reads on a replica.
         let (direct_rw, password) = uri(&inv, &["--database", "app", "--via", "haproxy", "--direct-tls"]);
         assert!(
-            direct_rw.contains("@db.example.com:5002/") && direct_rw.contains("sslnegotiation=direct") && direct_rw.contains("channel_binding=disable"),
+            direct_rw.contains("@db.example.com:5002/")
+                && direct_rw.contains("sslnegotiation=direct")
+                && direct_rw.contains("channel_binding=disable"),
             "{direct_rw}"
         );
         let direct_rw = on_client(&direct_rw);
         let direct_ro = on_client(&uri(&inv, &["--database", "app", "--via", "haproxy", "--direct-tls", "--ro"]).0);
-        let nodes: Vec<(String, String)> = ["node1", "node2"].iter().map(|n| (n.to_string(), address_of(&inv, n))).collect();
+        let nodes: Vec<(String, String)> = ["node1", "node2"]
+            .iter()
+            .map(|n| (n.to_string(), address_of(&inv, n)))
+            .collect();
         let recovery_of = |addr: &str| {
-            let (node, _) = nodes.iter().find(|(_, a)| a == addr).unwrap_or_else(|| panic!("{addr} is no node: {nodes:?}"));
+            let (node, _) = nodes
+                .iter()
+                .find(|(_, a)| a == addr)
+                .unwrap_or_else(|| panic!("{addr} is no node: {nodes:?}"));
             common::psql_on(node, "select pg_is_in_recovery()")
         };
-        let (good, said) = client_psql(&direct_rw, &password, "INSERT INTO entry_t VALUES (3); SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())");
+        let (good, said) = client_psql(
+            &direct_rw,
+            &password,
+            "INSERT INTO entry_t VALUES (3); SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())",
+        );
         assert!(good, "direct TLS through HAProxy (RW): {said}");
         let (rec, addr) = said.trim().split_once(' ').unwrap_or_else(|| panic!("{said}"));
-        assert_eq!((rec, recovery_of(addr).as_str()), ("false", "f"), "RW direct TLS reached {addr}, not the primary");
-        let (good, said) = client_psql(&direct_ro, &password, "SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())");
+        assert_eq!(
+            (rec, recovery_of(addr).as_str()),
+            ("false", "f"),
+            "RW direct TLS reached {addr}, not the primary"
+        );
+        let (good, said) = client_psql(
+            &direct_ro,
+            &password,
+            "SELECT pg_is_in_recovery()::text || ' ' || host(inet_server_addr())",
+        );
         assert!(good, "direct TLS through HAProxy (RO): {said}");
         let (rec, addr) = said.trim().split_once(' ').unwrap_or_else(|| panic!("{said}"));
-        assert_eq!((rec, recovery_of(addr).as_str()), ("true", "t"), "RO direct TLS reached {addr}, not a replica");
+        assert_eq!(
+            (rec, recovery_of(addr).as_str()),
+            ("true", "t"),
+            "RO direct TLS reached {addr}, not a replica"
+        );
         // Channel binding cannot survive the re-encryption: libpq's default (prefer) picks
         // SCRAM-SHA-256-PLUS and PostgreSQL refuses it (why the URI says disable).
-        let (good, said) = client_psql(&direct_rw.replace("&channel_binding=disable", ""), &password, "SELECT 1");
-        assert!(!good && said.contains("channel binding"), "channel_binding=prefer through a re-encrypting HAProxy: {said}");
+        let (good, said) = client_psql(
+            &direct_rw.replace("&channel_binding=disable", ""),
+            &password,
+            "SELECT 1",
+        );
+        assert!(
+            !good && said.contains("channel binding"),
+            "channel_binding=prefer through a re-encrypting HAProxy: {said}"
+        );
         // A plain SSLRequest client still works through PgBouncer (end-to-end TLS), and the
         // pass-through port is untouched.
         let (good, said) = psql(&bouncer, &password, "SELECT 1");
@@ -357,14 +488,18 @@ fn entry_points_behind_a_vip() {
         // then the real template again.
         let broken = dir.join("templates-no-alpn");
         std::fs::create_dir_all(broken.join("haproxy")).expect("override dir");
-        let cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/haproxy/haproxy.cfg.j2")).expect("template");
+        let cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/haproxy/haproxy.cfg.j2"))
+            .expect("template");
         let no_alpn = cfg.replace(" alpn postgresql ssl-min-ver", " ssl-min-ver");
         assert_ne!(no_alpn, cfg, "the bind lines carry alpn postgresql");
         std::fs::write(broken.join("haproxy/haproxy.cfg.j2"), no_alpn).expect("override");
         ok(&["deploy", &inv, "--templates", &broken.display().to_string()]);
         let (good, said) = client_psql(&direct_rw, &password, "SELECT 1");
         ok(&["deploy", &inv]);
-        assert!(!good && said.contains("ALPN"), "without alpn on HAProxy's bind a direct-TLS client must fail: {said}");
+        assert!(
+            !good && said.contains("ALPN"),
+            "without alpn on HAProxy's bind a direct-TLS client must fail: {said}"
+        );
         let (good, said) = client_psql(&direct_rw, &password, "SELECT 1");
         assert!(good, "direct TLS again after the real template is back: {said}");
         step(&mut t, "negative control: no ALPN on the bind fails, restored");
@@ -427,11 +562,21 @@ fn entry_points_behind_a_vip() {
         );
         assert!(processed > 0 && bouncer_totals.processed > 0, "both loads ran");
         assert_eq!(failed, 0, "direct-TLS clients failed during the rotation: {problems:?}");
-        assert_eq!(bouncer_totals.failed, 0, "PgBouncer clients failed during the rotation: {:?}", bouncer_totals.problems);
+        assert_eq!(
+            bouncer_totals.failed, 0,
+            "PgBouncer clients failed during the rotation: {:?}",
+            bouncer_totals.problems
+        );
         let after = served_serial(&vip, 5002);
         let state = std::path::Path::new(&inv).parent().expect("dir").join(".pgha/certs");
-        let issued: Vec<String> = ENTRIES.iter().map(|h| file_serial(&state.join(h).join("haproxy-server.crt"))).collect();
-        assert!(after != before && issued.contains(&after), "after the rotation HAProxy serves {after} (before {before}, issued {issued:?})");
+        let issued: Vec<String> = ENTRIES
+            .iter()
+            .map(|h| file_serial(&state.join(h).join("haproxy-server.crt")))
+            .collect();
+        assert!(
+            after != before && issued.contains(&after),
+            "after the rotation HAProxy serves {after} (before {before}, issued {issued:?})"
+        );
         step(&mut t, "leaf rotation under direct-TLS and PgBouncer load");
 
         // 6. a second deploy changes nothing.

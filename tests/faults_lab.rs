@@ -22,7 +22,10 @@ fn deploy_with(inv: &str, trigger: &str, act: impl FnOnce(u32)) -> (i32, String,
     let pid = run.pid();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut act = Some(act);
-    while let Ok(line) = run.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    while let Ok(line) = run
+        .lines
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
         if line.contains(trigger)
             && let Some(a) = act.take()
         {

@@ -123,7 +123,12 @@ fn every_hostile_inventory_is_refused_cleanly() {
         let out = validate(&file);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let name = file.display();
-        assert_eq!(out.status.code(), Some(3), "{name}: exit {:?}: {stderr}", out.status.code());
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{name}: exit {:?}: {stderr}",
+            out.status.code()
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         let first = stderr.lines().next().unwrap_or("");
         assert!(first.starts_with("error: "), "{name}: {first}");
@@ -134,14 +139,19 @@ fn every_hostile_inventory_is_refused_cleanly() {
         let col: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
         assert!(line > 0 && col > 0, "{name}: no line:column in `{first}`");
         assert!(
-            stderr.lines().any(|l| l.starts_with("error: ") && l.contains(&format!(": {field}"))),
+            stderr
+                .lines()
+                .any(|l| l.starts_with("error: ") && l.contains(&format!(": {field}"))),
             "{name}: no error names `{field}`:\n{stderr}"
         );
         assert!(stderr.contains("hint: "), "{name}: no fix given:\n{stderr}");
         let raw = stderr
             .chars()
             .find(|c| *c != '\n' && (c.is_control() || ('\u{202a}'..='\u{202e}').contains(c)));
-        assert!(raw.is_none(), "{name}: raw control character {raw:?} echoed:\n{stderr:?}");
+        assert!(
+            raw.is_none(),
+            "{name}: raw control character {raw:?} echoed:\n{stderr:?}"
+        );
     }
 }
 
@@ -201,25 +211,51 @@ fn deep_merge(depth: usize, block: bool) -> String {
         format!("  <<: {}{{}}{}\n", "{<<: ".repeat(depth), "}".repeat(depth))
     };
     let nested = if block {
-        format!("  <<:\n{}", nested.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>())
+        format!(
+            "  <<:\n{}",
+            nested.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()
+        )
     } else {
         nested
     };
-    base.replacen("cluster:\n  name: tiny\n", &format!("cluster:\n  name: tiny\n{nested}"), 1)
+    base.replacen(
+        "cluster:\n  name: tiny\n",
+        &format!("cluster:\n  name: tiny\n{nested}"),
+        1,
+    )
 }
 
 #[test]
 fn yaml_budgets_refuse_bombs_that_are_otherwise_valid() {
     // (name, just under the limit: must be valid, over it: must be refused naming the budget)
     let cases: Vec<(&str, String, String, &str)> = vec![
-        ("alias-bomb", alias_count(999), alias_count(1_001), "budget breached: Aliases"),
+        (
+            "alias-bomb",
+            alias_count(999),
+            alias_count(1_001),
+            "budget breached: Aliases",
+        ),
         ("merge-bomb", merge_bomb(4), merge_bomb(5), "budget breached: Nodes"),
-        ("deep-flow", deep_merge(28, false), deep_merge(40, false), "budget breached: Depth"),
-        ("deep-block", deep_merge(28, true), deep_merge(40, true), "budget breached: Depth"),
+        (
+            "deep-flow",
+            deep_merge(28, false),
+            deep_merge(40, false),
+            "budget breached: Depth",
+        ),
+        (
+            "deep-block",
+            deep_merge(28, true),
+            deep_merge(40, true),
+            "budget breached: Depth",
+        ),
     ];
     for (name, under, over, expect) in cases {
         let (code, stderr) = hostile(&format!("{name}-under.yaml"), under.as_bytes());
-        assert_eq!(code, Some(0), "{name} under the limit must be valid (positive control): {stderr}");
+        assert_eq!(
+            code,
+            Some(0),
+            "{name} under the limit must be valid (positive control): {stderr}"
+        );
         let (code, stderr) = hostile(&format!("{name}.yaml"), over.as_bytes());
         assert_eq!(code, Some(3), "{name}: exit {code:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");

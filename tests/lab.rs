@@ -502,11 +502,24 @@ fn lab_of_any_shape() {
     let lock = lock.to_str().expect("utf-8 path");
     let t = Instant::now();
     let pgha_bin = env!("CARGO_BIN_EXE_pgha");
-    let args = ["lab", "up", "--release", &release, "--from", &sixteen, "--inventory", inv];
+    let args = [
+        "lab",
+        "up",
+        "--release",
+        &release,
+        "--from",
+        &sixteen,
+        "--inventory",
+        inv,
+    ];
     let mut under_lock = vec![lock, pgha_bin];
     under_lock.extend(args);
     let out = sh("flock", &under_lock);
-    assert!(out.status.success(), "flock pgha lab up failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "flock pgha lab up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let boot16 = t.elapsed();
     assert!(
         sh("flock", &["-n", lock, "true"]).status.success(),
@@ -528,7 +541,10 @@ fn lab_of_any_shape() {
     assert!(text(&v).contains("16 hosts"), "pgha validate accepts it: {}", text(&v));
     all_answer(&full);
     let etc_hosts = text(&ok(&["lab", "ssh", "edge3", "--", "cat", "/etc/hosts"]));
-    assert!(full.iter().all(|(n, a)| etc_hosts.contains(&format!("{a}\t{n}"))), "{etc_hosts}");
+    assert!(
+        full.iter().all(|(n, a)| etc_hosts.contains(&format!("{a}\t{n}"))),
+        "{etc_hosts}"
+    );
     let st: serde_json::Value =
         serde_json::from_slice(&ok(&["lab", "status", "--json"]).stdout).expect("status --json");
     let st = st.as_array().expect("array");
@@ -546,7 +562,11 @@ fn lab_of_any_shape() {
     let o = ok(&["lab", "up", "--from", &sixteen, "--inventory", inv]);
     let warm16 = t.elapsed();
     eprintln!("  warm up of 16: {}", secs(warm16));
-    assert!(stderr(&o).contains("nothing changed"), "warm up changed something:\n{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nothing changed"),
+        "warm up changed something:\n{}",
+        stderr(&o)
+    );
     assert!(warm16 < Duration::from_secs(30), "warm up took {}", secs(warm16));
     assert_eq!(full.iter().map(|(n, _)| machine_record(n)).collect::<Vec<_>>(), records);
 
@@ -559,7 +579,10 @@ fn lab_of_any_shape() {
     let small = hosts_of(&inv_path);
     assert_eq!(small.len(), 8);
     for (name, addr) in &small {
-        assert!(full.contains(&(name.clone(), addr.clone())), "{name} kept its address {addr}");
+        assert!(
+            full.contains(&(name.clone(), addr.clone())),
+            "{name} kept its address {addr}"
+        );
         let i = full.iter().position(|(n, _)| n == name).expect("was there");
         assert_eq!(machine_record(name), records[i], "{name} was not restarted");
     }
@@ -572,7 +595,10 @@ fn lab_of_any_shape() {
     }
     all_answer(&small);
     let etc_hosts = text(&ok(&["lab", "ssh", "node1", "--", "cat", "/etc/hosts"]));
-    assert!(!etc_hosts.contains("edge3"), "removed hosts leave /etc/hosts: {etc_hosts}");
+    assert!(
+        !etc_hosts.contains("edge3"),
+        "removed hosts leave /etc/hosts: {etc_hosts}"
+    );
     assert!(ok(&["validate", inv]).status.success());
 
     // Grow back to sixteen: eight boots, the kept eight untouched.
@@ -609,7 +635,12 @@ fn lab_of_any_shape() {
     eprintln!("lab of any shape ({release}, base image cached):");
     eprintln!("  16 machines from lab-16.yaml: {}", secs(boot16));
     eprintln!("  warm up of 16: {}", secs(warm16));
-    eprintln!("  shrink 16 -> 8: {}; grow 8 -> 16: {}; down: {}", secs(shrink), secs(grow), secs(down));
+    eprintln!(
+        "  shrink 16 -> 8: {}; grow 8 -> 16: {}; down: {}",
+        secs(shrink),
+        secs(grow),
+        secs(down)
+    );
     eprintln!("  16 booted: {pss16} MiB PSS of their processes; host MemAvailable dropped {host16} MiB");
 }
 
@@ -624,10 +655,20 @@ fn lab_up_from_refuses_names_the_lab_cannot_use() {
         "cluster: {name: t}\nhosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n  much-too-long-name: {address: 10.0.0.2, dc: x, roles: [postgres]}\n",
     )
     .expect("write");
-    let o = pgha(&["lab", "up", "--from", bad.to_str().expect("utf-8"), "--inventory", "/dev/null/x"]);
+    let o = pgha(&[
+        "lab",
+        "up",
+        "--from",
+        bad.to_str().expect("utf-8"),
+        "--inventory",
+        "/dev/null/x",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("bad.yaml:4:") && e.contains("hosts.much-too-long-name"), "{e}");
+    assert!(
+        e.contains("bad.yaml:4:") && e.contains("hosts.much-too-long-name"),
+        "{e}"
+    );
     assert!(e.contains("pl-much-too-long-name") && e.contains("at most 12"), "{e}");
     let o = pgha(&["lab", "up", "--from", "/nonexistent/inventory.yaml"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -87,7 +87,11 @@ fn streaming(primary: &str, want: usize) -> Vec<String> {
 fn haproxy_servers() -> Vec<String> {
     let out = on(
         "proxy1",
-        &["sh", "-c", "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock"],
+        &[
+            "sh",
+            "-c",
+            "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock",
+        ],
     );
     out.lines()
         .filter_map(|l| {
@@ -147,7 +151,14 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let total = Instant::now();
     let mut t = Instant::now();
     ok(&["lab", "down"]);
-    ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-3.yaml"), "--inventory", &small]);
+    ok(&[
+        "lab",
+        "up",
+        "--from",
+        &format!("{SRC}/lab-members-3.yaml"),
+        "--inventory",
+        &small,
+    ]);
     step(&mut t, "lab up (4 machines)");
     ok(&["deploy", &small]);
     step(&mut t, "deploy 3 PostgreSQL nodes, 3 etcd members");
@@ -158,7 +169,11 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     // The workload: one row per new TLS connection through PgBouncer, for the whole test.
     let (rw, password) = password_of(ok(&["uri", &small, "--database", "app", "--with-password"]).0.trim());
     let setup = Command::new("psql")
-        .args([&rw, "-XtAc", "create table if not exists members_load (id bigserial primary key)"])
+        .args([
+            &rw,
+            "-XtAc",
+            "create table if not exists members_load (id bigserial primary key)",
+        ])
         .env("PGPASSWORD", &password)
         .output()
         .expect("psql");
@@ -168,11 +183,22 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     let load = common::load::pgbench(rw, password, script, 5, None);
 
     // Grow: node4, etcd4, etcd5, proxy2 (the lab keeps the other machines and their addresses).
-    ok(&["lab", "up", "--from", &format!("{SRC}/lab-members-5.yaml"), "--inventory", &big]);
+    ok(&[
+        "lab",
+        "up",
+        "--from",
+        &format!("{SRC}/lab-members-5.yaml"),
+        "--inventory",
+        &big,
+    ]);
     step(&mut t, "lab up --from the bigger inventory (+4 machines)");
     let (o, e) = ok(&["plan", &big]);
     let plan = format!("{o}{e}");
-    for want in ["etcd: etcd4 joins", "etcd: etcd5 joins", "postgres: node4 joins as a streaming replica"] {
+    for want in [
+        "etcd: etcd4 joins",
+        "etcd: etcd5 joins",
+        "postgres: node4 joins as a streaming replica",
+    ] {
         assert!(plan.contains(want), "the plan shows `{want}`:\n{plan}");
     }
     let (_, e) = ok(&["deploy", &big, "--timings"]);
@@ -194,7 +220,11 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     // its own certificates) a session lands on the primary; the multi-host URI lists both.
     let (p1, p2) = (address_of(&big, "proxy1"), address_of(&big, "proxy2"));
     for via in ["pgbouncer", "haproxy"] {
-        let (uri, pw) = password_of(ok(&["uri", &big, "--via", via, "--database", "app", "--with-password"]).0.trim());
+        let (uri, pw) = password_of(
+            ok(&["uri", &big, "--via", via, "--database", "app", "--with-password"])
+                .0
+                .trim(),
+        );
         assert!(uri.contains("proxy1") && uri.contains(&p1), "{uri}");
         let uri2 = uri.replace("proxy1", "proxy2").replace(&p1, &p2);
         let out = Command::new("psql")
@@ -202,12 +232,26 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
             .env("PGPASSWORD", &pw)
             .output()
             .expect("psql");
-        assert!(out.status.success(), "through proxy2's {via}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "f", "proxy2's {via} reaches the primary");
+        assert!(
+            out.status.success(),
+            "through proxy2's {via}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "f",
+            "proxy2's {via} reaches the primary"
+        );
     }
     let (o, _) = ok(&["uri", &big, "--multi-host", "--database", "app"]);
-    assert!(o.contains(&p1) && o.contains(&p2), "the multi-host URI lists both entry hosts: {o}");
-    step(&mut t, "proxy2 (HAProxy + PgBouncer) serves verify-full sessions on the primary");
+    assert!(
+        o.contains(&p1) && o.contains(&p2),
+        "the multi-host URI lists both entry hosts: {o}"
+    );
+    step(
+        &mut t,
+        "proxy2 (HAProxy + PgBouncer) serves verify-full sessions on the primary",
+    );
     let (o, _) = ok(&["deploy", &big]);
     assert_eq!(common::total(&o).1, 0, "a second deploy changes nothing:\n{o}");
     step(&mut t, "second deploy (changed=0)");
@@ -224,7 +268,10 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     assert_eq!(etcd_members("node1").len(), 5, "nothing changed");
     let (c, o, _) = code(&["status", &small]);
     assert_eq!(c, 1, "status flags the members the inventory no longer lists:\n{o}");
-    assert!(o.contains("patroni node4 leaving") && o.contains("etcd etcd5 leaving"), "{o}");
+    assert!(
+        o.contains("patroni node4 leaving") && o.contains("etcd etcd5 leaving"),
+        "{o}"
+    );
     // The leader cannot leave: an inventory in which the leader keeps only its etcd role.
     let text = std::fs::read_to_string(&small).expect("small inventory");
     let no_leader: String = text
@@ -243,22 +290,37 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
     std::fs::write(&no_leader_path, no_leader + "\n").expect("write");
     let (c, o, e) = code(&["deploy", &no_leader_path, "--remove-members"]);
     assert_eq!(c, 1, "removing the leader is refused:\n{o}\n{e}");
-    assert!(e.contains(&format!("{leader} is the leader")) && e.contains("pgha switchover"), "{e}");
+    assert!(
+        e.contains(&format!("{leader} is the leader")) && e.contains("pgha switchover"),
+        "{e}"
+    );
     assert_eq!(primary(&nodes4), leader, "nothing changed");
     step(&mut t, "refusals (no --remove-members; the leader)");
     let (o, e) = ok(&["plan", &small]);
     let plan = format!("{o}{e}");
-    assert!(plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"), "{plan}");
-    assert!(plan.contains("haproxy: proxy2 leaves") && plan.contains("pgbouncer: proxy2 leaves"), "{plan}");
+    assert!(
+        plan.contains("etcd: etcd4 leaves") && plan.contains("postgres: node4 leaves"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("haproxy: proxy2 leaves") && plan.contains("pgbouncer: proxy2 leaves"),
+        "{plan}"
+    );
     let (_, e) = ok(&["deploy", &small, "--remove-members", "--purge", "--timings"]);
     print_timings(&e);
     step(&mut t, "deploy --remove-members --purge: node4 leaves, etcd 5 → 3");
     assert_eq!(etcd_members("node2"), ["node1", "node2", "node3"]);
     let leader = primary(&nodes3);
     assert_eq!(streaming(&leader, 2).len(), 2, "two replicas stream");
-    assert!(!haproxy_servers().iter().any(|s| s.contains("node4")), "HAProxy no longer lists node4");
+    assert!(
+        !haproxy_servers().iter().any(|s| s.contains("node4")),
+        "HAProxy no longer lists node4"
+    );
     assert_eq!(
-        psql_on(&leader, &format!("select count(*) from pg_hba_file_rules where address = '{node4}'")),
+        psql_on(
+            &leader,
+            &format!("select count(*) from pg_hba_file_rules where address = '{node4}'")
+        ),
         "0",
         "pg_hba no longer lists node4 ({node4})"
     );
@@ -277,22 +339,40 @@ fn members_join_and_leave_by_editing_the_inventory_without_failing_a_client() {
         let en = common::pgha(&["lab", "ssh", h, "--", "systemctl", "is-enabled", unit]);
         format!("{} {}", common::text(&out).0.trim(), common::text(&en).0.trim())
     };
-    assert_eq!(state("node4", "patroni"), "inactive disabled", "Patroni stopped and disabled on node4");
-    assert_eq!(state("etcd4", "etcd"), "inactive disabled", "etcd stopped and disabled on etcd4");
+    assert_eq!(
+        state("node4", "patroni"),
+        "inactive disabled",
+        "Patroni stopped and disabled on node4"
+    );
+    assert_eq!(
+        state("etcd4", "etcd"),
+        "inactive disabled",
+        "etcd stopped and disabled on etcd4"
+    );
     for unit in ["haproxy", "pgbouncer"] {
-        assert_eq!(state("proxy2", unit), "inactive disabled", "{unit} stopped and disabled on proxy2");
+        assert_eq!(
+            state("proxy2", unit),
+            "inactive disabled",
+            "{unit} stopped and disabled on proxy2"
+        );
     }
     let (o, _) = ok(&["uri", &small, "--multi-host", "--database", "app"]);
     assert!(!o.contains(&p2), "the multi-host URI no longer lists proxy2: {o}");
     // --purge: the departed members' data is gone (without it, it is kept: unit-tested in
     // ops::members; the earlier rounds' lab runs saw it kept).
     assert_eq!(
-        on("node4", &["sh", "-c", "ls -d /var/lib/postgresql/*/members* 2>/dev/null | wc -l"]),
+        on(
+            "node4",
+            &["sh", "-c", "ls -d /var/lib/postgresql/*/members* 2>/dev/null | wc -l"]
+        ),
         "0",
         "--purge deleted node4's data directory"
     );
     assert_eq!(
-        on("etcd4", &["sh", "-c", "ls -d /var/lib/etcd/members* 2>/dev/null | wc -l"]),
+        on(
+            "etcd4",
+            &["sh", "-c", "ls -d /var/lib/etcd/members* 2>/dev/null | wc -l"]
+        ),
         "0",
         "--purge deleted etcd4's data directory (not moved aside)"
     );

@@ -370,39 +370,43 @@ fn haproxy_accepts_the_rendered_config() {
     }
     // Also with the direct-TLS frontends (HAProxy's own certificate, re-encryption with ALPN).
     for direct in [false, true] {
-    let mut inv = example();
-    if direct {
-        inv.haproxy.direct_tls = Some(pgha::inventory::DirectTls {
-            rw_port: pgha::inventory::Port::new(5002).expect("port"),
-            ro_port: pgha::inventory::Port::new(5003).expect("port"),
-        });
-    }
-    let material = real_material(&inv);
-    for target in Target::ALL {
-        let all = render(&inv, &material, target);
-        for host in inv.hosts_with(pgha::inventory::Role::Haproxy) {
-            let cfg = host_files(&all, host.name.as_str());
-            let cfg = &cfg.iter().find(|f| f.path == "/etc/haproxy/haproxy.cfg").expect("haproxy.cfg").content;
-            assert_eq!(cfg.contains("listen postgres_rw_direct"), direct, "{cfg}");
-            let root = tempfile::tempdir().expect("tempdir");
-            write_tree(root.path(), &host_files(&all, host.name.as_str()));
-            let (ok, out) = in_overlay(
-                &root.path().join("etc"),
-                "haproxy -c -V -f /etc/haproxy/haproxy.cfg",
-                false,
-            );
-            assert!(ok, "{target} {}: haproxy -c failed:\n{out}", host.name);
-            assert!(out.contains("Configuration file is valid"), "{out}");
-            // The only acceptable warning: no server-state file before the first reload saves it.
-            for line in out.lines().filter(|l| l.contains("[WARNING]")) {
-                assert!(
-                    line.contains("Can't open global server state file"),
-                    "{target} {}: haproxy -c warns:\n{out}",
-                    host.name
+        let mut inv = example();
+        if direct {
+            inv.haproxy.direct_tls = Some(pgha::inventory::DirectTls {
+                rw_port: pgha::inventory::Port::new(5002).expect("port"),
+                ro_port: pgha::inventory::Port::new(5003).expect("port"),
+            });
+        }
+        let material = real_material(&inv);
+        for target in Target::ALL {
+            let all = render(&inv, &material, target);
+            for host in inv.hosts_with(pgha::inventory::Role::Haproxy) {
+                let cfg = host_files(&all, host.name.as_str());
+                let cfg = &cfg
+                    .iter()
+                    .find(|f| f.path == "/etc/haproxy/haproxy.cfg")
+                    .expect("haproxy.cfg")
+                    .content;
+                assert_eq!(cfg.contains("listen postgres_rw_direct"), direct, "{cfg}");
+                let root = tempfile::tempdir().expect("tempdir");
+                write_tree(root.path(), &host_files(&all, host.name.as_str()));
+                let (ok, out) = in_overlay(
+                    &root.path().join("etc"),
+                    "haproxy -c -V -f /etc/haproxy/haproxy.cfg",
+                    false,
                 );
+                assert!(ok, "{target} {}: haproxy -c failed:\n{out}", host.name);
+                assert!(out.contains("Configuration file is valid"), "{out}");
+                // The only acceptable warning: no server-state file before the first reload saves it.
+                for line in out.lines().filter(|l| l.contains("[WARNING]")) {
+                    assert!(
+                        line.contains("Can't open global server state file"),
+                        "{target} {}: haproxy -c warns:\n{out}",
+                        host.name
+                    );
+                }
             }
         }
-    }
     }
 }
 

@@ -254,7 +254,11 @@ fn rotate_with(
             let _ = run.child.kill();
             let (_, _, e) = run.finish();
             let tail: Vec<&str> = e.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
-            panic!("pgha {} still running after 600 s; its last lines:\n{}", all.join(" "), tail.join("\n"));
+            panic!(
+                "pgha {} still running after 600 s; its last lines:\n{}",
+                all.join(" "),
+                tail.join("\n")
+            );
         }
     }
     let (status, o, e) = run.finish();
@@ -420,13 +424,24 @@ fn rotations_under_load_keep_every_client_working() {
     let phase = std::fs::read_to_string(state.join("rotation.json")).expect("a rotation in progress");
     assert!(phase.contains("new-leaves"), "{phase}");
     let (o, e) = ok(&["rotate-certs", &inv, "--ca", "--check"]);
-    assert!(o.contains("[done] trust-both") && o.contains("[todo] new-leaves"), "{o}\n{e}");
+    assert!(
+        o.contains("[done] trust-both") && o.contains("[todo] new-leaves"),
+        "{o}\n{e}"
+    );
     rotate(&inv, &["--ca"], &mut sessions);
-    assert!(!state.join("rotation.json").exists(), "the interrupted rotation finished");
+    assert!(
+        !state.join("rotation.json").exists(),
+        "the interrupted rotation finished"
+    );
     let s4 = serials(&eps);
     assert_all_new(&s3b, &s4, "CA rotation resumed after SIGINT");
     for e in &eps {
-        assert!(chains_to(e, &state.join("ca/ca.crt")), "{}:{} chains to the newest CA", e.host, e.port);
+        assert!(
+            chains_to(e, &state.join("ca/ca.crt")),
+            "{}:{} chains to the newest CA",
+            e.host,
+            e.port
+        );
     }
     let (o, _) = ok(&["verify", &inv]);
     assert!(o.contains("checks passed"), "{o}");
@@ -439,34 +454,56 @@ fn rotations_under_load_keep_every_client_working() {
     });
     assert_eq!(code, 1, "{victim} down during new-leaves:\n{o}\n{e}");
     assert!(e.contains(&victim), "the failure names {victim}:\n{e}");
-    assert!(state.join("rotation.json").exists(), "the rotation is still in progress");
+    assert!(
+        state.join("rotation.json").exists(),
+        "the rotation is still in progress"
+    );
     ok(&["lab", "start", &victim]);
     // Back: its PostgreSQL (Patroni) running again before the re-run checks its endpoints.
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !common::pgha(&["lab", "ssh", &victim, "--", "runuser", "-u", "postgres", "--", "psql", "-XtAc", "select 1"])
-        .status
-        .success()
+    while !common::pgha(&[
+        "lab", "ssh", &victim, "--", "runuser", "-u", "postgres", "--", "psql", "-XtAc", "select 1",
+    ])
+    .status
+    .success()
     {
-        assert!(Instant::now() < deadline, "{victim}'s PostgreSQL not back 180 s after lab start");
+        assert!(
+            Instant::now() < deadline,
+            "{victim}'s PostgreSQL not back 180 s after lab start"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     rotate(&inv, &["--ca"], &mut sessions);
     assert!(!state.join("rotation.json").exists(), "the degraded rotation finished");
     for e in &eps {
-        assert!(chains_to(e, &state.join("ca/ca.crt")), "{}:{} chains to the newest CA", e.host, e.port);
+        assert!(
+            chains_to(e, &state.join("ca/ca.crt")),
+            "{}:{} chains to the newest CA",
+            e.host,
+            e.port
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pgha_ok(&["verify", &inv]) {
-        assert!(Instant::now() < deadline, "verify still fails 120 s after {victim} came back");
+        assert!(
+            Instant::now() < deadline,
+            "verify still fails 120 s after {victim} came back"
+        );
         std::thread::sleep(Duration::from_secs(5));
     }
 
     // 6. A stale endpoint: Patroni frozen (SIGSTOP) on a replica, so its PostgreSQL is never
     // reloaded and keeps serving the old certificate: the leaf rotation fails naming it.
     let frozen = async_replica();
-    common::on(&frozen, &["systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", "patroni"]);
+    common::on(
+        &frozen,
+        &["systemctl", "kill", "--kill-whom=main", "--signal=SIGSTOP", "patroni"],
+    );
     let (code, o, e) = rotate_with(&inv, &[], &mut sessions, "", |_| {});
-    common::on(&frozen, &["systemctl", "kill", "--kill-whom=main", "--signal=SIGCONT", "patroni"]);
+    common::on(
+        &frozen,
+        &["systemctl", "kill", "--kill-whom=main", "--signal=SIGCONT", "patroni"],
+    );
     assert_eq!(code, 1, "a stale endpoint on {frozen}:\n{o}\n{e}");
     // Seen on the lab: the converge already stops on it (Patroni on the host never reports the
     // member settled), before the endpoint check would name its port's old certificate.
@@ -480,7 +517,10 @@ fn rotations_under_load_keep_every_client_working() {
     rotate(&inv, &[], &mut sessions);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pgha_ok(&["verify", &inv]) {
-        assert!(Instant::now() < deadline, "verify still fails 120 s after Patroni on {frozen} resumed");
+        assert!(
+            Instant::now() < deadline,
+            "verify still fails 120 s after Patroni on {frozen} resumed"
+        );
         std::thread::sleep(Duration::from_secs(5));
     }
 

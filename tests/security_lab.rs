@@ -38,7 +38,11 @@ impl Probe {
 
 fn parse(out: &str) -> Probe {
     let last = out.lines().last().unwrap_or("");
-    let code = last.split("code=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("000");
+    let code = last
+        .split("code=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("000");
     let rc = last
         .split("rc=")
         .nth(1)
@@ -67,7 +71,16 @@ fn curl_here(inv: &Path, state: &Path, cert_host: &str, kind: &str, target: (&st
     let addr = loaded.inventory.host(host).expect("host in the lab inventory").address;
     let dir = state.join("certs").join(cert_host);
     let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "--max-time", "5", "-o", "/dev/null", "-w", "code=%{http_code} "])
+        .args([
+            "-sS",
+            "--http1.1",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "code=%{http_code} ",
+        ])
         .arg("--resolve")
         .arg(format!("{host}:{port}:{addr}"))
         .arg("--cacert")
@@ -144,13 +157,34 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
 
     // etcd's client port.
     let positive = curl_on("node1", &format!("{client} {ETCD_READ}"));
-    assert!(positive.accepted() && positive.code == "200", "Patroni's client certificate reads etcd: {positive:?}");
-    let here = curl_here(&inv_path, &state, "node1", "patroni-client", ("etcd1", 2379, "/version"));
-    assert!(here.accepted(), "this machine reaches etcd with Patroni's client certificate: {here:?}");
-    want_refused("PostgreSQL server cert → etcd client port", curl_on("node1", &format!("{pg} {ETCD_READ}")));
+    assert!(
+        positive.accepted() && positive.code == "200",
+        "Patroni's client certificate reads etcd: {positive:?}"
+    );
+    let here = curl_here(
+        &inv_path,
+        &state,
+        "node1",
+        "patroni-client",
+        ("etcd1", 2379, "/version"),
+    );
+    assert!(
+        here.accepted(),
+        "this machine reaches etcd with Patroni's client certificate: {here:?}"
+    );
+    want_refused(
+        "PostgreSQL server cert → etcd client port",
+        curl_on("node1", &format!("{pg} {ETCD_READ}")),
+    );
     want_refused(
         "PgBouncer server cert → etcd client port",
-        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("etcd1", 2379, "/version")),
+        curl_here(
+            &inv_path,
+            &state,
+            "pgbouncer",
+            "pgbouncer-server",
+            ("etcd1", 2379, "/version"),
+        ),
     );
     let hole = curl_on("haproxy", &format!("{check} {ETCD_READ}"));
     eprintln!(
@@ -159,24 +193,48 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
     );
 
     // etcd's peer port: only members (their certificates name their own address).
-    want_refused("HAProxy check cert → etcd peer port", curl_on("haproxy", &format!("{check} https://etcd1:2380/version")));
-    want_refused("PostgreSQL server cert → etcd peer port", curl_on("node1", &format!("{pg} https://etcd1:2380/version")));
-    want_refused("Patroni client cert → etcd peer port", curl_on("node1", &format!("{client} https://etcd1:2380/version")));
+    want_refused(
+        "HAProxy check cert → etcd peer port",
+        curl_on("haproxy", &format!("{check} https://etcd1:2380/version")),
+    );
+    want_refused(
+        "PostgreSQL server cert → etcd peer port",
+        curl_on("node1", &format!("{pg} https://etcd1:2380/version")),
+    );
+    want_refused(
+        "Patroni client cert → etcd peer port",
+        curl_on("node1", &format!("{client} https://etcd1:2380/version")),
+    );
     want_refused(
         "PgBouncer server cert → etcd peer port",
-        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("etcd1", 2380, "/version")),
+        curl_here(
+            &inv_path,
+            &state,
+            "pgbouncer",
+            "pgbouncer-server",
+            ("etcd1", 2380, "/version"),
+        ),
     );
 
     // Patroni's REST API.
     let health = curl_on("haproxy", &format!("{check} https://node1:8008/health"));
-    assert!(health.accepted(), "HAProxy's check certificate passes the health check: {health:?}");
+    assert!(
+        health.accepted(),
+        "HAProxy's check certificate passes the health check: {health:?}"
+    );
     let pw = rest_password(&state);
     let auth = format!("-u patroni:{pw}");
     for (what, args) in [
         // Bodies that would change nothing if access were granted (a restart only below
         // PostgreSQL 1.0, a switchover from a member that does not exist, an empty patch).
-        ("POST /restart", "-X POST -d '{\"postgres_version\":\"1.0\"}' https://node1:8008/restart"),
-        ("POST /switchover", "-X POST -d '{\"leader\":\"nobody\"}' https://node1:8008/switchover"),
+        (
+            "POST /restart",
+            "-X POST -d '{\"postgres_version\":\"1.0\"}' https://node1:8008/restart",
+        ),
+        (
+            "POST /switchover",
+            "-X POST -d '{\"leader\":\"nobody\"}' https://node1:8008/switchover",
+        ),
         ("PATCH /config", "-X PATCH -d '{}' https://node1:8008/config"),
     ] {
         let p = curl_on("haproxy", &format!("{check} {args}"));
@@ -185,17 +243,29 @@ fn certificates_are_accepted_only_where_their_holder_needs_them() {
             "HAProxy's check certificate, no password, {what}: {p:?}"
         );
         let p = curl_on("haproxy", &format!("{check} {auth} {args}"));
-        assert_eq!(p.code, "403", "HAProxy's host with the REST password, {what}: the allowlist refuses it: {p:?}");
+        assert_eq!(
+            p.code, "403",
+            "HAProxy's host with the REST password, {what}: the allowlist refuses it: {p:?}"
+        );
     }
     let member = curl_on("node2", &format!("{client} {auth} -X POST https://node1:8008/reload"));
     assert!(
         matches!(member.code.as_str(), "200" | "202"),
         "a member with the password may use an unsafe endpoint: {member:?}"
     );
-    want_refused("PostgreSQL server cert → Patroni REST", curl_on("node1", &format!("{pg} https://node2:8008/health")));
+    want_refused(
+        "PostgreSQL server cert → Patroni REST",
+        curl_on("node1", &format!("{pg} https://node2:8008/health")),
+    );
     want_refused(
         "PgBouncer server cert → Patroni REST",
-        curl_here(&inv_path, &state, "pgbouncer", "pgbouncer-server", ("node1", 8008, "/health")),
+        curl_here(
+            &inv_path,
+            &state,
+            "pgbouncer",
+            "pgbouncer-server",
+            ("node1", 8008, "/health"),
+        ),
     );
 
     // Refused by TLS, not unreachable: curl's 6 (no such name) and 7 (no connection) would

@@ -124,7 +124,10 @@ fn take(target: &InventoryArgs, kind: BackupType, remote: &RemoteArgs) -> u8 {
                     done.repo_host,
                     done.backup.size,
                     done.backup.repo_size,
-                    serde_json::to_value(done.source).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    serde_json::to_value(done.source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
                     done.seconds
                 ));
             }
@@ -146,7 +149,9 @@ fn list(target: &InventoryArgs, remote: &RemoteArgs) -> u8 {
     match rt.block_on(backup::list(&inv, &remote.connect())) {
         Ok(l) => {
             if remote.json {
-                report::json(&serde_json::json!({"event": "backup-list", "ok": true, "repo_host": l.repo_host, "stanza": l.stanza}));
+                report::json(
+                    &serde_json::json!({"event": "backup-list", "ok": true, "repo_host": l.repo_host, "stanza": l.stanza}),
+                );
                 return exit::OK;
             }
             let s = &l.stanza;

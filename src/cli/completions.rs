@@ -12,7 +12,9 @@ use super::report::{self, exit};
 
 /// `pgha completions`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  pgha completions bash > /usr/share/bash-completion/completions/pgha\n  pgha completions zsh > /usr/share/zsh/vendor-completions/_pgha\n  pgha completions fish > /usr/share/fish/vendor_completions.d/pgha.fish")]
+#[command(
+    after_help = "Examples:\n  pgha completions bash > /usr/share/bash-completion/completions/pgha\n  pgha completions zsh > /usr/share/zsh/vendor-completions/_pgha\n  pgha completions fish > /usr/share/fish/vendor_completions.d/pgha.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
@@ -21,7 +23,9 @@ pub struct CompletionsArgs {
 
 /// `pgha man`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  pgha man | man -l -\n  pgha man --dir target/man    # pgha.1 and one pgha-SUBCOMMAND.1 per subcommand")]
+#[command(
+    after_help = "Examples:\n  pgha man | man -l -\n  pgha man --dir target/man    # pgha.1 and one pgha-SUBCOMMAND.1 per subcommand"
+)]
 pub struct ManArgs {
     /// Write every page (pgha.1, pgha-deploy.1, …) into this directory instead of printing
     /// pgha.1 on stdout.

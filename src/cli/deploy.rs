@@ -135,7 +135,12 @@ fn print_plan(d: &Deployed, json: bool) {
             lines.push(format!("  trust bundle {b}"));
         }
         for l in &pki.leaves {
-            lines.push(format!("  {} certificate for {} ({})", l.kind, l.host, l.reason.as_str()));
+            lines.push(format!(
+                "  {} certificate for {} ({})",
+                l.kind,
+                l.host,
+                l.reason.as_str()
+            ));
         }
         if !pki.passwords.is_empty() {
             lines.push(format!("  passwords: {}", pki.passwords.join(", ")));
@@ -155,12 +160,20 @@ fn print_plan(d: &Deployed, json: bool) {
             Some(other) => other.to_string(),
         };
         for c in &cluster.dcs {
-            let restart = if c.parameter().is_some_and(|p| cluster.restart_parameters.iter().any(|r| r == p)) {
+            let restart = if c
+                .parameter()
+                .is_some_and(|p| cluster.restart_parameters.iter().any(|r| r == p))
+            {
                 " (needs a PostgreSQL restart)"
             } else {
                 ""
             };
-            lines.push(format!("  {}: {} → {}{restart}", c.key, show(&c.before), show(&c.after)));
+            lines.push(format!(
+                "  {}: {} → {}{restart}",
+                c.key,
+                show(&c.before),
+                show(&c.after)
+            ));
         }
     }
     if !cluster.members.is_empty() {
@@ -176,7 +189,10 @@ fn print_plan(d: &Deployed, json: bool) {
         lines.push(format!("refused: {r}"));
     }
     if !cluster.pending_restart.is_empty() {
-        lines.push(format!("waiting for a restart already: {}", cluster.pending_restart.join(", ")));
+        lines.push(format!(
+            "waiting for a restart already: {}",
+            cluster.pending_restart.join(", ")
+        ));
     }
     if let Some(r) = &cluster.rolling_restart {
         let handover = match &r.switchover_to {
@@ -185,7 +201,11 @@ fn print_plan(d: &Deployed, json: bool) {
         };
         lines.push(format!(
             "rolling restart of PostgreSQL: {} (one at a time), then {handover}, then {}",
-            if r.replicas.is_empty() { "no replica".to_string() } else { r.replicas.join(", ") },
+            if r.replicas.is_empty() {
+                "no replica".to_string()
+            } else {
+                r.replicas.join(", ")
+            },
             r.primary
         ));
     }

@@ -179,7 +179,14 @@ fn print_entry_report(r: &EntryReport, json: bool) {
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
-    row("drill", format!("entry-loss (run {}, {})", r.run, if r.lab { "lab" } else { "real hosts" }));
+    row(
+        "drill",
+        format!(
+            "entry-loss (run {}, {})",
+            r.run,
+            if r.lab { "lab" } else { "real hosts" }
+        ),
+    );
     row("VIP", r.vip.clone());
     row(
         "holder",
@@ -192,10 +199,19 @@ fn print_entry_report(r: &EntryReport, json: bool) {
     for f in &r.faults {
         row("fault", f.clone());
     }
-    row("RW unavailable", format!("{} (target {:.1} s)", opt(r.rw_unavailable_s), r.target_s));
+    row(
+        "RW unavailable",
+        format!("{} (target {:.1} s)", opt(r.rw_unavailable_s), r.target_s),
+    );
     row("RW back after", opt(r.rw_back_after_s));
     row("VIP moved after", opt(r.vip_moved_after_s));
-    row("writes", format!("{} attempted, {} failed, {} acknowledged", r.attempts, r.failed_attempts, r.committed));
+    row(
+        "writes",
+        format!(
+            "{} attempted, {} failed, {} acknowledged",
+            r.attempts, r.failed_attempts, r.committed
+        ),
+    );
     row(
         "VIP on two hosts",
         if r.two_holders.is_empty() {
@@ -203,7 +219,12 @@ fn print_entry_report(r: &EntryReport, json: bool) {
         } else {
             r.two_holders
                 .iter()
-                .map(|t| format!("{} and {} at t{:+.1}s for {:.1} s", t.hosts.0, t.hosts.1, t.from_s, t.duration_s))
+                .map(|t| {
+                    format!(
+                        "{} and {} at t{:+.1}s for {:.1} s",
+                        t.hosts.0, t.hosts.1, t.from_s, t.duration_s
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         },
@@ -234,7 +255,10 @@ fn print_restore_report(r: &RestoreReport, json: bool) {
     }
     let mut rows: Vec<Vec<String>> = vec![vec!["figure".to_string(), "value".to_string()]];
     let mut row = |k: &str, v: String| rows.push(vec![k.to_string(), v]);
-    row("drill", format!("restore (run {}, {})", r.run, if r.lab { "lab" } else { "real hosts" }));
+    row(
+        "drill",
+        format!("restore (run {}, {})", r.run, if r.lab { "lab" } else { "real hosts" }),
+    );
     row("repository", format!("{} stanza {}", r.repo_host, r.stanza));
     if let Some(b) = &r.backup {
         row(
@@ -259,10 +283,18 @@ fn print_restore_report(r: &RestoreReport, json: bool) {
             opt(r.archived_after_s)
         ),
     );
-    row("scratch instance", format!("{}:{} (socket port {})", r.scratch_host, r.scratch_dir, r.scratch_port));
+    row(
+        "scratch instance",
+        format!("{}:{} (socket port {})", r.scratch_host, r.scratch_dir, r.scratch_port),
+    );
     row(
         "RTO",
-        format!("{} (restore {}, recovery to T {})", opt(r.rto_s), opt(r.restore_s), opt(r.recovery_s)),
+        format!(
+            "{} (restore {}, recovery to T {})",
+            opt(r.rto_s),
+            opt(r.restore_s),
+            opt(r.recovery_s)
+        ),
     );
     row(
         "bytes restored",
@@ -290,7 +322,15 @@ fn print_restore_report(r: &RestoreReport, json: bool) {
     if let Some(c) = &r.consistency {
         row(
             "consistency",
-            format!("{}: {}", c.tool, if c.passed { "no corruption".to_string() } else { format!("FAILED {}", c.detail) }),
+            format!(
+                "{}: {}",
+                c.tool,
+                if c.passed {
+                    "no corruption".to_string()
+                } else {
+                    format!("FAILED {}", c.detail)
+                }
+            ),
         );
     }
     row(
@@ -305,7 +345,11 @@ fn print_restore_report(r: &RestoreReport, json: bool) {
     );
     row(
         "steps",
-        r.steps.iter().map(|(s, t)| format!("{s} {t:.1} s")).collect::<Vec<_>>().join("; "),
+        r.steps
+            .iter()
+            .map(|(s, t)| format!("{s} {t:.1} s"))
+            .collect::<Vec<_>>()
+            .join("; "),
     );
     report::out(report::table(&rows).trim_end());
     for w in &r.warnings {
@@ -522,9 +566,15 @@ mod tests {
         assert_eq!(run_with(&args(dir.path(), "restore", &["--yes"]), &lab), exit::USAGE);
         assert_eq!(run_with(&args(dir.path(), "restore", &[]), &lab), exit::USAGE);
         assert_eq!(run_with(&args(dir.path(), "failover", &["--keep"]), &lab), exit::USAGE);
-        assert_eq!(run_with(&args(dir.path(), "quorum-loss", &["--set", "x"]), &lab), exit::USAGE);
+        assert_eq!(
+            run_with(&args(dir.path(), "quorum-loss", &["--set", "x"]), &lab),
+            exit::USAGE
+        );
         assert!(!dir.path().join(".pgha").exists());
-        assert_eq!(args(dir.path(), "restore", &["--set", "L", "--keep"]).set.as_deref(), Some("L"));
+        assert_eq!(
+            args(dir.path(), "restore", &["--set", "L", "--keep"]).set.as_deref(),
+            Some("L")
+        );
     }
 
     #[test]

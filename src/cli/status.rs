@@ -28,7 +28,11 @@ pub fn run(args: &StatusArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let st = match rt.block_on(status::status(&inv, args.target.state.as_deref(), &args.remote.connect())) {
+    let st = match rt.block_on(status::status(
+        &inv,
+        args.target.state.as_deref(),
+        &args.remote.connect(),
+    )) {
         Ok(s) => s,
         Err(e) => return report::fail(&e),
     };
@@ -88,7 +92,11 @@ fn print_text(v: &serde_json::Value) {
         .collect();
     report::out(format!(
         "\nMEMBERS   {}",
-        if changing.is_empty() { "as the inventory lists them".to_string() } else { changing.join(", ") }
+        if changing.is_empty() {
+            "as the inventory lists them".to_string()
+        } else {
+            changing.join(", ")
+        }
     ));
     report::out("\nHAPROXY");
     let mut rows = vec![vec![
@@ -109,8 +117,20 @@ fn print_text(v: &serde_json::Value) {
     }
     report::out(report::table(&rows).trim_end());
     if let Some(addr) = v["vip"]["address"].as_str() {
-        let holders: Vec<&str> = v["vip"]["holders"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
-        report::out(format!("\nVIP {addr}: held by {}", if holders.is_empty() { "no entry host".to_string() } else { holders.join(", ") }));
+        let holders: Vec<&str> = v["vip"]["holders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.as_str())
+            .collect();
+        report::out(format!(
+            "\nVIP {addr}: held by {}",
+            if holders.is_empty() {
+                "no entry host".to_string()
+            } else {
+                holders.join(", ")
+            }
+        ));
     }
     report::out("\nPGBOUNCER POOLS");
     for (h, text) in v["pgbouncer_pools"].as_object().into_iter().flatten() {

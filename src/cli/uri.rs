@@ -55,7 +55,9 @@ pub fn run(args: &UriArgs) -> u8 {
     let via = match (args.via, args.direct_tls) {
         (Via::Haproxy, true) => Via::HaproxyDirect,
         (_, true) => {
-            report::info("error: --direct-tls needs --via haproxy (PgBouncer cannot do direct TLS on Debian: 1.25 or later only)");
+            report::info(
+                "error: --direct-tls needs --via haproxy (PgBouncer cannot do direct TLS on Debian: 1.25 or later only)",
+            );
             return exit::USAGE;
         }
         (v, false) => v,
@@ -71,9 +73,15 @@ pub fn run(args: &UriArgs) -> u8 {
     };
     match uri::connection_uri(&inv, &o) {
         Ok(u) => {
-            let shape = if args.multi_host { uri::Shape::MultiHost } else { uri::Shape::Single };
+            let shape = if args.multi_host {
+                uri::Shape::MultiHost
+            } else {
+                uri::Shape::Single
+            };
             if let Some((v, param)) = uri::libpq_needed(via, shape, args.ro) {
-                report::info(format!("note: this URI needs libpq {v} or later ({param}); older clients refuse it"));
+                report::info(format!(
+                    "note: this URI needs libpq {v} or later ({param}); older clients refuse it"
+                ));
             }
             report::out(u);
             exit::OK

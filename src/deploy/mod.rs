@@ -184,7 +184,11 @@ impl<'a> Inputs<'a> {
                 .as_ref()
                 .map(|b| b.schedule.iter().map(|s| s.kind.as_str()).collect())
                 .unwrap_or_default(),
-            backup_nodes: inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect::<Vec<_>>().join(" "),
+            backup_nodes: inv
+                .hosts_with(Role::Postgres)
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         let vars = serde_json::to_value(&vars).expect("a struct of strings and numbers always serializes");
         Ok(HostInput { rendered, vars })
@@ -226,16 +230,25 @@ mod tests {
         let inv = crate::inventory::load(&path).expect("example inventory").inventory;
         let material = render::placeholder::placeholder_material(&inv);
         let pb = crate::playbook::load("deploy", None, &inv).expect("deploy playbook");
-        let inputs = host_inputs(&inv, &material, "v1", "v2", &BTreeMap::new(), &TemplateSource::Embedded)
-            .expect("renders");
+        let inputs =
+            host_inputs(&inv, &material, "v1", "v2", &BTreeMap::new(), &TemplateSource::Embedded).expect("renders");
         let env = vars::environment();
         let mut installed = 0;
         for host in &inv.hosts {
             let input = &inputs[host.name.as_str()];
             let ctx = vars::context(&inv, host, &input.vars, &Facts::default());
-            for play in pb.plays.iter().filter(|p| p.select(&inv).iter().any(|h| h.name == host.name)) {
+            for play in pb
+                .plays
+                .iter()
+                .filter(|p| p.select(&inv).iter().any(|h| h.name == host.name))
+            {
                 for task in &play.tasks {
-                    assert!(task.notify.is_empty(), "{}: `{}` lists handlers by hand", play.name, task.name);
+                    assert!(
+                        task.notify.is_empty(),
+                        "{}: `{}` lists handlers by hand",
+                        play.name,
+                        task.name
+                    );
                     if let Some(w) = &task.when
                         && !vars::when(&env, &ctx, w).expect("a valid `when`")
                     {

@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn a_backup_host_on_another_release_is_refused() {
-        let text = include_str!("../../tests/inventories/minimal.yaml").replace("[haproxy, pgbouncer]", "[haproxy, pgbouncer, backup]");
+        let text = include_str!("../../tests/inventories/minimal.yaml")
+            .replace("[haproxy, pgbouncer]", "[haproxy, pgbouncer, backup]");
         let inv = crate::inventory::parse(std::path::Path::new("m.yaml"), text.as_bytes())
             .expect("valid")
             .inventory;

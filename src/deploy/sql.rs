@@ -146,7 +146,8 @@ mod tests {
         assert_eq!(sql.matches("pgha_verify AUTHORIZATION").count(), 2);
         assert!(sql.contains("NOT rolsuper") && sql.contains("rolvaliduntil"));
         assert_eq!(
-            sql.matches("AND rolname = ANY (ARRAY['app', 'pgha_verify']::text[])").count(),
+            sql.matches("AND rolname = ANY (ARRAY['app', 'pgha_verify']::text[])")
+                .count(),
             2,
             "{sql}"
         );

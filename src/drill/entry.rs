@@ -186,22 +186,44 @@ pub fn actions(holder: &str, lab_name: Option<&String>) -> Vec<Action> {
 pub fn preview(inv: &Inventory, vip: &Vip, db: &str, lab: bool) -> Vec<String> {
     let entries: Vec<&str> = inv.entry_hosts().map(|h| h.name.as_str()).collect();
     vec![
-        format!("pgha drill entry-loss on {} ({}):", if lab { "the lab" } else { "these hosts" }, inv.path.display()),
-        format!("  1. find which of {} holds the VIP {} (each host asked: ip -o -4 addr show to {}/32)", entries.join(", "), vip.address, vip.address),
-        format!("  2. commit numbered rows into pgha_verify.drill_rows every 100 ms through PgBouncer {db}_rw on the VIP ({}); sample every entry host every {} ms", vip.client_name(), SAMPLE_EVERY.as_millis()),
+        format!(
+            "pgha drill entry-loss on {} ({}):",
+            if lab { "the lab" } else { "these hosts" },
+            inv.path.display()
+        ),
+        format!(
+            "  1. find which of {} holds the VIP {} (each host asked: ip -o -4 addr show to {}/32)",
+            entries.join(", "),
+            vip.address,
+            vip.address
+        ),
+        format!(
+            "  2. commit numbered rows into pgha_verify.drill_rows every 100 ms through PgBouncer {db}_rw on the VIP ({}); sample every entry host every {} ms",
+            vip.client_name(),
+            SAMPLE_EVERY.as_millis()
+        ),
         if lab {
             "  3. crash the holder's machine (pgha lab stop), wait for another entry host to take the VIP and RW to return, then boot it again (pgha lab start)".to_string()
         } else {
-            format!("  3. on the holder: systemctl stop {} (each guarded by a dead-man timer); wait for another entry host to take the VIP and RW to return; start them again", REAL_HOST_UNITS.join(" "))
+            format!(
+                "  3. on the holder: systemctl stop {} (each guarded by a dead-man timer); wait for another entry host to take the VIP and RW to return; start them again",
+                REAL_HOST_UNITS.join(" ")
+            )
         },
-        format!("  4. report the longest RW gap (target {TARGET_S} s), failed writes, when the VIP moved and whether two hosts ever held it (Ctrl-C undoes the fault first)"),
+        format!(
+            "  4. report the longest RW gap (target {TARGET_S} s), failed writes, when the VIP moved and whether two hosts ever held it (Ctrl-C undoes the fault first)"
+        ),
     ]
 }
 
 type Samples = Arc<Mutex<BTreeMap<String, Vec<VipSample>>>>;
 
 /// Starts one sampler per entry host; they stop when `stop` becomes true.
-fn start_samplers(s: &EntrySetup, vip: IpAddr, stop: &watch::Receiver<bool>) -> (Samples, Vec<tokio::task::JoinHandle<()>>) {
+fn start_samplers(
+    s: &EntrySetup,
+    vip: IpAddr,
+    stop: &watch::Receiver<bool>,
+) -> (Samples, Vec<tokio::task::JoinHandle<()>>) {
     let samples: Samples = Arc::new(Mutex::new(BTreeMap::new()));
     let mut handles = Vec::new();
     for h in s.inv.entry_hosts() {
@@ -218,7 +240,9 @@ fn start_samplers(s: &EntrySetup, vip: IpAddr, stop: &watch::Receiver<bool>) -> 
                     _ => None,
                 };
                 if let Ok(mut m) = samples.lock() {
-                    m.entry(name.clone()).or_default().push(VipSample { at_ms: now_ms(), holds });
+                    m.entry(name.clone())
+                        .or_default()
+                        .push(VipSample { at_ms: now_ms(), holds });
                 }
                 if let Some(rest) = SAMPLE_EVERY.checked_sub(t0.elapsed()) {
                     tokio::select! {
@@ -236,7 +260,10 @@ fn start_samplers(s: &EntrySetup, vip: IpAddr, stop: &watch::Receiver<bool>) -> 
 async fn holders(s: &EntrySetup, vip: IpAddr) -> Result<Vec<String>, DrillError> {
     let mut out = Vec::new();
     for h in s.inv.entry_hosts() {
-        let text = s.hosts.run_ok(h.name.as_str(), &holds_cmd(vip), Duration::from_secs(20)).await?;
+        let text = s
+            .hosts
+            .run_ok(h.name.as_str(), &holds_cmd(vip), Duration::from_secs(20))
+            .await?;
         if parse_holds(&text) {
             out.push(h.name.to_string());
         }
@@ -248,7 +275,13 @@ async fn holders(s: &EntrySetup, vip: IpAddr) -> Result<Vec<String>, DrillError>
 fn latest_holder(samples: &BTreeMap<String, Vec<VipSample>>) -> Option<String> {
     samples
         .iter()
-        .filter_map(|(h, v)| v.iter().rev().find(|s| s.holds.is_some()).filter(|s| s.holds == Some(true)).map(|s| (s.at_ms, h)))
+        .filter_map(|(h, v)| {
+            v.iter()
+                .rev()
+                .find(|s| s.holds.is_some())
+                .filter(|s| s.holds == Some(true))
+                .map(|s| (s.at_ms, h))
+        })
         .max()
         .map(|(_, h)| h.clone())
 }
@@ -257,7 +290,11 @@ fn moved_at(samples: &BTreeMap<String, Vec<VipSample>>, not: &str, after_ms: i64
     samples
         .iter()
         .filter(|(h, _)| h.as_str() != not)
-        .filter_map(|(_, v)| v.iter().find(|s| s.at_ms >= after_ms && s.holds == Some(true)).map(|s| s.at_ms))
+        .filter_map(|(_, v)| {
+            v.iter()
+                .find(|s| s.at_ms >= after_ms && s.holds == Some(true))
+                .map(|s| s.at_ms)
+        })
         .min()
 }
 
@@ -323,7 +360,12 @@ async fn observe(s: &EntrySetup, vip: &Vip, r: &mut EntryReport) -> Result<(), D
     let [holder] = now.as_slice() else {
         return Err(DrillError::Step {
             step: "find the VIP's holder".into(),
-            detail: format!("{} entry host(s) hold {} ({}); expected exactly one", now.len(), vip.address, now.join(", ")),
+            detail: format!(
+                "{} entry host(s) hold {} ({}); expected exactly one",
+                now.len(),
+                vip.address,
+                now.join(", ")
+            ),
         });
     };
     let holder = holder.clone();
@@ -375,7 +417,10 @@ async fn observe(s: &EntrySetup, vip: &Vip, r: &mut EntryReport) -> Result<(), D
         let deadline = Instant::now() + RW_BACK_BOUND;
         loop {
             let back = w.snapshot().iter().any(|a| a.ok() && a.start_ms > fault_ms);
-            let moved = samples.lock().map(|m| moved_at(&m, &holder, fault_ms).is_some()).unwrap_or(false);
+            let moved = samples
+                .lock()
+                .map(|m| moved_at(&m, &holder, fault_ms).is_some())
+                .unwrap_or(false);
             if back && moved {
                 break;
             }
@@ -384,7 +429,11 @@ async fn observe(s: &EntrySetup, vip: &Vip, r: &mut EntryReport) -> Result<(), D
                     step: "wait for RW through the VIP".into(),
                     detail: format!(
                         "{} {}s after the fault",
-                        if back { "another host did not take the VIP within" } else { "no write was acknowledged within" },
+                        if back {
+                            "another host did not take the VIP within"
+                        } else {
+                            "no write was acknowledged within"
+                        },
                         RW_BACK_BOUND.as_secs()
                     ),
                 });
@@ -418,7 +467,8 @@ async fn observe(s: &EntrySetup, vip: &Vip, r: &mut EntryReport) -> Result<(), D
     r.committed = attempts.iter().filter(|a| a.ok()).count();
     r.rw_unavailable_s = analysis::longest_gap(&attempts, end_ms).map(|g| g.secs());
     if fault_ms > 0 {
-        r.rw_back_after_s = analysis::first_ack_after(&attempts, fault_ms, None).map(|a| (a.end_ms - fault_ms) as f64 / 1000.0);
+        r.rw_back_after_s =
+            analysis::first_ack_after(&attempts, fault_ms, None).map(|a| (a.end_ms - fault_ms) as f64 / 1000.0);
         r.vip_moved_after_s = moved_at(&samples, &holder, fault_ms).map(|t| (t - fault_ms) as f64 / 1000.0);
     }
     r.two_holders = two_holders(&samples, fault_ms);
@@ -448,7 +498,12 @@ mod tests {
     #[test]
     fn two_holders_are_overlapping_runs_only() {
         let a = vec![s(0, Some(true)), s(200, Some(true)), s(400, None), s(600, None)];
-        let b = vec![s(100, Some(false)), s(300, Some(false)), s(500, Some(true)), s(700, Some(true))];
+        let b = vec![
+            s(100, Some(false)),
+            s(300, Some(false)),
+            s(500, Some(true)),
+            s(700, Some(true)),
+        ];
         assert_eq!(holding_runs(&a), [(0, 200)]);
         assert_eq!(holding_runs(&b), [(500, 700)]);
         let mut m = BTreeMap::from([("e1".to_string(), a), ("e2".to_string(), b)]);

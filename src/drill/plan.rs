@@ -281,8 +281,12 @@ pub fn preview(kind: Kind, inv: &Inventory, db: &str, lab: bool) -> Vec<String> 
                 ""
             }
         ),
-        (Kind::EntryLoss, _) => "crash the entry host holding the VIP (see `pgha drill INVENTORY entry-loss`)".to_string(),
-        (Kind::Restore, _) => "restore a backup into a scratch instance (see `pgha drill INVENTORY restore`)".to_string(),
+        (Kind::EntryLoss, _) => {
+            "crash the entry host holding the VIP (see `pgha drill INVENTORY entry-loss`)".to_string()
+        }
+        (Kind::Restore, _) => {
+            "restore a backup into a scratch instance (see `pgha drill INVENTORY restore`)".to_string()
+        }
         (Kind::Partition, _) => format!(
             "cut the current leader's host (one of {}) off the network with `pgha lab partition`; wait for a new leader elsewhere and RW to return; reconnect it with `pgha lab heal` and wait until it rejoins as a replica",
             nodes.join(", ")

@@ -75,7 +75,10 @@ impl RestoreSetup {
     }
 
     fn nodes(&self) -> Vec<String> {
-        self.inv.hosts_with(Role::Postgres).map(|h| h.name.to_string()).collect()
+        self.inv
+            .hosts_with(Role::Postgres)
+            .map(|h| h.name.to_string())
+            .collect()
     }
 
     async fn until_cancelled(&self) {
@@ -188,7 +191,12 @@ pub fn parse_unit_state(out: &str) -> UnitState {
             .trim()
             .to_string()
     };
-    let (active, sub, result, status) = (get("ActiveState"), get("SubState"), get("Result"), get("ExecMainStatus"));
+    let (active, sub, result, status) = (
+        get("ActiveState"),
+        get("SubState"),
+        get("Result"),
+        get("ExecMainStatus"),
+    );
     match active.as_str() {
         "active" if sub == "exited" && result == "success" && status == "0" => UnitState::Succeeded,
         "active" | "activating" | "reloading" => UnitState::Running,
@@ -208,7 +216,12 @@ pub fn start_cmd(bin_dir: &str, replay: &[String]) -> Cmd {
     let mut c = Cmd::new("systemd-run")
         .arg(format!("--unit={UNIT}"))
         .args(["--collect", "--quiet", "-p", "User=postgres", "-p", "Group=postgres"])
-        .args(["-p", "RuntimeDirectory=pgha-drill-restore", "-p", "RuntimeDirectoryMode=0755"])
+        .args([
+            "-p",
+            "RuntimeDirectory=pgha-drill-restore",
+            "-p",
+            "RuntimeDirectoryMode=0755",
+        ])
         .args(["-p", "KillSignal=SIGINT", "-p", "TimeoutStopSec=60"])
         .arg("-p")
         .arg(format!("RuntimeMaxSec={SCRATCH_MAX_S}"))
@@ -245,8 +258,12 @@ pub fn start_cmd(bin_dir: &str, replay: &[String]) -> Cmd {
 pub async fn clean_host(hosts: &Hosts, host: &str) -> Result<(), DrillError> {
     let t = Duration::from_secs(90);
     // Not loaded (nothing to stop) exits 5: fine.
-    let _ = hosts.exec(host, &Cmd::new("systemctl").args(["stop", UNIT, COPY_UNIT]), t).await?;
-    let _ = hosts.exec(host, &Cmd::new("systemctl").args(["reset-failed", UNIT, COPY_UNIT]), t).await;
+    let _ = hosts
+        .exec(host, &Cmd::new("systemctl").args(["stop", UNIT, COPY_UNIT]), t)
+        .await?;
+    let _ = hosts
+        .exec(host, &Cmd::new("systemctl").args(["reset-failed", UNIT, COPY_UNIT]), t)
+        .await;
     hosts
         .run_ok(host, &Cmd::new("rm").args(["-rf", "--one-file-system", SCRATCH_DIR]), t)
         .await?;
@@ -254,11 +271,21 @@ pub async fn clean_host(hosts: &Hosts, host: &str) -> Result<(), DrillError> {
         .exec(host, &Cmd::new("systemctl").args(["is-active", UNIT, COPY_UNIT]), t)
         .await?
         .stdout_text();
-    let left = hosts.exec(host, &Cmd::new("test").args(["-e", SCRATCH_DIR]), t).await?.success();
-    if active.lines().any(|l| matches!(l.trim(), "active" | "activating" | "deactivating")) || left {
+    let left = hosts
+        .exec(host, &Cmd::new("test").args(["-e", SCRATCH_DIR]), t)
+        .await?
+        .success();
+    if active
+        .lines()
+        .any(|l| matches!(l.trim(), "active" | "activating" | "deactivating"))
+        || left
+    {
         return Err(DrillError::Host {
             host: host.to_string(),
-            detail: format!("the scratch instance is still there after cleaning ({UNIT}: {}; {SCRATCH_DIR} exists: {left})", active.trim()),
+            detail: format!(
+                "the scratch instance is still there after cleaning ({UNIT}: {}; {SCRATCH_DIR} exists: {left})",
+                active.trim()
+            ),
         });
     }
     Ok(())
@@ -335,7 +362,10 @@ async fn drill(s: &RestoreSetup, r: &mut RestoreReport) -> Result<(), DrillError
     if !s.sql.available().await {
         return Err(step(
             "psql on this machine",
-            format!("`{} --version` failed; install it (apt-get install postgresql-client)", s.sql.program),
+            format!(
+                "`{} --version` failed; install it (apt-get install postgresql-client)",
+                s.sql.program
+            ),
         ));
     }
     let t = Instant::now();
@@ -346,7 +376,9 @@ async fn drill(s: &RestoreSetup, r: &mut RestoreReport) -> Result<(), DrillError
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(step("SSH", text.join("; ")));
     }
-    let members = s.or_cancel(cluster::members(&s.hosts, &s.inv, &s.remote_ca, &BTreeSet::new())).await?;
+    let members = s
+        .or_cancel(cluster::members(&s.hosts, &s.inv, &s.remote_ca, &BTreeSet::new()))
+        .await?;
     let nodes = s.nodes();
     let expected: Vec<&str> = nodes.iter().map(String::as_str).collect();
     let healthy = cluster::assess(&members, &expected, s.inv.patroni.synchronous_mode)
@@ -364,25 +396,47 @@ async fn drill(s: &RestoreSetup, r: &mut RestoreReport) -> Result<(), DrillError
         return Err(step("removing an earlier scratch instance", e.to_string()));
     }
     let version_num = s
-        .run_ok(&scratch, &pgbr::local_psql(s.pg_port(), "SELECT current_setting('server_version_num')"), cluster::POLL_TIMEOUT)
+        .run_ok(
+            &scratch,
+            &pgbr::local_psql(s.pg_port(), "SELECT current_setting('server_version_num')"),
+            cluster::POLL_TIMEOUT,
+        )
         .await?;
     let major = version_num.trim().parse::<u32>().map(|v| v / 10000).map_err(|_| {
-        step("PostgreSQL version", format!("{scratch}: unexpected server_version_num {:?}", version_num.trim()))
+        step(
+            "PostgreSQL version",
+            format!("{scratch}: unexpected server_version_num {:?}", version_num.trim()),
+        )
     })?;
     let bin_dir = format!("/usr/lib/postgresql/{major}/bin");
     let version = pgbr::parse_version(&s.run_ok(&repo, &pgbr::version_cmd(), cluster::POLL_TIMEOUT).await?)
-        .ok_or_else(|| step("pgbackrest version", format!("{repo}: cannot read `pgbackrest version`")))?;
+        .ok_or_else(|| {
+            step(
+                "pgbackrest version",
+                format!("{repo}: cannot read `pgbackrest version`"),
+            )
+        })?;
     let info = read_info(s, &repo, &stanza).await?;
     let picked = match &s.set {
-        Some(label) => Some(info.backups.iter().find(|e| &e.label == label).cloned().ok_or_else(|| {
-            step(
-                "--set",
-                format!(
-                    "no backup {label} in stanza {stanza}; the repository has: {}",
-                    info.backups.iter().map(|e| e.label.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })?),
+        Some(label) => Some(
+            info.backups
+                .iter()
+                .find(|e| &e.label == label)
+                .cloned()
+                .ok_or_else(|| {
+                    step(
+                        "--set",
+                        format!(
+                            "no backup {label} in stanza {stanza}; the repository has: {}",
+                            info.backups
+                                .iter()
+                                .map(|e| e.label.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?,
+        ),
         None => None,
     };
     r.step("preconditions", t.elapsed().as_secs_f64());
@@ -405,7 +459,11 @@ async fn drill(s: &RestoreSetup, r: &mut RestoreReport) -> Result<(), DrillError
             progress(&format!(
                 "writer: row {} {}",
                 a.n,
-                if a.ok() { "acknowledged".to_string() } else { format!("failed: {}", a.error.as_deref().unwrap_or("?")) }
+                if a.ok() {
+                    "acknowledged".to_string()
+                } else {
+                    format!("failed: {}", a.error.as_deref().unwrap_or("?"))
+                }
             ))
         }),
     );
@@ -415,7 +473,18 @@ async fn drill(s: &RestoreSetup, r: &mut RestoreReport) -> Result<(), DrillError
         s.db,
         s.run
     ));
-    let marked = mark_target(s, r, &w, &repo, &stanza, &leader, version, healthy_streams(&members), picked).await;
+    let marked = mark_target(
+        s,
+        r,
+        &w,
+        &repo,
+        &stanza,
+        &leader,
+        version,
+        healthy_streams(&members),
+        picked,
+    )
+    .await;
     r.writes = w.stop().await;
     let (label, target) = marked?;
     let attempts = r.writes.len();
@@ -444,7 +513,10 @@ async fn rows_after(s: &RestoreSetup, w: &Writer, since_ms: i64, n: usize, what:
         if Instant::now() >= deadline {
             return Err(step(
                 "writer",
-                format!("only {got} row(s) acknowledged {what} within 60 s (RW through PgBouncer {}_rw)", s.db),
+                format!(
+                    "only {got} row(s) acknowledged {what} within 60 s (RW through PgBouncer {}_rw)",
+                    s.db
+                ),
             ));
         }
         s.sleep(Duration::from_millis(200)).await?;
@@ -478,7 +550,9 @@ async fn mark_target(
             } else {
                 BackupType::Full
             };
-            s.say(&format!("{repo}: {kind} backup of stanza {stanza} while the writer runs"));
+            s.say(&format!(
+                "{repo}: {kind} backup of stanza {stanza} while the writer runs"
+            ));
             let t = Instant::now();
             s.run_ok(
                 repo,
@@ -495,8 +569,16 @@ async fn mark_target(
                 .iter()
                 .rfind(|e| !labels.contains(&e.label.as_str()))
                 .cloned()
-                .ok_or_else(|| step("backup", format!("{repo}: pgbackrest backup succeeded but info lists no new backup")))?;
-            s.say(&format!("backup {} ({}, {} bytes) in {secs:.1} s", new.label, new.kind, new.size));
+                .ok_or_else(|| {
+                    step(
+                        "backup",
+                        format!("{repo}: pgbackrest backup succeeded but info lists no new backup"),
+                    )
+                })?;
+            s.say(&format!(
+                "backup {} ({}, {} bytes) in {secs:.1} s",
+                new.label, new.kind, new.size
+            ));
             (new, true, Some(secs))
         }
     };
@@ -515,11 +597,16 @@ async fn mark_target(
     // every row sent after the answer commits after it.
     let t_sql = "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'";
     let before_ms = now_ms();
-    let target = s.run_ok(leader, &pgbr::local_psql(s.pg_port(), t_sql), cluster::POLL_TIMEOUT).await?;
+    let target = s
+        .run_ok(leader, &pgbr::local_psql(s.pg_port(), t_sql), cluster::POLL_TIMEOUT)
+        .await?;
     let after_ms = now_ms();
     let target = target.trim().to_string();
     if target.len() != "2026-12-02 03:00:00.000000+00".len() {
-        return Err(step("target time", format!("{leader}: unexpected clock_timestamp() {target:?}")));
+        return Err(step(
+            "target time",
+            format!("{leader}: unexpected clock_timestamp() {target:?}"),
+        ));
     }
     r.target_time = Some(target.clone());
     r.target_window_ms = Some((before_ms, after_ms));
@@ -529,15 +616,22 @@ async fn mark_target(
     // The segment holding T must be in the archive before the restore can reach T.
     let t = Instant::now();
     let seg = s
-        .run_ok(leader, &pgbr::local_psql(s.pg_port(), "SELECT pg_walfile_name(pg_switch_wal())"), cluster::POLL_TIMEOUT)
+        .run_ok(
+            leader,
+            &pgbr::local_psql(s.pg_port(), "SELECT pg_walfile_name(pg_switch_wal())"),
+            cluster::POLL_TIMEOUT,
+        )
         .await?
         .trim()
         .to_string();
     r.switched_wal = Some(seg.clone());
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let a = pgbr::parse_archiver(&s.run_ok(leader, &pgbr::archiver_cmd(s.pg_port()), cluster::POLL_TIMEOUT).await?)
-            .map_err(|e| step("pg_stat_archiver", format!("{leader}: {e}")))?;
+        let a = pgbr::parse_archiver(
+            &s.run_ok(leader, &pgbr::archiver_cmd(s.pg_port()), cluster::POLL_TIMEOUT)
+                .await?,
+        )
+        .map_err(|e| step("pg_stat_archiver", format!("{leader}: {e}")))?;
         if a.has_archived(&seg) {
             break;
         }
@@ -548,7 +642,11 @@ async fn mark_target(
                     "{leader}: WAL segment {seg} (holding T) not archived within 120 s: last archived {}, {} failure(s){}",
                     a.last_archived_wal.as_deref().unwrap_or("none"),
                     a.failed_count,
-                    if a.failing() { ", archiving is failing now (pgha verify names why)" } else { "" }
+                    if a.failing() {
+                        ", archiving is failing now (pgha verify names why)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -572,14 +670,20 @@ async fn restore_and_check(
     bin_dir: &str,
 ) -> Result<(), DrillError> {
     let avail = s
-        .run_ok(host, &Cmd::new("df").args(["-B1", "--output=avail", "/var/lib/postgresql"]), cluster::POLL_TIMEOUT)
+        .run_ok(
+            host,
+            &Cmd::new("df").args(["-B1", "--output=avail", "/var/lib/postgresql"]),
+            cluster::POLL_TIMEOUT,
+        )
         .await?;
     let avail: u64 = avail.lines().filter_map(|l| l.trim().parse().ok()).next().unwrap_or(0);
     let need = r.backup_size.unwrap_or(0) / 10 * 11 + (256 << 20);
     if avail < need {
         return Err(step(
             "disk",
-            format!("{host}: {avail} bytes free under /var/lib/postgresql, the restore needs about {need}; free space or restore a smaller backup"),
+            format!(
+                "{host}: {avail} bytes free under /var/lib/postgresql, the restore needs about {need}; free space or restore a smaller backup"
+            ),
         ));
     }
     s.run_ok(
@@ -588,7 +692,9 @@ async fn restore_and_check(
         cluster::POLL_TIMEOUT,
     )
     .await?;
-    s.say(&format!("{host}: pgbackrest restore of {label} to T into {SCRATCH_DIR}"));
+    s.say(&format!(
+        "{host}: pgbackrest restore of {label} to T into {SCRATCH_DIR}"
+    ));
     let t0 = Instant::now();
     s.run_ok(host, &restore_cmd(stanza, label, target), cluster::POLL_TIMEOUT)
         .await
@@ -597,21 +703,35 @@ async fn restore_and_check(
     let restore_s = t0.elapsed().as_secs_f64();
     r.restore_s = Some(round1(restore_s));
     r.step("pgbackrest restore", restore_s);
-    let du = s.run_ok(host, &Cmd::new("du").args(["-sb", SCRATCH_DIR]), Duration::from_secs(300)).await?;
+    let du = s
+        .run_ok(
+            host,
+            &Cmd::new("du").args(["-sb", SCRATCH_DIR]),
+            Duration::from_secs(300),
+        )
+        .await?;
     let bytes = du.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
     r.bytes_restored = bytes;
-    r.restore_mb_per_s = bytes.filter(|_| restore_s > 0.0).map(|b| round1(b as f64 / 1e6 / restore_s));
+    r.restore_mb_per_s = bytes
+        .filter(|_| restore_s > 0.0)
+        .map(|b| round1(b as f64 / 1e6 / restore_s));
     let control = s
         .run_ok(
             host,
-            &Cmd::new("runuser").args(["-u", "postgres", "--"]).arg(format!("{bin_dir}/pg_controldata")).arg(SCRATCH_DIR),
+            &Cmd::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{bin_dir}/pg_controldata"))
+                .arg(SCRATCH_DIR),
             cluster::POLL_TIMEOUT,
         )
         .await?;
     let replay = rr::controldata_settings(&control).map_err(|e| step("pg_controldata", format!("{host}: {e}")))?;
     let t1 = Instant::now();
-    s.run_ok(host, &start_cmd(bin_dir, &replay), cluster::POLL_TIMEOUT).await?;
-    s.say(&format!("{host}: scratch PostgreSQL started ({UNIT}); waiting for recovery to T and promotion"));
+    s.run_ok(host, &start_cmd(bin_dir, &replay), cluster::POLL_TIMEOUT)
+        .await?;
+    s.say(&format!(
+        "{host}: scratch PostgreSQL started ({UNIT}); waiting for recovery to T and promotion"
+    ));
     wait_ready(s, host).await?;
     let recovery_s = t1.elapsed().as_secs_f64();
     r.recovery_s = Some(round1(recovery_s));
@@ -624,7 +744,11 @@ async fn restore_and_check(
     ));
 
     let rows = s
-        .run_ok(host, &scratch_psql(&s.db, &writer::count_sql(&s.run)), Duration::from_secs(120))
+        .run_ok(
+            host,
+            &scratch_psql(&s.db, &writer::count_sql(&s.run)),
+            Duration::from_secs(120),
+        )
         .await
         .map_err(|e| step("counting rows in the scratch instance", e.to_string()))?;
     let present = writer::parse_rows(&rows).map_err(|e| step("counting rows in the scratch instance", e))?;
@@ -652,7 +776,9 @@ async fn restore_and_check(
 async fn wait_copy(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
     let deadline = Instant::now() + Duration::from_secs(6 * 3600);
     loop {
-        let out = s.run_ok(host, &unit_state_cmd(COPY_UNIT), cluster::POLL_TIMEOUT).await?;
+        let out = s
+            .run_ok(host, &unit_state_cmd(COPY_UNIT), cluster::POLL_TIMEOUT)
+            .await?;
         match parse_unit_state(&out) {
             UnitState::Succeeded => return Ok(()),
             UnitState::Running if Instant::now() < deadline => s.sleep(Duration::from_millis(500)).await?,
@@ -682,14 +808,22 @@ async fn wait_ready(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let out = s
-            .or_cancel(s.hosts.exec(host, &scratch_psql("postgres", "SELECT pg_is_in_recovery()"), cluster::POLL_TIMEOUT))
+            .or_cancel(s.hosts.exec(
+                host,
+                &scratch_psql("postgres", "SELECT pg_is_in_recovery()"),
+                cluster::POLL_TIMEOUT,
+            ))
             .await?;
         if out.success() && out.stdout_text().trim() == "f" {
             return Ok(());
         }
         let state = s
             .hosts
-            .exec(host, &Cmd::new("systemctl").args(["is-active", UNIT]), cluster::POLL_TIMEOUT)
+            .exec(
+                host,
+                &Cmd::new("systemctl").args(["is-active", UNIT]),
+                cluster::POLL_TIMEOUT,
+            )
             .await?
             .stdout_text();
         if !matches!(state.trim(), "active" | "activating") || Instant::now() >= deadline {
@@ -703,7 +837,11 @@ async fn wait_ready(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
                 "recovery to T",
                 format!(
                     "{host}: the scratch instance {} ({UNIT} {}): {}",
-                    if Instant::now() >= deadline { "did not promote within 30 min" } else { "stopped" },
+                    if Instant::now() >= deadline {
+                        "did not promote within 30 min"
+                    } else {
+                        "stopped"
+                    },
                     state.trim(),
                     log.trim()
                 ),
@@ -717,7 +855,10 @@ async fn wait_ready(s: &RestoreSetup, host: &str) -> Result<(), DrillError> {
 /// it installs the amcheck extension into the copy, never into the cluster).
 async fn consistency(s: &RestoreSetup, host: &str, bin_dir: &str) -> Result<Consistency, DrillError> {
     let tool = format!("{bin_dir}/pg_amcheck");
-    let present = s.hosts.exec(host, &Cmd::new("test").args(["-x", &tool]), cluster::POLL_TIMEOUT).await?;
+    let present = s
+        .hosts
+        .exec(host, &Cmd::new("test").args(["-x", &tool]), cluster::POLL_TIMEOUT)
+        .await?;
     if !present.success() {
         return Ok(Consistency {
             tool: "pg_amcheck".into(),
@@ -735,7 +876,11 @@ async fn consistency(s: &RestoreSetup, host: &str, bin_dir: &str) -> Result<Cons
     let detail = tail[tail.len().saturating_sub(6)..].join("\n");
     s.say(&format!(
         "consistency: pg_amcheck --all --install-missing {}",
-        if out.success() { "reports no corruption".to_string() } else { format!("exited {:?}: {detail}", out.code) }
+        if out.success() {
+            "reports no corruption".to_string()
+        } else {
+            format!("exited {:?}: {detail}", out.code)
+        }
     ));
     Ok(Consistency {
         tool: "pg_amcheck --all --install-missing".into(),
@@ -773,18 +918,35 @@ mod tests {
         assert_eq!(parse_unit_state(running), UnitState::Running);
         let failed = "ActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=56\n";
         assert!(matches!(parse_unit_state(failed), UnitState::Failed(w) if w.contains("exit status 56")));
-        assert!(matches!(parse_unit_state("ActiveState=inactive\n"), UnitState::Failed(_)));
+        assert!(matches!(
+            parse_unit_state("ActiveState=inactive\n"),
+            UnitState::Failed(_)
+        ));
     }
 
     #[test]
     fn the_copy_never_archives_nor_listens() {
-        let restore = restore_cmd("st", "20261202-010000F", "2026-12-02 03:00:00.123456+00").argv().join(" ");
-        assert!(restore.contains("--archive-mode=off") && restore.contains("--target-action=promote"), "{restore}");
-        assert!(restore.contains("--type=time") && restore.contains("--set=20261202-010000F"), "{restore}");
+        let restore = restore_cmd("st", "20261202-010000F", "2026-12-02 03:00:00.123456+00")
+            .argv()
+            .join(" ");
+        assert!(
+            restore.contains("--archive-mode=off") && restore.contains("--target-action=promote"),
+            "{restore}"
+        );
+        assert!(
+            restore.contains("--type=time") && restore.contains("--set=20261202-010000F"),
+            "{restore}"
+        );
         assert!(restore.contains(&format!("--pg1-path={SCRATCH_DIR}")), "{restore}");
         let start = start_cmd("/usr/lib/postgresql/17/bin", &["max_connections=100".to_string()]);
         let argv = start.argv();
-        for want in ["listen_addresses=", "archive_mode=off", "primary_conninfo=", "port=5499", "max_connections=100"] {
+        for want in [
+            "listen_addresses=",
+            "archive_mode=off",
+            "primary_conninfo=",
+            "port=5499",
+            "max_connections=100",
+        ] {
             assert!(argv.iter().any(|a| a == want), "{want} missing: {argv:?}");
         }
         assert!(argv.iter().any(|a| a == "/usr/lib/postgresql/17/bin/postgres"));

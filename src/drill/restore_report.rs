@@ -188,7 +188,11 @@ pub fn controldata_settings(out: &str) -> Result<Vec<String>, String> {
     for (label, guc) in NAMES {
         let value = out
             .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == label).map(|(_, v)| v.trim()))
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.trim() == label)
+                    .map(|(_, v)| v.trim())
+            })
             .ok_or_else(|| format!("pg_controldata: no line `{label}`"))?;
         let ok = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric());
         if !ok {
@@ -287,7 +291,10 @@ mod tests {
         ];
         let present = BTreeSet::from([1, 2, 3]);
         let r = check_rows(&writes, 1000, 1010, &present);
-        assert_eq!((r.acked_before_t, r.acked_after_t, r.acknowledged, r.attempts), (2, 2, 5, 6));
+        assert_eq!(
+            (r.acked_before_t, r.acked_after_t, r.acknowledged, r.attempts),
+            (2, 2, 5, 6)
+        );
         assert_eq!(r.in_flight_at_t, vec![3]);
         assert!(r.missing.is_empty() && r.beyond_target.is_empty());
         assert_eq!(r.present_ranges, vec![(1, 3)]);
@@ -324,7 +331,10 @@ mod tests {
         lost.judge();
         let all = lost.failures.join("\n");
         assert!(!lost.passed);
-        assert!(all.contains("RPO: 1 row(s)") && all.contains("node2 was not removed"), "{all}");
+        assert!(
+            all.contains("RPO: 1 row(s)") && all.contains("node2 was not removed"),
+            "{all}"
+        );
         let mut one_side = RestoreReport {
             rows: Some(check_rows(&writes[..1], 1000, 1010, &BTreeSet::from([1]))),
             ..r.clone()
@@ -353,7 +363,10 @@ mod tests {
 
     #[test]
     fn ranges_compress() {
-        assert_eq!(ranges(&BTreeSet::from([1, 2, 3, 5, 7, 8])), vec![(1, 3), (5, 5), (7, 8)]);
+        assert_eq!(
+            ranges(&BTreeSet::from([1, 2, 3, 5, 7, 8])),
+            vec![(1, 3), (5, 5), (7, 8)]
+        );
         assert!(ranges(&BTreeSet::new()).is_empty());
     }
 }

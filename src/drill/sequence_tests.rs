@@ -459,13 +459,22 @@ async fn a_kill_that_systemd_undid_fails_the_drill_at_once() {
     let r = &d.report;
     assert!(!r.passed, "{r:?}");
     assert!(
-        r.failures.iter().any(|f| f.contains("node1: the fault had no effect: systemd restarted patroni")),
+        r.failures
+            .iter()
+            .any(|f| f.contains("node1: the fault had no effect: systemd restarted patroni")),
         "{:?}",
         r.failures
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     assert!(
-        d.world.commands().iter().any(|(h, l)| h == "node1" && is_start(l, "patroni")),
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        d.world
+            .commands()
+            .iter()
+            .any(|(h, l)| h == "node1" && is_start(l, "patroni")),
         "undone anyway: {:?}",
         d.world.commands()
     );

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::modules::unit_name;
 use crate::modules::CommandArgs;
+use crate::modules::unit_name;
 use crate::playbook::{ModuleSpec, ServiceState, Task};
 
 /// Where systemd reads units and drop-ins that pgha installs.
@@ -87,9 +87,21 @@ mod tests {
     #[test]
     fn a_changed_unit_runs_its_handlers_and_a_restart_covers_a_reload() {
         let hs = vec![
-            handler("reload etcd", Some("etcd.service"), service("etcd", ServiceState::Reloaded)),
-            handler("restart etcd", Some("etcd.service"), service("etcd", ServiceState::Restarted)),
-            handler("reload haproxy", Some("haproxy.service"), service("haproxy", ServiceState::Reloaded)),
+            handler(
+                "reload etcd",
+                Some("etcd.service"),
+                service("etcd", ServiceState::Reloaded),
+            ),
+            handler(
+                "restart etcd",
+                Some("etcd.service"),
+                service("etcd", ServiceState::Restarted),
+            ),
+            handler(
+                "reload haproxy",
+                Some("haproxy.service"),
+                service("haproxy", ServiceState::Reloaded),
+            ),
         ];
         let none = BTreeSet::new();
         let units: BTreeSet<String> = ["etcd.service".to_string()].into();

@@ -399,7 +399,14 @@ impl HostRun<'_> {
     /// read-only checks to run ahead.
     fn query(&self, from_play: usize, from_task: usize) -> Query {
         let with_checks = !self.dirty.load(Ordering::SeqCst);
-        query_for(self.inv, self.playbook, self.host, self.input, (from_play, from_task), with_checks)
+        query_for(
+            self.inv,
+            self.playbook,
+            self.host,
+            self.input,
+            (from_play, from_task),
+            with_checks,
+        )
     }
 
     async fn facts(&self, st: &mut HostState, task_index: usize) -> Result<(), String> {
@@ -518,15 +525,20 @@ impl HostRun<'_> {
         };
         // A check run ahead holds while nothing has changed anywhere; else probe live.
         let ahead = match modules::survey_check(&spec) {
-            Some(c) if !self.dirty.load(Ordering::SeqCst) => {
-                facts.check_output(&c).map(|(passed, out)| modules::verdict(&spec, &self.input.rendered, passed, out))
-            }
+            Some(c) if !self.dirty.load(Ordering::SeqCst) => facts
+                .check_output(&c)
+                .map(|(passed, out)| modules::verdict(&spec, &self.input.rendered, passed, out)),
             _ => None,
         };
         let probed = match (ahead, modules::probe(&spec)) {
             (Some(passed), _) => Some(passed),
             (None, Some(cmd)) => match conn.exec(&cmd, None, transport::DEFAULT_TIMEOUT).await {
-                Ok(out) => Some(modules::verdict(&spec, &self.input.rendered, out.success(), &out.stdout_text())),
+                Ok(out) => Some(modules::verdict(
+                    &spec,
+                    &self.input.rendered,
+                    out.success(),
+                    &out.stdout_text(),
+                )),
                 Err(e) => return Outcome::Failed(e.to_string()),
             },
             (None, None) => None,

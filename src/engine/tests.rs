@@ -277,8 +277,8 @@ fn guarded_rules(is_up: u8, inited: u8) -> Vec<Rule> {
             "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n",
         ),
         answer(
-        "@@pgha:os",
-        &format!(
+            "@@pgha:os",
+            &format!(
                 "@@pgha:os\nID=debian\n@@pgha:clock\n1\n@@pgha:packages\n@@pgha:units\n@@pgha:files\n@@pgha:checks\n{is_up}\n{inited}\n"
             ),
         ),
@@ -297,7 +297,10 @@ async fn checks_run_ahead_in_the_one_probe_when_nothing_changes() {
     for host in ["a", "b"] {
         assert_eq!(recap.hosts[host].round_trips, 1, "{:?}", cmds[host]);
         let probe = &cmds[host][0];
-        assert!(probe.contains("test -e /etc/inited") && probe.contains("is-up"), "{probe}");
+        assert!(
+            probe.contains("test -e /etc/inited") && probe.contains("is-up"),
+            "{probe}"
+        );
     }
 }
 
@@ -315,7 +318,9 @@ async fn after_a_change_checks_run_live_on_every_host() {
     assert!(!cmds["b"].iter().any(|c| c == "init-thing"), "{:?}", cmds["b"]);
     for host in ["a", "b"] {
         assert!(
-            cmds[host].iter().any(|c| c.contains("deadline=") && c.contains("is-up")),
+            cmds[host]
+                .iter()
+                .any(|c| c.contains("deadline=") && c.contains("is-up")),
             "{host} waited live: {:?}",
             cmds[host]
         );
@@ -342,7 +347,10 @@ async fn facts_gathered_by_the_caller_replace_the_first_probe() {
     let mut gathered = BTreeMap::new();
     for h in &inv.hosts {
         let q = first_query(&inv, &pb, h, &input);
-        assert!(q.files.contains("/etc/app.conf") && q.units.contains("app.service"), "{q:?}");
+        assert!(
+            q.files.contains("/etc/app.conf") && q.units.contains("app.service"),
+            "{q:?}"
+        );
         let facts = crate::facts::parse(&probe_output(h.name.as_str(), true, true), &q).expect("parses");
         gathered.insert(h.name.to_string(), Gathered { facts, round_trips: 1 });
     }
@@ -359,7 +367,16 @@ async fn facts_gathered_by_the_caller_replace_the_first_probe() {
         ..Options::default()
     };
     let rec = Arc::new(Recorder(StdMutex::new(Vec::new())));
-    let recap = run(&inv, &pb, &BTreeMap::new(), &opts, &connector, rec, Arc::new(AtomicBool::new(false))).await;
+    let recap = run(
+        &inv,
+        &pb,
+        &BTreeMap::new(),
+        &opts,
+        &connector,
+        rec,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
     let cmds: BTreeMap<String, Vec<String>> = connector
         .fakes
         .lock()

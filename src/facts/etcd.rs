@@ -94,7 +94,9 @@ fn first_json<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         if line.starts_with(['[', '{'])
-            && let Some(Ok(v)) = serde_json::Deserializer::from_str(&text[offset..]).into_iter::<T>().next()
+            && let Some(Ok(v)) = serde_json::Deserializer::from_str(&text[offset..])
+                .into_iter::<T>()
+                .next()
         {
             return Some(v);
         }
@@ -254,7 +256,10 @@ mod tests {
         )
         .expect("parses");
         let e = check_health(&h, 2).expect_err("one down");
-        assert!(e.starts_with("1/2 healthy: https://e2:2379: context deadline exceeded"), "{e}");
+        assert!(
+            e.starts_with("1/2 healthy: https://e2:2379: context deadline exceeded"),
+            "{e}"
+        );
         assert_eq!(check_health(&h[..1], 1), Ok("1/1 healthy".into()));
         assert!(check_health(&h[..1], 3).is_err());
         assert!(parse_health("Error: open /etc/ssl/x: no such file").is_err());
@@ -267,7 +272,10 @@ mod tests {
         let h = parse_health(text).expect("text form");
         assert_eq!(h.len(), 2);
         assert!(h[0].health && !h[1].health);
-        assert_eq!(h[1].error.as_deref(), Some("failed to commit proposal: context deadline exceeded"));
+        assert_eq!(
+            h[1].error.as_deref(),
+            Some("failed to commit proposal: context deadline exceeded")
+        );
     }
 
     #[test]

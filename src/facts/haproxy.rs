@@ -48,10 +48,12 @@ pub struct ParseError(pub String);
 /// and backends left out). Columns are found by the header's names.
 pub fn parse_stat(csv: &str) -> Result<Vec<Server>, ParseError> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .and_then(|h| h.strip_prefix("# "))
-        .ok_or_else(|| ParseError(format!("no `# pxname,…` header: {}", csv.chars().take(120).collect::<String>())))?;
+    let header = lines.next().and_then(|h| h.strip_prefix("# ")).ok_or_else(|| {
+        ParseError(format!(
+            "no `# pxname,…` header: {}",
+            csv.chars().take(120).collect::<String>()
+        ))
+    })?;
     let cols: Vec<&str> = header.split(',').collect();
     let col = |name: &str| {
         cols.iter()
@@ -121,7 +123,11 @@ postgres_ro,pg1_primary,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n";
         assert_eq!(rw_up(&s), ["pg1"]);
         assert_eq!(check_rw(&s, Some("pg1")), Ok("pg1 UP".into()));
         assert_eq!(check_rw(&s, None), Ok("pg1 UP".into()));
-        assert!(check_rw(&s, Some("pg2")).expect_err("not the leader").contains("leader is pg2"));
+        assert!(
+            check_rw(&s, Some("pg2"))
+                .expect_err("not the leader")
+                .contains("leader is pg2")
+        );
         let none: Vec<Server> = s.iter().filter(|x| x.server != "pg1").cloned().collect();
         assert_eq!(check_rw(&none, Some("pg1")), Err("0 UP (pg2 DOWN)".into()));
         assert!(parse_stat("Unknown command\n").is_err());
@@ -139,11 +145,18 @@ postgres_ro,pg1_primary,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n";
         assert_eq!(rw_up(&s), ["node1"]);
         assert_eq!(check_rw(&s, Some("node1")), Ok("node1 UP".into()));
         assert!(check_rw(&s, Some("node2")).is_err());
-        let ro_up: Vec<&str> = s.iter().filter(|x| x.proxy == RO_PROXY && x.is_up()).map(|x| x.server.as_str()).collect();
+        let ro_up: Vec<&str> = s
+            .iter()
+            .filter(|x| x.proxy == RO_PROXY && x.is_up())
+            .map(|x| x.server.as_str())
+            .collect();
         assert_eq!(ro_up, ["node2", "node3", "node1_primary"]);
         // node3's Patroni stopped: RO routes around it, RW unchanged.
         let s = parse_stat(&fixture("show-stat-replica-stopped.csv")).expect("parses");
         assert_eq!(rw_up(&s), ["node1"]);
-        assert!(!s.iter().any(|x| x.proxy == RO_PROXY && x.server == "node3" && x.is_up()));
+        assert!(
+            !s.iter()
+                .any(|x| x.proxy == RO_PROXY && x.server == "node3" && x.is_up())
+        );
     }
 }

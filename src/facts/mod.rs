@@ -6,8 +6,8 @@
 pub mod etcd;
 pub mod haproxy;
 pub mod patroni;
-pub mod pgbouncer;
 pub mod pgbackrest;
+pub mod pgbouncer;
 pub mod vip;
 
 use std::collections::{BTreeMap, BTreeSet};

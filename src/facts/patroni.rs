@@ -50,7 +50,11 @@ pub fn postmaster_settings_cmd() -> Cmd {
 
 /// Parses [`postmaster_settings_cmd`]'s output (one name per line).
 pub fn parse_postmaster_settings(text: &str) -> BTreeSet<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// When PostgreSQL cannot be asked: the restart-only settings an inventory commonly sets
@@ -287,7 +291,11 @@ impl DcsConfig {
 
     /// From an already parsed document (e.g. `bootstrap.dcs` of a rendered config.yml).
     pub fn from_value(raw: serde_json::Value) -> Self {
-        let u32_of = |k: &str| raw.get(k).and_then(serde_json::Value::as_u64).and_then(|v| u32::try_from(v).ok());
+        let u32_of = |k: &str| {
+            raw.get(k)
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+        };
         Self {
             ttl: u32_of("ttl"),
             loop_wait: u32_of("loop_wait"),
@@ -560,7 +568,10 @@ mod tests {
             m("c", "sync_standby", "streaming", Some(0)),
         ];
         assert_eq!(switchover_candidate(&members, "a"), Some("c"));
-        let no_sync = [m("a", "leader", "running", None), m("b", "replica", "streaming", Some(0))];
+        let no_sync = [
+            m("a", "leader", "running", None),
+            m("b", "replica", "streaming", Some(0)),
+        ];
         assert_eq!(switchover_candidate(&no_sync, "a"), Some("b"));
         let none = [m("a", "leader", "running", None), m("b", "replica", "starting", None)];
         assert_eq!(switchover_candidate(&none, "a"), None);
@@ -602,7 +613,10 @@ mod tests {
         });
         let c = dcs_changes(&want, &have);
         let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(keys, ["postgresql.parameters.max_connections", "postgresql.parameters.old"]);
+        assert_eq!(
+            keys,
+            ["postgresql.parameters.max_connections", "postgresql.parameters.old"]
+        );
         assert_eq!(c[0].before, Some(serde_json::json!("100")));
         assert_eq!(c[0].after, Some(serde_json::json!(200)));
         assert_eq!(c[0].parameter(), Some("max_connections"));
@@ -614,7 +628,13 @@ mod tests {
         assert!(dcs_changes(&want, &want).is_empty());
         assert_eq!(dcs_patch(&[]), None);
         let loose = serde_json::json!({"postgresql": {"parameters": {"max_connections": "200", "work_mem": "4MB"}}});
-        assert!(dcs_changes(&loose, &serde_json::json!({"postgresql": {"parameters": {"max_connections": 200, "work_mem": "4MB"}}})).is_empty());
+        assert!(
+            dcs_changes(
+                &loose,
+                &serde_json::json!({"postgresql": {"parameters": {"max_connections": 200, "work_mem": "4MB"}}})
+            )
+            .is_empty()
+        );
     }
 
     /// Captured on the lab: tests/fixtures/patroni/.
@@ -628,11 +648,17 @@ mod tests {
         let members = parse_cluster(&fixture("cluster.json")).expect("parses");
         assert_eq!(leader(&members), Some("node1"));
         let h = assess(&members, &["node1", "node2", "node3"], SyncMode::On).expect("healthy");
-        assert_eq!((h.leader.as_str(), h.sync.as_slice(), h.streaming), ("node1", &["node3".to_string()][..], 2));
+        assert_eq!(
+            (h.leader.as_str(), h.sync.as_slice(), h.streaming),
+            ("node1", &["node3".to_string()][..], 2)
+        );
         assert!(["node1", "node2", "node3"].iter().all(|n| settled(&members, n)));
         assert_eq!(switchover_candidate(&members, "node1"), Some("node3"));
         let config = DcsConfig::parse(&fixture("config.json")).expect("parses");
-        assert_eq!((config.ttl, config.loop_wait, config.retry_timeout), (Some(25), Some(5), Some(10)));
+        assert_eq!(
+            (config.ttl, config.loop_wait, config.retry_timeout),
+            (Some(25), Some(5), Some(10))
+        );
         assert_eq!(config.sync_mode(), SyncMode::On);
         assert_eq!(config.parameters().get("work_mem"), Some(&serde_json::json!("4MB")));
         // The DCS wants what it has: no change; a new parameter is one change.
@@ -656,7 +682,10 @@ mod tests {
 
     #[test]
     fn the_restart_only_settings_come_from_pg_settings() {
-        let path = format!("{}/tests/fixtures/postgres/postmaster-settings.txt", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/postgres/postmaster-settings.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).expect("fixture");
         let s = parse_postmaster_settings(&text);
         assert!(s.contains("max_connections") && s.contains("shared_buffers"), "{s:?}");

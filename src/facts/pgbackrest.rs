@@ -116,7 +116,9 @@ fn num(v: &Value, path: &[&str]) -> i64 {
 /// Parses `info --output=json` and returns the stanza called `stanza`.
 pub fn parse_info(body: &str, stanza: &str) -> Result<StanzaInfo, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("pgbackrest info is not JSON: {e}"))?;
-    let list = v.as_array().ok_or("pgbackrest info: expected a JSON array of stanzas")?;
+    let list = v
+        .as_array()
+        .ok_or("pgbackrest info: expected a JSON array of stanzas")?;
     let s = list
         .iter()
         .find(|s| s["name"].as_str() == Some(stanza))
@@ -220,14 +222,24 @@ pub fn archiver_cmd(port: u16) -> Cmd {
 
 /// Parses [`ARCHIVER_SQL`]'s line.
 pub fn parse_archiver(out: &str) -> Result<Archiver, String> {
-    let line = out.lines().map(str::trim).find(|l| !l.is_empty()).ok_or("pg_stat_archiver: no row")?;
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or("pg_stat_archiver: no row")?;
     let f: Vec<&str> = line.split('|').collect();
     if f.len() != 7 {
-        return Err(format!("pg_stat_archiver: expected 7 fields, found {}: {line:?}", f.len()));
+        return Err(format!(
+            "pg_stat_archiver: expected 7 fields, found {}: {line:?}",
+            f.len()
+        ));
     }
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let age = |s: &str| s.parse::<f64>().ok();
-    let count = |s: &str, what: &str| s.parse::<u64>().map_err(|_| format!("pg_stat_archiver: {what} {s:?} is not a number"));
+    let count = |s: &str, what: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("pg_stat_archiver: {what} {s:?} is not a number"))
+    };
     Ok(Archiver {
         last_archived_wal: opt(f[0]),
         last_archived_age_s: age(f[1]),
@@ -253,7 +265,9 @@ impl Archiver {
     /// Whether `segment` (24 hex digits) is in the archive: the archiver pushes in order, so
     /// it is once the last archived file's segment part is at or past it.
     pub fn has_archived(&self, segment: &str) -> bool {
-        self.last_archived_wal.as_deref().is_some_and(|w| segment_at_or_after(w, segment))
+        self.last_archived_wal
+            .as_deref()
+            .is_some_and(|w| segment_at_or_after(w, segment))
     }
 }
 
@@ -355,12 +369,17 @@ impl Health {
             Some(s) if *s < 172_800 => format!("{:.1} h ago", *s as f64 / 3600.0),
             Some(s) => format!("{:.1} d ago", *s as f64 / 86400.0),
         };
-        let backups: Vec<String> = self.last_backup_age_s.iter().map(|(t, s)| format!("last {t} {}", age(s))).collect();
+        let backups: Vec<String> = self
+            .last_backup_age_s
+            .iter()
+            .map(|(t, s)| format!("last {t} {}", age(s)))
+            .collect();
         let archive = match &self.archiver {
             Some(a) => format!(
                 "archived {} ({}), writing {}, {} segment(s) waiting, {} failure(s){}",
                 a.last_archived_wal.as_deref().unwrap_or("nothing yet"),
-                a.last_archived_age_s.map_or("-".to_string(), |s| format!("{s:.0} s ago")),
+                a.last_archived_age_s
+                    .map_or("-".to_string(), |s| format!("{s:.0} s ago")),
                 a.current_wal,
                 a.ready,
                 a.failed_count,
@@ -377,8 +396,11 @@ mod tests {
     use super::*;
 
     fn fixture() -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/pgbackrest/info.json", env!("CARGO_MANIFEST_DIR")))
-            .expect("fixture")
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/pgbackrest/info.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
     }
 
     #[test]
@@ -403,44 +425,87 @@ mod tests {
         assert!(!a.failing());
         assert!(a.has_archived("000000010000000000000005"));
         assert!(!a.has_archived("000000010000000000000006"));
-        let f = parse_archiver("000000010000000000000005|120.5|4|000000010000000000000006|2.0|000000010000000000000007|2").expect("parses");
+        let f =
+            parse_archiver("000000010000000000000005|120.5|4|000000010000000000000006|2.0|000000010000000000000007|2")
+                .expect("parses");
         assert!(f.failing() && f.failed_count == 4 && f.ready == 2);
-        let recovered = Archiver { last_failed_age_s: Some(300.0), ..f.clone() };
+        let recovered = Archiver {
+            last_failed_age_s: Some(300.0),
+            ..f.clone()
+        };
         assert!(!recovered.failing());
         let never = parse_archiver("||2|000000010000000000000001|1.0|000000010000000000000001|1").expect("parses");
         assert!(never.failing() && !never.has_archived("000000010000000000000001"));
         assert!(parse_archiver("a|b").is_err());
         assert!(parse_archiver("").is_err());
-        assert!(segment_at_or_after("000000020000000000000003.partial", "000000010000000000000009"));
-        assert!(segment_at_or_after("000000010000000000000002.00000028.backup", "000000010000000000000002"));
+        assert!(segment_at_or_after(
+            "000000020000000000000003.partial",
+            "000000010000000000000009"
+        ));
+        assert!(segment_at_or_after(
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000002"
+        ));
         assert!(!segment_at_or_after("00000002.history", "000000010000000000000001"));
     }
 
     #[test]
     fn health_names_failing_archiving_and_backup_ages() {
         let info = parse_info(&fixture(), "pgha-lab").expect("parses");
-        let stop = info.backups.iter().filter(|b| b.kind == "full").map(|b| b.stop).max().expect("a full");
+        let stop = info
+            .backups
+            .iter()
+            .filter(|b| b.kind == "full")
+            .map(|b| b.stop)
+            .max()
+            .expect("a full");
         let ok = parse_archiver("000000010000000000000005|3.25|0|||000000010000000000000006|0").expect("parses");
         let h = health(Some(&info), Some(&ok), "node1", "repo", stop + 7200);
         assert!(h.problems.is_empty(), "{:?}", h.problems);
         assert_eq!(h.last_backup_age_s[0], ("full".to_string(), Some(7200)));
         assert_eq!(h.last_backup_age_s[1], ("diff".to_string(), None));
         assert_eq!(h.last_backup_age_s[2], ("incr".to_string(), Some(7200 - 265)));
-        assert!(h.summary().contains("last full 2.0 h ago") && h.summary().contains("0 failure(s)"), "{}", h.summary());
-        let bad = parse_archiver("000000010000000000000005|120|4|000000010000000000000006|2|000000010000000000000007|2").expect("parses");
+        assert!(
+            h.summary().contains("last full 2.0 h ago") && h.summary().contains("0 failure(s)"),
+            "{}",
+            h.summary()
+        );
+        let bad =
+            parse_archiver("000000010000000000000005|120|4|000000010000000000000006|2|000000010000000000000007|2")
+                .expect("parses");
         let h = health(Some(&info), Some(&bad), "node1", "repo", stop);
         assert_eq!(h.problems.len(), 1);
-        assert!(h.problems[0].contains("archiving is failing on the primary node1: 4 failed"), "{}", h.problems[0]);
+        assert!(
+            h.problems[0].contains("archiving is failing on the primary node1: 4 failed"),
+            "{}",
+            h.problems[0]
+        );
         assert!(h.problems[0].contains("check` on repo"), "{}", h.problems[0]);
         assert!(h.summary().contains("FAILING NOW"));
-        let broken = StanzaInfo { status_code: 99, status_message: "other".into(), ..info.clone() };
+        let broken = StanzaInfo {
+            status_code: 99,
+            status_message: "other".into(),
+            ..info.clone()
+        };
         assert!(health(Some(&broken), None, "node1", "repo", stop).problems[0].contains("status 99"));
         let hung = parse_archiver("000000010000000000000005|400|0|||000000010000000000000007|2").expect("parses");
         let p = health(Some(&info), Some(&hung), "node1", "repo", stop).problems;
-        assert!(p.len() == 1 && p[0].contains("archiving stalls on the primary node1: 2 segment(s)"), "{p:?}");
+        assert!(
+            p.len() == 1 && p[0].contains("archiving stalls on the primary node1: 2 segment(s)"),
+            "{p:?}"
+        );
         let idle = parse_archiver("000000010000000000000005|4000|0|||000000010000000000000006|0").expect("parses");
-        assert!(health(Some(&info), Some(&idle), "node1", "repo", stop).problems.is_empty(), "idle is not stalled");
-        let fresh = StanzaInfo { status_code: 2, backups: Vec::new(), ..info };
+        assert!(
+            health(Some(&info), Some(&idle), "node1", "repo", stop)
+                .problems
+                .is_empty(),
+            "idle is not stalled"
+        );
+        let fresh = StanzaInfo {
+            status_code: 2,
+            backups: Vec::new(),
+            ..info
+        };
         let h = health(Some(&fresh), Some(&ok), "node1", "repo", stop);
         assert!(h.problems.is_empty() && h.summary().contains("last full none"));
     }

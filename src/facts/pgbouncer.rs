@@ -59,7 +59,12 @@ pub fn parse_pools(text: &str) -> Result<Vec<Pool>, ParseError> {
         .next()
         .map(|h| h.split('\t').collect())
         .filter(|h: &Vec<&str>| h.first() == Some(&"database"))
-        .ok_or_else(|| ParseError(format!("no header line: {}", text.chars().take(120).collect::<String>())))?;
+        .ok_or_else(|| {
+            ParseError(format!(
+                "no header line: {}",
+                text.chars().take(120).collect::<String>()
+            ))
+        })?;
     Ok(lines
         .map(|l| {
             let columns: BTreeMap<String, String> = header
@@ -86,7 +91,10 @@ mod tests {
 app_rw\tapp\t1\t2\t1\t0\npgbouncer\tpgbouncer\t1\t0\t0\t0\n(2 rows)\n";
         let p = parse_pools(text).expect("parses");
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].database.as_str(), p[0].user.as_str(), p[0].waiting()), ("app_rw", "app", 2));
+        assert_eq!(
+            (p[0].database.as_str(), p[0].user.as_str(), p[0].waiting()),
+            ("app_rw", "app", 2)
+        );
         assert_eq!(p[1].count("sv_idle"), 0);
         assert!(parse_pools("psql: error: connection refused").is_err());
     }

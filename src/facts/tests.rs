@@ -107,7 +107,14 @@ fn probe_runs_on_a_real_debian_shell() {
         checks: [
             vec!["true"],
             vec!["sh", "-c", "exit 3"],
-            vec!["sh", "-c", "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l", "pgha", "a b", "$(x)"],
+            vec![
+                "sh",
+                "-c",
+                "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l",
+                "pgha",
+                "a b",
+                "$(x)",
+            ],
             vec!["sh", "-c", "[ \"$#\" -eq 0 ]"],
             vec!["sh", "-c", "printf '{\"a\": 1}\\n@x\\n'; exit 4"],
         ]
@@ -139,18 +146,37 @@ fn probe_runs_on_a_real_debian_shell() {
         Some("127.0.0.1")
     );
     assert_eq!(f.resolved.get("no-such-host.invalid"), Some(&None));
-    let passed = |c: &[&str]| f.checks.get(&c.iter().map(|w| w.to_string()).collect::<Vec<_>>()).copied();
+    let passed = |c: &[&str]| {
+        f.checks
+            .get(&c.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+            .copied()
+    };
     assert_eq!(passed(&["true"]), Some(true));
     assert_eq!(passed(&["sh", "-c", "exit 3"]), Some(false));
     assert_eq!(
-        passed(&["sh", "-c", "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l", "pgha", "a b", "$(x)"]),
+        passed(&[
+            "sh",
+            "-c",
+            "[ \"$1\" = 'a b' ] && [ \"$2\" = '$(x)' ] && ! read -r l",
+            "pgha",
+            "a b",
+            "$(x)"
+        ]),
         Some(true),
         "arguments reach the check verbatim, stdin is empty"
     );
-    assert_eq!(passed(&["sh", "-c", "[ \"$#\" -eq 0 ]"]), Some(true), "each check gets only its own words");
+    assert_eq!(
+        passed(&["sh", "-c", "[ \"$#\" -eq 0 ]"]),
+        Some(true),
+        "each check gets only its own words"
+    );
     let printed = Cmd::new("sh").arg("-c").arg("printf '{\"a\": 1}\\n@x\\n'; exit 4");
     let (ok, out) = f.check_output(&printed).expect("asked about");
     assert!(!ok, "its own exit status, not the capture's");
-    assert_eq!(out.trim_end(), "{\"a\": 1}\n@x", "what the check printed, for rules judged in Rust");
+    assert_eq!(
+        out.trim_end(),
+        "{\"a\": 1}\n@x",
+        "what the check printed, for rules judged in Rust"
+    );
     assert_eq!(f.check_output(&Cmd::new("true")), Some((true, "")));
 }

@@ -8,7 +8,9 @@ use crate::transport::Cmd;
 
 /// The command that tells whether a host holds `vip`.
 pub fn holds_cmd(vip: IpAddr) -> Cmd {
-    Cmd::new("ip").args(["-o", "-4", "addr", "show", "to"]).arg(format!("{vip}/32"))
+    Cmd::new("ip")
+        .args(["-o", "-4", "addr", "show", "to"])
+        .arg(format!("{vip}/32"))
 }
 
 /// Whether `ip -o -4 addr show to VIP/32` printed an address.
@@ -22,7 +24,9 @@ mod tests {
 
     #[test]
     fn holding_is_read_from_ip_o() {
-        assert!(parse_holds("2: eth0    inet 10.213.77.10/32 scope global eth0\\       valid_lft forever\n"));
+        assert!(parse_holds(
+            "2: eth0    inet 10.213.77.10/32 scope global eth0\\       valid_lft forever\n"
+        ));
         assert!(!parse_holds(""));
         assert_eq!(
             holds_cmd("10.0.0.30".parse().expect("ip")).command_line(false),

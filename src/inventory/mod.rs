@@ -158,35 +158,78 @@ mod tests {
     fn every_hostile_class_is_refused_with_its_field() {
         let hosts = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
         let cases: &[(&str, &str, &str)] = &[
-            ("", "postgres: {parameters: {ssl_ciphers: 'NULL'}}", "postgres.parameters.ssl_ciphers"),
-            ("", "postgres: {parameters: {ssl_passphrase_command: 'id'}}", "postgres.parameters.ssl_passphrase_command"),
-            ("", "postgres: {parameters: {ssl_crl_file: /x}}", "postgres.parameters.ssl_crl_file"),
-            ("", "postgres: {parameters: {ssl_max_protocol_version: TLSv1}}", "postgres.parameters.ssl_max_protocol_version"),
-            ("", "postgres: {parameters: {ssl_min_protocol_version: TLSv1}}", "postgres.parameters.ssl_min_protocol_version"),
-            ("", "postgres: {parameters: {ssl_groups: X25519}}", "postgres.parameters.ssl_groups"),
-            ("", "postgres: {parameters: {work_mem: \"4MB\\nx = 1\"}}", "postgres.parameters.work_mem"),
-            ("", "postgres: {parameters: {application_name: \"a\\u202Eb\"}}", "postgres.parameters.application_name"),
+            (
+                "",
+                "postgres: {parameters: {ssl_ciphers: 'NULL'}}",
+                "postgres.parameters.ssl_ciphers",
+            ),
+            (
+                "",
+                "postgres: {parameters: {ssl_passphrase_command: 'id'}}",
+                "postgres.parameters.ssl_passphrase_command",
+            ),
+            (
+                "",
+                "postgres: {parameters: {ssl_crl_file: /x}}",
+                "postgres.parameters.ssl_crl_file",
+            ),
+            (
+                "",
+                "postgres: {parameters: {ssl_max_protocol_version: TLSv1}}",
+                "postgres.parameters.ssl_max_protocol_version",
+            ),
+            (
+                "",
+                "postgres: {parameters: {ssl_min_protocol_version: TLSv1}}",
+                "postgres.parameters.ssl_min_protocol_version",
+            ),
+            (
+                "",
+                "postgres: {parameters: {ssl_groups: X25519}}",
+                "postgres.parameters.ssl_groups",
+            ),
+            (
+                "",
+                "postgres: {parameters: {work_mem: \"4MB\\nx = 1\"}}",
+                "postgres.parameters.work_mem",
+            ),
+            (
+                "",
+                "postgres: {parameters: {application_name: \"a\\u202Eb\"}}",
+                "postgres.parameters.application_name",
+            ),
             ("", "postgres: {parameters: {\"a'b\": 1}}", "postgres.parameters.a'b"),
             ("ssh: {user: -oProxyCommand=x}\n", "", "ssh.user"),
             ("ssh: {user: \"a\\nb\"}\n", "", "ssh.user"),
             ("ssh: {key: \"/k\\u001b\"}\n", "", "ssh.key"),
             ("ssh: {known_hosts: /a b}\n", "", "ssh.known_hosts"),
             ("", "postgres: {users: [{name: pg_x}]}", "postgres.users[0].name"),
-            ("", "postgres: {databases: [{name: template0}]}", "postgres.databases[0].name"),
+            (
+                "",
+                "postgres: {databases: [{name: template0}]}",
+                "postgres.databases[0].name",
+            ),
         ];
         for (top, tail, field) in cases {
             let text = format!("cluster: {{name: t}}\n{top}{hosts}{tail}\n");
             let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
                 panic!("{field}: must be refused:\n{text}")
             };
-            assert!(errors.iter().any(|e| e.field == *field && e.hint.is_some()), "{field}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.field == *field && e.hint.is_some()),
+                "{field}: {errors:?}"
+            );
             assert!(errors.iter().all(|e| e.line > 0 && e.column > 0), "{field}: {errors:?}");
         }
         let v6 = "cluster: {name: t}\nhosts:\n  a: {address: '2001:db8::1', dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
         let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), v6.as_bytes()) else {
             panic!("IPv6 must be refused")
         };
-        assert!(errors.iter().any(|e| e.field == "hosts.a.address" && e.message.contains("IPv6")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "hosts.a.address" && e.message.contains("IPv6"))
+        );
     }
 
     #[test]
@@ -194,15 +237,26 @@ mod tests {
         let text = include_str!("../../inventory/entry-vip.yaml");
         let loaded = parse(Path::new("inventory/entry-vip.yaml"), text.as_bytes()).expect("valid");
         let vip = loaded.inventory.vip.as_ref().expect("a vip");
-        assert_eq!((vip.address.to_string(), vip.virtual_router_id, vip.interface.as_str()), ("192.0.2.30".into(), 30, "eth0"));
+        assert_eq!(
+            (vip.address.to_string(), vip.virtual_router_id, vip.interface.as_str()),
+            ("192.0.2.30".into(), 30, "eth0")
+        );
         assert_eq!(vip.client_name(), "db.example.com");
         assert_eq!(loaded.inventory.entry_hosts().count(), 2);
         assert!(
-            loaded.warnings.iter().all(|w| !w.message.contains("single point of failure")),
+            loaded
+                .warnings
+                .iter()
+                .all(|w| !w.message.contains("single point of failure")),
             "{:?}",
             loaded.warnings
         );
-        assert!(example().warnings.iter().any(|w| w.message.contains("single point of failure")));
+        assert!(
+            example()
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("single point of failure"))
+        );
     }
 
     #[test]
@@ -216,8 +270,16 @@ mod tests {
             (two, "vip: {address: 224.0.0.1}", "vip.address"),
             (two, "vip: {address: 10.0.0.30, names: [e1]}", "vip.names"),
             (two, "vip: {address: 10.0.0.30, interface: 'eth0; x'}", "vip.interface"),
-            (two, "vip: {address: 10.0.0.30, virtual_router_id: 256}", "vip.virtual_router_id"),
-            (two, "vip: {address: 10.0.0.30, virtual_router_id: 0}", "vip.virtual_router_id"),
+            (
+                two,
+                "vip: {address: 10.0.0.30, virtual_router_id: 256}",
+                "vip.virtual_router_id",
+            ),
+            (
+                two,
+                "vip: {address: 10.0.0.30, virtual_router_id: 0}",
+                "vip.virtual_router_id",
+            ),
             (two, "vip: {address: 10.0.0.30, password: x}", "vip"),
             (split, "vip: {address: 10.0.0.30}", "vip"),
             (one, "vip: {address: 10.0.0.30}", "vip"),
@@ -231,7 +293,10 @@ mod tests {
         }
         let text = format!("cluster: {{name: t}}\n{two}vip: {{address: 10.0.0.30}}\n");
         let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
-        assert_eq!(inv.vip.map(|v| (v.virtual_router_id, v.interface)), Some((30, "eth0".to_string())));
+        assert_eq!(
+            inv.vip.map(|v| (v.virtual_router_id, v.interface)),
+            Some((30, "eth0".to_string()))
+        );
     }
 
     #[test]
@@ -239,9 +304,21 @@ mod tests {
         let hosts = "hosts:\n  a: {address: 10.0.0.1, dc: x, roles: [postgres, etcd, haproxy, pgbouncer]}\n";
         let cases: &[(&str, &str, u32)] = &[
             ("haproxy: {direct_tls: {}}", "does not say", 3),
-            ("postgres: {major: 15}\nhaproxy: {direct_tls: {}}", "postgres.major is 15", 3),
-            ("postgres: {major: 17}\nhaproxy: {direct_tls: {rw_port: 6432}}", "are both 6432", 4),
-            ("postgres: {major: 17}\nhaproxy: {direct_tls: {port: 1}}", "unknown field", 4),
+            (
+                "postgres: {major: 15}\nhaproxy: {direct_tls: {}}",
+                "postgres.major is 15",
+                3,
+            ),
+            (
+                "postgres: {major: 17}\nhaproxy: {direct_tls: {rw_port: 6432}}",
+                "are both 6432",
+                4,
+            ),
+            (
+                "postgres: {major: 17}\nhaproxy: {direct_tls: {port: 1}}",
+                "unknown field",
+                4,
+            ),
             ("postgres: {major: 170}", "not a PostgreSQL major", 4),
         ];
         for (tail, says, line) in cases {
@@ -249,7 +326,12 @@ mod tests {
             let Err(LoadError::Invalid { errors, .. }) = parse(Path::new("t.yaml"), text.as_bytes()) else {
                 panic!("must be refused:\n{text}")
             };
-            assert!(errors.iter().any(|e| e.message.contains(says) && e.line as u32 >= *line - 1), "{says}: {errors:?}");
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.message.contains(says) && e.line as u32 >= *line - 1),
+                "{says}: {errors:?}"
+            );
         }
         let text = format!("cluster: {{name: t}}\n{hosts}postgres: {{major: 17}}\nhaproxy: {{direct_tls: {{}}}}\n");
         let inv = parse(Path::new("t.yaml"), text.as_bytes()).expect("valid").inventory;
@@ -262,7 +344,18 @@ mod tests {
         for ok in ["root", "ops", "deploy-user", "first.last", "_svc", "host$"] {
             assert!(validate::check_ssh_user(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-oX", "a b", "a@b", "a:b", "1abc", "$", &"a".repeat(33), "a\nb", "ä"] {
+        for bad in [
+            "",
+            "-oX",
+            "a b",
+            "a@b",
+            "a:b",
+            "1abc",
+            "$",
+            &"a".repeat(33),
+            "a\nb",
+            "ä",
+        ] {
             assert!(validate::check_ssh_user(bad).is_err(), "{bad:?}");
         }
     }

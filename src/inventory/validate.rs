@@ -132,7 +132,14 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
     let pgbouncer = pgbouncer(raw.pgbouncer.as_ref(), f);
     let tls = tls(raw.tls.as_ref(), f);
     let vip = raw.vip.as_ref().and_then(|v| vip(v, &hosts, f));
-    let backup = backup(&cluster_name, &hosts, &raw.hosts, raw.backup.as_ref(), raw.postgres.as_ref(), f);
+    let backup = backup(
+        &cluster_name,
+        &hosts,
+        &raw.hosts,
+        raw.backup.as_ref(),
+        raw.postgres.as_ref(),
+        f,
+    );
     let inv = Inventory {
         path: file.to_path_buf(),
         cluster_name,
@@ -154,7 +161,8 @@ pub(crate) fn from_raw(file: &Path, raw: RawInventory, f: &mut Findings) -> Opti
 }
 
 /// Parameters pgha sets when a host has the `backup` role (archiving through pgBackRest).
-pub const BACKUP_MANAGED_PARAMETERS: &[&str] = &["archive_mode", "archive_command", "restore_command", "archive_library"];
+pub const BACKUP_MANAGED_PARAMETERS: &[&str] =
+    &["archive_mode", "archive_command", "restore_command", "archive_library"];
 
 /// Default timers: a weekly full backup, a daily differential one (systemd `OnCalendar=`).
 const DEFAULT_SCHEDULE: [(BackupType, &str); 2] = [
@@ -202,7 +210,10 @@ fn backup(
         f.error(
             pos_of(extra.name.as_str()),
             &format!("hosts.{}.roles", extra.name),
-            format!("a second `backup` host (the first is {}): pgha manages one pgBackRest repository", repo.name),
+            format!(
+                "a second `backup` host (the first is {}): pgha manages one pgBackRest repository",
+                repo.name
+            ),
             Some("keep `backup` on one host".to_string()),
         );
     }
@@ -220,8 +231,13 @@ fn backup(
                 f.error(
                     Pos::of(v),
                     &format!("postgres.parameters.{k}"),
-                    format!("`{k}` is set by pgha when a host has the `backup` role (WAL archiving through pgBackRest)"),
-                    Some(format!("remove it; with a backup host pgha manages {}", BACKUP_MANAGED_PARAMETERS.join(", "))),
+                    format!(
+                        "`{k}` is set by pgha when a host has the `backup` role (WAL archiving through pgBackRest)"
+                    ),
+                    Some(format!(
+                        "remove it; with a backup host pgha manages {}",
+                        BACKUP_MANAGED_PARAMETERS.join(", ")
+                    )),
                 );
             }
         }
@@ -230,7 +246,12 @@ fn backup(
     let r = raw.map(|r| &r.value).unwrap_or(&empty);
     let count = |v: &Option<Spanned<u32>>, default: u32, field: &str, f: &mut Findings| match v {
         Some(n) if n.value == 0 || n.value > 9_999_999 => {
-            f.error(Pos::of(n), field, format!("{} is out of range", n.value), Some("keep 1 to 9999999 backups".to_string()));
+            f.error(
+                Pos::of(n),
+                field,
+                format!("{} is out of range", n.value),
+                Some("keep 1 to 9999999 backups".to_string()),
+            );
             default
         }
         Some(n) => n.value,
@@ -249,7 +270,10 @@ fn backup(
         let text = match (written, given) {
             (Some(w), _) => {
                 let field = format!("backup.schedule.{kind}");
-                let ok = w.value.chars().all(|c| c.is_ascii_alphanumeric() || " *:,./~-".contains(c));
+                let ok = w
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " *:,./~-".contains(c));
                 if !ok {
                     f.error(
                         Pos::of(w),
@@ -269,7 +293,10 @@ fn backup(
             },
         };
         if !text.is_empty() {
-            schedule.push(BackupSchedule { kind, on_calendar: text });
+            schedule.push(BackupSchedule {
+                kind,
+                on_calendar: text,
+            });
         }
     }
     Some(BackupSettings {
@@ -326,13 +353,21 @@ fn check_ssh(raw: &RawSsh, field: &str, f: &mut Findings) {
             continue;
         }
         if v.value.is_empty() {
-            f.error(Pos::of(v), &field, "an empty path", Some(format!("give the file's path, or remove `{name}`")));
+            f.error(
+                Pos::of(v),
+                &field,
+                "an empty path",
+                Some(format!("give the file's path, or remove `{name}`")),
+            );
         } else if name == "known_hosts" && v.value.chars().any(char::is_whitespace) {
             f.error(
                 Pos::of(v),
                 &field,
                 format!("`{}` contains whitespace", v.value),
-                Some("ssh splits UserKnownHostsFile at whitespace into several files; use a path without spaces".to_string()),
+                Some(
+                    "ssh splits UserKnownHostsFile at whitespace into several files; use a path without spaces"
+                        .to_string(),
+                ),
             );
         }
     }
@@ -650,7 +685,8 @@ pub(crate) fn check_ssh_user(s: &str) -> Result<(), String> {
 fn parameter_name_ok(k: &str) -> bool {
     let part = |p: &str| {
         p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     };
     k.len() <= 63
         && match k.split_once('.') {
@@ -671,7 +707,9 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(v),
                 &field,
                 format!("`{k}` is not a PostgreSQL parameter name"),
-                Some("use lowercase letters, digits and `_` (`extension.name` for an extension's parameter)".to_string()),
+                Some(
+                    "use lowercase letters, digits and `_` (`extension.name` for an extension's parameter)".to_string(),
+                ),
             );
         } else if MANAGED_PARAMETERS.contains(&k.as_str()) {
             f.error(
@@ -685,7 +723,10 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 Pos::of(v),
                 &field,
                 format!("`{k}` is refused: {}", tls_parameter_why(k)),
-                Some("remove it; pgha manages TLS itself (docs/security.md lists every TLS parameter and why)".to_string()),
+                Some(
+                    "remove it; pgha manages TLS itself (docs/security.md lists every TLS parameter and why)"
+                        .to_string(),
+                ),
             );
         }
         if let ParamValue::Str(text) = &v.value {
@@ -733,7 +774,10 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                 other => {
                     let hint = did_you_mean(other, ["createdb", "createrole"])
                         .map(|s| format!("did you mean `{s}`?"))
-                        .or(Some("pgha grants only createdb and createrole; grant anything else yourself, knowingly".to_string()));
+                        .or(Some(
+                            "pgha grants only createdb and createrole; grant anything else yourself, knowingly"
+                                .to_string(),
+                        ));
                     f.error(
                         Pos::of(o),
                         &format!("postgres.users[{i}].options"),
@@ -770,7 +814,10 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
                     f.error(
                         Pos::of(&d.value.name),
                         &format!("{field}.name"),
-                        format!("`{name}` has {} characters; PgBouncer names it `{name}_rw`, which must fit 63", name.len()),
+                        format!(
+                            "`{name}` has {} characters; PgBouncer names it `{name}_rw`, which must fit 63",
+                            name.len()
+                        ),
                         Some("use at most 60 characters".to_string()),
                     );
                 }
@@ -832,7 +879,12 @@ fn postgres(raw: Option<&Spanned<RawPostgres>>, f: &mut Findings) -> PostgresSet
 /// `haproxy.direct_tls` needs PostgreSQL ≥ 17, and the inventory must say so: HAProxy cannot
 /// send PostgreSQL's in-band SSLRequest, so re-encrypting to a node is possible only where the
 /// node accepts a TLS handshake at once (direct TLS with ALPN `postgresql`, PostgreSQL 17).
-fn direct_tls_fits(inv: &Inventory, raw_h: Option<&Spanned<RawHaproxy>>, raw_pg: Option<&Spanned<RawPostgres>>, f: &mut Findings) {
+fn direct_tls_fits(
+    inv: &Inventory,
+    raw_h: Option<&Spanned<RawHaproxy>>,
+    raw_pg: Option<&Spanned<RawPostgres>>,
+    f: &mut Findings,
+) {
     let Some(raw) = raw_h.and_then(|h| h.value.direct_tls.as_ref()) else {
         return;
     };
@@ -1087,7 +1139,10 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
                     Pos::of(&r.address),
                     "vip.address",
                     format!("{a} is the address of host {}", h.name),
-                    Some("the VIP must be a free address in the entry hosts' subnet, held by one of them at a time".to_string()),
+                    Some(
+                        "the VIP must be a free address in the entry hosts' subnet, held by one of them at a time"
+                            .to_string(),
+                    ),
                 );
                 ok = false;
             }
@@ -1107,7 +1162,12 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
     for n in &r.names {
         match HostName::new(&n.value) {
             Ok(hn) if hn.as_str().ends_with(".invalid") => {
-                f.error(Pos::of(n), "vip.names", format!("`{hn}` is under `.invalid`, which pgha reserves"), None);
+                f.error(
+                    Pos::of(n),
+                    "vip.names",
+                    format!("`{hn}` is under `.invalid`, which pgha reserves"),
+                    None,
+                );
                 ok = false;
             }
             Ok(hn) if hosts.iter().any(|h| h.dns_names().contains(&hn)) => {
@@ -1121,7 +1181,12 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
             }
             Ok(hn) => names.push(hn),
             Err(why) => {
-                f.error(Pos::of(n), "vip.names", why, Some("the exact DNS names that resolve to the VIP".to_string()));
+                f.error(
+                    Pos::of(n),
+                    "vip.names",
+                    why,
+                    Some("the exact DNS names that resolve to the VIP".to_string()),
+                );
                 ok = false;
             }
         }
@@ -1133,7 +1198,8 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
             let valid = !v.is_empty()
                 && v.len() <= 15
                 && !v.starts_with('-')
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
             if !valid {
                 f.error(
                     Pos::of(i),
@@ -1150,7 +1216,12 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
         Some(v) => match u8::try_from(v.value) {
             Ok(id) if id >= 1 => id,
             _ => {
-                f.error(Pos::of(v), "vip.virtual_router_id", format!("expected 1–255, found {}", v.value), Some("VRRP router ids are 1–255 and unique per network segment".to_string()));
+                f.error(
+                    Pos::of(v),
+                    "vip.virtual_router_id",
+                    format!("expected 1–255, found {}", v.value),
+                    Some("VRRP router ids are 1–255 and unique per network segment".to_string()),
+                );
                 ok = false;
                 1
             }
@@ -1182,8 +1253,14 @@ fn vip(raw: &Spanned<RawVip>, hosts: &[Host], f: &mut Findings) -> Option<Vip> {
         f.error(
             Pos::of(raw),
             "vip",
-            format!("a VIP needs at least two entry hosts to move between; the inventory has {}", entry.len()),
-            Some("add a second host with roles [haproxy, pgbouncer], ideally in another data centre, or remove `vip`".to_string()),
+            format!(
+                "a VIP needs at least two entry hosts to move between; the inventory has {}",
+                entry.len()
+            ),
+            Some(
+                "add a second host with roles [haproxy, pgbouncer], ideally in another data centre, or remove `vip`"
+                    .to_string(),
+            ),
         );
         ok = false;
     }

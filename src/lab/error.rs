@@ -74,7 +74,9 @@ pub enum LabError {
         state: PathBuf,
     },
     /// The lab's subnet has fewer host numbers than hosts were asked for.
-    #[error("{hosts} hosts do not fit in the lab subnet {subnet} ({capacity} host addresses from .11)\n\nhint: take the lab down and bring it up with a larger --subnet, e.g. 10.213.64.0/20")]
+    #[error(
+        "{hosts} hosts do not fit in the lab subnet {subnet} ({capacity} host addresses from .11)\n\nhint: take the lab down and bring it up with a larger --subnet, e.g. 10.213.64.0/20"
+    )]
     SubnetFull {
         /// The subnet.
         subnet: String,

@@ -32,7 +32,11 @@ pub fn shape(path: &Path, bytes: &[u8]) -> Result<Shape> {
     let bad: Vec<(String, String)> = source
         .hosts
         .iter()
-        .filter_map(|h| check_lab_host_name(h.name.as_str()).err().map(|e| (h.name.to_string(), e)))
+        .filter_map(|h| {
+            check_lab_host_name(h.name.as_str())
+                .err()
+                .map(|e| (h.name.to_string(), e))
+        })
         .collect();
     if !bad.is_empty() {
         return Err(LabError::HostNames(host_diagnostics(path, bytes, bad)));
@@ -59,7 +63,14 @@ fn host_diagnostics(path: &Path, bytes: &[u8], bad: Vec<(String, String)>) -> Ve
         .map(|(name, message)| {
             let pos = raw
                 .as_ref()
-                .and_then(|r| r.hosts.value.0.iter().find(|(k, _)| *k == name).map(|(_, v)| Pos::of(v)))
+                .and_then(|r| {
+                    r.hosts
+                        .value
+                        .0
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| Pos::of(v))
+                })
                 .unwrap_or_default();
             Diagnostic {
                 severity: Severity::Error,
@@ -98,7 +109,10 @@ mod tests {
         let e = shape(Path::new("t.yaml"), text.as_bytes()).expect_err("too long");
         let msg = e.to_string();
         assert!(msg.starts_with("t.yaml:4:"), "{msg}");
-        assert!(msg.contains("hosts.a-very-long-name") && msg.contains("pl-a-very-long-name"), "{msg}");
+        assert!(
+            msg.contains("hosts.a-very-long-name") && msg.contains("pl-a-very-long-name"),
+            "{msg}"
+        );
         assert!(msg.contains("hint: rename"), "{msg}");
     }
 

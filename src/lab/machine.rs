@@ -154,7 +154,10 @@ pub fn start(hp: &HostPaths, name: &str) -> Result<bool> {
     let mut c = cmd::command("systemd-nspawn", &args);
     c.stdin(Stdio::null()).stdout(log).stderr(err).process_group(0);
     let cg = cgroup::create(name, &hp.cgroup_scratch())?;
-    let fds: Vec<i32> = cg.iter().flat_map(|cg| cg.procs.iter().map(|f| f.as_raw_fd())).collect();
+    let fds: Vec<i32> = cg
+        .iter()
+        .flat_map(|cg| cg.procs.iter().map(|f| f.as_raw_fd()))
+        .collect();
     // SAFETY: runs in the forked child before exec; it only calls write(2) and close_range(2),
     // which are async-signal-safe, on descriptors opened by the parent (the Vec is only read).
     unsafe {
@@ -308,7 +311,13 @@ mod tests {
         let mut hosts = default_hosts(Subnet::parse_lab(DEFAULT_SUBNET).expect("valid"));
         hosts[6].names = vec!["db.example.com".into(), "db2.example.com".into()];
         let text = etc_hosts(&hosts);
-        assert!(text.contains(&format!("{}\t{} db.example.com db2.example.com\n", hosts[6].address, hosts[6].name)), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{}\t{} db.example.com db2.example.com\n",
+                hosts[6].address, hosts[6].name
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -151,7 +151,10 @@ pub fn ensure_host_net(host: &str, address: Ipv4Addr, subnet: Subnet, bridge: &s
 /// The IPv4 addresses on a host's `eth0`, read from the root namespace (`ip -n … -o -4 addr`):
 /// what the host's kernel answers ARP for.
 pub fn addresses(host: &str) -> Result<Vec<Ipv4Addr>> {
-    let out = run_args("ip", &["-n", &netns_name(host), "-o", "-4", "addr", "show", "dev", "eth0"])?;
+    let out = run_args(
+        "ip",
+        &["-n", &netns_name(host), "-o", "-4", "addr", "show", "dev", "eth0"],
+    )?;
     Ok(parse_addresses(&out))
 }
 
@@ -174,7 +177,18 @@ pub fn drop_foreign_addresses(host: &str, own: Ipv4Addr) -> Result<Vec<Ipv4Addr>
     let mut dropped = Vec::new();
     for a in addresses(host)?.into_iter().filter(|a| *a != own) {
         // Any prefix: `ip addr del A dev` removes A whatever its length (with a warning).
-        let _ = run_args("ip", &["-n", &netns_name(host), "addr", "del", &format!("{a}/32"), "dev", "eth0"]);
+        let _ = run_args(
+            "ip",
+            &[
+                "-n",
+                &netns_name(host),
+                "addr",
+                "del",
+                &format!("{a}/32"),
+                "dev",
+                "eth0",
+            ],
+        );
         dropped.push(a);
     }
     Ok(dropped)

@@ -284,7 +284,11 @@ const OVERFLOW_NUMBER: u32 = 51;
 /// has in `current` (a kept machine never moves); the lowest free number of its first role's
 /// range ([`role_numbers`]; so the default topology gets .11–.13, .21–.23, .31, .41); the lowest
 /// free from .51; the lowest free from .11. Hosts come out in the order of `wanted`.
-pub fn assign_addresses(subnet: Subnet, wanted: &[WantedHost], current: &[HostSpec]) -> Result<Vec<HostSpec>, LabError> {
+pub fn assign_addresses(
+    subnet: Subnet,
+    wanted: &[WantedHost],
+    current: &[HostSpec],
+) -> Result<Vec<HostSpec>, LabError> {
     let mut used = std::collections::BTreeSet::new();
     let mut out: Vec<Option<Ipv4Addr>> = vec![None; wanted.len()];
     // 1. Kept machines keep their address.
@@ -310,15 +314,16 @@ pub fn assign_addresses(subnet: Subnet, wanted: &[WantedHost], current: &[HostSp
         }
     }
     // 3. Everyone else: the lowest free number from .51, then from .11.
-    let mut numbers = (OVERFLOW_NUMBER..=*all.end())
-        .chain(all.clone())
-        .map(|n| subnet.nth(n));
+    let mut numbers = (OVERFLOW_NUMBER..=*all.end()).chain(all.clone()).map(|n| subnet.nth(n));
     for slot in out.iter_mut().filter(|s| s.is_none()) {
-        let free = numbers.by_ref().find(|a| !used.contains(a)).ok_or(LabError::SubnetFull {
-            subnet: subnet.to_string(),
-            hosts: wanted.len(),
-            capacity: subnet.host_numbers().count(),
-        })?;
+        let free = numbers
+            .by_ref()
+            .find(|a| !used.contains(a))
+            .ok_or(LabError::SubnetFull {
+                subnet: subnet.to_string(),
+                hosts: wanted.len(),
+                capacity: subnet.host_numbers().count(),
+            })?;
         used.insert(free);
         *slot = Some(free);
     }
@@ -459,7 +464,10 @@ mod tests {
         );
         // b removed, d and e added in front: c keeps .13, the new ones fill .12 then .14.
         let second = assign_addresses(subnet(), &want(&["d", "c", "a", "e"]), &first).expect("fits");
-        assert_eq!(second.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["d", "c", "a", "e"]);
+        assert_eq!(
+            second.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["d", "c", "a", "e"]
+        );
         assert_eq!(addr(&second, "a"), "10.213.77.11");
         assert_eq!(addr(&second, "c"), "10.213.77.13");
         assert_eq!(addr(&second, "d"), "10.213.77.12");
@@ -491,8 +499,8 @@ mod tests {
             roles: vec![Role::Postgres],
             names: Vec::new(),
         }];
-        let got = assign_addresses(subnet(), &[w("y", &[Role::Postgres]), w("e1", &[Role::Etcd])], &current)
-            .expect("fits");
+        let got =
+            assign_addresses(subnet(), &[w("y", &[Role::Postgres]), w("e1", &[Role::Etcd])], &current).expect("fits");
         assert_eq!(addr(&got, "y"), "10.213.77.21");
         assert_eq!(addr(&got, "e1"), "10.213.77.22");
     }
@@ -516,7 +524,10 @@ mod tests {
         assert_eq!(small.host_numbers(), 11..=62);
         let names: Vec<String> = (0..53).map(|i| format!("h{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        assert_eq!(assign_addresses(small, &want(&refs[..52]), &[]).expect("fits").len(), 52);
+        assert_eq!(
+            assign_addresses(small, &want(&refs[..52]), &[]).expect("fits").len(),
+            52
+        );
         let err = assign_addresses(small, &want(&refs), &[]).expect_err("53 do not fit");
         assert!(err.to_string().contains("53 hosts"), "{err}");
         assert!(!small.holds_host("10.9.0.63".parse().expect("ip")));

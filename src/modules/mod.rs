@@ -21,8 +21,8 @@ pub use command::CommandArgs;
 pub use directory::DirectoryArgs;
 pub use file::FileArgs;
 pub use package::PackageArgs;
-pub use service::{ServiceArgs, ServiceState};
 pub use rule::{Rule, RuleCheck};
+pub use service::{ServiceArgs, ServiceState};
 pub use wait_for::WaitForArgs;
 
 use std::collections::BTreeMap;

@@ -148,7 +148,10 @@ mod tests {
             .expect("resolves");
         assert!(j.holds(r#"{"ttl": 30, "loop_wait": 10, "postgresql": {"parameters": {"max_connections": "100"}}}"#));
         assert!(!j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 200}}}"#));
-        assert!(!j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "4MB"}}}"#), "an unwanted parameter");
+        assert!(
+            !j.holds(r#"{"ttl": 30, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "4MB"}}}"#),
+            "an unwanted parameter"
+        );
         assert!(!j.holds("curl: (7) refused"));
         assert!(Rule::PatroniDcsMatches("/nope".into()).resolve(&r).is_err());
     }
@@ -163,11 +166,15 @@ mod tests {
                 r#"{{"members": [{{"name": "a", "role": "leader", "state": "running", "pending_restart": true}}, {{"name": "b", "role": "{b_role}", "state": "streaming", "pending_restart": {pending}}}]}}"#
             )
         };
-        assert!(!j.holds(&cluster("replica", true)), "a replica with a pending restart: due");
+        assert!(
+            !j.holds(&cluster("replica", true)),
+            "a replica with a pending restart: due"
+        );
         assert!(j.holds(&cluster("replica", false)), "nothing pending");
         assert!(j.holds(&cluster("leader", true)), "not the replicas' turn");
         assert!(j.holds("curl: (7) refused"), "unreadable: nothing restarted");
-        let primary: Rule = serde_saphyr::from_str("patroni_restart_not_due: { member: a, turn: primary }").expect("parses");
+        let primary: Rule =
+            serde_saphyr::from_str("patroni_restart_not_due: { member: a, turn: primary }").expect("parses");
         let j = primary.resolve(&Rendered::new()).expect("resolves");
         assert!(!j.holds(&cluster("replica", false)), "the leader's turn");
     }

@@ -176,7 +176,11 @@ pub(super) async fn apply_rule(
             return Ok(Applied::default());
         }
         if start.elapsed() >= timeout {
-            let detail = if out.success() { out.stdout_text().chars().take(300).collect() } else { out.stderr_tail(3) };
+            let detail = if out.success() {
+                out.stdout_text().chars().take(300).collect()
+            } else {
+                out.stderr_tail(3)
+            };
             return Err(ModuleError::WaitTimeout {
                 what: what.to_string(),
                 secs: timeout.as_secs(),
@@ -218,9 +222,24 @@ mod tests {
         assert!(!verdict(&a, &r, true, "<html>"), "an unreadable answer does not pass");
         assert_eq!(
             check_once(&a).argv(),
-            ["curl", "-sS", "--fail", "--max-time", "5", "--cacert", "/ca.pem", "https://pg1:8008/cluster"]
+            [
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "5",
+                "--cacert",
+                "/ca.pem",
+                "https://pg1:8008/cluster"
+            ]
         );
         assert!(matches!(plan(&a, &r, Some(true)), Ok(Plan::Satisfied { .. })));
-        assert!(matches!(plan(&a, &r, Some(false)), Ok(Plan::Check { action: Action::WaitRule { .. }, .. })));
+        assert!(matches!(
+            plan(&a, &r, Some(false)),
+            Ok(Plan::Check {
+                action: Action::WaitRule { .. },
+                ..
+            })
+        ));
     }
 }

@@ -114,24 +114,45 @@ pub async fn backup(inv: &Inventory, o: &BackupOptions, rep: &Arc<dyn Reporter>)
             .ok_or_else(|| OpsError::Day2(format!("{repo}: not connected")))?;
         let members = c.members().await?;
         let streams = members.iter().any(|m| m.streams());
-        let version = pgbr::parse_version(&run(conn, repo, &pgbr::version_cmd(), DEFAULT_TIMEOUT, "pgbackrest version").await?)
-            .ok_or_else(|| OpsError::Day2(format!("{repo}: cannot read `pgbackrest version`")))?;
-        let before: Vec<String> = info(conn, repo, &b.stanza).await?.backups.into_iter().map(|e| e.label).collect();
+        let version =
+            pgbr::parse_version(&run(conn, repo, &pgbr::version_cmd(), DEFAULT_TIMEOUT, "pgbackrest version").await?)
+                .ok_or_else(|| OpsError::Day2(format!("{repo}: cannot read `pgbackrest version`")))?;
+        let before: Vec<String> = info(conn, repo, &b.stanza)
+            .await?
+            .backups
+            .into_iter()
+            .map(|e| e.label)
+            .collect();
         rep.info(&format!(
             "{repo}: {} backup of stanza {} ({})",
             o.kind,
             b.stanza,
-            if streams { "a standby streams: reading from it" } else { "no streaming standby: from the primary" }
+            if streams {
+                "a standby streams: reading from it"
+            } else {
+                "no streaming standby: from the primary"
+            }
         ));
         let t = Instant::now();
-        let log = run(conn, repo, &backup_cmd(&b.stanza, o.kind, version, streams), BACKUP_TIMEOUT, "pgbackrest backup").await?;
+        let log = run(
+            conn,
+            repo,
+            &backup_cmd(&b.stanza, o.kind, version, streams),
+            BACKUP_TIMEOUT,
+            "pgbackrest backup",
+        )
+        .await?;
         let seconds = t.elapsed().as_secs_f64();
         let after = info(conn, repo, &b.stanza).await?;
         let new = after
             .backups
             .into_iter()
             .rfind(|e| !before.contains(&e.label))
-            .ok_or_else(|| OpsError::Day2(format!("{repo}: pgbackrest backup succeeded but info lists no new backup")))?;
+            .ok_or_else(|| {
+                OpsError::Day2(format!(
+                    "{repo}: pgbackrest backup succeeded but info lists no new backup"
+                ))
+            })?;
         let source = if streams { source_of(&log) } else { Source::Primary };
         rep.info(&format!(
             "{repo}: backup {} ({}, {} bytes, {} in the repository) in {seconds:.1} s",

@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use super::pool::{self, Conns};
 use super::material::Issuance;
 use super::members::{self, MemberPlan};
 use super::plan::{self, ClusterPlan};
+use super::pool::{self, Conns};
 use super::{Connect, OpsError, Reporter, material, run};
 use crate::deploy::{self, preflight};
 use crate::engine::{self, Gathered, HostInput, Options, PreOpened, Recap};
-use crate::render::paths;
 use crate::facts;
 use crate::inventory::Inventory;
 use crate::playbook;
+use crate::render::paths;
 use crate::render::{Target, TemplateSource};
 
 /// What a deploy (or its plan) does besides the inventory.
@@ -126,7 +126,9 @@ fn prepare(inv: &Inventory, o: &DeployOptions, rep: &dyn Reporter) -> Result<Pre
         let (m, v) = material::from_state(inv, o.state.as_deref(), rep)?;
         (m, v, None)
     };
-    let state_root = crate::pki::StateDir::for_inventory(inv, o.state.as_deref()).root().to_path_buf();
+    let state_root = crate::pki::StateDir::for_inventory(inv, o.state.as_deref())
+        .root()
+        .to_path_buf();
     let record = members::read_record(&state_root)?;
     // The membership plan when the cluster agrees with the record (every deploy but one that
     // changes members): render with it now; the probe's answers confirm it or re-render.
@@ -147,10 +149,7 @@ fn prepare(inv: &Inventory, o: &DeployOptions, rep: &dyn Reporter) -> Result<Pre
 }
 
 /// Each host's etcd bootstrap (`initial-cluster-state`, `initial-cluster`) from a membership plan.
-fn bootstrap_of(
-    inv: &Inventory,
-    p: &MemberPlan,
-) -> BTreeMap<crate::inventory::HostName, crate::render::EtcdBootstrap> {
+fn bootstrap_of(inv: &Inventory, p: &MemberPlan) -> BTreeMap<crate::inventory::HostName, crate::render::EtcdBootstrap> {
     p.bootstrap
         .iter()
         .filter_map(|(n, b)| Some((inv.host(n)?.name.clone(), b.clone())))
@@ -282,7 +281,8 @@ async fn converge_prepared(
         .iter()
         .filter(|(h, _)| {
             let (a, b) = (guessed.get(*h), inputs.get(*h));
-            !a.zip(b).is_some_and(|(a, b)| a.rendered == b.rendered && a.vars == b.vars)
+            !a.zip(b)
+                .is_some_and(|(a, b)| a.rendered == b.rendered && a.vars == b.vars)
         })
         .map(|(h, c)| (h.clone(), c.clone()))
         .collect();
@@ -347,7 +347,12 @@ const GUESS: Target = Target::Debian13;
 
 /// Refuses a membership change that is unsafe (the plan's refusals), that `--limit` would do
 /// half, or that removes a member without `--remove-members`; otherwise says what changes.
-fn check_members(inv: &Inventory, o: &DeployOptions, p: &MemberPlan, rep: &dyn super::Reporter) -> Result<(), OpsError> {
+fn check_members(
+    inv: &Inventory,
+    o: &DeployOptions,
+    p: &MemberPlan,
+    rep: &dyn super::Reporter,
+) -> Result<(), OpsError> {
     if !p.refusals.is_empty() {
         return Err(OpsError::Refused(format!(
             "membership change refused; nothing was changed:\n  {}",

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use super::{OpsError, Reporter, verify};
 use crate::drill::cluster::Hosts;
+use crate::drill::restore_report::RestoreReport;
 use crate::drill::sequence::{self, LabTarget, Setup};
 use crate::drill::writer::{self, SqlTarget};
-use crate::drill::restore_report::RestoreReport;
 use crate::drill::{Kind, Report, RunId, entry, plan, restore};
 use crate::inventory::{Host, Inventory, Role};
 use crate::lab::LabPaths;
@@ -115,9 +115,7 @@ pub async fn run_entry_loss(
             ("connect_timeout", "2".to_string()),
             ("application_name", "pgha-drill".to_string()),
         ] {
-            info = info
-                .with(k, v)
-                .map_err(|e| OpsError::InvalidInput(e.to_string()))?;
+            info = info.with(k, v).map_err(|e| OpsError::InvalidInput(e.to_string()))?;
         }
         Ok::<_, OpsError>(info.to_keyword_string())
     };
@@ -127,7 +125,11 @@ pub async fn run_entry_loss(
         ro: conninfo(format!("{}_ro", p.db))?,
         password: creds.password,
     });
-    let (cancel, listener) = cancel_on_interrupt(rep, "interrupt: the drill undoes its fault, then exits", "interrupt: still undoing the fault; wait");
+    let (cancel, listener) = cancel_on_interrupt(
+        rep,
+        "interrupt: the drill undoes its fault, then exits",
+        "interrupt: still undoing the fault; wait",
+    );
     let progress = rep.clone();
     let setup = entry::EntrySetup {
         inv: inv.clone(),
@@ -198,10 +200,9 @@ pub async fn run(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn R
 
 /// What the restore drill would do (shown without `--yes`).
 fn restore_preview(inv: &Inventory, o: &DrillOptions, db: &str) -> Vec<String> {
-    let (repo, stanza) = inv
-        .backup
-        .as_ref()
-        .map_or(("-".to_string(), "-".to_string()), |b| (b.host.to_string(), b.stanza.clone()));
+    let (repo, stanza) = inv.backup.as_ref().map_or(("-".to_string(), "-".to_string()), |b| {
+        (b.host.to_string(), b.stanza.clone())
+    });
     let bouncer = inv.hosts_with(Role::Pgbouncer).next().map_or("-", |h| h.name.as_str());
     let nodes: Vec<&str> = inv.hosts_with(Role::Postgres).map(|h| h.name.as_str()).collect();
     vec![
@@ -250,7 +251,12 @@ pub async fn run_restore(
 
 /// Removes what restore drills left (`--clean`): the scratch units and directory on every
 /// PostgreSQL node. The hosts cleaned.
-pub async fn clean_restore(inv: &Inventory, o: &DrillOptions, p: Prepared, rep: &Arc<dyn Reporter>) -> Result<Vec<String>, OpsError> {
+pub async fn clean_restore(
+    inv: &Inventory,
+    o: &DrillOptions,
+    p: Prepared,
+    rep: &Arc<dyn Reporter>,
+) -> Result<Vec<String>, OpsError> {
     let (setup, listener) = restore_setup(inv, o, p, rep)?;
     let errors = restore::clean_all(&setup.hosts, inv).await;
     setup.hosts.close_all().await;

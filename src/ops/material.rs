@@ -317,4 +317,3 @@ mod tests {
         assert_eq!(verifiers.auth, real_verifiers.auth);
     }
 }
-

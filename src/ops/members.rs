@@ -233,10 +233,14 @@ impl MemberPlan {
             ));
         }
         for n in &self.pg_join {
-            out.push(format!("postgres: {n} joins as a streaming replica; pg_hba and HAProxy follow"));
+            out.push(format!(
+                "postgres: {n} joins as a streaming replica; pg_hba and HAProxy follow"
+            ));
         }
         for (h, unit) in &self.entry_leave {
-            out.push(format!("{unit}: {h} leaves ({unit} stopped and disabled on it; clients and configs stop naming it)"));
+            out.push(format!(
+                "{unit}: {h} leaves ({unit} stopped and disabled on it; clients and configs stop naming it)"
+            ));
         }
         for n in &self.pg_leave {
             out.push(format!(
@@ -307,7 +311,13 @@ fn plan_etcd(inv: &Inventory, live: &Live, record: &Record, p: &mut MemberPlan) 
     let peer_url = |n: &str| format!("https://{}", paths::host_port(n, peer_port));
     let client_url = |n: &str| format!("https://{}", paths::host_port(n, client_port));
     let wanted: Vec<&str> = inv.hosts_with(Role::Etcd).map(|h| h.name.as_str()).collect();
-    let inventory_list = || wanted.iter().map(|n| format!("{n}={}", peer_url(n))).collect::<Vec<_>>().join(",");
+    let inventory_list = || {
+        wanted
+            .iter()
+            .map(|n| format!("{n}={}", peer_url(n)))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let Some(members) = &live.etcd else {
         // No member answered: a new cluster (every member `new`), unless the record says the
         // cluster was formed; then who joins cannot be told.
@@ -358,7 +368,12 @@ fn plan_etcd(inv: &Inventory, live: &Live, record: &Record, p: &mut MemberPlan) 
             .filter(|(_, m)| !m.name.is_empty())
             .map(|(n, m)| format!("{n}={}", m.peer_urls.first().cloned().unwrap_or_else(|| peer_url(n))))
             .collect();
-        l.sort_by_key(|e| wanted.iter().position(|w| e.starts_with(&format!("{w}="))).unwrap_or(usize::MAX));
+        l.sort_by_key(|e| {
+            wanted
+                .iter()
+                .position(|w| e.starts_with(&format!("{w}=")))
+                .unwrap_or(usize::MAX)
+        });
         l.join(",")
     };
     let mut add_via = running.clone();
@@ -471,7 +486,10 @@ fn plan_postgres(inv: &Inventory, live: &Live, record: &Record, p: &mut MemberPl
         .map(|m| m.name.clone())
         .collect();
     for name in &p.pg_leave {
-        let m = members.iter().find(|m| &m.name == name).expect("a leaving member is a member");
+        let m = members
+            .iter()
+            .find(|m| &m.name == name)
+            .expect("a leaving member is a member");
         if m.is_leader() {
             let to = patroni::switchover_candidate(members, name)
                 .filter(|c| wanted.contains(c))
@@ -523,7 +541,11 @@ pub fn standings(inv: &Inventory, live: &Live) -> Vec<Standing> {
                 (true, true) => "joining",
                 (true, false) => "member",
             };
-            out.push(Standing { layer: "etcd", name, state });
+            out.push(Standing {
+                layer: "etcd",
+                name,
+                state,
+            });
         }
         for w in wanted {
             if !members.iter().any(|m| member_name(m) == w) {
@@ -567,7 +589,12 @@ pub fn standings(inv: &Inventory, live: &Live) -> Vec<Standing> {
 async fn run_on(conn: &Conn, host: &str, cmd: &Cmd) -> Result<String, String> {
     match conn.exec(cmd, None, DEFAULT_TIMEOUT).await {
         Ok(o) if o.success() => Ok(o.stdout_text()),
-        Ok(o) => Err(format!("{host}: `{}` exited {:?}: {}", cmd.summary(), o.code, o.stderr_tail(3))),
+        Ok(o) => Err(format!(
+            "{host}: `{}` exited {:?}: {}",
+            cmd.summary(),
+            o.code,
+            o.stderr_tail(3)
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -578,11 +605,15 @@ async fn run_on(conn: &Conn, host: &str, cmd: &Cmd) -> Result<String, String> {
 pub async fn read_live(inv: &Inventory, conns: &Conns, remote_ca: &str) -> Live {
     let mut live = Live::default();
     for h in inv.hosts_with(Role::Etcd) {
-        let Some(conn) = conns.get(h.name.as_str()) else { continue };
+        let Some(conn) = conns.get(h.name.as_str()) else {
+            continue;
+        };
         let Ok(text) = run_on(conn, h.name.as_str(), &etcd::members_cmd(inv, remote_ca)).await else {
             continue;
         };
-        let Ok(members) = etcd::parse_members(&text) else { continue };
+        let Ok(members) = etcd::parse_members(&text) else {
+            continue;
+        };
         let urls: Vec<String> = members
             .iter()
             .filter(|m| !m.name.is_empty())
@@ -595,7 +626,9 @@ pub async fn read_live(inv: &Inventory, conns: &Conns, remote_ca: &str) -> Live 
         break;
     }
     for h in inv.hosts_with(Role::Postgres) {
-        let Some(conn) = conns.get(h.name.as_str()) else { continue };
+        let Some(conn) = conns.get(h.name.as_str()) else {
+            continue;
+        };
         let cmd = patroni::rest_cmd(inv, h.name.as_str(), remote_ca, "/cluster");
         if let Ok(body) = run_on(conn, h.name.as_str(), &cmd).await
             && let Ok(m) = patroni::parse_cluster(&body)
@@ -611,7 +644,11 @@ pub async fn read_live(inv: &Inventory, conns: &Conns, remote_ca: &str) -> Live 
 /// bootstrap.
 pub fn record_after(inv: &Inventory, plan: &MemberPlan) -> Record {
     Record {
-        hosts: inv.hosts.iter().map(|h| (h.name.to_string(), RecordedHost::of(h))).collect(),
+        hosts: inv
+            .hosts
+            .iter()
+            .map(|h| (h.name.to_string(), RecordedHost::of(h)))
+            .collect(),
         etcd_bootstrap: plan.bootstrap.clone(),
     }
 }
@@ -651,9 +688,13 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
             Some(c) => c.clone(),
             None => connect_departed(r, name).await?,
         };
-        run_on(&conn, name, &Cmd::new("systemctl").args(["disable", "--now", unit.as_str()]))
-            .await
-            .map_err(|e| OpsError::Day2(format!("{unit}: {name} leaves: {e}")))?;
+        run_on(
+            &conn,
+            name,
+            &Cmd::new("systemctl").args(["disable", "--now", unit.as_str()]),
+        )
+        .await
+        .map_err(|e| OpsError::Day2(format!("{unit}: {name} leaves: {e}")))?;
         if !r.conns.contains_key(name) {
             let _ = conn.close().await;
         }
@@ -666,9 +707,13 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         let _ = conn.close().await;
         res.map_err(|e| OpsError::Day2(format!("postgres: {name} leaves: {e}")))?;
         let key = format!("/service/{}/members/{name}", r.inv.cluster_name);
-        run_on(&etcd_conn, &etcd_host, &etcd::etcdctl_at(&staying, &r.remote_ca, &["del", &key]))
-            .await
-            .map_err(|e| OpsError::Day2(format!("postgres: {name}: deleting its member key {key}: {e}")))?;
+        run_on(
+            &etcd_conn,
+            &etcd_host,
+            &etcd::etcdctl_at(&staying, &r.remote_ca, &["del", &key]),
+        )
+        .await
+        .map_err(|e| OpsError::Day2(format!("postgres: {name}: deleting its member key {key}: {e}")))?;
         wait_until(Duration::from_secs(60), || async {
             read_live(r.inv, r.conns, &r.remote_ca)
                 .await
@@ -676,7 +721,11 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
                 .is_some_and(|m| !m.iter().any(|m| &m.name == name))
         })
         .await
-        .map_err(|_| OpsError::Day2(format!("postgres: {name} still listed by Patroni's /cluster after 60 s")))?;
+        .map_err(|_| {
+            OpsError::Day2(format!(
+                "postgres: {name} still listed by Patroni's /cluster after 60 s"
+            ))
+        })?;
         r.rep.info(&format!(
             "members: postgres {name} left (Patroni stopped and disabled, member removed, data {}) in {:.1} s",
             if r.purge { "deleted" } else { "kept" },
@@ -687,7 +736,10 @@ pub async fn remove_departed(r: &Removal<'_>, plan: &MemberPlan) -> Result<(), O
         let t = Instant::now();
         let live = read_live(r.inv, r.conns, &r.remote_ca).await;
         let Some(members) = &live.etcd else {
-            return Err(OpsError::Day2(format!("etcd: no member answered before removing {}", l.name)));
+            return Err(OpsError::Day2(format!(
+                "etcd: no member answered before removing {}",
+                l.name
+            )));
         };
         let size = members.len() - 1;
         let up = live
@@ -770,9 +822,11 @@ pub fn etcd_leave_cmd(cluster: &str, purge: bool) -> Cmd {
 }
 
 async fn connect_departed(r: &Removal<'_>, name: &str) -> Result<Conn, OpsError> {
-    let h = r.record.hosts.get(name).ok_or_else(|| {
-        OpsError::Refused(format!("{name}: no record of how to reach it in {RECORD_FILE}"))
-    })?;
+    let h = r
+        .record
+        .hosts
+        .get(name)
+        .ok_or_else(|| OpsError::Refused(format!("{name}: no record of how to reach it in {RECORD_FILE}")))?;
     transport::connect(r.connect.transport, h.endpoint(name, r.connect.accept_new_host_keys))
         .await
         .map_err(OpsError::from)
@@ -825,7 +879,11 @@ mod tests {
             id,
             name: if started { name.into() } else { String::new() },
             peer_urls: vec![format!("https://{name}:2380")],
-            client_urls: if started { vec![format!("https://{name}:2379")] } else { vec![] },
+            client_urls: if started {
+                vec![format!("https://{name}:2379")]
+            } else {
+                vec![]
+            },
             is_learner: false,
         }
     }
@@ -866,7 +924,11 @@ mod tests {
 
     #[test]
     fn a_new_cluster_changes_no_membership() {
-        let p = plan(&hosts(&["n1"], &["e1", "e2", "e3"]), &Live::default(), &Record::default());
+        let p = plan(
+            &hosts(&["n1"], &["e1", "e2", "e3"]),
+            &Live::default(),
+            &Record::default(),
+        );
         assert!(p.is_empty() && p.refusals.is_empty() && p.bootstrap.is_empty(), "{p:?}");
     }
 
@@ -881,7 +943,11 @@ mod tests {
             p.etcd_join[0].initial_cluster,
             "e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380,e4=https://e4:2380"
         );
-        assert!(p.etcd_join[1].initial_cluster.ends_with("e4=https://e4:2380,e5=https://e5:2380"));
+        assert!(
+            p.etcd_join[1]
+                .initial_cluster
+                .ends_with("e4=https://e4:2380,e5=https://e5:2380")
+        );
         assert_eq!(p.etcd_join[1].add_via.len(), 4, "e5 is added through e1..e4");
         assert_eq!(p.bootstrap["e4"].state, "existing");
         // Members formed before the record keep `new` and the list they were rendered with.
@@ -913,7 +979,10 @@ mod tests {
         let first = plan(&i, &three(), &Record::default());
         let record = record_after(&i, &first);
         let mut live = three();
-        live.etcd.as_mut().expect("etcd").extend([em(4, "e4", true), em(5, "e5", true)]);
+        live.etcd
+            .as_mut()
+            .expect("etcd")
+            .extend([em(4, "e4", true), em(5, "e5", true)]);
         live.etcd_health = health(&["e1", "e2", "e3", "e4", "e5"]);
         let again = plan(&i, &live, &record);
         assert!(again.is_empty() && again.refusals.is_empty(), "{again:?}");
@@ -924,11 +993,17 @@ mod tests {
     fn shrinking_etcd_removes_and_refuses_to_lose_quorum() {
         let i = hosts(&["n1", "n2", "n3"], &["e1", "e2", "e3"]);
         let mut live = three();
-        live.etcd.as_mut().expect("etcd").extend([em(4, "e4", true), em(5, "e5", true)]);
+        live.etcd
+            .as_mut()
+            .expect("etcd")
+            .extend([em(4, "e4", true), em(5, "e5", true)]);
         live.etcd_health = health(&["e1", "e2", "e3", "e4", "e5"]);
         let p = plan(&i, &live, &Record::default());
         assert!(p.refusals.is_empty(), "{:?}", p.refusals);
-        assert_eq!(p.etcd_leave.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["e4", "e5"]);
+        assert_eq!(
+            p.etcd_leave.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["e4", "e5"]
+        );
         assert!(p.removes());
         // e2 down: 5 → 3 would leave 2 running of 3 at the end, but a staying member is
         // unhealthy: refused before anything.
@@ -973,16 +1048,28 @@ mod tests {
         let mut live = three();
         live.patroni.as_mut().expect("patroni")[2].state = "stopped".into();
         let p = plan(&hosts(&["n1", "n3"], &["e1", "e2", "e3"]), &live, &record);
-        assert!(p.refusals.iter().any(|r| r.contains("only synchronous standby")), "{:?}", p.refusals);
+        assert!(
+            p.refusals.iter().any(|r| r.contains("only synchronous standby")),
+            "{:?}",
+            p.refusals
+        );
     }
 
     #[test]
     fn an_entry_host_that_leaves_has_its_services_stopped() {
         let before = hosts(&["n1"], &["e1"]);
         let record = record_after(&before, &MemberPlan::default());
-        let after = inv("cluster: {name: t}\nhosts:\n  n1: {address: 10.0.0.11, dc: a, roles: [postgres]}\n  e1: {address: 10.0.0.12, dc: a, roles: [etcd]}\n  hp2: {address: 10.0.0.98, dc: a, roles: [haproxy, pgbouncer]}\n");
+        let after = inv(
+            "cluster: {name: t}\nhosts:\n  n1: {address: 10.0.0.11, dc: a, roles: [postgres]}\n  e1: {address: 10.0.0.12, dc: a, roles: [etcd]}\n  hp2: {address: 10.0.0.98, dc: a, roles: [haproxy, pgbouncer]}\n",
+        );
         let p = plan(&after, &Live::default(), &record);
-        assert_eq!(p.entry_leave, [("hp".to_string(), "haproxy".to_string()), ("hp".to_string(), "pgbouncer".to_string())]);
+        assert_eq!(
+            p.entry_leave,
+            [
+                ("hp".to_string(), "haproxy".to_string()),
+                ("hp".to_string(), "pgbouncer".to_string())
+            ]
+        );
         assert!(p.removes());
     }
 
@@ -1007,21 +1094,39 @@ mod tests {
         let mut material = crate::render::placeholder::placeholder_material(&i);
         let conf = |m: &crate::render::Material, name: &str| {
             let host = i.host(name).expect("host");
-            crate::render::render_host(&i, m, host, crate::render::Target::Debian13, &crate::render::TemplateSource::Embedded)
-                .expect("renders")
-                .into_iter()
-                .find(|f| f.path == paths::ETCD_CONFIG)
-                .expect("etcd config")
-                .content
+            crate::render::render_host(
+                &i,
+                m,
+                host,
+                crate::render::Target::Debian13,
+                &crate::render::TemplateSource::Embedded,
+            )
+            .expect("renders")
+            .into_iter()
+            .find(|f| f.path == paths::ETCD_CONFIG)
+            .expect("etcd config")
+            .content
         };
         let before = conf(&material, "e1");
-        material.etcd_bootstrap = p.bootstrap.iter().map(|(n, b)| (i.host(n).expect("host").name.clone(), b.clone())).collect();
+        material.etcd_bootstrap = p
+            .bootstrap
+            .iter()
+            .map(|(n, b)| (i.host(n).expect("host").name.clone(), b.clone()))
+            .collect();
         let e4 = conf(&material, "e4");
         assert!(e4.contains("initial-cluster-state: existing\n"), "{e4}");
-        assert!(e4.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380,e4=https://e4:2380\""), "{e4}");
+        assert!(
+            e4.contains(
+                "initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380,e4=https://e4:2380\""
+            ),
+            "{e4}"
+        );
         let e1 = conf(&material, "e1");
         assert!(e1.contains("initial-cluster-state: new\n"), "{e1}");
-        assert!(e1.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380\""), "{e1}");
+        assert!(
+            e1.contains("initial-cluster: \"e1=https://e1:2380,e2=https://e2:2380,e3=https://e3:2380\""),
+            "{e1}"
+        );
         assert_ne!(before, e1, "without the record e1 would list all five (and restart)");
     }
 

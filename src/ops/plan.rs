@@ -155,7 +155,10 @@ pub async fn read_cluster_plan(
             Ok(h) => h,
             Err(e) => return noted(e.to_string()),
         };
-        let postmaster = match conn.exec(&patroni::postmaster_settings_cmd(), None, DEFAULT_TIMEOUT).await {
+        let postmaster = match conn
+            .exec(&patroni::postmaster_settings_cmd(), None, DEFAULT_TIMEOUT)
+            .await
+        {
             Ok(o) if o.success() => patroni::parse_postmaster_settings(&o.stdout_text()),
             _ => patroni::POSTMASTER_FALLBACK.iter().map(|s| s.to_string()).collect(),
         };
@@ -183,7 +186,8 @@ mod tests {
 
     #[test]
     fn a_restart_parameter_plans_a_rolling_restart_with_a_switchover() {
-        let want = serde_json::json!({"ttl": 25, "postgresql": {"parameters": {"max_connections": 200, "work_mem": "8MB"}}});
+        let want =
+            serde_json::json!({"ttl": 25, "postgresql": {"parameters": {"max_connections": 200, "work_mem": "8MB"}}});
         let have = DcsConfig::from_value(
             serde_json::json!({"ttl": 25, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "4MB"}}}),
         );
@@ -205,7 +209,8 @@ mod tests {
             })
         );
         // work_mem alone: a DCS change, no restart.
-        let want = serde_json::json!({"ttl": 25, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "8MB"}}});
+        let want =
+            serde_json::json!({"ttl": 25, "postgresql": {"parameters": {"max_connections": 100, "work_mem": "8MB"}}});
         let p = cluster_plan(&want, &have, &members, &postmaster);
         assert_eq!(p.dcs.len(), 1);
         assert!(p.restart_parameters.is_empty() && p.rolling_restart.is_none());
@@ -269,14 +274,20 @@ mod tests {
             false,
         ));
         assert!(!whole.contains("placeholder-"), "a secret shows in the diff: {whole}");
-        assert!(!whole.contains("SCRAM-SHA-256$4096:"), "a verifier shows in the diff: {whole}");
+        assert!(
+            !whole.contains("SCRAM-SHA-256$4096:"),
+            "a verifier shows in the diff: {whole}"
+        );
     }
 
     #[test]
     fn bootstrap_dcs_is_read_from_the_rendered_config() {
         let yml = b"scope: x\nbootstrap:\n  dcs:\n    ttl: 25\n    postgresql:\n      parameters:\n        max_connections: 100\n";
         let want = wanted_dcs(yml).expect("parses");
-        assert_eq!(want.pointer("/postgresql/parameters/max_connections"), Some(&serde_json::json!(100)));
+        assert_eq!(
+            want.pointer("/postgresql/parameters/max_connections"),
+            Some(&serde_json::json!(100))
+        );
         assert!(wanted_dcs(b"scope: x\n").is_err());
     }
 }

@@ -171,8 +171,11 @@ async fn restart_one(c: &Cluster<'_>, member: &str, body: &str) -> Result<(), Op
     let answer = match c.post(member, "/restart", body, 300).await {
         // `restart_pending` and nothing pending any more (the flag in /cluster lags a loop):
         // nothing to restart.
-        Err(OpsError::Day2(e)) if body.contains("restart_pending") && e.contains("restart conditions are not satisfied") => {
-            c.rep.info(&format!("{member}: no restart pending any more; left alone"));
+        Err(OpsError::Day2(e))
+            if body.contains("restart_pending") && e.contains("restart conditions are not satisfied") =>
+        {
+            c.rep
+                .info(&format!("{member}: no restart pending any more; left alone"));
             return Ok(());
         }
         r => r?,

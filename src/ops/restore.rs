@@ -126,14 +126,18 @@ pub fn parse_lsn(s: &str) -> Result<String, String> {
     if ok {
         Ok(s.to_string())
     } else {
-        Err(format!("--lsn {s:?}: expected a WAL location like 16/B374D848 (select pg_current_wal_lsn() prints one)"))
+        Err(format!(
+            "--lsn {s:?}: expected a WAL location like 16/B374D848 (select pg_current_wal_lsn() prints one)"
+        ))
     }
 }
 
 /// Checks a `--name` (a restore point: what PostgreSQL accepts, at most 63 bytes).
 pub fn parse_name(s: &str) -> Result<String, String> {
     if s.is_empty() || s.len() > 63 || s.chars().any(char::is_control) {
-        return Err(format!("--name {s:?}: a restore point name has 1 to 63 printable characters"));
+        return Err(format!(
+            "--name {s:?}: a restore point name has 1 to 63 printable characters"
+        ));
     }
     Ok(s.to_string())
 }
@@ -142,14 +146,21 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 /// errors and, for a time target, have finished before it), else the newest good backup that
 /// finished before a time target (the newest good one for the other targets). `now` is the
 /// restoring node's clock (Unix seconds): a time target after it is refused.
-pub fn choose_backup(backups: &[BackupEntry], target: &RecoveryTarget, set: Option<&str>, now: i64) -> Result<String, String> {
+pub fn choose_backup(
+    backups: &[BackupEntry],
+    target: &RecoveryTarget,
+    set: Option<&str>,
+    now: i64,
+) -> Result<String, String> {
     if let RecoveryTarget::Time(t) = target
         && t.unix_timestamp() > now
     {
         return Err(format!(
             "the target {} is in the future (the node's clock says {}): nothing to recover to yet",
             pg_time(*t),
-            OffsetDateTime::from_unix_timestamp(now).map(pg_time).unwrap_or_else(|_| now.to_string())
+            OffsetDateTime::from_unix_timestamp(now)
+                .map(pg_time)
+                .unwrap_or_else(|_| now.to_string())
         ));
     }
     let before = |b: &BackupEntry| match target {
@@ -165,12 +176,16 @@ pub fn choose_backup(backups: &[BackupEntry], target: &RecoveryTarget, set: Opti
             )
         })?;
         if b.error {
-            return Err(format!("--set {label}: pgBackRest marked this backup as having errors; pick another"));
+            return Err(format!(
+                "--set {label}: pgBackRest marked this backup as having errors; pick another"
+            ));
         }
         if !before(b) {
             return Err(format!(
                 "--set {label}: this backup finished at {}, after the target {}; pick an older backup",
-                OffsetDateTime::from_unix_timestamp(b.stop).map(pg_time).unwrap_or_default(),
+                OffsetDateTime::from_unix_timestamp(b.stop)
+                    .map(pg_time)
+                    .unwrap_or_default(),
                 target.describe()
             ));
         }
@@ -182,7 +197,9 @@ pub fn choose_backup(backups: &[BackupEntry], target: &RecoveryTarget, set: Opti
         None => Err(format!(
             "no backup finished before the target {} (the oldest finished at {}): a backup is the starting point of a recovery; pick a later target",
             target.describe(),
-            OffsetDateTime::from_unix_timestamp(good[0].stop).map(pg_time).unwrap_or_default()
+            OffsetDateTime::from_unix_timestamp(good[0].stop)
+                .map(pg_time)
+                .unwrap_or_default()
         )),
     }
 }
@@ -293,7 +310,10 @@ fn stamp() -> String {
 
 /// The data directory a node holds (of the targets pgha knows), and that target.
 async fn data_dir_of(c: &Cluster<'_>, node: &str, cluster: &str) -> Result<Option<(String, Target)>, OpsError> {
-    let dirs: Vec<(String, Target)> = Target::ALL.iter().map(|t| (paths::pg_data_dir(*t, cluster), *t)).collect();
+    let dirs: Vec<(String, Target)> = Target::ALL
+        .iter()
+        .map(|t| (paths::pg_data_dir(*t, cluster), *t))
+        .collect();
     let cmd = Cmd::script(
         r#"for d in "$@"; do if [ -f "$d/PG_VERSION" ]; then echo "$d"; fi; done"#,
         dirs.iter().map(|(d, _)| d.clone()),
@@ -319,7 +339,11 @@ fn target_of(nodes: &[(String, Option<(String, Target)>)], node: &str) -> Option
 }
 
 /// Checks and plans; with `yes`, restores. Returns the plan and, when done, the run.
-pub async fn restore(inv: &Inventory, o: &RestoreOptions, rep: &Arc<dyn Reporter>) -> Result<(RestorePlan, Option<RestoreRun>), OpsError> {
+pub async fn restore(
+    inv: &Inventory,
+    o: &RestoreOptions,
+    rep: &Arc<dyn Reporter>,
+) -> Result<(RestorePlan, Option<RestoreRun>), OpsError> {
     let b = settings(inv).map_err(|_| {
         OpsError::InvalidInput(format!(
             "{}: no host has the role `backup`: there is no repository to restore from; add one and deploy, then take a backup (docs/backup.md)",
@@ -340,7 +364,12 @@ pub async fn restore(inv: &Inventory, o: &RestoreOptions, rep: &Arc<dyn Reporter
     result
 }
 
-async fn plan(c: &Cluster<'_>, inv: &Inventory, b: &crate::inventory::BackupSettings, o: &RestoreOptions) -> Result<RestorePlan, OpsError> {
+async fn plan(
+    c: &Cluster<'_>,
+    inv: &Inventory,
+    b: &crate::inventory::BackupSettings,
+    o: &RestoreOptions,
+) -> Result<RestorePlan, OpsError> {
     let repo = b.host.as_str();
     let conn = c
         .conns
@@ -368,11 +397,17 @@ async fn plan(c: &Cluster<'_>, inv: &Inventory, b: &crate::inventory::BackupSett
                 pg.join(", ")
             ))
         })?;
-    let now: i64 = exec(c, &restore_node, &Cmd::new("date").arg("+%s"), DEFAULT_TIMEOUT, "reading the clock")
-        .await?
-        .trim()
-        .parse()
-        .map_err(|_| OpsError::Day2(format!("{restore_node}: `date +%s` did not print a number")))?;
+    let now: i64 = exec(
+        c,
+        &restore_node,
+        &Cmd::new("date").arg("+%s"),
+        DEFAULT_TIMEOUT,
+        "reading the clock",
+    )
+    .await?
+    .trim()
+    .parse()
+    .map_err(|_| OpsError::Day2(format!("{restore_node}: `date +%s` did not print a number")))?;
     let backup = choose_backup(&stanza.backups, &o.target, o.set.as_deref(), now)
         .map_err(|e| OpsError::Refused(format!("restore refused: {e}")))?;
     let stamp = stamp();
@@ -400,22 +435,44 @@ async fn plan(c: &Cluster<'_>, inv: &Inventory, b: &crate::inventory::BackupSett
 }
 
 async fn systemctl(c: &Cluster<'_>, node: &str, verb: &str) -> Result<(), OpsError> {
-    exec(c, node, &Cmd::new("systemctl").arg(verb).arg("patroni"), Duration::from_secs(300), &format!("systemctl {verb} patroni"))
-        .await
-        .map(|_| ())
+    exec(
+        c,
+        node,
+        &Cmd::new("systemctl").arg(verb).arg("patroni"),
+        Duration::from_secs(300),
+        &format!("systemctl {verb} patroni"),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn psql_local(port: u16, sql: &str) -> Cmd {
-    Cmd::new("runuser").args(["-u", "postgres", "--", "psql", "-h", paths::SOCKET_DIR, "-p"]).arg(port.to_string()).args(["-XtAc", sql])
+    Cmd::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-h", paths::SOCKET_DIR, "-p"])
+        .arg(port.to_string())
+        .args(["-XtAc", sql])
 }
 
-async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &RestoreOptions, rep: &Arc<dyn Reporter>) -> Result<RestoreRun, OpsError> {
+async fn apply(
+    c: &Cluster<'_>,
+    inv: &Inventory,
+    plan: &RestorePlan,
+    o: &RestoreOptions,
+    rep: &Arc<dyn Reporter>,
+) -> Result<RestoreRun, OpsError> {
     let start = Instant::now();
     let mut r = RestoreRun::default();
     let repo = plan.repo_host.as_str();
     let node = plan.restore_node.as_str();
-    let np = plan.nodes.iter().find(|n| n.node == node).expect("the restore node is in the plan");
-    let data = np.data_dir.clone().expect("the restore node holds a data directory (plan)");
+    let np = plan
+        .nodes
+        .iter()
+        .find(|n| n.node == node)
+        .expect("the restore node is in the plan");
+    let data = np
+        .data_dir
+        .clone()
+        .expect("the restore node holds a data directory (plan)");
     let t = Target::ALL
         .into_iter()
         .find(|t| paths::pg_data_dir(*t, &inv.cluster_name) == data)
@@ -425,11 +482,24 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
 
     // 1. The newest WAL into the archive while the cluster still runs.
     if plan.leader_now.is_some() {
-        rep.info(&format!("{repo}: pgbackrest check (the newest WAL reaches the archive)"));
-        exec(c, repo, &pgbr::pgbackrest(&plan.stanza).arg("check"), Duration::from_secs(300), "pgbackrest check (before stopping anything; nothing was changed)").await?;
+        rep.info(&format!(
+            "{repo}: pgbackrest check (the newest WAL reaches the archive)"
+        ));
+        exec(
+            c,
+            repo,
+            &pgbr::pgbackrest(&plan.stanza).arg("check"),
+            Duration::from_secs(300),
+            "pgbackrest check (before stopping anything; nothing was changed)",
+        )
+        .await?;
     }
     // 2. Patroni stopped everywhere, replicas first; no postmaster left.
-    let mut order: Vec<&NodePlan> = plan.nodes.iter().filter(|n| Some(&n.node) != plan.leader_now.as_ref()).collect();
+    let mut order: Vec<&NodePlan> = plan
+        .nodes
+        .iter()
+        .filter(|n| Some(&n.node) != plan.leader_now.as_ref())
+        .collect();
     order.extend(plan.nodes.iter().filter(|n| Some(&n.node) == plan.leader_now.as_ref()));
     for n in &order {
         rep.info(&format!("{}: stopping Patroni (and its PostgreSQL)", n.node));
@@ -437,8 +507,15 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
     }
     for n in &order {
         if let Some(d) = &n.data_dir {
-            let alive = Cmd::script(r#"if [ -f "$1/postmaster.pid" ] && runuser -u postgres -- "$2/pg_ctl" -D "$1" status >/dev/null 2>&1; then echo running; fi"#, [d.clone(), bin.clone()]);
-            if exec(c, &n.node, &alive, DEFAULT_TIMEOUT, "checking for a postmaster").await?.trim() == "running" {
+            let alive = Cmd::script(
+                r#"if [ -f "$1/postmaster.pid" ] && runuser -u postgres -- "$2/pg_ctl" -D "$1" status >/dev/null 2>&1; then echo running; fi"#,
+                [d.clone(), bin.clone()],
+            );
+            if exec(c, &n.node, &alive, DEFAULT_TIMEOUT, "checking for a postmaster")
+                .await?
+                .trim()
+                == "running"
+            {
                 return Err(OpsError::Day2(format!(
                     "{}: PostgreSQL still runs in {d} after Patroni stopped; stop it (pg_ctl -D {d} stop), then re-run; Patroni is stopped on {}",
                     n.node,
@@ -451,7 +528,10 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
     for n in &order {
         if let (Some(d), Some(k)) = (&n.data_dir, &n.kept_as) {
             rep.info(&format!("{}: {d} kept as {k}", n.node));
-            let mv = Cmd::script(r#"if [ -e "$2" ]; then echo "$2 exists" >&2; exit 1; fi; mv -T -- "$1" "$2""#, [d.clone(), k.clone()]);
+            let mv = Cmd::script(
+                r#"if [ -e "$2" ]; then echo "$2 exists" >&2; exit 1; fi; mv -T -- "$1" "$2""#,
+                [d.clone(), k.clone()],
+            );
             exec(c, &n.node, &mv, DEFAULT_TIMEOUT, "moving the data directory aside").await?;
         }
     }
@@ -463,19 +543,51 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
         .name
         .to_string();
     let prefix = format!("/service/{}/", inv.cluster_name);
-    let out = exec(c, &etcd_host, &etcd::etcdctl_cmd(inv, &c.remote_ca, &["del", "--prefix", &prefix]), DEFAULT_TIMEOUT, "etcdctl del").await?;
+    let out = exec(
+        c,
+        &etcd_host,
+        &etcd::etcdctl_cmd(inv, &c.remote_ca, &["del", "--prefix", &prefix]),
+        DEFAULT_TIMEOUT,
+        "etcdctl del",
+    )
+    .await?;
     let deleted = serde_json::from_str::<serde_json::Value>(out.trim())
         .ok()
         .and_then(|v| v["deleted"].as_u64().or(Some(0)).filter(|_| v["header"].is_object()))
-        .ok_or_else(|| OpsError::Day2(format!("{etcd_host}: etcdctl del --prefix {prefix} failed: {}", out.trim())))?;
+        .ok_or_else(|| {
+            OpsError::Day2(format!(
+                "{etcd_host}: etcdctl del --prefix {prefix} failed: {}",
+                out.trim()
+            ))
+        })?;
     rep.info(&format!("etcd: {deleted} key(s) under {prefix} removed"));
     r.teardown_s = start.elapsed().as_secs_f64();
 
     // 5. pgbackrest restore on the restore node into a fresh directory.
     let t0 = Instant::now();
-    exec(c, node, &Cmd::new("install").args(["-d", "-o", "postgres", "-g", "postgres", "-m", "0700"]).arg(&data), DEFAULT_TIMEOUT, "creating the data directory").await?;
-    rep.info(&format!("{node}: pgbackrest restore of {} to {}", plan.backup, o.target.describe()));
-    exec(c, node, &restore_cmd(&plan.stanza, &o.target, &plan.backup), RESTORE_TIMEOUT, "pgbackrest restore").await?;
+    exec(
+        c,
+        node,
+        &Cmd::new("install")
+            .args(["-d", "-o", "postgres", "-g", "postgres", "-m", "0700"])
+            .arg(&data),
+        DEFAULT_TIMEOUT,
+        "creating the data directory",
+    )
+    .await?;
+    rep.info(&format!(
+        "{node}: pgbackrest restore of {} to {}",
+        plan.backup,
+        o.target.describe()
+    ));
+    exec(
+        c,
+        node,
+        &restore_cmd(&plan.stanza, &o.target, &plan.backup),
+        RESTORE_TIMEOUT,
+        "pgbackrest restore",
+    )
+    .await?;
     r.restore_s = t0.elapsed().as_secs_f64();
     r.restored_bytes = exec(c, node, &Cmd::new("du").args(["-sb"]).arg(&data), DEFAULT_TIMEOUT, "du")
         .await
@@ -496,7 +608,12 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
     exec(c, node, &start_pg, DEFAULT_TIMEOUT, "pg_ctl start (recovery)").await?;
     let probe = Cmd::script(
         r#"if ! runuser -u postgres -- "$1" -D "$2" status >/dev/null 2>&1; then echo dead; else runuser -u postgres -- psql -h "$3" -p "$4" -XtAc 'select pg_is_in_recovery()' 2>/dev/null || echo wait; fi"#,
-        [pg_ctl.clone(), data.clone(), paths::SOCKET_DIR.to_string(), port.to_string()],
+        [
+            pg_ctl.clone(),
+            data.clone(),
+            paths::SOCKET_DIR.to_string(),
+            port.to_string(),
+        ],
     );
     let deadline = Instant::now() + RESTORE_TIMEOUT;
     // `pg_ctl -W` returns before the postmaster writes its pid file: "not running" counts
@@ -508,35 +625,61 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
         match s.trim() {
             "f" => break,
             "dead" if dead >= 3 => {
-                let tail = exec(c, node, &Cmd::new("tail").args(["-n", "15"]).arg(&log), DEFAULT_TIMEOUT, "tail").await.unwrap_or_default();
+                let tail = exec(
+                    c,
+                    node,
+                    &Cmd::new("tail").args(["-n", "15"]).arg(&log),
+                    DEFAULT_TIMEOUT,
+                    "tail",
+                )
+                .await
+                .unwrap_or_default();
                 return Err(OpsError::Day2(format!(
                     "{node}: PostgreSQL stopped during recovery (a target after the end of the archive stops it: \"recovery ended before configured recovery target was reached\"). Patroni is stopped on every node; the old data directories are kept as *.pre-restore-{} (docs/backup.md: undo). Log {log}:\n{tail}",
                     plan.stamp
                 )));
             }
             _ if Instant::now() > deadline => {
-                return Err(OpsError::Day2(format!("{node}: recovery did not finish within {} s (log {log})", RESTORE_TIMEOUT.as_secs())));
+                return Err(OpsError::Day2(format!(
+                    "{node}: recovery did not finish within {} s (log {log})",
+                    RESTORE_TIMEOUT.as_secs()
+                )));
             }
             _ => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
     r.recovery_s = t0.elapsed().as_secs_f64();
-    rep.info(&format!("{node}: recovered and promoted in {:.1} s; stopping it cleanly for Patroni", r.recovery_s));
+    rep.info(&format!(
+        "{node}: recovered and promoted in {:.1} s; stopping it cleanly for Patroni",
+        r.recovery_s
+    ));
     exec(c, node, &psql_local(port, "checkpoint"), DEFAULT_TIMEOUT, "checkpoint").await?;
-    let stop_pg = Cmd::new("runuser").args(["-u", "postgres", "--"]).arg(&pg_ctl).args(["-D", &data, "-m", "fast", "-w", "-t", "300", "stop"]);
+    let stop_pg = Cmd::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(&pg_ctl)
+        .args(["-D", &data, "-m", "fast", "-w", "-t", "300", "stop"]);
     exec(c, node, &stop_pg, Duration::from_secs(330), "pg_ctl stop").await?;
 
     // 7. Patroni adopts it and leads; then the others are cloned from it.
     let t0 = Instant::now();
     systemctl(c, node, "start").await?;
     c.wait_members(&format!("{node} leads"), LEAD_WAIT, |m| {
-        m.iter().any(|x| x.name == node && x.is_leader() && x.state == "running")
+        m.iter()
+            .any(|x| x.name == node && x.is_leader() && x.state == "running")
     })
     .await?;
     r.lead_s = t0.elapsed().as_secs_f64();
-    rep.info(&format!("{node}: Patroni leads the restored cluster ({:.1} s)", r.lead_s));
+    rep.info(&format!(
+        "{node}: Patroni leads the restored cluster ({:.1} s)",
+        r.lead_s
+    ));
     let t0 = Instant::now();
-    let others: Vec<&str> = plan.nodes.iter().filter(|n| n.node != node).map(|n| n.node.as_str()).collect();
+    let others: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.node != node)
+        .map(|n| n.node.as_str())
+        .collect();
     for res in join_all(others.iter().map(|n| systemctl(c, n, "start"))).await {
         res?;
     }
@@ -547,12 +690,26 @@ async fn apply(c: &Cluster<'_>, inv: &Inventory, plan: &RestorePlan, o: &Restore
         .await?;
     r.reclone_s = t0.elapsed().as_secs_f64();
     r.timeline = ms.iter().find(|m| m.name == node).and_then(|m| m.timeline);
-    rep.info(&format!("{} cloned and streaming ({:.1} s)", others.join(", "), r.reclone_s));
+    rep.info(&format!(
+        "{} cloned and streaming ({:.1} s)",
+        others.join(", "),
+        r.reclone_s
+    ));
 
     // 8. Archiving on the new timeline.
-    exec(c, repo, &pgbr::pgbackrest(&plan.stanza).arg("check"), Duration::from_secs(300), "pgbackrest check on the new timeline").await?;
+    exec(
+        c,
+        repo,
+        &pgbr::pgbackrest(&plan.stanza).arg("check"),
+        Duration::from_secs(300),
+        "pgbackrest check on the new timeline",
+    )
+    .await?;
     r.total_s = start.elapsed().as_secs_f64();
-    rep.info(&format!("{repo}: pgbackrest check passes on timeline {}", r.timeline.map_or("?".into(), |t| t.to_string())));
+    rep.info(&format!(
+        "{repo}: pgbackrest check passes on timeline {}",
+        r.timeline.map_or("?".into(), |t| t.to_string())
+    ));
     Ok(r)
 }
 
@@ -615,23 +772,44 @@ mod tests {
         assert_eq!(choose_backup(&bs, &at(2500), Some("A"), 5000).unwrap(), "A");
         let e = choose_backup(&bs, &at(1500), Some("B"), 5000).unwrap_err();
         assert!(e.contains("after the target"), "{e}");
-        assert!(choose_backup(&bs, &at(4000), Some("C"), 5000).unwrap_err().contains("errors"));
-        assert!(choose_backup(&bs, &at(4000), Some("Z"), 5000).unwrap_err().contains("no such backup"));
+        assert!(
+            choose_backup(&bs, &at(4000), Some("C"), 5000)
+                .unwrap_err()
+                .contains("errors")
+        );
+        assert!(
+            choose_backup(&bs, &at(4000), Some("Z"), 5000)
+                .unwrap_err()
+                .contains("no such backup")
+        );
         assert_eq!(choose_backup(&bs, &RecoveryTarget::Latest, None, 0).unwrap(), "B");
-        assert!(choose_backup(&[], &RecoveryTarget::Latest, None, 0).unwrap_err().contains("no usable backup"));
+        assert!(
+            choose_backup(&[], &RecoveryTarget::Latest, None, 0)
+                .unwrap_err()
+                .contains("no usable backup")
+        );
     }
 
     #[test]
     fn restore_command_per_target() {
         let t = RecoveryTarget::Time(parse_time("2026-12-02 03:40:00+00").unwrap());
         let a = restore_cmd("st", &t, "L").argv().to_vec();
-        for want in ["--stanza=st", "--set=L", "--type=time", "--target=2026-12-02 03:40:00.000000+00", "--target-action=promote"] {
+        for want in [
+            "--stanza=st",
+            "--set=L",
+            "--type=time",
+            "--target=2026-12-02 03:40:00.000000+00",
+            "--target-action=promote",
+        ] {
             assert!(a.contains(&want.to_string()), "{want} in {a:?}");
         }
         assert_eq!(a.last().map(String::as_str), Some("restore"));
         let a = restore_cmd("st", &RecoveryTarget::Latest, "L").argv().to_vec();
         assert!(a.contains(&"--type=default".to_string()));
         assert!(!a.iter().any(|x| x.starts_with("--target")), "{a:?}");
-        assert_eq!(kept_as("/var/lib/postgresql/17/c", "20261202T034000Z"), "/var/lib/postgresql/17/c.pre-restore-20261202T034000Z");
+        assert_eq!(
+            kept_as("/var/lib/postgresql/17/c", "20261202T034000Z"),
+            "/var/lib/postgresql/17/c.pre-restore-20261202T034000Z"
+        );
     }
 }

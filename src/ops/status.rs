@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use super::OpsError;
 use super::pool::{self, Connect};
 use super::verify::{self, Ctx};
-use super::OpsError;
 use crate::facts::{haproxy, patroni, pgbouncer};
 use crate::inventory::{Inventory, Role};
 use crate::pki;
@@ -107,7 +107,10 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
         let mut holders = Vec::new();
         for h in inv.entry_hosts() {
             if let Some(c) = conns.get(h.name.as_str()) {
-                match c.exec(&crate::facts::vip::holds_cmd(v.address), None, DEFAULT_TIMEOUT).await {
+                match c
+                    .exec(&crate::facts::vip::holds_cmd(v.address), None, DEFAULT_TIMEOUT)
+                    .await
+                {
                     Ok(o) if o.success() && crate::facts::vip::parse_holds(&o.stdout_text()) => {
                         holders.push(h.name.to_string());
                     }
@@ -117,7 +120,12 @@ pub async fn status(inv: &Inventory, state: Option<&Path>, connect: &Connect) ->
             }
         }
         if holders.len() != 1 {
-            problems.push(format!("vip {}: held by {} entry hosts ({})", v.address, holders.len(), holders.join(", ")));
+            problems.push(format!(
+                "vip {}: held by {} entry hosts ({})",
+                v.address,
+                holders.len(),
+                holders.join(", ")
+            ));
         }
         vip = serde_json::json!({ "address": v.address.to_string(), "holders": holders });
     }

@@ -157,7 +157,11 @@ pub fn uri(
         ),
         Via::HaproxyDirect => {
             let d = inv.haproxy.direct_tls.as_ref()?;
-            (Role::Haproxy, if ro { d.ro_port.get() } else { d.rw_port.get() }, db.to_string())
+            (
+                Role::Haproxy,
+                if ro { d.ro_port.get() } else { d.rw_port.get() },
+                db.to_string(),
+            )
         }
     };
     let entries: Vec<_> = inv.hosts_with(role).collect();
@@ -236,7 +240,17 @@ mod tests {
         let u = uri(&inv, Via::Haproxy, true, Shape::Single, "app", "app", Some("pw"), ca).expect("uri");
         assert!(u.starts_with("postgresql://app:pw@db.example.com:5001/app?"), "{u}");
         let spaced = std::path::Path::new("/home/me/My Clusters/.pgha/trust/ca-bundle.pem");
-        let u = uri(&inv, Via::Pgbouncer, false, Shape::Single, "app", "app", Some("a@b&c"), spaced).expect("uri");
+        let u = uri(
+            &inv,
+            Via::Pgbouncer,
+            false,
+            Shape::Single,
+            "app",
+            "app",
+            Some("a@b&c"),
+            spaced,
+        )
+        .expect("uri");
         assert_eq!(
             u,
             "postgresql://app:a%40b%26c@pool.example.com:6432/app_rw?sslmode=verify-full&sslrootcert=/home/me/My%20Clusters/.pgha/trust/ca-bundle.pem&hostaddr=198.51.100.41"
@@ -265,9 +279,15 @@ mod tests {
             u.starts_with("postgresql://app@entry1:5001,entry2:5001/app?") && u.ends_with("&load_balance_hosts=random"),
             "{u}"
         );
-        assert_eq!(libpq_needed(Via::Haproxy, Shape::MultiHost, true), Some((16, "load_balance_hosts")));
+        assert_eq!(
+            libpq_needed(Via::Haproxy, Shape::MultiHost, true),
+            Some((16, "load_balance_hosts"))
+        );
         assert_eq!(libpq_needed(Via::Pgbouncer, Shape::MultiHost, false), None);
-        assert_eq!(libpq_needed(Via::HaproxyDirect, Shape::Single, false), Some((17, "sslnegotiation")));
+        assert_eq!(
+            libpq_needed(Via::HaproxyDirect, Shape::Single, false),
+            Some((17, "sslnegotiation"))
+        );
         let u = uri(&inv, Via::HaproxyDirect, false, Shape::Single, "app", "app", None, ca).expect("uri");
         assert_eq!(
             u,

@@ -117,7 +117,9 @@ fn pg_names(inv: &Inventory) -> Vec<&str> {
 /// Patroni: one leader, every other member a streaming replica (`patroni::assess`).
 pub fn patroni(inv: &Inventory, members: &Result<Vec<Member>, String>) -> Check {
     let name = "patroni: one leader, every replica streaming";
-    let result = members.clone().and_then(|members| patroni_verdict(&members, &pg_names(inv)));
+    let result = members
+        .clone()
+        .and_then(|members| patroni_verdict(&members, &pg_names(inv)));
     check(name, result)
 }
 
@@ -304,7 +306,11 @@ pub fn backup_check(h: &pgbackrest::Health) -> Check {
 /// Every check, in order.
 pub async fn run_all(ctx: &Ctx<'_>) -> Vec<Check> {
     let members = patroni_members(ctx).await;
-    let leader = members.as_ref().ok().and_then(|m| patroni::leader(m)).map(str::to_string);
+    let leader = members
+        .as_ref()
+        .ok()
+        .and_then(|m| patroni::leader(m))
+        .map(str::to_string);
     let mut checks = vec![etcd(ctx).await, patroni(ctx.inv, &members)];
     // Backup health is shown by `pgha status` (warnings) but not judged here yet: after a second
     // failover on the lab the new primary's archiver stays stuck on an old timeline's segment
@@ -445,24 +451,55 @@ mod verdict_tests {
             // Patroni 3.0: a streaming replica is `running` with a numeric lag.
             member("node3", "replica", "running", Some(0)),
         ];
-        assert_eq!(patroni_verdict(&ok, &NODES), Ok("leader node1, 2 replica(s) streaming".into()));
+        assert_eq!(
+            patroni_verdict(&ok, &NODES),
+            Ok("leader node1, 2 replica(s) streaming".into())
+        );
         // A replica whose Patroni stopped is gone from /cluster: named as missing.
         let err = patroni_verdict(&ok[..2], &NODES).expect_err("node3 missing");
         assert!(err.contains("missing: node3"), "{err}");
         // A member that is registered but not streaming is named with its state.
-        let stopped = [ok[0].clone(), ok[1].clone(), member("node3", "replica", "stopped", None)];
+        let stopped = [
+            ok[0].clone(),
+            ok[1].clone(),
+            member("node3", "replica", "stopped", None),
+        ];
         assert_eq!(patroni_verdict(&stopped, &NODES), Err("node3 is stopped".into()));
         // `running` without a lag is not streaming.
-        let no_lag = [ok[0].clone(), ok[1].clone(), member("node3", "replica", "running", None)];
+        let no_lag = [
+            ok[0].clone(),
+            ok[1].clone(),
+            member("node3", "replica", "running", None),
+        ];
         assert!(patroni_verdict(&no_lag, &NODES).is_err());
         // Two leaders, or none.
         let two = [ok[0].clone(), member("node2", "leader", "running", None), ok[2].clone()];
-        assert!(patroni_verdict(&two, &NODES).expect_err("two").starts_with("2 leader(s)"));
-        let none = [ok[1].clone(), ok[2].clone(), member("node1", "replica", "streaming", Some(0))];
-        assert!(patroni_verdict(&none, &NODES).expect_err("none").starts_with("0 leader(s)"));
+        assert!(
+            patroni_verdict(&two, &NODES)
+                .expect_err("two")
+                .starts_with("2 leader(s)")
+        );
+        let none = [
+            ok[1].clone(),
+            ok[2].clone(),
+            member("node1", "replica", "streaming", Some(0)),
+        ];
+        assert!(
+            patroni_verdict(&none, &NODES)
+                .expect_err("none")
+                .starts_with("0 leader(s)")
+        );
         // A stranger instead of an expected node.
-        let stranger = [ok[0].clone(), ok[1].clone(), member("node9", "replica", "streaming", Some(0))];
-        assert!(patroni_verdict(&stranger, &NODES).expect_err("stranger").contains("missing: node3"));
+        let stranger = [
+            ok[0].clone(),
+            ok[1].clone(),
+            member("node9", "replica", "streaming", Some(0)),
+        ];
+        assert!(
+            patroni_verdict(&stranger, &NODES)
+                .expect_err("stranger")
+                .contains("missing: node3")
+        );
     }
 
     /// `show stat` as HAProxy prints it (header, then 18+ fields; the status is field 17).
@@ -480,9 +517,18 @@ mod verdict_tests {
         let servers = parse(SHOW_STAT);
         assert_eq!(servers.len(), 4, "{servers:?}");
         assert_eq!(haproxy::check_rw(&servers, None), Ok("node1 UP".into()));
-        let maint = parse(&SHOW_STAT.replace("node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP", "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,MAINT"));
-        assert_eq!(haproxy::check_rw(&maint, Some("node1")), Err("0 UP (node1 MAINT, node2 DOWN, node3 DOWN)".into()));
-        let two = parse(&SHOW_STAT.replace("node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN", "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP"));
+        let maint = parse(&SHOW_STAT.replace(
+            "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,UP",
+            "node1,0,0,0,1,,3,0,0,,0,,0,0,0,0,MAINT",
+        ));
+        assert_eq!(
+            haproxy::check_rw(&maint, Some("node1")),
+            Err("0 UP (node1 MAINT, node2 DOWN, node3 DOWN)".into())
+        );
+        let two = parse(&SHOW_STAT.replace(
+            "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN",
+            "node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP",
+        ));
         assert!(haproxy::check_rw(&two, None).expect_err("two UP").starts_with("2 UP"));
         // Nothing at all is a failure, not a pass.
         assert!(haproxy::parse_stat("").is_err());

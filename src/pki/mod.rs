@@ -72,7 +72,9 @@ pub use issue::{BACKDATE, Issued, Validity};
 pub use rotation::{Phase, Renew, Rotation, load_rotation, renew_leaves};
 pub use scram::{SCRAM_ITERATIONS, scram_sha256_verifier};
 pub use secret::Secret;
-pub use secrets::{Account, PASSWORD_LEN, Secrets, VRRP_AUTH_LEN, SecretsReport, accounts, ensure_secrets, load_secrets};
+pub use secrets::{
+    Account, PASSWORD_LEN, Secrets, SecretsReport, VRRP_AUTH_LEN, accounts, ensure_secrets, load_secrets,
+};
 pub use spec::{Eku, LeafKind, LeafSpec, San, leaf_specs};
 pub use state::{StateDir, bundle_file_name};
 pub use status::{CertStatus, Health, status};

@@ -313,7 +313,10 @@ pub(crate) mod tests {
             specs
                 .iter()
                 .filter(|s| matches!(s.kind, LeafKind::PatroniClient | LeafKind::HaproxyCheck))
-                .all(|s| s.sans.iter().all(|n| matches!(n, San::Dns(d) if d.ends_with(".invalid"))))
+                .all(|s| s
+                    .sans
+                    .iter()
+                    .all(|n| matches!(n, San::Dns(d) if d.ends_with(".invalid"))))
         );
         assert_eq!(check.ekus, [Eku::ClientAuth].into());
 
@@ -343,9 +346,16 @@ pub(crate) mod tests {
             virtual_router_id: 30,
         });
         let specs = leaf_specs(&inv);
-        for (host, kind) in [("node1", LeafKind::PostgresServer), ("pgbouncer", LeafKind::PgbouncerServer)] {
+        for (host, kind) in [
+            ("node1", LeafKind::PostgresServer),
+            ("pgbouncer", LeafKind::PgbouncerServer),
+        ] {
             let s = spec(&specs, host, kind);
-            assert!(s.sans.contains(&dns("db-vip.example.com")) && s.sans.contains(&ip("192.0.2.30")), "{host}: {:?}", s.sans);
+            assert!(
+                s.sans.contains(&dns("db-vip.example.com")) && s.sans.contains(&ip("192.0.2.30")),
+                "{host}: {:?}",
+                s.sans
+            );
         }
         let rest = spec(&specs, "node1", LeafKind::PatroniRest);
         assert!(!rest.sans.contains(&ip("192.0.2.30")));
@@ -369,7 +379,14 @@ pub(crate) mod tests {
         let s = spec(&specs, "haproxy", LeafKind::HaproxyServer);
         assert_eq!(
             s.sans,
-            [dns("haproxy"), dns("db.example.com"), ip("192.0.2.41"), dns("db-vip.example.com"), ip("192.0.2.30")].into()
+            [
+                dns("haproxy"),
+                dns("db.example.com"),
+                ip("192.0.2.41"),
+                dns("db-vip.example.com"),
+                ip("192.0.2.30")
+            ]
+            .into()
         );
         assert_eq!(s.ekus, [Eku::ServerAuth].into());
         assert_eq!(specs.iter().filter(|s| s.kind == LeafKind::HaproxyServer).count(), 1);
@@ -378,11 +395,9 @@ pub(crate) mod tests {
     #[test]
     fn hosts_without_the_role_get_no_certificate() {
         let specs = leaf_specs(&sample_inventory());
-        assert!(
-            !specs
-                .iter()
-                .any(|s| s.host.as_str() == "haproxy" && !matches!(s.kind, LeafKind::HaproxyCheck | LeafKind::HaproxyServer))
-        );
+        assert!(!specs.iter().any(
+            |s| s.host.as_str() == "haproxy" && !matches!(s.kind, LeafKind::HaproxyCheck | LeafKind::HaproxyServer)
+        ));
         assert!(
             !specs
                 .iter()
@@ -394,8 +409,15 @@ pub(crate) mod tests {
     fn pgbackrest_leaves_only_with_a_backup_host() {
         let mut inv = sample_inventory();
         let specs = leaf_specs(&inv);
-        assert!(!specs.iter().any(|s| s.kind == LeafKind::Pgbackrest), "no backup host: none");
-        let bouncer = inv.hosts.iter_mut().find(|h| h.name.as_str() == "pgbouncer").expect("pgbouncer");
+        assert!(
+            !specs.iter().any(|s| s.kind == LeafKind::Pgbackrest),
+            "no backup host: none"
+        );
+        let bouncer = inv
+            .hosts
+            .iter_mut()
+            .find(|h| h.name.as_str() == "pgbouncer")
+            .expect("pgbouncer");
         bouncer.roles.insert(Role::Backup);
         inv.backup = Some(crate::inventory::BackupSettings {
             host: HostName::new("pgbouncer").expect("name"),

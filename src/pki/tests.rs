@@ -232,9 +232,15 @@ fn group_or_world_readable_leaf_keys_are_refused() {
     assert!(f.state.read_leaf_key(&spec.host, spec.kind).is_ok());
     for loose in [0o640, 0o604, 0o644] {
         fs::set_permissions(&key, fs::Permissions::from_mode(loose)).expect("chmod");
-        let err = f.state.read_leaf_key(&spec.host, spec.kind).expect_err("loose mode refused");
+        let err = f
+            .state
+            .read_leaf_key(&spec.host, spec.kind)
+            .expect_err("loose mode refused");
         let text = err.to_string();
-        assert!(text.contains(&key.display().to_string()) && text.contains("chmod 600"), "{text}");
+        assert!(
+            text.contains(&key.display().to_string()) && text.contains("chmod 600"),
+            "{text}"
+        );
         let err = ensure(&f.inv, &f.state, now()).expect_err("ensure refuses it too");
         assert!(matches!(err, PkiError::InsecureMode { .. }), "{err}");
     }

@@ -74,7 +74,9 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8], secret: bool) ->
 
 /// Whether `content` holds a private key (shown as a one-line note, never diffed).
 pub fn is_key_material(content: &[u8]) -> bool {
-    content.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----")
+    content
+        .windows(b"PRIVATE KEY-----".len())
+        .any(|w| w == b"PRIVATE KEY-----")
 }
 
 /// Masks the secret values in a diff, line by line, so that a config diff never shows a
@@ -146,15 +148,23 @@ mod tests {
         let d = mask_secrets("+  password: hunter2\n+  port: 5432\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n");
         assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
         assert!(d.contains("port: 5432"));
-        let d = mask_secrets("-\"pgbouncer_auth\" \"hunter2\"\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n     password_encryption: scram-sha-256\n");
+        let d = mask_secrets(
+            "-\"pgbouncer_auth\" \"hunter2\"\n+\"app\" \"SCRAM-SHA-256$4096:abc\"\n     password_encryption: scram-sha-256\n",
+        );
         assert!(!d.contains("hunter2") && !d.contains("abc"), "{d}");
-        assert!(d.contains("-\"pgbouncer_auth\" ***") && d.contains("password_encryption: scram-sha-256"), "{d}");
+        assert!(
+            d.contains("-\"pgbouncer_auth\" ***") && d.contains("password_encryption: scram-sha-256"),
+            "{d}"
+        );
     }
 
     #[test]
     fn verifiers_in_sql_are_cut_where_they_start() {
         let d = mask_secrets("+ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b';\n");
-        assert!(!d.to_ascii_lowercase().contains("scram-sha-256$") && !d.contains("4096"), "{d}");
+        assert!(
+            !d.to_ascii_lowercase().contains("scram-sha-256$") && !d.contains("4096"),
+            "{d}"
+        );
         assert!(d.contains("ALTER ROLE \"app\" LOGIN CREATEDB PASSWORD '***"), "{d}");
     }
 }

@@ -116,7 +116,11 @@ fn deploy_installs_every_package_in_one_play_first() {
         .map(|p| p.name.as_str())
         .collect();
     assert_eq!(with_packages, ["packages"]);
-    let at = pb.plays.iter().position(|p| p.name == "packages").expect("packages play");
+    let at = pb
+        .plays
+        .iter()
+        .position(|p| p.name == "packages")
+        .expect("packages play");
     assert_eq!(pb.plays[at].select(&inv()).len(), inv().hosts.len(), "on every host");
     let services = pb
         .plays

@@ -522,7 +522,11 @@ pub fn backup(inv: &Inventory, material: &Material, host: &Host, target: Target)
         socket_dir: paths::SOCKET_DIR.to_owned(),
         server_address: host.address.to_string(),
         server_port: paths::PGBACKREST_PORT,
-        cipher_pass: if repo { material.secrets.repo_cipher.clone() } else { String::new() },
+        cipher_pass: if repo {
+            material.secrets.repo_cipher.clone()
+        } else {
+            String::new()
+        },
         retention_full: b.retention_full,
         retention_diff: b.retention_diff,
         timers: b
@@ -707,7 +711,10 @@ pub fn patroni(
         name: host.name.to_string(),
         restapi_listen: paths::addr_port(host.address, rest_port),
         restapi_connect: paths::host_port(host.name.as_str(), rest_port),
-        restapi_allowlist: inv.hosts_with(Role::Postgres).map(|n| paths::host_cidr(n.address)).collect(),
+        restapi_allowlist: inv
+            .hosts_with(Role::Postgres)
+            .map(|n| paths::host_cidr(n.address))
+            .collect(),
         etcd_hosts: inv
             .hosts_with(Role::Etcd)
             .map(|m| paths::host_port(m.name.as_str(), inv.etcd.client_port.get()))
@@ -745,8 +752,14 @@ pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
     HaproxyContext {
         rw_bind: paths::haproxy_addr_port(host.address, h.rw_port.get()),
         ro_bind: paths::haproxy_addr_port(host.address, h.ro_port.get()),
-        vip_rw_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, h.rw_port.get())),
-        vip_ro_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, h.ro_port.get())),
+        vip_rw_bind: inv
+            .vip
+            .as_ref()
+            .map(|v| paths::haproxy_addr_port(v.address, h.rw_port.get())),
+        vip_ro_bind: inv
+            .vip
+            .as_ref()
+            .map(|v| paths::haproxy_addr_port(v.address, h.ro_port.get())),
         stats_bind: format!("127.0.0.1:{}", h.stats_port.get()),
         maxconn: h.maxconn,
         inter_ms: h.check_interval_ms,
@@ -761,8 +774,14 @@ pub fn haproxy(inv: &Inventory, host: &Host) -> HaproxyContext {
         direct: h.direct_tls.as_ref().map(|d| DirectTlsContext {
             rw_bind: paths::haproxy_addr_port(host.address, d.rw_port.get()),
             ro_bind: paths::haproxy_addr_port(host.address, d.ro_port.get()),
-            vip_rw_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, d.rw_port.get())),
-            vip_ro_bind: inv.vip.as_ref().map(|v| paths::haproxy_addr_port(v.address, d.ro_port.get())),
+            vip_rw_bind: inv
+                .vip
+                .as_ref()
+                .map(|v| paths::haproxy_addr_port(v.address, d.rw_port.get())),
+            vip_ro_bind: inv
+                .vip
+                .as_ref()
+                .map(|v| paths::haproxy_addr_port(v.address, d.ro_port.get())),
             pem: paths::haproxy_server_pem(),
         }),
     }
@@ -927,17 +946,28 @@ mod tests {
         // Never `haproxy,haproxy2`: PgBouncer < 1.25 would check that string against the
         // certificate (pgbouncer#1300).
         let pgb = host(&inv, "pgbouncer");
-        assert!(pgbouncer_databases(&inv, pgb).iter().all(|d| d.host == "haproxy"), "dc2's HAProxy");
+        assert!(
+            pgbouncer_databases(&inv, pgb).iter().all(|d| d.host == "haproxy"),
+            "dc2's HAProxy"
+        );
         let mut near = pgb.clone();
         near.dc = crate::inventory::DcName::new("dc1").expect("valid");
-        assert_eq!(pgbouncer_haproxy(&inv, &near), "haproxy2", "the HAProxy of its data centre");
+        assert_eq!(
+            pgbouncer_haproxy(&inv, &near),
+            "haproxy2",
+            "the HAProxy of its data centre"
+        );
         let mut edge = host(&inv, "haproxy").clone();
         edge.name = crate::inventory::HostName::new("edge").expect("valid");
         edge.roles.insert(Role::Pgbouncer);
         assert_eq!(pgbouncer_haproxy(&inv, &edge), "edge", "its own HAProxy");
         let mut far = pgb.clone();
         far.dc = crate::inventory::DcName::new("dc9").expect("valid");
-        assert_eq!(pgbouncer_haproxy(&inv, &far), "haproxy", "no HAProxy in its dc: the first");
+        assert_eq!(
+            pgbouncer_haproxy(&inv, &far),
+            "haproxy",
+            "no HAProxy in its dc: the first"
+        );
         // ...and pg_hba admits application traffic from both.
         let hba = pg_hba(&inv);
         assert!(hba.iter().any(|l| l.contains("198.51.100.31/32")));
@@ -1028,7 +1058,10 @@ mod tests {
         let m = placeholder_material(&inv);
         let e1 = host(&inv, "entry1");
         let v = vip(&inv, &m, e1).expect("entry1 runs keepalived");
-        assert_eq!((v.address.as_str(), v.virtual_router_id, v.peers.clone()), ("192.0.2.30", 30, vec!["192.0.2.32".to_string()]));
+        assert_eq!(
+            (v.address.as_str(), v.virtual_router_id, v.peers.clone()),
+            ("192.0.2.30", 30, vec!["192.0.2.32".to_string()])
+        );
         assert_eq!(v.auth_pass.len(), 8);
         assert!(vip(&inv, &m, host(&inv, "node1")).is_none());
         let b = pgbouncer(&inv, &m, e1, Target::Debian13).expect("context");

@@ -252,7 +252,11 @@ pub fn template_wanted(t: &TemplateFile, host: &crate::inventory::Host, inv: &cr
         return true;
     }
     let Some(b) = &inv.backup else { return false };
-    match t.template.strip_prefix("pgbackrest/pgha-backup-").and_then(|r| r.strip_suffix(".timer.j2")) {
+    match t
+        .template
+        .strip_prefix("pgbackrest/pgha-backup-")
+        .and_then(|r| r.strip_suffix(".timer.j2"))
+    {
         Some(kind) => b.schedule.iter().any(|s| s.kind.as_str() == kind),
         None => true,
     }

@@ -80,7 +80,10 @@ pub fn render_host(
                 template: Some(t.template),
             });
         }
-        for l in files::LEAVES.iter().filter(|l| Some(l.role) == role && files::leaf_wanted(l, host, inv)) {
+        for l in files::LEAVES
+            .iter()
+            .filter(|l| Some(l.role) == role && files::leaf_wanted(l, host, inv))
+        {
             out.extend(leaf_files(material, host, l)?);
         }
     }
@@ -155,7 +158,10 @@ mod tests {
             render_host(&inv, &material, host, Target::Debian13, &TemplateSource::Embedded).expect("renders")
         };
         let entry = files("entry2");
-        let conf = entry.iter().find(|f| f.path == paths::KEEPALIVED_CONFIG).expect("keepalived.conf");
+        let conf = entry
+            .iter()
+            .find(|f| f.path == paths::KEEPALIVED_CONFIG)
+            .expect("keepalived.conf");
         assert!(conf.secret && conf.mode == 0o600 && conf.unit == Some("keepalived.service"));
         for want in [
             "unicast_src_ip 192.0.2.32\n",
@@ -171,10 +177,21 @@ mod tests {
             assert!(conf.content.contains(want), "{want:?} in\n{}", conf.content);
         }
         assert!(!conf.content.contains("vrrp_strict") && !conf.content.contains("state MASTER"));
-        let check = entry.iter().find(|f| f.path == paths::ENTRY_CHECK).expect("track script");
+        let check = entry
+            .iter()
+            .find(|f| f.path == paths::ENTRY_CHECK)
+            .expect("track script");
         assert_eq!((check.owner, check.mode), ("root", 0o755));
-        assert!(check.content.contains("pg_isready -q -h 192.0.2.32 -p 6432 -U pgbouncer_auth -d postgres_rw"));
+        assert!(
+            check
+                .content
+                .contains("pg_isready -q -h 192.0.2.32 -p 6432 -U pgbouncer_auth -d postgres_rw")
+        );
         assert!(entry.iter().any(|f| f.path == paths::VIP_SYSCTL));
-        assert!(files("node1").iter().all(|f| !f.path.contains("keepalived") && f.path != paths::VIP_SYSCTL));
+        assert!(
+            files("node1")
+                .iter()
+                .all(|f| !f.path.contains("keepalived") && f.path != paths::VIP_SYSCTL)
+        );
     }
 }

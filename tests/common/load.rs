@@ -43,8 +43,15 @@ pub fn pgbench(uri: String, password: String, script: PathBuf, run_seconds: u32,
         while !flag.load(Ordering::SeqCst) {
             n += 1;
             let mut cmd = Command::new("timeout");
-            cmd.arg((run_seconds * 20).max(60).to_string())
-                .args(["pgbench", "-n", "-C", "-c", "2", "-T", &run_seconds.to_string()]);
+            cmd.arg((run_seconds * 20).max(60).to_string()).args([
+                "pgbench",
+                "-n",
+                "-C",
+                "-c",
+                "2",
+                "-T",
+                &run_seconds.to_string(),
+            ]);
             if let Some(d) = &dir {
                 cmd.arg("-l").arg(format!("--log-prefix={}/run{n}", d.display()));
             }

@@ -46,7 +46,10 @@ pub fn lab_test(what: &str) -> SecretScan {
         "{what}: PGHA_LAB_TESTS=0 says not to run the lab tests, yet it was asked to run \
          (--include-ignored or --ignored); drop that flag and it is listed as ignored"
     );
-    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     assert_eq!(
         uid.as_deref().unwrap_or("?"),
         "0",
@@ -58,7 +61,10 @@ pub fn lab_test(what: &str) -> SecretScan {
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(found, "{what} needs `{tool}`, which is not installed (.ci/test installs it)");
+        assert!(
+            found,
+            "{what} needs `{tool}`, which is not installed (.ci/test installs it)"
+        );
     }
     PRINTED.with(|p| p.borrow_mut().clear());
     SecretScan { what: what.to_string() }
@@ -75,7 +81,10 @@ pub fn record(args: &[&str], stdout: &str, stderr: &str) {
     if args.contains(&"--with-password") || (args.first() == Some(&"lab") && args.get(1) == Some(&"ssh")) {
         return;
     }
-    PRINTED.with(|p| p.borrow_mut().push(format!("$ pgha {}\n{stdout}\n{stderr}", args.join(" "))));
+    PRINTED.with(|p| {
+        p.borrow_mut()
+            .push(format!("$ pgha {}\n{stdout}\n{stderr}", args.join(" ")))
+    });
 }
 
 /// Scans what pgha printed for secrets when the test ends (see [`lab_test`]).
@@ -90,9 +99,11 @@ impl SecretScan {
         let secrets = known_secrets(Path::new(env!("CARGO_TARGET_TMPDIR")));
         // A test that deployed must find the passwords it deployed with (else the scan would
         // look for nothing); one that only runs playbooks has none.
-        let deployed = printed
-            .iter()
-            .any(|o| ["$ pgha deploy ", "$ pgha rotate-certs ", "$ pgha verify "].iter().any(|c| o.starts_with(c)));
+        let deployed = printed.iter().any(|o| {
+            ["$ pgha deploy ", "$ pgha rotate-certs ", "$ pgha verify "]
+                .iter()
+                .any(|c| o.starts_with(c))
+        });
         assert!(
             !deployed || !secrets.passwords.is_empty(),
             "{}: the secret scan found no secrets.json under {} to scan for",
@@ -156,8 +167,11 @@ pub fn known_secrets(root: &Path) -> Secrets {
                     .and_then(|t| serde_json::from_str(&t).ok())
                     .unwrap_or_default();
                 if let Some(accounts) = v["accounts"].as_object() {
-                    s.passwords
-                        .extend(accounts.values().filter_map(|a| a["password"].as_str().map(str::to_string)));
+                    s.passwords.extend(
+                        accounts
+                            .values()
+                            .filter_map(|a| a["password"].as_str().map(str::to_string)),
+                    );
                 }
             } else if in_state && name.ends_with(".key") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
