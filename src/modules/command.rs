@@ -48,7 +48,10 @@ pub(super) fn probe(a: &CommandArgs) -> Option<Cmd> {
 /// Whether the probe's result (exit status and output) means the `unless` check holds.
 pub(super) fn verdict(a: &CommandArgs, rendered: &Rendered, passed: bool, out: &str) -> bool {
     match &a.unless_rule {
-        Some(r) => passed && r.rule.resolve(rendered).is_ok_and(|j| j.holds(out)),
+        Some(r) => r
+            .rule
+            .resolve(rendered)
+            .is_ok_and(|j| if passed { j.holds(out) } else { j.holds_unanswered() }),
         None => passed,
     }
 }

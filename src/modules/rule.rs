@@ -88,6 +88,16 @@ impl Judge {
                 .unwrap_or(true),
         }
     }
+
+    /// Whether the rule holds when its URL did not answer (the fetch failed: Patroni busy,
+    /// just resumed, or reloading its certificate). Only "no restart due" does: a rolling
+    /// restart turn never starts on a guess — seen on the lab, a Patroni resumed after a
+    /// SIGSTOP timed the fetch out, and the primary's turn ran on a replica (a switchover
+    /// Patroni refused for two minutes); during a rotation the same guess switched the real
+    /// primary over, for nothing. The next deploy finds a restart that is really due.
+    pub fn holds_unanswered(&self) -> bool {
+        matches!(self, Judge::RestartNotDue(_))
+    }
 }
 
 /// An HTTPS URL fetched on the host with curl (mutual TLS when a certificate is given).
@@ -118,9 +128,16 @@ pub fn fetch(url: &str, ca: Option<&String>, cert: Option<&String>, key: Option<
 }
 
 impl RuleCheck {
-    /// Its fetch.
+    /// Its fetch, retried twice a second apart (a `command`'s guard is asked once, unlike a
+    /// `wait_for` that polls).
     pub fn fetch(&self) -> Cmd {
-        fetch(&self.url, self.ca.as_ref(), self.cert.as_ref(), self.key.as_ref())
+        fetch(&self.url, self.ca.as_ref(), self.cert.as_ref(), self.key.as_ref()).args([
+            "--retry",
+            "2",
+            "--retry-delay",
+            "1",
+            "--retry-all-errors",
+        ])
     }
 }
 
@@ -177,5 +194,48 @@ mod tests {
             serde_saphyr::from_str("patroni_restart_not_due: { member: a, turn: primary }").expect("parses");
         let j = primary.resolve(&Rendered::new()).expect("resolves");
         assert!(!j.holds(&cluster("replica", false)), "the leader's turn");
+    }
+
+    #[test]
+    fn only_the_restart_rule_holds_when_the_url_does_not_answer() {
+        use crate::modules::command::{CommandArgs, verdict};
+        let guarded = |rule: &str| CommandArgs {
+            argv: None,
+            sh: Some("pgha-patroni switchover".into()),
+            creates: None,
+            unless: None,
+            unless_rule: Some(RuleCheck {
+                url: "https://a:8008/cluster".into(),
+                ca: None,
+                cert: None,
+                key: None,
+                rule: serde_saphyr::from_str(rule).expect("parses"),
+            }),
+            timeout_s: None,
+        };
+        let mut r = Rendered::new();
+        r.insert(
+            "/c.yml".into(),
+            Managed {
+                content: b"bootstrap:\n  dcs:\n    ttl: 30\n".to_vec(),
+                owner: "root".into(),
+                group: "postgres".into(),
+                mode: 0o640,
+                secret: false,
+                unit: None,
+            },
+        );
+        let restart = guarded("patroni_restart_not_due: { member: a, turn: primary }");
+        assert!(verdict(&restart, &r, false, ""), "a failed fetch starts no switchover");
+        let dcs = guarded("patroni_dcs_matches: /c.yml");
+        assert!(
+            !verdict(&dcs, &r, false, ""),
+            "a failed fetch does not prove the DCS matches"
+        );
+        let argv = restart.unless_rule.as_ref().expect("a rule").fetch().argv().join(" ");
+        assert!(
+            argv.contains("--retry 2") && argv.contains("--retry-all-errors"),
+            "{argv}"
+        );
     }
 }

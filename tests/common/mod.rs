@@ -130,8 +130,49 @@ impl SecretScan {
 
 impl Drop for SecretScan {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if std::thread::panicking() {
+            dump_lab_journals();
+        } else {
             self.check();
+        }
+    }
+}
+
+/// Journal lines that explain most lab failures (a demotion, a restart Patroni thought due, an
+/// etcd member restarting or losing its leader), from every lab host, printed when a lab test
+/// fails: CI keeps only the test's output, and the lab is gone once the next test starts.
+fn dump_lab_journals() {
+    let Ok(hosts) = std::fs::read_dir("/var/lib/pgha/lab/hosts") else {
+        return;
+    };
+    let mut hosts: Vec<String> = hosts
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    hosts.sort();
+    let filter = "restart might|pending|demot|promot|Lock owner|switchover|Exception|refused|failsafe|\\bERROR|WARNING|lost leader|elected leader|became leader|Stopping|Started|Failed|FATAL|PANIC";
+    for host in hosts {
+        let script = format!(
+            "journalctl --no-pager -o short-precise --since -30min -u patroni -u etcd -u haproxy -u pgbouncer -u keepalived -u pgbackrest 2>/dev/null | grep -E -i '{filter}' | grep -v -E 'PEER_DID_NOT_RETURN|ConnectionReset' | tail -n 60"
+        );
+        let out = Command::new("timeout")
+            .args([
+                "20",
+                env!("CARGO_BIN_EXE_pgha"),
+                "lab",
+                "ssh",
+                &host,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .output();
+        if let Ok(out) = out {
+            eprintln!(
+                "---- journal of {host} (filtered, last 60 lines) ----\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 }
