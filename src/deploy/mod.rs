@@ -32,6 +32,9 @@ pub struct DeployVars {
     pub ca_bundle: String,
     /// Shell test: this etcd member is healthy over mutual TLS (empty off etcd hosts).
     pub etcd_member_healthy: String,
+    /// Shell test: the etcd cluster is formed — any of its members answers healthy (empty off
+    /// etcd hosts).
+    pub etcd_cluster_formed: String,
     /// Directory of certificates and keys.
     pub tls_dir: &'static str,
     /// Every etcd client URL, comma-separated.
@@ -170,6 +173,7 @@ impl<'a> Inputs<'a> {
             target: target.as_str(),
             pg_version: target.versions().postgres,
             etcd_member_healthy: etcd_member_healthy(inv, host, &ca_bundle),
+            etcd_cluster_formed: etcd_cluster_formed(inv, host, &ca_bundle),
             ca_bundle,
             tls_dir: render::paths::TLS_DIR,
             etcd_endpoints: self.etcd_endpoints.clone(),
@@ -205,6 +209,26 @@ fn etcd_member_healthy(inv: &Inventory, host: &crate::inventory::Host, ca_bundle
         "ETCDCTL_API=3 etcdctl --endpoints=https://{}:{} --cacert={ca_bundle} --cert={} --key={} --dial-timeout=3s --command-timeout=5s endpoint health >/dev/null 2>&1",
         host.name,
         inv.etcd.client_port,
+        render::paths::leaf_cert(render::LeafKind::EtcdServer),
+        render::paths::leaf_key(render::LeafKind::EtcdServer),
+    )
+}
+
+/// Shell test: some member of the etcd cluster answers a linearizable health check over mutual
+/// TLS, so a quorum exists and members must restart one at a time (the rolling play), never
+/// together. Asking every member, not only this one, keeps one slow answer on a loaded host
+/// from restarting a formed cluster all at once (a quorum loss). Empty off etcd hosts.
+fn etcd_cluster_formed(inv: &Inventory, host: &crate::inventory::Host, ca_bundle: &str) -> String {
+    if !host.has(Role::Etcd) {
+        return String::new();
+    }
+    let members: Vec<String> = inv
+        .hosts_with(Role::Etcd)
+        .map(|h| format!("https://{}:{}", h.name, inv.etcd.client_port))
+        .collect();
+    format!(
+        "for e in {}; do ETCDCTL_API=3 etcdctl --endpoints=$e --cacert={ca_bundle} --cert={} --key={} --dial-timeout=3s --command-timeout=5s endpoint health >/dev/null 2>&1 && exit 0; done; exit 1",
+        members.join(" "),
         render::paths::leaf_cert(render::LeafKind::EtcdServer),
         render::paths::leaf_key(render::LeafKind::EtcdServer),
     )
